@@ -1,0 +1,237 @@
+/**
+ * JSON values as QEMU's QObject layer sees them (qobject/json-parser.c, qobject/qnum.c).
+ *
+ * JSON.parse loses two distinctions QEMU's input visitor depends on: `1` (an integer) versus
+ * `1.0` (a double, which an integer member rejects), and integers past 2^53, which QEMU keeps
+ * exact up to 2^64 - 1. This module keeps both: integers that are not safe JS numbers become
+ * bigint, and doubles with an integral value are wrapped in {@link JsonDouble}.
+ */
+
+/** A JSON number written as a double (`1.0`, `1e3`) whose value happens to be integral. */
+export class JsonDouble {
+  constructor(readonly value: number) {}
+  toJSON(): number {
+    return this.value;
+  }
+}
+
+const INT64_MIN = -(1n << 63n);
+const INT64_MAX = (1n << 63n) - 1n;
+const UINT64_MAX = (1n << 64n) - 1n;
+
+/** QEMU's QNum kinds: QNUM_I64, QNUM_U64 (only above INT64_MAX) and QNUM_DOUBLE. */
+export type QNum =
+  | { readonly kind: 'i64'; readonly value: bigint }
+  | { readonly kind: 'u64'; readonly value: bigint }
+  | { readonly kind: 'double'; readonly value: number };
+
+/**
+ * Classifies a JS value as QEMU would have parsed it, or returns undefined when it is not a
+ * number. Integral JS numbers outside the safe range count as doubles: they are inexact, and
+ * exact 64-bit values travel as bigint.
+ */
+export function toQNum(v: unknown): QNum | undefined {
+  if (v instanceof JsonDouble) return { kind: 'double', value: v.value };
+  if (typeof v === 'number') {
+    if (Number.isSafeInteger(v)) return { kind: 'i64', value: BigInt(v) };
+    return { kind: 'double', value: v };
+  }
+  if (typeof v === 'bigint') {
+    if (v >= INT64_MIN && v <= INT64_MAX) return { kind: 'i64', value: v };
+    if (v > INT64_MAX && v <= UINT64_MAX) return { kind: 'u64', value: v };
+    return { kind: 'double', value: Number(v) };
+  }
+  return undefined;
+}
+
+/** An exact integer as the friendliest JS type: a number when safe, else a bigint. */
+export function intValue(v: bigint): number | bigint {
+  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
+/** Parses an integer lexeme the way QEMU's parser does: int64, else uint64, else double. */
+function numberFromLexeme(text: string): unknown {
+  if (/^-?\d+$/.test(text)) {
+    const big = BigInt(text);
+    if (big >= INT64_MIN && big <= UINT64_MAX) return intValue(big);
+  }
+  const d = Number(text);
+  return Number.isInteger(d) ? new JsonDouble(d) : d;
+}
+
+export class JsonSyntaxError extends SyntaxError {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
+    super(`${message} at offset ${offset}`);
+  }
+}
+
+/**
+ * Parses one JSON text into plain JS values (objects, arrays, strings, booleans, null) with
+ * numbers as described above. Accepts QEMU's extension of single-quoted strings.
+ * @throws {JsonSyntaxError} when the text is not one well-formed JSON value.
+ */
+export function parseJson(text: string): unknown {
+  let pos = 0;
+  const ws = () => {
+    while (pos < text.length) {
+      const c = text.charCodeAt(pos);
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) pos++;
+      else break;
+    }
+  };
+  const fail = (what: string): never => {
+    throw new JsonSyntaxError(what, pos);
+  };
+  const value = (depth: number): unknown => {
+    if (depth > 1024) fail('nesting too deep');
+    ws();
+    const c = text[pos];
+    if (c === '{') {
+      pos++;
+      const obj: Record<string, unknown> = {};
+      ws();
+      if (text[pos] === '}') {
+        pos++;
+        return obj;
+      }
+      for (;;) {
+        ws();
+        const q = text[pos];
+        if (q !== '"' && q !== "'") fail('expected a string key');
+        const key = string();
+        ws();
+        if (text[pos] !== ':') fail("expected ':'");
+        pos++;
+        const v = value(depth + 1);
+        Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
+        ws();
+        if (text[pos] === ',') {
+          pos++;
+          continue;
+        }
+        if (text[pos] === '}') {
+          pos++;
+          return obj;
+        }
+        fail("expected ',' or '}'");
+      }
+    }
+    if (c === '[') {
+      pos++;
+      const arr: unknown[] = [];
+      ws();
+      if (text[pos] === ']') {
+        pos++;
+        return arr;
+      }
+      for (;;) {
+        arr.push(value(depth + 1));
+        ws();
+        if (text[pos] === ',') {
+          pos++;
+          continue;
+        }
+        if (text[pos] === ']') {
+          pos++;
+          return arr;
+        }
+        fail("expected ',' or ']'");
+      }
+    }
+    if (c === '"' || c === "'") return string();
+    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(pos, pos + 400));
+    if (m && m[0].length > 0) {
+      pos += m[0].length;
+      return numberFromLexeme(m[0]);
+    }
+    for (const [word, v] of [
+      ['true', true],
+      ['false', false],
+      ['null', null],
+    ] as const) {
+      if (text.startsWith(word, pos)) {
+        pos += word.length;
+        return v;
+      }
+    }
+    return fail('unexpected token');
+  };
+  const string = (): string => {
+    const quote = text[pos++];
+    let out = '';
+    let start = pos;
+    for (;;) {
+      if (pos >= text.length) fail('unterminated string');
+      const c = text[pos];
+      if (c === quote) {
+        out += text.slice(start, pos);
+        pos++;
+        return out;
+      }
+      if (c !== undefined && c.charCodeAt(0) < 0x20) fail('control character in string');
+      if (c === '\\') {
+        out += text.slice(start, pos);
+        const e = text[pos + 1];
+        pos += 2;
+        switch (e) {
+          case '"':
+          case "'":
+          case '\\':
+          case '/':
+            out += e;
+            break;
+          case 'b':
+            out += '\b';
+            break;
+          case 'f':
+            out += '\f';
+            break;
+          case 'n':
+            out += '\n';
+            break;
+          case 'r':
+            out += '\r';
+            break;
+          case 't':
+            out += '\t';
+            break;
+          case 'u': {
+            const hex = text.slice(pos, pos + 4);
+            if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('bad \\u escape');
+            out += String.fromCharCode(Number.parseInt(hex, 16));
+            pos += 4;
+            break;
+          }
+          default:
+            fail('bad escape');
+        }
+        start = pos;
+        continue;
+      }
+      pos++;
+    }
+  };
+  const v = value(0);
+  ws();
+  if (pos !== text.length) fail('trailing characters');
+  return v;
+}
+
+/** Serialises a value for the wire, writing bigint exactly and JsonDouble as a number. */
+export function stringifyJson(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof JsonDouble) return JSON.stringify(value.value);
+  if (Array.isArray(value)) return `[${value.map((v) => stringifyJson(v)).join(', ')}]`;
+  if (typeof value === 'object') {
+    const parts: string[] = [];
+    for (const [k, v] of Object.entries(value)) {
+      if (v !== undefined) parts.push(`${JSON.stringify(k)}: ${stringifyJson(v)}`);
+    }
+    return `{${parts.join(', ')}}`;
+  }
+  return JSON.stringify(value);
+}

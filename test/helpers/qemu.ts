@@ -1,0 +1,115 @@
+/**
+ * Finds and starts the real QEMU peers installed by `npm run setup:qemu`.
+ * QEMU_10 / QEMU_7 name other binaries. Where a binary is missing, tests skip loudly; with
+ * QMIGRATE_REQUIRE_QEMU=1 (as CI sets it) they fail instead.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { MiniQmp } from './qmp-mini.js';
+
+export type QemuVersion = '10.0' | '7.2';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface QemuBinary {
+  version: QemuVersion;
+  path: string;
+  /** Extra environment and arguments a privately unpacked build needs. */
+  env: NodeJS.ProcessEnv;
+  args: string[];
+}
+
+function versionOf(path: string, env: NodeJS.ProcessEnv, args: string[]): string | undefined {
+  try {
+    const out = execFileSync(path, [...args, '--version'], { env, encoding: 'utf8', timeout: 10_000 });
+    return /version (\d+\.\d+)/.exec(out)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/** The QEMU binary of the given version, or undefined with the reason. */
+export function findQemu(version: QemuVersion): QemuBinary | { missing: string } {
+  const override = version === '10.0' ? process.env.QEMU_10 : process.env.QEMU_7;
+  const unpacked = join(root, '.qemu/10.0');
+  const path =
+    override ??
+    (version === '10.0' ? join(unpacked, 'usr/bin/qemu-system-x86_64') : '/usr/bin/qemu-system-x86_64');
+  if (!existsSync(path)) return { missing: `${path} does not exist` };
+  let env: NodeJS.ProcessEnv = { ...process.env };
+  let args: string[] = [];
+  if (!override && version === '10.0') {
+    env = { ...env, QEMU_MODULE_DIR: join(unpacked, 'usr/lib/x86_64-linux-gnu/qemu') };
+    args = ['-L', join(unpacked, 'usr/share/qemu')];
+  }
+  const got = versionOf(path, env, args);
+  if (got !== version) return { missing: `${path} is QEMU ${got ?? '(unknown)'}, not ${version}` };
+  return { version, path, env, args };
+}
+
+/**
+ * Returns the QEMU binary, or skips the test (loudly) when it is absent. With
+ * QMIGRATE_REQUIRE_QEMU=1 an absent QEMU fails the test instead.
+ */
+export function requireQemu(t: TestContext, version: QemuVersion): QemuBinary | undefined {
+  const q = findQemu(version);
+  if ('path' in q) return q;
+  const why = `QEMU ${version} not found (${q.missing}); run \`npm run setup:qemu\``;
+  if (process.env.QMIGRATE_REQUIRE_QEMU === '1') throw new Error(`${why} (QMIGRATE_REQUIRE_QEMU=1)`);
+  process.stderr.write(`\n*** SKIPPED: ${why} ***\n`);
+  t.skip(why);
+  return undefined;
+}
+
+export interface RunningQemu {
+  qmp: MiniQmp;
+  child: ChildProcess;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+/** Starts `-machine none` with a QMP unix socket and connects a negotiated QMP session. */
+export async function startQemu(bin: QemuBinary, extra: string[] = []): Promise<RunningQemu> {
+  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-qemu-'));
+  const sock = join(dir, 'qmp.sock');
+  const child = spawn(
+    bin.path,
+    [
+      ...bin.args,
+      '-machine',
+      'none',
+      '-display',
+      'none',
+      '-nodefaults',
+      '-qmp',
+      `unix:${sock},server=on,wait=off`,
+      ...extra,
+    ],
+    { env: bin.env, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  try {
+    const qmp = await MiniQmp.connect(sock, 10_000, exited);
+    await qmp.execute('qmp_capabilities');
+    const stop = async () => {
+      qmp.close();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    };
+    return { qmp, child, dir, stop };
+  } catch (e) {
+    child.kill('SIGKILL');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`QEMU did not start: ${(e as Error).message}; stderr: ${stderr}`);
+  }
+}
