@@ -20,6 +20,7 @@ function pascal(name: string): string {
 /** TS name of a schema type; implicit argument types get `<Command>Arguments`. */
 export function tsTypeName(name: string): string {
   const m = /^q_obj_(.*)-(arg|base)$/.exec(name);
+  if (m && /^[A-Z0-9_]+$/.test(m[1]!)) return `${pascal(m[1]!.toLowerCase())}Event`;
   if (m) return `${pascal(m[1]!)}${m[2] === 'arg' ? 'Arguments' : 'Base'}`;
   // QAPI's `String` would shadow the global String type in TypeScript.
   return name === 'String' ? 'QapiString' : name;

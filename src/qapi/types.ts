@@ -226,11 +226,11 @@ export interface MigrationParameters {
   'direct-io'?: boolean;
 }
 
-export interface MIGRATIONArguments {
+export interface MigrationEvent {
   status: MigrationStatus;
 }
 
-export interface MIGRATIONPASSArguments {
+export interface MigrationPassEvent {
   pass: Integer64;
 }
 
@@ -498,9 +498,9 @@ export interface Commands {
 /** Every event: its data member. */
 export interface Events {
   /** Sent whenever the migration status changes. */
-  MIGRATION: MIGRATIONArguments;
+  MIGRATION: MigrationEvent;
   /** Sent by the migration source each time it starts a new pass over dirty memory. */
-  MIGRATION_PASS: MIGRATIONPASSArguments;
+  MIGRATION_PASS: MigrationPassEvent;
   /** Sent when guest execution stops. */
   STOP: Record<string, never>;
   /** Sent when guest execution resumes. */
