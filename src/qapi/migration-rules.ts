@@ -119,7 +119,8 @@ export function parseMigrationInput(
     }
     const seen: Partial<Record<MigrationChannel['channel-type'], MigrationChannel>> = {};
     for (const c of channels) {
-      if (seen[c['channel-type']]) throw genericError(`Channel list has more than one ${c['channel-type']} entry`);
+      if (seen[c['channel-type']])
+        throw genericError(`Channel list has more than one ${c['channel-type']} entry`);
       seen[c['channel-type']] = c;
     }
     if (command === 'migrate' && mode === 'cpr-transfer' && !seen.cpr) {
@@ -305,7 +306,10 @@ export function mergeCapabilities(
   }
   if (
     next['zero-copy-send'] &&
-    (!next.multifd || next.xbzrle || ctx.params['multifd-compression'] !== 'none' || ctx.params['tls-creds'] !== '')
+    (!next.multifd ||
+      next.xbzrle ||
+      ctx.params['multifd-compression'] !== 'none' ||
+      ctx.params['tls-creds'] !== '')
   ) {
     throw genericError('Zero copy only available for non-compressed non-TLS multifd migration');
   }
@@ -346,14 +350,19 @@ const SIZE_MAX_TEXT = '(18446744073709551615UL)';
  * @returns the new parameter set; the caller's object is not changed.
  * @throws {QapiError}
  */
-export function mergeParameters(current: Parameters, requested: MigrateSetParameters, caps: Capabilities): Parameters {
+export function mergeParameters(
+  current: Parameters,
+  requested: MigrateSetParameters,
+  caps: Capabilities,
+): Parameters {
   const next: Parameters = { ...current };
   for (const [k, v] of Object.entries(requested) as [keyof MigrateSetParameters, unknown][]) {
     if (v === undefined) continue;
     (next as Record<string, unknown>)[k] = v === null ? '' : v;
   }
   const p = next;
-  const between = (v: number | bigint, lo: number, hi: number) => big(v) >= BigInt(lo) && big(v) <= BigInt(hi);
+  const between = (v: number | bigint, lo: number, hi: number) =>
+    big(v) >= BigInt(lo) && big(v) <= BigInt(hi);
   if (!between(p['throttle-trigger-threshold'], 1, 100)) {
     throw range('throttle_trigger_threshold', 'an integer in the range of 1 to 100');
   }
@@ -371,7 +380,8 @@ export function mergeParameters(current: Parameters, requested: MigrateSetParame
   }
   if (p['multifd-channels'] < 1) throw range('multifd_channels', 'a value between 1 and 255');
   if (p['multifd-zlib-level'] > 9) throw range('multifd_zlib_level', 'a value between 0 and 9');
-  if (!between(p['multifd-qatzip-level'], 1, 9)) throw range('multifd_qatzip_level', 'a value between 1 and 9');
+  if (!between(p['multifd-qatzip-level'], 1, 9))
+    throw range('multifd_qatzip_level', 'a value between 1 and 9');
   if (p['multifd-zstd-level'] > 20) throw range('multifd_zstd_level', 'a value between 0 and 20');
   const xbz = big(p['xbzrle-cache-size']);
   if (xbz < 4096n || (xbz & (xbz - 1n)) !== 0n) {
@@ -390,7 +400,8 @@ export function mergeParameters(current: Parameters, requested: MigrateSetParame
   if (!between(p['x-vcpu-dirty-limit-period'], 1, 1000)) {
     throw range('x-vcpu-dirty-limit-period', 'a value between 1 and 1000');
   }
-  if (big(p['vcpu-dirty-limit']) < 1n) throw genericError("Parameter 'vcpu_dirty_limit' must be greater than 1 MB/s");
+  if (big(p['vcpu-dirty-limit']) < 1n)
+    throw genericError("Parameter 'vcpu_dirty_limit' must be greater than 1 MB/s");
   return next;
 }
 
@@ -425,11 +436,14 @@ export function checkStartPostcopy(caps: Capabilities, current: MigrationStatus)
 export function checkMigratePause(outgoing: MigrationStatus, incoming: MigrationStatus): void {
   const ok = (s: MigrationStatus) => s === 'postcopy-active' || s === 'postcopy-recover';
   if (!ok(outgoing) && !ok(incoming)) {
-    throw genericError('migrate-pause is currently only supported during postcopy-active or postcopy-recover state');
+    throw genericError(
+      'migrate-pause is currently only supported during postcopy-active or postcopy-recover state',
+    );
   }
 }
 
 /** `migrate-recover` on a destination. */
 export function checkMigrateRecover(incoming: MigrationStatus): void {
-  if (incoming !== 'postcopy-paused') throw genericError('Migrate recover can only be run when postcopy is paused.');
+  if (incoming !== 'postcopy-paused')
+    throw genericError('Migrate recover can only be run when postcopy is paused.');
 }

@@ -68,7 +68,8 @@ export function parseInet(str: string): InetSocketAddress {
     pos = colon + 2 + port.length;
   } else {
     host = scanSet(str, 0, 64, ':');
-    port = host !== undefined && str[host.length] === ':' ? scanSet(str, host.length + 1, 32, ',') : undefined;
+    port =
+      host !== undefined && str[host.length] === ':' ? scanSet(str, host.length + 1, 32, ',') : undefined;
     if (host === undefined || port === undefined) throw genericError(`error parsing address '${str}'`);
     pos = host.length + 1 + port.length;
   }
@@ -96,9 +97,11 @@ export function parseSocketUri(uri: string): SocketAddress {
   if (uri.startsWith('vsock:')) {
     const str = uri.slice(6);
     const cid = scanSet(str, 0, 32, ':');
-    const port = cid !== undefined && str[cid.length] === ':' ? scanSet(str, cid.length + 1, 32, ',') : undefined;
+    const port =
+      cid !== undefined && str[cid.length] === ':' ? scanSet(str, cid.length + 1, 32, ',') : undefined;
     if (cid === undefined || port === undefined) throw genericError(`error parsing address '${str}'`);
-    if (cid.length + 1 + port.length !== str.length) throw genericError(`trailing characters in address '${str}'`);
+    if (cid.length + 1 + port.length !== str.length)
+      throw genericError(`trailing characters in address '${str}'`);
     return { type: 'vsock', cid, port };
   }
   return { type: 'inet', ...parseInet(uri.startsWith('tcp:') ? uri.slice(4) : uri) };
@@ -137,7 +140,8 @@ export function uriToChannel(uri: string): MigrationChannel {
 
 function inetUri(a: InetSocketAddress): string | undefined {
   // Only what 10.0's sscanf widths and separators read back unchanged has a URI.
-  if (a.numeric !== undefined || a.host.length > 64 || a.port.length === 0 || a.port.length > 32) return undefined;
+  if (a.numeric !== undefined || a.host.length > 64 || a.port.length === 0 || a.port.length > 32)
+    return undefined;
   if (a.port.includes(',')) return undefined;
   const bracket = a.host.includes(':') || a.host.startsWith('[');
   if (bracket && (a.host === '' || a.host.includes(']'))) return undefined;
@@ -160,7 +164,9 @@ export function addressToUri(addr: MigrationAddress): string | undefined {
   switch (addr.transport) {
     case 'exec': {
       const [sh, c, cmd, ...rest] = addr.args;
-      return sh === '/bin/sh' && c === '-c' && cmd !== undefined && rest.length === 0 ? `exec:${cmd}` : undefined;
+      return sh === '/bin/sh' && c === '-c' && cmd !== undefined && rest.length === 0
+        ? `exec:${cmd}`
+        : undefined;
     }
     case 'rdma': {
       const s = inetUri(addr);

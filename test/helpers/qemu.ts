@@ -73,15 +73,18 @@ export interface RunningQemu {
 }
 
 /** Starts `-machine none` with a QMP unix socket and connects a negotiated QMP session. */
-export async function startQemu(bin: QemuBinary, extra: string[] = []): Promise<RunningQemu> {
+export async function startQemu(
+  bin: QemuBinary,
+  extra: string[] = [],
+  machine: string[] = ['-machine', 'none'],
+): Promise<RunningQemu> {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-qemu-'));
   const sock = join(dir, 'qmp.sock');
   const child = spawn(
     bin.path,
     [
       ...bin.args,
-      '-machine',
-      'none',
+      ...machine,
       '-display',
       'none',
       '-nodefaults',

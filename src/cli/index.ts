@@ -1,0 +1,59 @@
+/**
+ * The `qmigrate` command line. Subcommands arrive with later work (vm, demo, migrate, ...);
+ * each is imported lazily so `--help` stays fast. Exit codes are listed in the help text.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { QmigrateError } from '../errors.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+  description: string;
+};
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, interrupted: 130 } as const;
+
+export function buildProgram(): Command {
+  return new Command('qmigrate')
+    .description(
+      "Live migration of VMs through QEMU's own QMP API: a typed client, a QEMU-compatible migration engine, and tools to drive both.",
+    )
+    .version(pkg.version, '-V, --version', 'print the version and exit')
+    .helpOption('-h, --help', 'show this help')
+    .addHelpText(
+      'after',
+      `
+Exit codes:
+  0    success
+  1    the operation failed (migration failed or was cancelled by the peer)
+  2    usage or argument error, found before anything started
+  3    the peer cannot be reached, or refused the QMP handshake
+  130  interrupted (SIGINT) after a clean cancel`,
+    )
+    .showHelpAfterError('(run qmigrate --help for usage)')
+    .exitOverride();
+}
+
+/** Runs the CLI; resolves to the exit code (and sets process.exitCode). */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  let code: number = EXIT.ok;
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    if (argv.length === 0) program.outputHelp();
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      code = e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    } else if (e instanceof QmigrateError) {
+      process.stderr.write(`qmigrate: ${e.message}\n`);
+      code = EXIT.failed;
+    } else {
+      process.stderr.write(
+        `qmigrate: internal error: ${(e as Error)?.stack ?? e}\nPlease report this bug with: qmigrate ${pkg.version}, Node ${process.version}\n`,
+      );
+      code = EXIT.failed;
+    }
+  }
+  process.exitCode = code;
+  return code;
+}
