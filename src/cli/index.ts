@@ -31,7 +31,26 @@ Exit codes:
   130  interrupted (SIGINT) after a clean cancel`,
     )
     .showHelpAfterError('(run qmigrate --help for usage)')
-    .exitOverride();
+    .exitOverride()
+    .addCommand(
+      new Command('uri')
+        .description('show the migration channel QEMU 10.0 builds from each legacy URI')
+        .argument('<uri...>', 'migration URIs, e.g. tcp:host:port, unix:/path, exec:cmd, file:/path,offset=N')
+        .action(async (uris: string[]) => {
+          const { runUri } = await import('./commands/uri.js');
+          process.exitCode = runUri(uris, console.log, console.error);
+        }),
+    )
+    .addCommand(
+      new Command('check')
+        .description("check QMP command arguments offline, answering with QEMU 10.0's own errors")
+        .argument('<command>', 'a QMP command, e.g. migrate')
+        .argument('[args]', 'its arguments as JSON (default: none)')
+        .action(async (command: string, args: string | undefined) => {
+          const { runCheck } = await import('./commands/check.js');
+          process.exitCode = runCheck(command, args, console.log, console.error);
+        }),
+    );
 }
 
 /** Runs the CLI; resolves to the exit code (and sets process.exitCode). */
@@ -41,6 +60,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv, { from: 'user' });
     if (argv.length === 0) program.outputHelp();
+    code = typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (e) {
     if (e instanceof CommanderError) {
       code = e.exitCode === 0 ? EXIT.ok : EXIT.usage;

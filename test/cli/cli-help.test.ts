@@ -29,3 +29,26 @@ test('an unknown option is a usage error (exit 2) that names the fix', () => {
   assert.match(r.stderr, /unknown option '--bogus'/);
   assert.match(r.stderr, /qmigrate --help/);
 });
+
+test('qmigrate uri shows the channel QEMU builds, or QEMU’s error (exit 1)', () => {
+  const good = run('uri', 'tcp:[::1]:4444');
+  assert.equal(good.status, 0);
+  assert.match(good.stdout, /"host": "::1", "port": "4444"/);
+  assert.match(good.stdout, /canonical uri: tcp:\[::1\]:4444/);
+  const bad = run('uri', 'foo:bar');
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /unknown migration protocol: foo:bar/);
+});
+
+test('qmigrate check answers with QEMU’s error text, and 2 for unparsable JSON', () => {
+  const r = run('check', 'migrate', '{"channels": []}');
+  assert.equal(r.status, 1);
+  assert.equal(
+    r.stdout.trim(),
+    `{"error": {"class": "GenericError", "desc": "need either 'uri' or 'channels' argument"}}`,
+  );
+  const typed = run('check', 'migrate-set-parameters', '{"max-bandwidth": -1}');
+  assert.equal(typed.status, 0);
+  assert.match(typed.stdout, /"max-bandwidth": 18446744073709551615/);
+  assert.equal(run('check', 'migrate', '{').status, 2);
+});
