@@ -169,7 +169,7 @@ class Visitor {
       case 'int16':
       case 'int32': {
         const q = toQNum(v);
-        if (!q || q.kind !== 'i64') throw this.#typeError(name, 'integer');
+        if (q?.kind !== 'i64') throw this.#typeError(name, 'integer');
         const range = INT_RANGES[type];
         if (range && (q.value < range[0] || q.value > range[1])) {
           throw genericError(`Parameter '${name ?? 'null'}' expects ${type}_t`);

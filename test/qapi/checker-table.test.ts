@@ -1,4 +1,6 @@
 // The argument and rule table (cases.ts) against qmigrate's QAPI layer.
+
+import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,8 +12,8 @@ import { argsText, assertReply, withTmp } from './run-case.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'qmigrate-table-'));
 
-test('the table has at least 80 cases', (t) => {
-  t.assert.ok(CASES.length >= 80, `${CASES.length} cases`);
+test('the table has at least 80 cases', () => {
+  assert.ok(CASES.length >= 80, `${CASES.length} cases`);
 });
 
 for (const c of CASES) {
