@@ -242,8 +242,7 @@ class Visitor {
   }
 
   /** The marshaller's visit of a command's (or boxed type's) arguments at the top level. */
-  visitArguments(argType: string | undefined, args: unknown): Record<string, unknown> {
-    if (!isDict(args)) throw this.#typeError(null, 'object');
+  visitArguments(argType: string | undefined, args: Record<string, unknown>): Record<string, unknown> {
     this.#stack.push({ kind: 'dict', name: null, value: args, unvisited: new Set(Object.keys(args)) });
     const out: Record<string, unknown> = {};
     if (argType) this.visitMembers(this.#schema.object(argType), out);

@@ -6,8 +6,8 @@
  */
 import rawSchema from './schema.json' with { type: 'json' };
 
-export const BUILTIN_TYPES = [
-  'str',
+/** The integer builtins: introspection reports all of them as `int`. */
+export const INTEGER_TYPES = [
   'int',
   'int8',
   'int16',
@@ -18,11 +18,8 @@ export const BUILTIN_TYPES = [
   'uint32',
   'uint64',
   'size',
-  'number',
-  'bool',
-  'null',
-  'any',
 ] as const;
+export const BUILTIN_TYPES = ['str', ...INTEGER_TYPES, 'number', 'bool', 'null', 'any'] as const;
 export type BuiltinType = (typeof BUILTIN_TYPES)[number];
 
 /** A reference to a type: a name, or a one-element array for a list of that type. */

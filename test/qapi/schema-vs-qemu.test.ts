@@ -3,7 +3,7 @@
 // query-qmp-schema (whose type names are masked, so the comparison is structural).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type Schema, schema, type TypeRef } from '../../src/qapi/schema.js';
+import { INTEGER_TYPES, type Schema, schema, type TypeRef } from '../../src/qapi/schema.js';
 import { requireQemu, startQemu } from '../helpers/qemu.js';
 
 type Info = Record<string, unknown> & { name: string; 'meta-type': string };
@@ -57,7 +57,7 @@ function fromIntrospection(byName: Map<string, Info>, name: string, seen: string
 function fromSchema(s: Schema, ref: TypeRef | undefined, seen: string[] = []): unknown {
   if (ref === undefined) return { members: [], tag: null, variants: null };
   if (typeof ref !== 'string') return { array: fromSchema(s, ref[0], seen) };
-  if (s.isBuiltin(ref)) return INT_BUILTINS.includes(ref) ? 'int' : ref;
+  if (s.isBuiltin(ref)) return (INTEGER_TYPES as readonly string[]).includes(ref) ? 'int' : ref;
   if (seen.includes(ref)) return { recursive: true };
   const next = [...seen, ref];
   const t = s.type(ref);
