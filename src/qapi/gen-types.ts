@@ -109,3 +109,61 @@ export function generateTypes(schema: Schema): string {
   out.push('}', '', 'export type CommandName = keyof Commands;', 'export type EventName = keyof Events;', '');
   return out.join('\n');
 }
+
+/** camelCase method name of a command: `migrate-set-capabilities` -> `migrateSetCapabilities`. */
+export function methodName(command: string): string {
+  const p = pascal(command);
+  return p[0]!.toLowerCase() + p.slice(1);
+}
+
+/**
+ * Generates src/qmp/methods.ts: one typed method per command, each a one-line call of the
+ * client's generic `execute`, so the client's API follows the schema without hand copies.
+ */
+export function generateMethods(schema: Schema): string {
+  const out: string[] = [
+    '// Generated from src/qapi/schema.json by `npm run gen` (src/qapi/gen-types.ts). Do not edit.',
+    "import type { CommandName, Commands } from '../qapi/types.js';",
+    '',
+    '/** Per-call options of every command. */',
+    'export interface ExecuteOptions {',
+    "  /** Milliseconds to wait for the reply (default: the client's commandTimeout, else forever). */",
+    '  timeout?: number;',
+    '  /** Stops waiting for the reply when aborted. */',
+    '  signal?: AbortSignal;',
+    '  /** Send as `exec-oob` (needs the oob capability). */',
+    '  oob?: boolean;',
+    '}',
+    '',
+    '/** One typed method per QMP command of the schema. */',
+    'export abstract class QmpCommandMethods {',
+    '  abstract execute<C extends CommandName>(',
+    '    command: C,',
+    "    args?: Commands[C]['args'],",
+    '    options?: ExecuteOptions,',
+    "  ): Promise<Commands[C]['returns']>;",
+  ];
+  for (const c of schema.commands.values()) {
+    const name = methodName(c.name);
+    const ret = `Promise<Commands['${c.name}']['returns']>`;
+    out.push('');
+    if (c.doc) out.push(`  /** ${c.doc} (\`${c.name}\`) */`);
+    if (c.argType) {
+      const required = schema.allMembers(c.argType).some((m) => !m.optional) || c.boxed;
+      const q = required ? '' : '?';
+      out.push(
+        `  ${name}(args${q}: Commands['${c.name}']['args'], options?: ExecuteOptions): ${ret} {`,
+        `    return this.execute('${c.name}', args, options);`,
+        '  }',
+      );
+    } else {
+      out.push(
+        `  ${name}(options?: ExecuteOptions): ${ret} {`,
+        `    return this.execute('${c.name}', undefined, options);`,
+        '  }',
+      );
+    }
+  }
+  out.push('}', '');
+  return out.join('\n');
+}

@@ -151,6 +151,10 @@ export function parseJson(text: string): unknown {
       ['true', true],
       ['false', false],
       ['null', null],
+      // QEMU writes non-finite doubles this way; accepted so clients can read its output.
+      ['-inf', Number.NEGATIVE_INFINITY],
+      ['inf', Number.POSITIVE_INFINITY],
+      ['nan', Number.NaN],
     ] as const) {
       if (text.startsWith(word, pos)) {
         pos += word.length;
@@ -220,18 +224,77 @@ export function parseJson(text: string): unknown {
   return v;
 }
 
-/** Serialises a value for the wire, writing bigint exactly and JsonDouble as a number. */
+/**
+ * QDict's hash (qobject/qdict.c uses the tdb hash), which fixes the order in which QEMU
+ * writes an object's members: by bucket, and newest first within a bucket.
+ */
+function tdbHash(key: string): number {
+  const bytes = Buffer.from(key, 'utf8');
+  let v = Math.imul(0x238f13af, bytes.length) >>> 0;
+  for (let i = 0; i < bytes.length; i++) v = (v + ((bytes[i]! << ((i * 5) % 24)) >>> 0)) >>> 0;
+  return (Math.imul(1103515243, v) + 12345) >>> 0;
+}
+
+const QDICT_BUCKETS = 512;
+
+/** An object's keys in the order QEMU's JSON writer emits them. */
+export function qdictOrder(keys: readonly string[]): string[] {
+  return keys
+    .map((k, i) => ({ k, i, b: tdbHash(k) % QDICT_BUCKETS }))
+    .sort((x, y) => x.b - y.b || y.i - x.i)
+    .map((e) => e.k);
+}
+
+/** printf's `%.17g`, which QEMU uses for doubles. */
+export function formatDouble(d: number): string {
+  if (Number.isNaN(d)) return 'nan';
+  if (!Number.isFinite(d)) return d > 0 ? 'inf' : '-inf';
+  if (d === 0) return Object.is(d, -0) ? '-0' : '0';
+  const [mant, expText] = d.toExponential(16).split('e') as [string, string];
+  const exp = Number(expText);
+  if (exp < -4 || exp >= 17) {
+    const m = mant.includes('.') ? mant.replace(/\.?0+$/, '') : mant;
+    return `${m}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  }
+  const fixed = d.toFixed(Math.max(0, 16 - exp));
+  return fixed.includes('.') ? fixed.replace(/\.?0+$/, '') : fixed;
+}
+
+/** A string as QEMU writes it: ASCII printable as is, everything else escaped (\uXXXX upper case). */
+function quote(s: string): string {
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22) out += '\\"';
+    else if (c === 0x5c) out += '\\\\';
+    else if (c >= 0x20 && c < 0x7f) out += s[i];
+    else if (c === 0x08) out += '\\b';
+    else if (c === 0x0c) out += '\\f';
+    else if (c === 0x0a) out += '\\n';
+    else if (c === 0x0d) out += '\\r';
+    else if (c === 0x09) out += '\\t';
+    else out += `\\u${c.toString(16).toUpperCase().padStart(4, '0')}`;
+  }
+  return `${out}"`;
+}
+
+/**
+ * Serialises a value byte for byte as QEMU's JSON writer does (qobject/qjson.c): `": "` and
+ * `", "` separators, members in QDict order, doubles as `%.17g`, non-ASCII escaped. bigint is
+ * written exactly; integral JS numbers as integers.
+ */
 export function stringifyJson(value: unknown): string {
   if (value === null || value === undefined) return 'null';
   if (typeof value === 'bigint') return value.toString();
-  if (value instanceof JsonDouble) return JSON.stringify(value.value);
-  if (Array.isArray(value)) return `[${value.map((v) => stringifyJson(v)).join(', ')}]`;
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? String(value) : formatDouble(value);
+  if (value instanceof JsonDouble) return formatDouble(value.value);
+  if (typeof value === 'string') return quote(value);
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  if (Array.isArray(value)) return value.length ? `[${value.map((v) => stringifyJson(v)).join(', ')}]` : '[]';
   if (typeof value === 'object') {
-    const parts: string[] = [];
-    for (const [k, v] of Object.entries(value)) {
-      if (v !== undefined) parts.push(`${JSON.stringify(k)}: ${stringifyJson(v)}`);
-    }
-    return `{${parts.join(', ')}}`;
+    const obj = value as Record<string, unknown>;
+    const keys = qdictOrder(Object.keys(obj).filter((k) => obj[k] !== undefined));
+    return keys.length ? `{${keys.map((k) => `${quote(k)}: ${stringifyJson(obj[k])}`).join(', ')}}` : '{}';
   }
-  return JSON.stringify(value);
+  return 'null';
 }

@@ -3,6 +3,7 @@
 // query-qmp-schema (whose type names are masked, so the comparison is structural).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { introspect } from '../../src/qapi/introspect.js';
 import { INTEGER_TYPES, type Schema, schema, type TypeRef } from '../../src/qapi/schema.js';
 import { requireQemu, startQemu } from '../helpers/qemu.js';
 
@@ -100,5 +101,29 @@ test('every served command and event matches QEMU 10.0 introspection', async (t)
       fromIntrospection(byName, theirs['arg-type'] as string),
       e.name,
     );
+  }
+});
+
+test("our query-qmp-schema output resolves to the same structures as QEMU 10.0's", async (t) => {
+  const bin = requireQemu(t, '10.0');
+  if (!bin) return;
+  const q = await startQemu(bin);
+  t.after(() => q.stop());
+  const theirs = new Map(
+    ((await q.qmp.execute('query-qmp-schema')) as { return: Info[] }).return.map((e) => [e.name, e]),
+  );
+  const ours = new Map(introspect(schema).map((e) => [e.name, e as Info]));
+  for (const name of [...schema.commands.keys(), ...schema.events.keys()]) {
+    const a = ours.get(name)!;
+    const b = theirs.get(name)!;
+    for (const key of ['arg-type', 'ret-type'] as const) {
+      if (a[key] === undefined) continue;
+      assert.deepEqual(
+        fromIntrospection(ours, a[key] as string),
+        fromIntrospection(theirs, b[key] as string),
+        `${name} ${key}`,
+      );
+    }
+    assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort(), `${name}: same SchemaInfo members`);
   }
 });

@@ -3,12 +3,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { generateTypes } from '../../src/qapi/gen-types.js';
+import { generateMethods, generateTypes } from '../../src/qapi/gen-types.js';
 import { schema } from '../../src/qapi/schema.js';
 
 test('types.ts is what the schema generates', () => {
   const onDisk = readFileSync(new URL('../../src/qapi/types.ts', import.meta.url), 'utf8');
   assert.equal(onDisk, generateTypes(schema), 'src/qapi/types.ts is stale: run `npm run gen`');
+});
+
+test('qmp/methods.ts is what the schema generates', () => {
+  const onDisk = readFileSync(new URL('../../src/qmp/methods.ts', import.meta.url), 'utf8');
+  assert.equal(onDisk, generateMethods(schema), 'src/qmp/methods.ts is stale: run `npm run gen`');
 });
 
 test('the schema serves every command and event qmigrate needs', () => {

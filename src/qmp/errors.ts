@@ -1,0 +1,94 @@
+/**
+ * Errors of the QMP layer, named as in QEMU's python/qemu/qmp/error.py and qmp_client.py.
+ *
+ *   QmigrateError (src/errors.ts)
+ *    +-- QmpClientError          anything the client reports
+ *         +-- ConnectError       no session: connect, greeting or negotiation failed
+ *         +-- StateError         the client is not in a state to do that (closed, ...)
+ *         +-- QmpError           the peer answered a command with {error: {class, desc}}
+ *         +-- ExecInterruptedError  the connection ended while a command waited
+ *         +-- ExecTimeoutError   no answer within the command's timeout
+ *         +-- ExecAbortedError   the caller's AbortSignal fired
+ *         +-- FeatureError       the peer cannot express the request (e.g. no `channels`)
+ *         +-- ProtocolError      the peer broke the protocol
+ *              +-- ServerParseError  a message was not JSON
+ *              +-- BadReplyError     a message was JSON but not a QMP message
+ */
+import { QmigrateError } from '../errors.js';
+
+export class QmpClientError extends QmigrateError {}
+
+export class ConnectError extends QmpClientError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('QMP_CONNECT', message, options);
+  }
+}
+
+export class StateError extends QmpClientError {
+  constructor(message: string) {
+    super('QMP_STATE', message);
+  }
+}
+
+/** The error a command returned. `errorClass` and `desc` are QEMU's, verbatim. */
+export class QmpError extends QmigrateError {
+  readonly errorClass: string;
+  readonly desc: string;
+  /** The message that was sent, and the reply, as evidence. */
+  readonly sent: unknown;
+  readonly received: unknown;
+
+  constructor(errorClass: string, desc: string, sent?: unknown, received?: unknown) {
+    super('QMP_EXECUTE', desc);
+    this.errorClass = errorClass;
+    this.desc = desc;
+    this.sent = sent;
+    this.received = received;
+  }
+}
+/** qemu.qmp's name for the same thing. */
+export { QmpError as ExecuteError };
+
+export class ExecInterruptedError extends QmpClientError {
+  constructor(command: string, options?: { cause?: unknown }) {
+    super('QMP_INTERRUPTED', `connection closed while '${command}' waited for its reply`, options);
+  }
+}
+
+export class ExecTimeoutError extends QmpClientError {
+  constructor(command: string, ms: number) {
+    super('QMP_TIMEOUT', `'${command}' got no reply within ${ms} ms`);
+  }
+}
+
+export class ExecAbortedError extends QmpClientError {
+  constructor(command: string, reason: unknown) {
+    super('QMP_ABORTED', `'${command}' was aborted`, { cause: reason });
+  }
+}
+
+export class FeatureError extends QmpClientError {
+  constructor(message: string) {
+    super('QMP_FEATURE', message);
+  }
+}
+
+export class ProtocolError extends QmpClientError {}
+
+export class ServerParseError extends ProtocolError {
+  constructor(
+    readonly line: string,
+    cause: unknown,
+  ) {
+    super('QMP_PARSE', `peer sent a message that is not JSON: ${line.slice(0, 200)}`, { cause });
+  }
+}
+
+export class BadReplyError extends ProtocolError {
+  constructor(
+    readonly msg: unknown,
+    why: string,
+  ) {
+    super('QMP_BAD_REPLY', `peer sent an invalid QMP message (${why})`);
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * QMP events for clients: each listener has its own queue, filtered by event name, and is an
+ * AsyncIterable that ends when the session ends or the listener is closed (cf.
+ * python/qemu/qmp/events.py). Events are only ever delivered here, never taken for replies.
+ */
+import type { EventName, Events } from '../qapi/types.js';
+
+export interface QmpEvent<N extends EventName = EventName> {
+  event: N;
+  data: Events[N];
+  timestamp: { seconds: number; microseconds: number };
+}
+
+/** A filtered, buffered stream of events. Close it (or `using` it) when done. */
+export class EventListener<N extends EventName = EventName>
+  implements AsyncIterable<QmpEvent<N>>, Disposable
+{
+  readonly names: ReadonlySet<string> | undefined;
+  readonly #queue: QmpEvent<N>[] = [];
+  #wake: (() => void) | undefined;
+  #done = false;
+  readonly #onClose: (l: EventListener<N>) => void;
+
+  constructor(names: readonly N[] | undefined, onClose: (l: EventListener<N>) => void) {
+    this.names = names?.length ? new Set(names) : undefined;
+    this.#onClose = onClose;
+  }
+
+  /** Whether this listener wants the event. */
+  accepts(name: string): boolean {
+    return !this.names || this.names.has(name);
+  }
+
+  /** @internal Called by the client for every event. */
+  push(e: QmpEvent): void {
+    if (this.#done || !this.accepts(e.event)) return;
+    this.#queue.push(e as QmpEvent<N>);
+    this.#wake?.();
+  }
+
+  /** @internal Ends iteration once the queue is drained. */
+  end(): void {
+    this.#done = true;
+    this.#wake?.();
+  }
+
+  close(): void {
+    if (this.#done) return;
+    this.end();
+    this.#onClose(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Events received and not yet taken. */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  /**
+   * The next event, waiting for one if none is queued; undefined once the listener ended.
+   * With a signal, stops waiting when it aborts (and rejects with its reason).
+   */
+  async get(signal?: AbortSignal): Promise<QmpEvent<N> | undefined> {
+    for (;;) {
+      const e = this.#queue.shift();
+      if (e) return e;
+      if (this.#done) return undefined;
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => reject(signal?.reason);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        this.#wake = () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  /** Removes and returns every queued event. */
+  drain(): QmpEvent<N>[] {
+    return this.#queue.splice(0);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<QmpEvent<N>> {
+    for (;;) {
+      const e = await this.get();
+      if (!e) return;
+      yield e;
+    }
+  }
+}
