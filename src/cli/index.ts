@@ -33,6 +33,16 @@ Exit codes:
     .showHelpAfterError('(run qmigrate --help for usage)')
     .exitOverride()
     .addCommand(
+      new Command('vm')
+        .description("run a VM host process from qemu-system-x86_64's options (-machine none, -m, -qmp, ...)")
+        .helpOption(false)
+        .allowUnknownOption()
+        .argument(
+          '[qemu-options...]',
+          'e.g. -machine none -m 1G -incoming defer -qmp unix:/tmp/q.sock,server=on,wait=off',
+        ),
+    )
+    .addCommand(
       new Command('uri')
         .description('show the migration channel QEMU 10.0 builds from each legacy URI')
         .argument('<uri...>', 'migration URIs, e.g. tcp:host:port, unix:/path, exec:cmd, file:/path,offset=N')
@@ -55,6 +65,14 @@ Exit codes:
 
 /** Runs the CLI; resolves to the exit code (and sets process.exitCode). */
 export async function main(argv: string[]): Promise<number> {
+  // `vm` takes QEMU's own options (-machine, -qmp, ...), which are not ours to parse.
+  if (argv[0] === 'vm') {
+    const { vmMain } = await import('../vm/main.js');
+    const code = await vmMain(argv.slice(1));
+    process.exitCode = code;
+    // Stdio monitors and signal handlers would keep the process alive.
+    process.exit(code);
+  }
   const program = buildProgram();
   let code: number = EXIT.ok;
   try {

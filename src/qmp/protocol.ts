@@ -78,11 +78,19 @@ export abstract class QmpProtocol {
    * @throws the first error that broke the connection in the background, if any.
    */
   async close(): Promise<void> {
-    if (!this.#isClosed) {
-      this.#stream?.end();
-      const t = setTimeout(() => this.#stream?.destroy(), 1000);
+    const s = this.#stream;
+    if (!this.#isClosed && s) {
+      // Let what was written reach the peer, then drop the connection without waiting for
+      // the peer to close its side.
+      await new Promise<void>((res) => {
+        const t = setTimeout(res, 1000);
+        s.end(() => {
+          clearTimeout(t);
+          res();
+        });
+      });
+      s.destroy();
       await this.#closed;
-      clearTimeout(t);
     }
     if (this.#firstError) throw this.#firstError;
   }

@@ -1,0 +1,65 @@
+/**
+ * Guest RAM as QEMU models it (system/physmem.c, include/exec/ramblock.h): named RAM blocks
+ * with a used length, laid out in guest-physical address space from 0. The blocks are the
+ * unit the migration stream names (`idstr`) and sizes, so QEMU and qmigrate must agree.
+ */
+export const TARGET_PAGE_SIZE = 4096;
+
+export class RamBlock {
+  readonly idstr: string;
+  /** Guest-physical address of the first byte. */
+  readonly offset: number;
+  /** The guest's bytes; its length is the block's used_length. */
+  readonly host: Buffer;
+
+  constructor(idstr: string, offset: number, host: Buffer) {
+    this.idstr = idstr;
+    this.offset = offset;
+    this.host = host;
+  }
+
+  get length(): number {
+    return this.host.length;
+  }
+
+  get pages(): number {
+    return this.host.length / TARGET_PAGE_SIZE;
+  }
+}
+
+export class GuestRam {
+  readonly blocks: RamBlock[] = [];
+
+  add(idstr: string, host: Buffer): RamBlock {
+    const offset = this.blocks.reduce((end, b) => Math.max(end, b.offset + b.length), 0);
+    const b = new RamBlock(idstr, offset, host);
+    this.blocks.push(b);
+    return b;
+  }
+
+  get size(): number {
+    return this.blocks.reduce((s, b) => s + b.length, 0);
+  }
+
+  block(idstr: string): RamBlock | undefined {
+    return this.blocks.find((b) => b.idstr === idstr);
+  }
+
+  /**
+   * Copies guest-physical bytes [addr, addr+size) into a new Buffer, or returns undefined if
+   * any byte lies outside guest RAM.
+   */
+  read(addr: bigint, size: bigint): Buffer | undefined {
+    const end = addr + size;
+    if (end > BigInt(this.size)) return undefined;
+    const out = Buffer.alloc(Number(size));
+    for (const b of this.blocks) {
+      const lo = BigInt(b.offset);
+      const hi = lo + BigInt(b.length);
+      const from = addr > lo ? addr : lo;
+      const to = end < hi ? end : hi;
+      if (from < to) b.host.copy(out, Number(from - addr), Number(from - lo), Number(to - lo));
+    }
+    return out;
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * The migration state machine of one VM (migration/migration.c): outgoing and incoming
+ * status, the error, timings and RAM statistics, and the QMP commands that read or drive
+ * them. It checks every command with the QAPI layer's rules before changing anything, and
+ * leaves moving bytes to a MigrationEngine (outgoing.ts / incoming.ts).
+ */
+import { genericError, QapiError } from '../qapi/errors.js';
+import {
+  checkMigrate,
+  checkMigrateCancel,
+  checkMigrateContinue,
+  checkMigrateIncoming,
+  checkMigratePause,
+  checkMigrateRecover,
+  checkStartPostcopy,
+  isRunning,
+  type MigrationInput,
+  type ParsedInput,
+} from '../qapi/migration-rules.js';
+import type {
+  EventName,
+  Events,
+  MigrationCapabilityStatus,
+  MigrationInfo,
+  MigrationStats,
+  MigrationStatus,
+  RunState,
+  SocketAddress,
+} from '../qapi/types.js';
+import { MigrationOptions } from './options.js';
+
+/** What the state machine needs from the VM around it. */
+export interface MigrationHost {
+  runstate(): RunState;
+  /** Emits a QMP event to every monitor. */
+  emit<N extends EventName>(event: N, data?: Events[N]): void;
+}
+
+/** A started outgoing migration, as the engine runs it. */
+export interface OutgoingRun {
+  /** Asks the engine to stop; the run then ends (cancelled). */
+  cancel(): void;
+  /** Resumes from pre-switchover (migrate-continue). */
+  continue(): void;
+}
+
+/** A started incoming migration. */
+export interface IncomingRun {
+  /** Addresses the listener is bound to (for query-migrate's socket-address). */
+  socketAddress?: SocketAddress[];
+  cancel(): void;
+}
+
+/** Moves the bytes; implemented by the engine (issue-sized work kept out of this file). */
+export interface MigrationEngine {
+  /** @throws {QapiError} for synchronous connect errors (bad fd name, spawn, open...). */
+  startOutgoing(parsed: ParsedInput, m: Migration): OutgoingRun | Promise<OutgoingRun>;
+  /** @throws {QapiError} when the listener or transport cannot be set up. */
+  startIncoming(parsed: ParsedInput, m: Migration, exitOnError: boolean): IncomingRun | Promise<IncomingRun>;
+}
+
+const RAM_STATES: readonly MigrationStatus[] = [
+  'active',
+  'cancelling',
+  'postcopy-active',
+  'pre-switchover',
+  'device',
+  'postcopy-paused',
+  'postcopy-recover-setup',
+  'postcopy-recover',
+  'completed',
+];
+const INCOMING_REPORTED: readonly MigrationStatus[] = [
+  'setup',
+  'cancelling',
+  'cancelled',
+  'active',
+  'postcopy-active',
+  'postcopy-paused',
+  'postcopy-recover',
+  'failed',
+  'colo',
+  'completed',
+];
+
+export function emptyStats(): MigrationStats {
+  return {
+    transferred: 0,
+    remaining: 0,
+    total: 0,
+    duplicate: 0,
+    normal: 0,
+    'normal-bytes': 0,
+    'dirty-pages-rate': 0,
+    mbps: 0,
+    'dirty-sync-count': 0,
+    'postcopy-requests': 0,
+    'page-size': 4096,
+    'multifd-bytes': 0,
+    'pages-per-second': 0,
+    'precopy-bytes': 0,
+    'downtime-bytes': 0,
+    'postcopy-bytes': 0,
+    'dirty-sync-missed-zero-copy': 0,
+  };
+}
+
+export class Migration {
+  readonly options = new MigrationOptions();
+  readonly #host: MigrationHost;
+  #engine: MigrationEngine | undefined;
+
+  status: MigrationStatus = 'none';
+  incomingStatus: MigrationStatus = 'none';
+  incomingStarted = false;
+  error: string | undefined;
+  /** Outgoing timings in ms since the epoch / durations, filled by the engine. */
+  startTime = 0;
+  setupTime = 0;
+  totalTime = 0;
+  downtime = 0;
+  expectedDowntime = 0;
+  stats: MigrationStats = emptyStats();
+  #outgoing: OutgoingRun | undefined;
+  #incoming: IncomingRun | undefined;
+
+  constructor(host: MigrationHost, engine?: MigrationEngine) {
+    this.#host = host;
+    this.#engine = engine;
+  }
+
+  set engine(e: MigrationEngine) {
+    this.#engine = e;
+  }
+
+  /** Records an outgoing state change and emits MIGRATION when `events` is on. */
+  setStatus(s: MigrationStatus): void {
+    if (this.status === s) return;
+    this.status = s;
+    if (this.options.caps.events) this.#host.emit('MIGRATION', { status: s });
+  }
+
+  setIncomingStatus(s: MigrationStatus): void {
+    if (this.incomingStatus === s) return;
+    this.incomingStatus = s;
+    if (this.options.caps.events) this.#host.emit('MIGRATION', { status: s });
+  }
+
+  /** Called by the engine at each dirty-bitmap sync. */
+  pass(count: number): void {
+    if (this.options.caps.events) this.#host.emit('MIGRATION_PASS', { pass: count });
+  }
+
+  // ---- QMP ----------------------------------------------------------------------------
+
+  /** `migrate`: checks, then state `setup`, then the engine. */
+  async migrate(args: MigrationInput & { resume?: boolean }): Promise<void> {
+    const parsed = checkMigrate(args, {
+      status: this.status,
+      runstate: this.#host.runstate(),
+      caps: this.options.caps,
+      params: this.options.params,
+    });
+    if (!this.#engine) throw genericError('qmigrate: no migration engine in this process');
+    this.error = undefined;
+    this.stats = emptyStats();
+    this.startTime = Date.now();
+    this.setupTime = this.totalTime = this.downtime = 0;
+    this.expectedDowntime = Number(this.options.params['downtime-limit']);
+    this.setStatus('setup');
+    try {
+      this.#outgoing = await this.#engine.startOutgoing(parsed, this);
+    } catch (e) {
+      // Synchronous connect errors are returned and leave the state failed, as in QEMU.
+      this.fail(e instanceof QapiError ? e.desc : (e as Error).message);
+      throw e instanceof QapiError ? e : genericError((e as Error).message);
+    }
+  }
+
+  /** Ends an outgoing run in `failed` with an error-desc. */
+  fail(desc: string): void {
+    this.error = desc;
+    this.#outgoing = undefined;
+    this.setStatus('failed');
+  }
+
+  /** `migrate-incoming`: checks, then `setup`, then the listener. */
+  async migrateIncoming(args: MigrationInput & { 'exit-on-error'?: boolean }): Promise<void> {
+    const parsed = checkMigrateIncoming(args, {
+      incomingStarted: this.incomingStarted,
+      runstate: this.#host.runstate(),
+      incomingStatus: this.incomingStatus,
+      caps: this.options.caps,
+      params: this.options.params,
+    });
+    if (!this.#engine) throw genericError('qmigrate: no migration engine in this process');
+    // QEMU moves to setup before the listener exists, so a listener failure leaves `setup`.
+    this.setIncomingStatus('setup');
+    this.#incoming = await this.#engine.startIncoming(parsed, this, args['exit-on-error'] ?? true);
+    this.incomingStarted = true;
+  }
+
+  incomingEnded(): void {
+    this.#incoming = undefined;
+  }
+
+  outgoingEnded(): void {
+    this.#outgoing = undefined;
+  }
+
+  cancel(): void {
+    checkMigrateCancel(this.status);
+    if (!isRunning(this.status) || !this.#outgoing) return;
+    this.setStatus('cancelling');
+    this.#outgoing.cancel();
+  }
+
+  continue(state: MigrationStatus): void {
+    checkMigrateContinue(state, this.status);
+    this.#outgoing?.continue();
+  }
+
+  pause(): void {
+    checkMigratePause(this.status, this.incomingStatus);
+  }
+
+  recover(): void {
+    checkMigrateRecover(this.incomingStatus);
+  }
+
+  startPostcopy(): void {
+    checkStartPostcopy(this.options.caps, this.status);
+  }
+
+  setCapabilities(list: MigrationCapabilityStatus[]): void {
+    this.options.setCapabilities(list, {
+      status: this.status,
+      runstate: this.#host.runstate(),
+      incomingStarted: this.incomingStarted,
+      host: { backgroundSnapshotKernel: false, postcopyUnsupported: undefined },
+    });
+  }
+
+  /** `query-migrate`, with the members QEMU 10.0 fills in each state. */
+  info(): MigrationInfo {
+    const info: MigrationInfo = {};
+    if (INCOMING_REPORTED.includes(this.incomingStatus)) {
+      info.status = this.incomingStatus;
+      const sa = this.#incoming?.socketAddress;
+      if (sa?.length) info['socket-address'] = sa;
+    }
+    if (this.status !== 'none') {
+      info.status = this.status;
+      if (RAM_STATES.includes(this.status)) {
+        const done = this.status === 'completed';
+        info['total-time'] = done ? this.totalTime : Date.now() - this.startTime;
+        info['setup-time'] = this.setupTime;
+        if (done) info.downtime = this.downtime;
+        else info['expected-downtime'] = this.expectedDowntime;
+        info.ram = { ...this.stats, ...(done ? { remaining: 0, 'dirty-pages-rate': 0 } : {}) };
+      }
+    }
+    if (this.error !== undefined) info['error-desc'] = this.error;
+    return info;
+  }
+}

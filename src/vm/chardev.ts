@@ -1,0 +1,236 @@
+/**
+ * The character-device options that put monitors on sockets, in QEMU's own syntax
+ * (chardev/char.c qemu_chr_parse_compat, chardev/char-socket.c, monitor/monitor.c):
+ * `-qmp unix:PATH,server=on,wait=off`, `-qmp tcp:HOST:PORT,server=on,wait=off`, `-qmp stdio`,
+ * `-monitor ...`, `-chardev socket,id=ID,path=PATH,server=on,wait=off` with
+ * `-mon chardev=ID,mode=control|readline`. Errors are QEMU's texts.
+ */
+import { statSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+
+/** A parsed chardev: where it listens (server) or what it connects to (client). */
+export type Chardev =
+  | { backend: 'stdio' }
+  | { backend: 'socket'; kind: 'unix'; path: string; server: boolean; wait: boolean }
+  | { backend: 'socket'; kind: 'tcp'; host: string; port: string; server: boolean; wait: boolean };
+
+export class ChardevError extends Error {}
+
+const BOOL: Record<string, boolean> = {
+  on: true,
+  off: false,
+  yes: true,
+  no: false,
+  true: true,
+  false: false,
+  y: true,
+  n: false,
+};
+
+/** QemuOpts-style `k=v` list after the first element; `,,` is a literal comma. */
+function splitOpts(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === ',' && s[i + 1] === ',') {
+      cur += ',';
+      i++;
+    } else if (s[i] === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += s[i];
+  }
+  out.push(cur);
+  return out;
+}
+
+const SOCKET_OPTS = new Set([
+  'server',
+  'wait',
+  'nodelay',
+  'telnet',
+  'websocket',
+  'reconnect',
+  'path',
+  'host',
+  'port',
+  'id',
+  'abstract',
+  'tight',
+  'to',
+  'ipv4',
+  'ipv6',
+  'logfile',
+  'logappend',
+  'mux',
+  'signal',
+]);
+
+function socketOpts(opts: string[], spec: string, compat: boolean): Record<string, string> {
+  const r: Record<string, string> = {};
+  for (const o of opts) {
+    if (!o) continue;
+    const eq = o.indexOf('=');
+    const [k, v] = eq < 0 ? [o, 'on'] : [o.slice(0, eq), o.slice(eq + 1)];
+    if (!SOCKET_OPTS.has(k)) {
+      throw new ChardevError(`Invalid parameter '${k}'${compat ? `\nparse error: ${spec}` : ''}`);
+    }
+    if (['server', 'wait', 'nodelay', 'telnet', 'websocket', 'mux'].includes(k) && BOOL[v] === undefined) {
+      throw new ChardevError(
+        `Parameter '${k}' expects 'on' or 'off'${compat ? `\nparse error: ${spec}` : ''}`,
+      );
+    }
+    r[k] = v;
+  }
+  return r;
+}
+
+function flag(o: Record<string, string>, k: string, dflt: boolean): boolean {
+  return o[k] === undefined ? dflt : (BOOL[o[k]!] ?? dflt);
+}
+
+/**
+ * Parses the short form taken by `-qmp`, `-monitor` and `-serial`.
+ * @throws {ChardevError} with QEMU's message (possibly two lines, as QEMU prints them).
+ */
+export function parseCompatChardev(spec: string): Chardev {
+  if (spec === 'stdio') return { backend: 'stdio' };
+  const parse = (rest: string) => splitOpts(rest);
+  if (spec.startsWith('unix:')) {
+    const [path = '', ...opts] = parse(spec.slice(5));
+    const o = socketOpts(opts, spec, true);
+    if (path === '') throw new ChardevError('Unable to parse FD number ');
+    const server = flag(o, 'server', false);
+    return { backend: 'socket', kind: 'unix', path, server, wait: server && flag(o, 'wait', true) };
+  }
+  if (spec.startsWith('tcp:')) {
+    const [addr = '', ...opts] = parse(spec.slice(4));
+    const colon = addr.lastIndexOf(':');
+    if (colon < 0) throw new ChardevError(`parse error: ${spec}`);
+    const o = socketOpts(opts, spec, true);
+    let host = addr.slice(0, colon);
+    if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+    const server = flag(o, 'server', false);
+    return {
+      backend: 'socket',
+      kind: 'tcp',
+      host,
+      port: addr.slice(colon + 1),
+      server,
+      wait: server && flag(o, 'wait', true),
+    };
+  }
+  const name = spec.split(',', 1)[0]!;
+  throw new ChardevError(`'${name}' is not a valid char driver\nparse error: ${spec}`);
+}
+
+/**
+ * Parses `-chardev BACKEND,id=ID,...` (socket and stdio backends).
+ * @returns the chardev and its id.
+ * @throws {ChardevError}
+ */
+export function parseChardev(spec: string): { id: string; dev: Chardev } {
+  const [backend = '', ...opts] = splitOpts(spec);
+  const o = socketOpts(opts, spec, false);
+  const id = o.id;
+  if (backend !== 'socket' && backend !== 'stdio') {
+    throw new ChardevError(`'${backend}' is not a valid char driver name`);
+  }
+  if (!id) throw new ChardevError("Parameter 'id' is missing");
+  if (backend === 'stdio') return { id, dev: { backend: 'stdio' } };
+  const server = flag(o, 'server', false);
+  const wait = server && flag(o, 'wait', true);
+  if (o.path !== undefined)
+    return { id, dev: { backend: 'socket', kind: 'unix', path: o.path, server, wait } };
+  if (o.host !== undefined || o.port !== undefined) {
+    if (o.port === undefined) throw new ChardevError('chardev: socket: no port given');
+    return { id, dev: { backend: 'socket', kind: 'tcp', host: o.host ?? '', port: o.port, server, wait } };
+  }
+  throw new ChardevError('Unable to parse FD number ');
+}
+
+/**
+ * Parses `-mon chardev=ID[,mode=control|readline][,pretty=on|off]`.
+ * @throws {ChardevError}
+ */
+export function parseMon(
+  spec: string,
+  chardevs: ReadonlyMap<string, Chardev>,
+): { dev: Chardev; mode: 'control' | 'readline' } {
+  const kv: Record<string, string> = {};
+  for (const o of splitOpts(spec)) {
+    const eq = o.indexOf('=');
+    const [k, v] = eq < 0 ? [o, 'on'] : [o.slice(0, eq), o.slice(eq + 1)];
+    if (!['chardev', 'mode', 'pretty', 'id'].includes(k)) throw new ChardevError(`Invalid parameter '${k}'`);
+    kv[k] = v;
+  }
+  const mode = kv.mode ?? 'readline';
+  if (mode !== 'control' && mode !== 'readline')
+    throw new ChardevError(`Parameter 'mode' does not accept value '${mode}'`);
+  if (!kv.chardev) throw new ChardevError("Parameter 'chardev' is missing");
+  const dev = chardevs.get(kv.chardev);
+  if (!dev) throw new ChardevError(`chardev "${kv.chardev}" not found`);
+  return { dev, mode };
+}
+
+const ERRNO: Record<string, string> = {
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  EADDRINUSE: 'Address already in use',
+  ECONNREFUSED: 'Connection refused',
+  ENOTDIR: 'Not a directory',
+  EADDRNOTAVAIL: 'Cannot assign requested address',
+};
+const errnoText = (e: NodeJS.ErrnoException) => (e.code && ERRNO[e.code]) ?? e.message;
+
+/**
+ * Opens a chardev and hands each connected stream to `onStream`: a listening socket (every
+ * client; with `wait` the promise resolves only after the first one connected), an outgoing
+ * connection (server=off), or stdio.
+ * @returns a function that stops listening.
+ * @throws {ChardevError} with QEMU's bind/connect texts.
+ */
+export async function openChardev(
+  dev: Chardev,
+  onStream: (s: Duplex, name: string) => void,
+): Promise<() => void> {
+  if (dev.backend === 'stdio') {
+    onStream(Duplex.from({ readable: process.stdin, writable: process.stdout }), 'stdio');
+    return () => {};
+  }
+  const where = dev.kind === 'unix' ? dev.path : `${dev.host}:${dev.port}`;
+  if (!dev.server) {
+    const sock = await new Promise<Socket>((resolve, reject) => {
+      const s = dev.kind === 'unix' ? connect(dev.path) : connect(Number(dev.port), dev.host);
+      s.once('connect', () => resolve(s));
+      s.once('error', (e) => reject(new ChardevError(`Failed to connect to '${where}': ${errnoText(e)}`)));
+    });
+    onStream(sock, `${dev.kind}:${where}`);
+    return () => sock.destroy();
+  }
+  let n = 0;
+  const server = createServer((s) => onStream(s, `${dev.kind}:${where}#${++n}`));
+  const first = new Promise<void>((res) => server.once('connection', () => res()));
+  if (dev.kind === 'unix') {
+    // A stale socket file from an earlier run would make bind fail; QEMU removes it too.
+    try {
+      if (statSync(dev.path).isSocket()) unlinkSync(dev.path);
+    } catch {}
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(
+        new ChardevError(
+          dev.kind === 'unix'
+            ? `Failed to bind socket to ${dev.path}: ${errnoText(e)}`
+            : `Failed to bind socket: ${errnoText(e)}`,
+        ),
+      ),
+    );
+    if (dev.kind === 'unix') server.listen(dev.path, resolve);
+    else server.listen(Number(dev.port), dev.host || undefined, resolve);
+  });
+  if (dev.wait) await first;
+  return () => server.close();
+}

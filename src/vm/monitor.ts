@@ -1,0 +1,123 @@
+/**
+ * The QMP commands of a qmigrate VM: each handler is a thin call into the VM's parts (run
+ * state, migration, RAM, fds), which already enforce QEMU's rules. HMP reaches the same
+ * handlers through the dispatcher, so both monitors behave alike.
+ */
+import { writeFile } from 'node:fs/promises';
+import type { GuestRam } from '../machine/ram.js';
+import type { Migration } from '../migration/migration.js';
+import { genericError } from '../qapi/errors.js';
+import type { Dispatcher } from '../qmp/dispatch.js';
+import type { RunStateMachine } from './runstate.js';
+
+export interface MonitorVm {
+  readonly runstate: RunStateMachine;
+  readonly migration: Migration;
+  readonly ram: GuestRam;
+  /** Named fds from getfd/-add-fd: Node cannot receive SCM_RIGHTS, see vm/fds.ts. */
+  readonly fds: Map<string, number>;
+  /** Runs an HMP command line (human-monitor-command). */
+  hmp(commandLine: string): Promise<string>;
+  /** Ends the process after the reply went out. */
+  quit(): void;
+}
+
+function errnoText(e: NodeJS.ErrnoException): string {
+  const texts: Record<string, string> = {
+    ENOENT: 'No such file or directory',
+    EACCES: 'Permission denied',
+    EISDIR: 'Is a directory',
+    ENOTDIR: 'Not a directory',
+    EROFS: 'Read-only file system',
+    ENOSPC: 'No space left on device',
+  };
+  return (e.code && texts[e.code]) ?? e.message;
+}
+
+export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
+  const m = vm.migration;
+  d.register('query-status', () => ({ status: vm.runstate.state, running: vm.runstate.running }));
+  d.register('stop', () => {
+    vm.runstate.qmpStop();
+    return {};
+  });
+  d.register('cont', () => {
+    vm.runstate.qmpCont();
+    return {};
+  });
+  d.register('quit', () => {
+    vm.quit();
+    return {};
+  });
+  d.register('query-migrate', () => m.info());
+  d.register('query-migrate-capabilities', () => m.options.queryCapabilities());
+  d.register('query-migrate-parameters', () => m.options.queryParameters());
+  d.register('migrate-set-capabilities', (a) => {
+    m.setCapabilities(a.capabilities);
+    return {};
+  });
+  d.register('migrate-set-parameters', (a) => {
+    m.options.setParameters(a);
+    return {};
+  });
+  d.register('migrate', async (a) => {
+    await m.migrate(a);
+    return {};
+  });
+  d.register('migrate-incoming', async (a) => {
+    await m.migrateIncoming(a);
+    return {};
+  });
+  d.register('migrate_cancel', () => {
+    m.cancel();
+    return {};
+  });
+  d.register('migrate-continue', (a) => {
+    m.continue(a.state);
+    return {};
+  });
+  d.register('migrate-pause', () => {
+    m.pause();
+    return {};
+  });
+  d.register('migrate-recover', () => {
+    m.recover();
+    return {};
+  });
+  d.register('migrate-start-postcopy', () => {
+    m.startPostcopy();
+    return {};
+  });
+  d.register('human-monitor-command', (a) => vm.hmp(a['command-line']));
+  d.register('getfd', (_a, session) => {
+    if (!session.fds.length) throw genericError('No file descriptor supplied via SCM_RIGHTS');
+    vm.fds.set(_a.fdname, session.fds.shift()!);
+    return {};
+  });
+  d.register('closefd', (a) => {
+    if (!vm.fds.delete(a.fdname)) throw genericError(`File descriptor named '${a.fdname}' not found`);
+    return {};
+  });
+  d.register('add-fd', (_a, session) => {
+    if (!session.fds.length) throw genericError('No file descriptor supplied via SCM_RIGHTS');
+    throw genericError('add-fd: fd sets are not supported by qmigrate; pass fds with -add-fd at start');
+  });
+  d.register('pmemsave', async (a) => {
+    const addr = BigInt(a.val);
+    const size = BigInt(a.size);
+    // QEMU reads past the end of RAM as zeros and would write 2^64 bytes for size -1;
+    // qmigrate refuses ranges outside guest RAM instead.
+    const data = vm.ram.read(addr, size);
+    if (!data) {
+      throw genericError(
+        `pmemsave: 0x${addr.toString(16)}+0x${size.toString(16)} is outside guest RAM (0x${vm.ram.size.toString(16)} bytes)`,
+      );
+    }
+    try {
+      await writeFile(a.filename, data);
+    } catch (e) {
+      throw genericError(`Could not open '${a.filename}': ${errnoText(e as NodeJS.ErrnoException)}`);
+    }
+    return {};
+  });
+}

@@ -1,0 +1,89 @@
+/**
+ * A qmigrate VM: guest RAM, run state, migration state and its monitors, wired together as
+ * QEMU's system/vl.c wires a machine (`qmigrate vm` builds one from QEMU's command line).
+ */
+import { readFileSync } from 'node:fs';
+import { GuestRam } from '../machine/ram.js';
+import { Migration, type MigrationEngine } from '../migration/migration.js';
+import { QapiError } from '../qapi/errors.js';
+import { schema } from '../qapi/schema.js';
+import type { EventName, Events, RunState, VersionInfo } from '../qapi/types.js';
+import { Dispatcher } from '../qmp/dispatch.js';
+import { QmpServer } from '../qmp/server.js';
+import { registerVmCommands } from './monitor.js';
+import { RunStateMachine } from './runstate.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+/** The QEMU version whose interface qmigrate implements, reported in greetings. */
+export const QEMU_VERSION = { major: 10, minor: 0, micro: 2 };
+export const VERSION_INFO: VersionInfo = { qemu: QEMU_VERSION, package: `qmigrate ${pkg.version}` };
+
+export interface VmOptions {
+  /** `-incoming` value: `defer`, or a URI started at once. */
+  incoming?: string;
+  /** `-S`: start paused (prelaunch). */
+  startPaused?: boolean;
+  /** RAM blocks by id. */
+  ram?: { idstr: string; host: Buffer }[];
+  engine?: MigrationEngine;
+}
+
+export class Vm {
+  readonly ram = new GuestRam();
+  readonly fds = new Map<string, number>();
+  readonly runstate: RunStateMachine;
+  readonly migration: Migration;
+  readonly dispatcher = new Dispatcher(schema);
+  readonly server: QmpServer;
+  #hmp: ((line: string) => Promise<string>) | undefined;
+  #onQuit: () => void = () => {};
+
+  constructor(opts: VmOptions = {}) {
+    for (const r of opts.ram ?? []) this.ram.add(r.idstr, r.host);
+    const initial: RunState =
+      opts.incoming !== undefined ? 'inmigrate' : opts.startPaused ? 'prelaunch' : 'running';
+    this.runstate = new RunStateMachine(initial, !opts.startPaused, { emit: (e) => this.emit(e) });
+    this.migration = new Migration(
+      { runstate: () => this.runstate.state, emit: (e, d) => this.emit(e, d) },
+      opts.engine,
+    );
+    this.server = new QmpServer({ dispatcher: this.dispatcher, version: VERSION_INFO });
+    registerVmCommands(this.dispatcher, {
+      runstate: this.runstate,
+      migration: this.migration,
+      ram: this.ram,
+      fds: this.fds,
+      hmp: (line) => {
+        if (!this.#hmp) throw new QapiError('HMP is not available in this VM');
+        return this.#hmp(line);
+      },
+      quit: () => setImmediate(() => this.#onQuit()),
+    });
+  }
+
+  /** Installs the HMP interpreter used by human-monitor-command and -monitor. */
+  set hmp(run: (line: string) => Promise<string>) {
+    this.#hmp = run;
+  }
+
+  /** What `quit` does (the process entry point sets this; default: nothing). */
+  set onQuit(fn: () => void) {
+    this.#onQuit = fn;
+  }
+
+  emit<N extends EventName>(event: N, data?: Events[N]): void {
+    this.server.emit(event, data);
+  }
+
+  /** Runs a QMP command in-process, as HMP does. @throws {QapiError} */
+  execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    return this.dispatcher.run(command, args, false, { name: 'hmp', fds: [] });
+  }
+
+  async close(): Promise<void> {
+    await this.server.close();
+  }
+}
