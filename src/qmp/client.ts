@@ -224,10 +224,13 @@ export class QmpClient extends QmpCommandMethods {
   /** Calls `handler` for each `name` event; returns the function that removes it. */
   on<N extends EventName>(name: N, handler: (event: QmpEvent<N>) => void): () => void {
     let set = this.#handlers.get(name);
-    if (!set) this.#handlers.set(name, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#handlers.set(name, set);
+    }
     const h = handler as (e: QmpEvent) => void;
     set.add(h);
-    return () => set.delete(h);
+    return () => void set.delete(h);
   }
 
   /** Waits for the next `name` event that satisfies `match`. */
