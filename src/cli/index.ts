@@ -70,7 +70,10 @@ export async function main(argv: string[]): Promise<number> {
     const { vmMain } = await import('../vm/main.js');
     const code = await vmMain(argv.slice(1));
     process.exitCode = code;
-    // Stdio monitors and signal handlers would keep the process alive.
+    // Stdio monitors and signal handlers would keep the process alive: exit, but only once
+    // what was written to stdout and stderr has left.
+    await new Promise((r) => process.stdout.write('', r));
+    await new Promise((r) => process.stderr.write('', r));
     process.exit(code);
   }
   const program = buildProgram();

@@ -5,8 +5,9 @@
  * `-monitor ...`, `-chardev socket,id=ID,path=PATH,server=on,wait=off` with
  * `-mon chardev=ID,mode=control|readline`. Errors are QEMU's texts.
  */
-import { statSync, unlinkSync } from 'node:fs';
+import { existsSync, statSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
+import { dirname } from 'node:path';
 import { Duplex } from 'node:stream';
 
 /** A parsed chardev: where it listens (server) or what it connects to (client). */
@@ -217,6 +218,10 @@ export async function openChardev(
     try {
       if (statSync(dev.path).isSocket()) unlinkSync(dev.path);
     } catch {}
+  }
+  if (dev.kind === 'unix' && !existsSync(dirname(dev.path))) {
+    // Node reports a missing directory as EACCES; bind(2) says ENOENT, as QEMU prints.
+    throw new ChardevError(`Failed to bind socket to ${dev.path}: No such file or directory`);
   }
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>

@@ -204,11 +204,10 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
       if (e instanceof UsageError) throw e;
       // QEMU prefixes every line of a chardev error, only the first line of the others.
       const [first, ...rest] = (e as Error).message.split('\n');
-      const lines =
-        e instanceof ChardevError
-          ? [first, ...rest].map((l) => `${where}: ${l}`)
-          : [`${where}: ${first}`, ...rest];
-      throw new UsageError(lines.join('\n'));
+      if (e instanceof ChardevError) {
+        throw new UsageError([first, ...rest].map((l) => `${where}: ${l}`).join('\nqmigrate: '));
+      }
+      throw new UsageError([`${where}: ${first}`, ...rest].join('\n'));
     }
   }
   for (const m of mons) {

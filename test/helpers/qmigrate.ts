@@ -1,0 +1,33 @@
+/**
+ * Runs qmigrate's CLI from source (through tsx), so tests need no build step: `qmigrate vm`
+ * processes for tests, with their QMP socket and a way to stop them.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const entry = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
+
+/** Spawns `qmigrate ARGS` from the sources. */
+export function spawnQmigrate(args: string[], options: { stdio?: 'pipe' | 'inherit' } = {}): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', entry, ...args], { stdio: options.stdio ?? 'pipe' });
+}
+
+/** Runs `qmigrate ARGS` to completion and returns its exit code and output. */
+export function runQmigrate(
+  args: string[],
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawnQmigrate(args);
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr?.on('data', (d) => {
+      stderr += d;
+    });
+    if (input !== undefined) child.stdin?.end(input);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
