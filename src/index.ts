@@ -16,3 +16,9 @@ export {
   socketAddressToString,
   uriToChannel,
 } from './qapi/uri.js';
+export { type ConnectOptions, type Greeting, type QmpAddress, QmpClient } from './qmp/client.js';
+export { Dispatcher, type Handler, type SessionContext } from './qmp/dispatch.js';
+export * from './qmp/errors.js';
+export { EventListener, type QmpEvent } from './qmp/events.js';
+export type { ExecuteOptions } from './qmp/methods.js';
+export { type ListenSpec, QmpServer, type QmpServerOptions } from './qmp/server.js';

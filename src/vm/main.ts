@@ -3,13 +3,11 @@
  * the run state and migration state, and serves the monitors (QMP and HMP) on the chardevs
  * given, like qemu-system-x86_64 -machine none.
  */
-import { Hmp, serveHmp } from '../hmp/index.js';
+import { serveHmp } from '../hmp/index.js';
 import { QapiError } from '../qapi/errors.js';
 import { ChardevError, openChardev } from './chardev.js';
 import { parseVmArgs, UsageError, type VmConfig } from './cmdline.js';
-import { QEMU_VERSION, Vm } from './vm.js';
-
-const VERSION = `${QEMU_VERSION.major}.${QEMU_VERSION.minor}.${QEMU_VERSION.micro}`;
+import { QEMU_VERSION_TEXT, Vm } from './vm.js';
 
 /** Builds the VM of a parsed configuration (RAM, monitors). Exported for tests. */
 export async function startVm(cfg: VmConfig): Promise<Vm> {
@@ -17,13 +15,11 @@ export async function startVm(cfg: VmConfig): Promise<Vm> {
   if (cfg.ramSize > 0n && !cfg.memoryBackend)
     ram.push({ idstr: 'ram', host: Buffer.alloc(Number(cfg.ramSize)) });
   const vm = new Vm({ incoming: cfg.incoming, startPaused: cfg.startPaused, ram });
-  const hmp = new Hmp({ execute: (cmd, args) => vm.execute(cmd, args) }, { version: VERSION });
-  vm.hmp = (line) => hmp.run(line);
   for (const m of cfg.monitors) {
     try {
       await openChardev(m.dev, (stream, name) => {
         if (m.mode === 'control') vm.server.attach(stream, name);
-        else serveHmp(stream, hmp, { version: VERSION });
+        else serveHmp(stream, vm.hmp, { version: QEMU_VERSION_TEXT });
       });
     } catch (e) {
       if (e instanceof ChardevError) throw new UsageError(`${m.spec}: ${e.message}`);

@@ -3,9 +3,9 @@
  * QEMU's system/vl.c wires a machine (`qmigrate vm` builds one from QEMU's command line).
  */
 import { readFileSync } from 'node:fs';
+import { Hmp } from '../hmp/index.js';
 import { GuestRam } from '../machine/ram.js';
 import { Migration, type MigrationEngine } from '../migration/migration.js';
-import { QapiError } from '../qapi/errors.js';
 import { schema } from '../qapi/schema.js';
 import type { EventName, Events, RunState, VersionInfo } from '../qapi/types.js';
 import { Dispatcher } from '../qmp/dispatch.js';
@@ -19,6 +19,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 
 /** The QEMU version whose interface qmigrate implements, reported in greetings. */
 export const QEMU_VERSION = { major: 10, minor: 0, micro: 2 };
+export const QEMU_VERSION_TEXT = `${QEMU_VERSION.major}.${QEMU_VERSION.minor}.${QEMU_VERSION.micro}`;
 export const VERSION_INFO: VersionInfo = { qemu: QEMU_VERSION, package: `qmigrate ${pkg.version}` };
 
 export interface VmOptions {
@@ -38,7 +39,8 @@ export class Vm {
   readonly migration: Migration;
   readonly dispatcher = new Dispatcher(schema);
   readonly server: QmpServer;
-  #hmp: ((line: string) => Promise<string>) | undefined;
+  /** The human monitor, over the same commands QMP runs. */
+  readonly hmp: Hmp;
   #onQuit: () => void = () => {};
 
   constructor(opts: VmOptions = {}) {
@@ -51,22 +53,15 @@ export class Vm {
       opts.engine,
     );
     this.server = new QmpServer({ dispatcher: this.dispatcher, version: VERSION_INFO });
+    this.hmp = new Hmp({ execute: (cmd, args) => this.execute(cmd, args) }, { version: QEMU_VERSION_TEXT });
     registerVmCommands(this.dispatcher, {
       runstate: this.runstate,
       migration: this.migration,
       ram: this.ram,
       fds: this.fds,
-      hmp: (line) => {
-        if (!this.#hmp) throw new QapiError('HMP is not available in this VM');
-        return this.#hmp(line);
-      },
+      hmp: (line) => this.hmp.run(line),
       quit: () => setImmediate(() => this.#onQuit()),
     });
-  }
-
-  /** Installs the HMP interpreter used by human-monitor-command and -monitor. */
-  set hmp(run: (line: string) => Promise<string>) {
-    this.#hmp = run;
   }
 
   /** What `quit` does (the process entry point sets this; default: nothing). */

@@ -1,0 +1,127 @@
+/**
+ * An interactive HMP monitor on a byte stream, as QEMU 10.0 runs `-monitor
+ * unix:PATH,server=on,wait=off` or `-monitor stdio`: banner and prompt on connect, readline
+ * echo, commands run one at a time with input held back meanwhile, `\r\n` line ends, and
+ * TAB completion (qemu/qemu: monitor/hmp.c monitor_event, monitor_read, monitor_command_cb,
+ * monitor_find_completion; migration/migration-hmp-cmds.c *_completion).
+ */
+import { schema } from '../qapi/schema.js';
+import { isSpace } from './bytes.js';
+import { type CommandDef, compareCmd, HMP_COMMANDS } from './commands.js';
+import { executeLine, type Hmp } from './hmp.js';
+import { PARAMETER_NAMES } from './params.js';
+import { MAX_ARGS, splitWords } from './parse.js';
+import { type Completions, Readline } from './readline.js';
+
+/** monitor_find_completion_by_table(). */
+function completeByTable(table: readonly CommandDef[], args: string[]): Completions | undefined {
+  if (args.length <= 1) {
+    const name = args[0] ?? '';
+    const items: string[] = [];
+    for (const cmd of table) {
+      for (const alias of cmd.name.split('|')) if (alias.startsWith(name)) items.push(alias.slice(0, 126));
+    }
+    return { index: name.length, items };
+  }
+  const cmd = table.find((c) => compareCmd(args[0]!, c.name));
+  if (!cmd) return undefined;
+  if (cmd.subTable) return completeByTable(cmd.subTable, args.slice(1));
+  const str = args[args.length - 1]!;
+  const of = (names: readonly string[]) => ({
+    index: str.length,
+    items: names.filter((n) => n.startsWith(str)),
+  });
+  if (cmd.completion === 'capability') {
+    if (args.length === 2) return of(schema.enumValues('MigrationCapability'));
+    if (args.length === 3) return of(['on', 'off']);
+    return { index: str.length, items: [] };
+  }
+  if (cmd.completion === 'parameter') {
+    return args.length === 2 ? of(PARAMETER_NAMES) : { index: str.length, items: [] };
+  }
+  // help's argument is itself a command line.
+  if (cmd.id === 'help') return completeByTable(HMP_COMMANDS, args.slice(1));
+  return undefined;
+}
+
+/** monitor_find_completion(): complete the word under the cursor of `line` (bytes). */
+export function completeLine(line: string): Completions | undefined {
+  const args = splitWords(line);
+  if (!args) return undefined;
+  if (line.length > 0 && isSpace(line[line.length - 1])) {
+    if (args.length >= MAX_ARGS) return undefined;
+    args.push('');
+  }
+  return completeByTable(HMP_COMMANDS, args);
+}
+
+/**
+ * An interactive monitor on a byte stream (unix socket or stdio), as QEMU's `-monitor
+ * unix:...,server=on,wait=off` / `-monitor stdio` behaves: banner, `(qemu) ` prompt,
+ * readline echo, CRLF, output; `quit` ends it.
+ *
+ * Backend failures that are not QMP errors end the session (the stream is destroyed with
+ * the error).
+ */
+export function serveHmp(stream: NodeJS.ReadWriteStream, hmp: Hmp, info: { version: string }): void {
+  let closed = false;
+  const writeRaw = (bytes: string) => {
+    if (!closed && bytes) stream.write(Buffer.from(bytes, 'latin1'));
+  };
+  // Readline and the banner print as monitor_printf does: \n goes out as \r\n.
+  const write = (bytes: string) => writeRaw(bytes.replaceAll('\n', '\r\n'));
+  const rl = new Readline(write, completeLine);
+  const pending: number[] = [];
+  let busy = false;
+
+  const finish = (error?: Error) => {
+    if (closed) return;
+    closed = true;
+    const s = stream as NodeJS.ReadWriteStream & { destroy?: (e?: Error) => void };
+    if (error && typeof s.destroy === 'function') s.destroy(error);
+    else stream.end();
+  };
+
+  // A command keeps the monitor suspended: its output, then the prompt, then more input.
+  const runLine = async (line: string) => {
+    busy = true;
+    try {
+      const r = await executeLine(hmp, line, { interactive: true });
+      writeRaw(r.output);
+      if (r.quit) {
+        finish();
+        return;
+      }
+      rl.showPrompt();
+    } catch (e) {
+      finish(e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
+    busy = false;
+    pump();
+  };
+
+  const pump = () => {
+    while (!busy && !closed && pending.length > 0) {
+      const line = rl.handleByte(pending.shift()!);
+      if (line !== undefined) void runLine(line);
+    }
+  };
+
+  // CHR_EVENT_OPENED: the banner names QEMU_VERSION, without the package string.
+  write(`QEMU ${info.version} monitor - type 'help' for more information\n`);
+  rl.showPrompt();
+
+  stream.on('data', (chunk: Buffer | string) => {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    for (const b of bytes) pending.push(b);
+    pump();
+  });
+  stream.on('end', () => finish());
+  stream.on('close', () => {
+    closed = true;
+  });
+  stream.on('error', () => {
+    closed = true;
+  });
+}
