@@ -33,7 +33,7 @@ test('an unknown option is a usage error (exit 2) that names the fix', () => {
 test('qmigrate uri shows the channel QEMU builds, or QEMU’s error (exit 1)', () => {
   const good = run('uri', 'tcp:[::1]:4444');
   assert.equal(good.status, 0);
-  assert.match(good.stdout, /"host": "::1", "port": "4444"/);
+  assert.match(good.stdout, /"port": "4444", "host": "::1"/);
   assert.match(good.stdout, /canonical uri: tcp:\[::1\]:4444/);
   const bad = run('uri', 'foo:bar');
   assert.equal(bad.status, 1);

@@ -134,3 +134,43 @@ for (const [args, want] of BAD) {
     assert.match(r.stderr, want);
   });
 }
+
+test('-monitor unix: serves the human monitor (banner, prompt, commands, quit)', async (t) => {
+  const dir = tmp(t);
+  const sock = join(dir, 'hmp.sock');
+  const child = spawnQmigrate([
+    'vm',
+    '-machine',
+    'none',
+    '-S',
+    '-monitor',
+    `unix:${sock},server=on,wait=off`,
+  ]);
+  const exited = new Promise<number | null>((r) => child.once('exit', r));
+  t.after(() => child.kill('SIGKILL'));
+  const { connect } = await import('node:net');
+  let s: import('node:net').Socket | undefined;
+  for (let i = 0; !s; i++) {
+    s = await new Promise((res) => {
+      const c = connect(sock, () => res(c));
+      c.once('error', () => res(undefined));
+    });
+    if (!s) await sleep(50);
+    if (i > 100) throw new Error('no monitor socket');
+  }
+  let out = '';
+  s.on('data', (d) => {
+    out += d.toString('latin1');
+  });
+  const waitFor = async (text: string) => {
+    for (let i = 0; i < 200 && !out.includes(text); i++) await sleep(25);
+    assert.ok(out.includes(text), `monitor never printed ${JSON.stringify(text)}: ${JSON.stringify(out)}`);
+  };
+  await waitFor('(qemu) ');
+  assert.match(out, /^QEMU 10\.0\.2 monitor - type 'help' for more information\r\n/);
+  s.write('info status\r');
+  await waitFor('VM status: paused (prelaunch)\r\n');
+  s.write('quit\r');
+  assert.equal(await exited, 0);
+  s.destroy();
+});
