@@ -11,11 +11,24 @@ export class RamBlock {
   readonly offset: number;
   /** The guest's bytes; its length is the block's used_length. */
   readonly host: Buffer;
+  /**
+   * The dirty log (one bit per page, as KVM's and TCG's logs): set by whoever writes guest
+   * memory, collected and cleared by migration's bitmap sync.
+   */
+  readonly dirtyLog: Uint32Array;
+  /** Whether writes are being logged (migration turns this on at setup). */
+  logging = false;
 
   constructor(idstr: string, offset: number, host: Buffer) {
     this.idstr = idstr;
     this.offset = offset;
     this.host = host;
+    this.dirtyLog = new Uint32Array(Math.ceil(host.length / TARGET_PAGE_SIZE / 32));
+  }
+
+  /** Records that a page was written. */
+  markDirty(page: number): void {
+    if (this.logging) this.dirtyLog[page >>> 5]! |= 1 << (page & 31);
   }
 
   get length(): number {

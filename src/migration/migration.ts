@@ -108,7 +108,7 @@ export function emptyStats(): MigrationStats {
 export class Migration {
   readonly options = new MigrationOptions();
   readonly #host: MigrationHost;
-  #engine: MigrationEngine | undefined;
+  readonly #engine: MigrationEngine;
 
   status: MigrationStatus = 'none';
   incomingStatus: MigrationStatus = 'none';
@@ -124,13 +124,9 @@ export class Migration {
   #outgoing: OutgoingRun | undefined;
   #incoming: IncomingRun | undefined;
 
-  constructor(host: MigrationHost, engine?: MigrationEngine) {
+  constructor(host: MigrationHost, engine: MigrationEngine) {
     this.#host = host;
     this.#engine = engine;
-  }
-
-  set engine(e: MigrationEngine) {
-    this.#engine = e;
   }
 
   /** Records an outgoing state change and emits MIGRATION when `events` is on. */
@@ -161,7 +157,6 @@ export class Migration {
       caps: this.options.caps,
       params: this.options.params,
     });
-    if (!this.#engine) throw genericError('qmigrate: no migration engine in this process');
     this.error = undefined;
     this.stats = emptyStats();
     this.startTime = Date.now();
@@ -193,7 +188,6 @@ export class Migration {
       caps: this.options.caps,
       params: this.options.params,
     });
-    if (!this.#engine) throw genericError('qmigrate: no migration engine in this process');
     // QEMU moves to setup before the listener exists, so a listener failure leaves `setup`.
     this.setIncomingStatus('setup');
     this.#incoming = await this.#engine.startIncoming(parsed, this, args['exit-on-error'] ?? true);

@@ -22,6 +22,8 @@ export interface WorkloadSpec {
 
 export interface VmConfig {
   ramSize: bigint;
+  /** Whether -m was given (else ramSize is QEMU's default, 128 MiB). */
+  ramSizeGiven: boolean;
   /** `-machine none,memory-backend=ID`. */
   memoryBackend?: string;
   backends: MemoryBackend[];
@@ -89,7 +91,14 @@ function size(text: string, defaultSuffix: 'B' | 'M'): bigint {
  * @throws {UsageError} `OPTION ARG: message`, as QEMU prints it after its program name.
  */
 export function parseVmArgs(argv: readonly string[]): VmConfig {
-  const cfg: VmConfig = { ramSize: 128n << 20n, backends: [], startPaused: false, monitors: [], addFds: [] };
+  const cfg: VmConfig = {
+    ramSize: 128n << 20n,
+    ramSizeGiven: false,
+    backends: [],
+    startPaused: false,
+    monitors: [],
+    addFds: [],
+  };
   const chardevs = new Map<string, Chardev>();
   const mons: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -123,6 +132,7 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
         case '-m': {
           const kv = keyval(arg, 'size');
           cfg.ramSize = size(kv.get('size') ?? '', 'M');
+          cfg.ramSizeGiven = true;
           break;
         }
         case '-object': {

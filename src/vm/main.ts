@@ -1,20 +1,80 @@
 /**
- * `qmigrate vm`: a VM host process built from QEMU's command line. It creates the guest RAM,
- * the run state and migration state, and serves the monitors (QMP and HMP) on the chardevs
- * given, like qemu-system-x86_64 -machine none.
+ * `qmigrate vm`: a VM host process built from QEMU's command line. It creates the guest RAM
+ * (from -m or memory backends), the run state, the migration engine and the optional
+ * workload, and serves the monitors (QMP and HMP) on the chardevs given, like
+ * qemu-system-x86_64 -machine none.
  */
+import { closeSync, existsSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { serveHmp } from '../hmp/index.js';
+import { Workload } from '../machine/workload.js';
 import { QapiError } from '../qapi/errors.js';
 import { ChardevError, openChardev } from './chardev.js';
 import { parseVmArgs, UsageError, type VmConfig } from './cmdline.js';
 import { QEMU_VERSION_TEXT, Vm } from './vm.js';
 
-/** Builds the VM of a parsed configuration (RAM, monitors). Exported for tests. */
-export async function startVm(cfg: VmConfig): Promise<Vm> {
+interface Backing {
+  path: string;
+  host: Buffer;
+}
+
+/** Reads a memory-backend-file's content into a RAM buffer of the backend's size. */
+function loadFile(path: string, size: number): Buffer {
+  const host = Buffer.alloc(size);
+  if (!existsSync(path)) return host;
+  const fd = openSync(path, 'r');
+  try {
+    for (let at = 0; at < size; ) {
+      const n = readSync(fd, host, at, Math.min(size - at, 64 << 20), at);
+      if (n === 0) break;
+      at += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return host;
+}
+
+/** Builds the guest RAM blocks QEMU would create for this configuration. */
+function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; backings: Backing[] } {
   const ram: { idstr: string; host: Buffer }[] = [];
-  if (cfg.ramSize > 0n && !cfg.memoryBackend)
+  const backings: Backing[] = [];
+  if (cfg.memoryBackend !== undefined && !cfg.backends.some((b) => b.id === cfg.memoryBackend)) {
+    throw new UsageError(`Memory backend '${cfg.memoryBackend}' not found`);
+  }
+  for (const b of cfg.backends) {
+    if (b.id === cfg.memoryBackend && cfg.ramSizeGiven && b.size !== cfg.ramSize) {
+      throw new UsageError('Machine memory size does not match the size of the memory backend');
+    }
+    if (b.size % 4096n !== 0n || b.size === 0n)
+      throw new UsageError(`-object ${b.type},id=${b.id}: bad size ${b.size}`);
+    const size = Number(b.size);
+    const host = b.memPath ? loadFile(b.memPath, size) : Buffer.alloc(size);
+    if (b.memPath && b.share) backings.push({ path: b.memPath, host });
+    ram.push({ idstr: b.id, host });
+  }
+  if (cfg.memoryBackend === undefined && cfg.ramSizeGiven && cfg.ramSize > 0n) {
     ram.push({ idstr: 'ram', host: Buffer.alloc(Number(cfg.ramSize)) });
-  const vm = new Vm({ incoming: cfg.incoming, startPaused: cfg.startPaused, ram });
+  }
+  return { ram, backings };
+}
+
+/** Builds and starts the VM of a parsed configuration. Exported for tests. */
+export async function startVm(
+  cfg: VmConfig,
+  fatal: (msg: string) => void = () => {},
+): Promise<{ vm: Vm; backings: Backing[] }> {
+  const { ram, backings } = buildRam(cfg);
+  const vm = new Vm({ incoming: cfg.incoming, startPaused: cfg.startPaused, ram, fatal });
+  for (const a of cfg.addFds) {
+    vm.fdsets.set(a.set, [...(vm.fdsets.get(a.set) ?? []), a.fd]);
+    if (a.opaque) vm.fds.set(a.opaque, a.fd);
+  }
+  if (cfg.workload) {
+    const block = vm.ram.blocks[0];
+    if (!block) throw new UsageError('-object qmigrate-workload: the guest has no RAM');
+    const w = new Workload(block, cfg.workload.rate);
+    vm.onRunning = (running) => (running ? w.start() : w.stop());
+  }
   for (const m of cfg.monitors) {
     try {
       await openChardev(m.dev, (stream, name) => {
@@ -26,14 +86,23 @@ export async function startVm(cfg: VmConfig): Promise<Vm> {
       throw e;
     }
   }
-  return vm;
+  if (cfg.incoming !== undefined && cfg.incoming !== 'defer') {
+    try {
+      await vm.migration.migrateIncoming({ uri: cfg.incoming });
+    } catch (e) {
+      if (e instanceof QapiError) throw new UsageError(`-incoming ${cfg.incoming}: ${e.message}`);
+      throw e;
+    }
+  }
+  return { vm, backings };
 }
 
-/** Runs `qmigrate vm ARGS`; resolves when the VM quits. Returns the exit code. */
+/** Runs `qmigrate vm ARGS`; resolves with the exit code when the VM quits. */
 export async function vmMain(argv: readonly string[]): Promise<number> {
-  let vm: Vm;
+  let exitFatal: ((msg: string) => void) | undefined;
+  let started: { vm: Vm; backings: Backing[] };
   try {
-    vm = await startVm(parseVmArgs(argv));
+    started = await startVm(parseVmArgs(argv), (msg) => exitFatal?.(msg));
   } catch (e) {
     if (e instanceof UsageError || e instanceof QapiError) {
       process.stderr.write(`qmigrate: ${e.message}\n`);
@@ -41,17 +110,27 @@ export async function vmMain(argv: readonly string[]): Promise<number> {
     }
     throw e;
   }
+  const { vm, backings } = started;
   return new Promise<number>((resolve) => {
-    const finish = (code: number) => {
+    let done = false;
+    const finish = (code: number, writeBack: boolean) => {
+      if (done) return;
+      done = true;
+      // A shared memory-backend-file holds the guest's RAM once the process is gone.
+      if (writeBack) for (const b of backings) writeFileSync(b.path, b.host);
       void vm.close().finally(() => resolve(code));
     };
-    vm.onQuit = () => finish(0);
+    exitFatal = (msg) => {
+      process.stderr.write(`qmigrate: ${msg}\n`);
+      finish(1, false);
+    };
+    vm.onQuit = () => finish(0, true);
     for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
       process.once(sig, () => {
         process.stderr.write(
           `qmigrate: terminating on signal ${sig === 'SIGTERM' ? 15 : sig === 'SIGINT' ? 2 : 1}\n`,
         );
-        finish(0);
+        finish(0, true);
       });
     }
   });

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Hmp } from '../hmp/index.js';
 import { GuestRam } from '../machine/ram.js';
+import { Engine } from '../migration/engine.js';
 import { Migration, type MigrationEngine } from '../migration/migration.js';
 import { schema } from '../qapi/schema.js';
 import type { EventName, Events, RunState, VersionInfo } from '../qapi/types.js';
@@ -23,6 +24,8 @@ export const QEMU_VERSION_TEXT = `${QEMU_VERSION.major}.${QEMU_VERSION.minor}.${
 export const VERSION_INFO: VersionInfo = { qemu: QEMU_VERSION, package: `qmigrate ${pkg.version}` };
 
 export interface VmOptions {
+  /** Called when an incoming migration fails with exit-on-error (default: nothing). */
+  fatal?: (message: string) => void;
   /** `-incoming` value: `defer`, or a URI started at once. */
   incoming?: string;
   /** `-S`: start paused (prelaunch). */
@@ -35,6 +38,7 @@ export interface VmOptions {
 export class Vm {
   readonly ram = new GuestRam();
   readonly fds = new Map<string, number>();
+  readonly fdsets = new Map<number, number[]>();
   readonly runstate: RunStateMachine;
   readonly migration: Migration;
   readonly dispatcher = new Dispatcher(schema);
@@ -42,15 +46,26 @@ export class Vm {
   /** The human monitor, over the same commands QMP runs. */
   readonly hmp: Hmp;
   #onQuit: () => void = () => {};
+  #onRunning: ((running: boolean) => void) | undefined;
 
   constructor(opts: VmOptions = {}) {
     for (const r of opts.ram ?? []) this.ram.add(r.idstr, r.host);
     const initial: RunState =
       opts.incoming !== undefined ? 'inmigrate' : opts.startPaused ? 'prelaunch' : 'running';
-    this.runstate = new RunStateMachine(initial, !opts.startPaused, { emit: (e) => this.emit(e) });
+    this.runstate = new RunStateMachine(initial, !opts.startPaused, {
+      emit: (e) => this.emit(e),
+      onRunning: (running) => this.#onRunning?.(running),
+    });
     this.migration = new Migration(
       { runstate: () => this.runstate.state, emit: (e, d) => this.emit(e, d) },
-      opts.engine,
+      opts.engine ??
+        new Engine({
+          ram: this.ram,
+          runstate: this.runstate,
+          fds: this.fds,
+          fdsets: this.fdsets,
+          fatal: (msg) => opts.fatal?.(msg),
+        }),
     );
     this.server = new QmpServer({ dispatcher: this.dispatcher, version: VERSION_INFO });
     this.hmp = new Hmp({ execute: (cmd, args) => this.execute(cmd, args) }, { version: QEMU_VERSION_TEXT });
@@ -62,6 +77,12 @@ export class Vm {
       hmp: (line) => this.hmp.run(line),
       quit: () => setImmediate(() => this.#onQuit()),
     });
+  }
+
+  /** Called whenever the guest starts or stops running (drives the workload). */
+  set onRunning(fn: (running: boolean) => void) {
+    this.#onRunning = fn;
+    fn(this.runstate.running);
   }
 
   /** What `quit` does (the process entry point sets this; default: nothing). */

@@ -1,0 +1,157 @@
+/**
+ * The migration engine of a qmigrate VM: turns a MigrationAddress into a transport (one
+ * place, cf. migration/channel.c) and runs the outgoing or incoming side over it. URIs never
+ * get here; the QAPI layer has already made them addresses.
+ */
+import type { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
+import type { GuestRam } from '../machine/ram.js';
+import { genericError } from '../qapi/errors.js';
+import type { ParsedInput } from '../qapi/migration-rules.js';
+import type { MigrationAddress } from '../qapi/types.js';
+import type { RunStateMachine } from '../vm/runstate.js';
+import { runIncoming } from './incoming.js';
+import type { IncomingRun, Migration, MigrationEngine, OutgoingRun } from './migration.js';
+import { OutgoingMigration, type OutgoingTransport } from './outgoing.js';
+import { spawnExec } from './transport/exec.js';
+import { fdStream, resolveFd } from './transport/fd.js';
+import { openFileIn, openFileOut } from './transport/file.js';
+import { connectSocket, listenSocket } from './transport/socket.js';
+
+export interface EngineHost {
+  readonly ram: GuestRam;
+  readonly runstate: RunStateMachine;
+  /** Named fds (getfd / -add-fd opaque names). */
+  readonly fds: ReadonlyMap<string, number>;
+  /** fd sets from -add-fd, for /dev/fdset/N. */
+  readonly fdsets: ReadonlyMap<number, number[]>;
+  /** An incoming migration failed and exit-on-error is set: end the process like QEMU. */
+  fatal(message: string): void;
+}
+
+const RDMA =
+  'RDMA is not supported by qmigrate (the rdma transport needs InfiniBand verbs, which Node cannot reach)';
+
+export class Engine implements MigrationEngine {
+  readonly #host: EngineHost;
+
+  constructor(host: EngineHost) {
+    this.#host = host;
+  }
+
+  /** @throws {QapiError} for errors QEMU reports synchronously (fd names, spawn, open, rdma). */
+  #outgoingTransport(addr: MigrationAddress): OutgoingTransport {
+    switch (addr.transport) {
+      case 'socket': {
+        if (addr.type === 'fd') {
+          const s = fdStream(resolveFd(addr.str, this.#host.fds, false), 'out');
+          return {
+            kind: 'socket',
+            stream: Promise.resolve(s),
+            bidirectional: true,
+            close: () => s.destroy(),
+          };
+        }
+        let sock: Socket | undefined;
+        let closed = false;
+        const stream = connectSocket(addr).then((s) => {
+          sock = s;
+          if (closed) s.destroy();
+          return s;
+        });
+        stream.catch(() => {});
+        return {
+          kind: 'socket',
+          stream,
+          bidirectional: true,
+          close: () => {
+            closed = true;
+            sock?.destroy();
+          },
+        };
+      }
+      case 'exec': {
+        const { child, exited } = spawnExec(addr.args, 'out');
+        const stdin = child.stdin as Writable;
+        return {
+          kind: 'command',
+          stream: Promise.resolve(stdin),
+          bidirectional: false,
+          finished: exited,
+          close: () => {
+            stdin.destroy();
+            child.kill('SIGKILL');
+          },
+        };
+      }
+      case 'file': {
+        const w = openFileOut(addr.filename, Number(addr.offset), this.#host.fdsets);
+        return { kind: 'file', stream: Promise.resolve(w), bidirectional: false, close: () => w.destroy() };
+      }
+      case 'rdma':
+        throw genericError(RDMA);
+    }
+  }
+
+  startOutgoing(parsed: ParsedInput, m: Migration): OutgoingRun {
+    const run = new OutgoingMigration(
+      m,
+      this.#host.ram,
+      this.#host.runstate,
+      this.#outgoingTransport(parsed.main.addr),
+    );
+    void run.run();
+    return run;
+  }
+
+  async startIncoming(parsed: ParsedInput, m: Migration, exitOnError: boolean): Promise<IncomingRun> {
+    const { ram, runstate } = this.#host;
+    const addr = parsed.main.addr;
+    const done = (error?: string) => {
+      if (error && exitOnError) this.#host.fatal(error);
+    };
+    const start = (input: Readable, rp: Writable | undefined) =>
+      void runIncoming(m, ram, runstate, input, rp, done);
+    switch (addr.transport) {
+      case 'socket': {
+        if (addr.type === 'fd') {
+          const s = fdStream(resolveFd(addr.str, this.#host.fds, true), 'in');
+          start(s, s);
+          return { cancel: () => s.destroy() };
+        }
+        let main: Socket | undefined;
+        const run: IncomingRun = { cancel: () => {} };
+        const listener = await listenSocket(addr, (s) => {
+          if (main) {
+            // Extra connections are multifd channels, which need the multifd capability.
+            s.destroy();
+            return;
+          }
+          main = s;
+          listener.server.close();
+          start(s, s);
+        });
+        run.socketAddress = listener.addresses;
+        run.cancel = () => {
+          listener.close();
+          main?.destroy();
+        };
+        return run;
+      }
+      case 'exec': {
+        const { child, exited } = spawnExec(addr.args, 'in');
+        const out = child.stdout as Readable;
+        exited.catch((e: Error) => out.destroy(e));
+        start(out, undefined);
+        return { cancel: () => child.kill('SIGKILL') };
+      }
+      case 'file': {
+        const rs = openFileIn(addr.filename, Number(addr.offset), this.#host.fdsets);
+        start(rs, undefined);
+        return { cancel: () => rs.destroy() };
+      }
+      case 'rdma':
+        throw genericError(RDMA);
+    }
+  }
+}

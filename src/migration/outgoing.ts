@@ -1,0 +1,343 @@
+/**
+ * The source side of a precopy migration (migration/migration.c migration_thread,
+ * migration_iteration_run, migration_completion): header, RAM setup, iterations of dirty
+ * pages under the bandwidth limit until what is left fits in `downtime-limit`, then
+ * stop-and-copy, device sections and the trailer. On failure or cancel the guest keeps
+ * running with its RAM untouched (the source never writes guest memory).
+ */
+import type { Duplex, Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { GuestRam } from '../machine/ram.js';
+import { QapiError } from '../qapi/errors.js';
+import type { MigrationStatus } from '../qapi/types.js';
+import type { RunStateMachine } from '../vm/runstate.js';
+import type { Migration, OutgoingRun } from './migration.js';
+import { RamSaver } from './ram.js';
+import { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
+import {
+  MIG_CMD_OPEN_RETURN_PATH,
+  MIG_CMD_PING,
+  MIG_CMD_SWITCHOVER_START,
+  MIG_RP_MSG_PONG,
+  MIG_RP_MSG_SHUT,
+  QEMU_VM_SECTION_END,
+  QEMU_VM_SECTION_PART,
+  QEMU_VM_SECTION_START,
+  RAM_VERSION,
+  SECTION_ID,
+  writeCommand,
+  writeFooter,
+  writeGlobalState,
+  writeHeader,
+  writeSectionPart,
+  writeSectionStart,
+  writeTimer,
+  writeTrailer,
+} from './stream/savevm.js';
+import { strerror } from './transport/errno.js';
+
+/** QEMU's iteration budget and counter-update period. */
+const MAX_WAIT_MS = 50;
+const BUFFER_DELAY_MS = 100;
+const FLUSH_BYTES = 1 << 20;
+
+export interface OutgoingTransport {
+  /** The stream, once connected (socket connects may fail later, asynchronously). */
+  stream: Promise<Writable | Duplex>;
+  /** What QEMU calls it in I/O errors: socket, command or file. */
+  kind: 'socket' | 'command' | 'file';
+  /** Whether the stream can carry a return path (sockets). */
+  bidirectional: boolean;
+  /** Resolves when the transport is finished (exec child exited), rejects on its failure. */
+  finished?: Promise<void>;
+  close(): void;
+}
+
+class Cancelled extends Error {}
+
+export class OutgoingMigration implements OutgoingRun {
+  readonly #m: Migration;
+  readonly #ram: GuestRam;
+  readonly #runstate: RunStateMachine;
+  readonly #transport: OutgoingTransport;
+  #cancelled = false;
+  #continue: (() => void) | undefined;
+  #wake: (() => void) | undefined;
+  #rpError: Error | undefined;
+  #shut: Promise<number> | undefined;
+
+  constructor(m: Migration, ram: GuestRam, runstate: RunStateMachine, transport: OutgoingTransport) {
+    this.#m = m;
+    this.#ram = ram;
+    this.#runstate = runstate;
+    this.#transport = transport;
+  }
+
+  cancel(): void {
+    this.#cancelled = true;
+    this.#transport.close();
+    this.#wake?.();
+    this.#continue?.();
+  }
+
+  continue(): void {
+    this.#continue?.();
+  }
+
+  /** Runs the migration to its end; never throws (the outcome is in the migration state). */
+  async run(): Promise<void> {
+    const m = this.#m;
+    const wasRunning = this.#runstate.running;
+    let stoppedAt = 0;
+    try {
+      const stream = await this.#transport.stream;
+      if (this.#cancelled) throw new Cancelled();
+      const f = new QemuFileWriter(stream);
+      const ram = new RamSaver(this.#ram, f, m.options.params['zero-page-detection']);
+      await this.#precopy(f, ram, (t) => {
+        stoppedAt = t;
+      });
+      m.downtime = Date.now() - stoppedAt;
+      m.totalTime = Date.now() - m.startTime;
+      this.#finalStats(f, ram);
+      m.outgoingEnded();
+      this.#runstate.set('postmigrate');
+      m.setStatus('completed');
+    } catch (e) {
+      for (const b of this.#ram.blocks) b.logging = false;
+      this.#transport.close();
+      m.outgoingEnded();
+      if (this.#cancelled || e instanceof Cancelled) {
+        m.setStatus('cancelled');
+      } else {
+        m.error = this.#describe(e);
+        m.setStatus('failed');
+      }
+      // The guest goes on where it was; its RAM was only read.
+      if (wasRunning && !this.#runstate.running) this.#runstate.start();
+    }
+  }
+
+  /** QEMU's words for a failure, naming the transport for I/O errors. */
+  #describe(e: unknown): string {
+    if (e instanceof QapiError) return e.message;
+    const code = (e as NodeJS.ErrnoException)?.code;
+    if (code) return `Unable to write to ${this.#transport.kind}: ${strerror(e)}`;
+    return (e as Error)?.message ?? String(e);
+  }
+
+  #check(): void {
+    if (this.#cancelled) throw new Cancelled();
+    if (this.#rpError) throw this.#rpError;
+  }
+
+  async #precopy(f: QemuFileWriter, ram: RamSaver, onStop: (t: number) => void): Promise<void> {
+    const m = this.#m;
+    const caps = m.options.caps;
+    const returnPath = (caps['return-path'] || caps['postcopy-ram']) && this.#transport.bidirectional;
+    const stream = await this.#transport.stream;
+    writeHeader(f);
+    if (returnPath) {
+      writeCommand(f, MIG_CMD_OPEN_RETURN_PATH);
+      const ping = Buffer.alloc(4);
+      ping.writeUInt32BE(1);
+      writeCommand(f, MIG_CMD_PING, ping);
+      this.#shut = this.#readReturnPath(stream as Duplex);
+      this.#shut.catch(() => {});
+    }
+    // Setup: every page dirty, the block list.
+    writeSectionStart(f, QEMU_VM_SECTION_START, SECTION_ID.ram, 'ram', RAM_VERSION);
+    ram.setup();
+    m.pass(1);
+    ram.eos();
+    writeFooter(f, SECTION_ID.ram);
+    await f.drain();
+    this.#check();
+    m.setupTime = Date.now() - m.startTime;
+    m.setStatus('active');
+
+    // Iterations.
+    let windowStart = performance.now();
+    let windowBytes = f.transferred;
+    let bandwidth = 0; // bytes per ms
+    let lastCounters = performance.now();
+    let lastCountersBytes = f.transferred;
+    let lastDirtyPages = 0;
+    let lastPagesSent = 0;
+    for (;;) {
+      this.#check();
+      const params = m.options.params;
+      const maxBw = Number(params['max-bandwidth']);
+      const budget = maxBw > 0 ? (maxBw * BUFFER_DELAY_MS) / 1000 : Number.POSITIVE_INFINITY;
+      const now = performance.now();
+      if (now - windowStart >= BUFFER_DELAY_MS) {
+        windowStart = now;
+        windowBytes = f.transferred;
+      }
+      if (f.transferred - windowBytes >= budget) {
+        // Rate limited: wait for the next window, as QEMU's migration thread does.
+        await this.#sleep(Math.max(1, BUFFER_DELAY_MS - (performance.now() - windowStart)));
+        continue;
+      }
+      const chunkStart = performance.now();
+      writeSectionPart(f, QEMU_VM_SECTION_PART, SECTION_ID.ram);
+      let blocked = false;
+      const allSent = ram.sendPages(() => {
+        if (f.pendingBytes >= FLUSH_BYTES && !f.flush()) blocked = true;
+        return (
+          blocked ||
+          f.transferred + f.pendingBytes - windowBytes >= budget ||
+          performance.now() - chunkStart >= MAX_WAIT_MS
+        );
+      });
+      ram.eos();
+      writeFooter(f, SECTION_ID.ram);
+      await f.drain();
+      this.#updateStats(f, ram, bandwidth);
+
+      // Counters, bandwidth and the convergence check, every BUFFER_DELAY.
+      const t = performance.now();
+      if (t - lastCounters >= BUFFER_DELAY_MS || allSent) {
+        const dt = t - lastCounters;
+        if (dt > 0 && f.transferred > lastCountersBytes) bandwidth = (f.transferred - lastCountersBytes) / dt;
+        const pagesSent = ram.counters.normal + ram.counters.duplicate;
+        m.stats['pages-per-second'] = dt > 0 ? Math.round(((pagesSent - lastPagesSent) * 1000) / dt) : 0;
+        lastPagesSent = pagesSent;
+        lastCounters = t;
+        lastCountersBytes = f.transferred;
+      }
+      const avail = Number(params['avail-switchover-bandwidth']);
+      const bw = avail > 0 ? avail / 1000 : bandwidth;
+      const threshold = bw * Number(params['downtime-limit']);
+      if (bw > 0) m.expectedDowntime = Math.round(ram.remainingBytes / bw);
+      if (ram.remainingBytes <= threshold || allSent) {
+        // The estimate says we may finish: look at the real dirty set.
+        const before = ram.dirtyPages;
+        ram.sync();
+        m.pass(ram.counters.syncCount);
+        const syncTime = performance.now();
+        m.stats['dirty-pages-rate'] = Math.round(
+          ((ram.dirtyPages - before) * 1000) / Math.max(1, syncTime - t + 1),
+        );
+        lastDirtyPages = ram.dirtyPages;
+        if (bw > 0 && ram.remainingBytes <= threshold) break;
+        if (bw === 0 && ram.dirtyPages === 0) break;
+      }
+      void lastDirtyPages;
+    }
+
+    // Stop-and-copy.
+    await this.#switchover(f, ram, onStop);
+  }
+
+  async #switchover(f: QemuFileWriter, ram: RamSaver, onStop: (t: number) => void): Promise<void> {
+    const m = this.#m;
+    const runstateBefore = this.#runstate.state;
+    if (m.options.caps['pause-before-switchover']) {
+      m.setStatus('pre-switchover');
+      await new Promise<void>((r) => {
+        this.#continue = r;
+      });
+      this.#continue = undefined;
+      this.#check();
+    }
+    const stopped = Date.now();
+    onStop(stopped);
+    this.#runstate.stop('finish-migrate');
+    if (this.#runstate.state !== 'finish-migrate') this.#runstate.set('finish-migrate');
+    m.setStatus('device');
+    ram.completing = true;
+    ram.sync();
+    m.pass(ram.counters.syncCount);
+    writeCommand(f, MIG_CMD_SWITCHOVER_START);
+    writeSectionPart(f, QEMU_VM_SECTION_END, SECTION_ID.ram);
+    ram.sendPages(() => {
+      if (f.pendingBytes >= FLUSH_BYTES) f.flush();
+      return false;
+    });
+    ram.eos();
+    writeFooter(f, SECTION_ID.ram);
+    writeTimer(f);
+    writeGlobalState(f, runstateBefore === 'finish-migrate' ? 'running' : runstateBefore);
+    writeTrailer(f);
+    ram.cleanup();
+    if (this.#shut) {
+      await f.drain();
+      const code = await Promise.race([
+        this.#shut,
+        new Promise<number>((_, rej) => {
+          this.#wake = () => rej(new Cancelled());
+        }),
+      ]);
+      if (code !== 0) throw new QapiError(`RP: Sibling indicated error ${code}`);
+      await f.end();
+    } else {
+      await f.end();
+      await this.#transport.finished;
+    }
+    this.#check();
+    this.#updateStats(f, ram, 0);
+  }
+
+  #updateStats(f: QemuFileWriter, ram: RamSaver, _bw: number): void {
+    const s = this.#m.stats;
+    s.transferred = f.transferred;
+    s.total = ram.total;
+    s.remaining = ram.remainingBytes;
+    s.normal = ram.counters.normal;
+    s.duplicate = ram.counters.duplicate;
+    s['normal-bytes'] = ram.counters.normal * 4096;
+    s['dirty-sync-count'] = ram.counters.syncCount;
+    s['precopy-bytes'] = ram.counters.precopyBytes;
+    s['downtime-bytes'] = ram.counters.downtimeBytes;
+    const elapsed = Date.now() - this.#m.startTime - this.#m.setupTime;
+    s.mbps = elapsed > 0 ? (f.transferred * 8) / elapsed / 1000 : 0;
+  }
+
+  #finalStats(f: QemuFileWriter, ram: RamSaver): void {
+    this.#updateStats(f, ram, 0);
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    await Promise.race([
+      sleep(ms),
+      new Promise<void>((r) => {
+        this.#wake = r;
+      }),
+    ]);
+    this.#wake = undefined;
+  }
+
+  /** Reads the destination's messages; resolves with SHUT's value. */
+  async #readReturnPath(stream: Duplex): Promise<number> {
+    const r = new QemuFileReader(stream, 1 << 16);
+    try {
+      for (;;) {
+        await r.need(4, 'a return-path message');
+        const type = r.be16();
+        const len = r.be16();
+        if (len > 512)
+          throw new QapiError(
+            `RP: Received invalid message 0x${type.toString(16)} length 0x${len.toString(16)}`,
+          );
+        await r.need(len, 'a return-path message');
+        const data = r.bytes(len);
+        if (type === MIG_RP_MSG_SHUT && len === 4) return data.readUInt32BE(0);
+        if (type === MIG_RP_MSG_PONG && len === 4) continue;
+        throw new QapiError(
+          `RP: Received invalid message 0x${type.toString(16)} length 0x${len.toString(16)}`,
+        );
+      }
+    } catch (e) {
+      const err =
+        e instanceof QapiError
+          ? e
+          : new QapiError('return path closed before the destination confirmed the end of the migration');
+      this.#rpError = err;
+      this.#wake?.();
+      throw err;
+    }
+  }
+}
+
+export type { MigrationStatus };

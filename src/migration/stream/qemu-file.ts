@@ -1,0 +1,369 @@
+/**
+ * Byte I/O of the migration stream (migration/qemu-file.c): a writer that batches small
+ * records in one buffer, sends page bytes as views of guest RAM in the same vectored write,
+ * honours back-pressure and counts bytes; and a reader that hands out big-endian integers and
+ * byte runs from the chunks a stream delivers, synchronously while data is buffered, and
+ * waits only when it runs dry. The first error is sticky on both sides.
+ */
+import type { Readable, Writable } from 'node:stream';
+
+/** An error in the incoming stream, with where it happened. */
+export class StreamError extends Error {
+  constructor(
+    message: string,
+    readonly offset: number,
+    readonly section?: string,
+  ) {
+    super(message);
+  }
+}
+
+const SMALL = 64 * 1024;
+
+export class QemuFileWriter {
+  readonly #out: Writable;
+  /** Small records accumulate here and go out with the page views between them. */
+  #small = Buffer.allocUnsafe(SMALL);
+  #smallStart = 0;
+  #smallEnd = 0;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #error: Error | undefined;
+  /** Bytes handed to the transport so far. */
+  transferred = 0;
+
+  constructor(out: Writable) {
+    this.#out = out;
+    out.on('error', (e) => {
+      this.#error ??= e;
+    });
+  }
+
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
+  #room(n: number): void {
+    if (this.#smallEnd + n <= this.#small.length) return;
+    this.#cutSmall();
+    // The old buffer may still be referenced by queued writes: start a fresh one.
+    this.#small = Buffer.allocUnsafe(Math.max(SMALL, n));
+    this.#smallStart = this.#smallEnd = 0;
+  }
+
+  #cutSmall(): void {
+    if (this.#smallEnd > this.#smallStart) {
+      this.#pending.push(this.#small.subarray(this.#smallStart, this.#smallEnd));
+      this.#smallStart = this.#smallEnd;
+    }
+  }
+
+  u8(v: number): void {
+    this.#room(1);
+    this.#small[this.#smallEnd++] = v;
+    this.#pendingBytes += 1;
+  }
+
+  be16(v: number): void {
+    this.#room(2);
+    this.#small.writeUInt16BE(v, this.#smallEnd);
+    this.#smallEnd += 2;
+    this.#pendingBytes += 2;
+  }
+
+  be32(v: number): void {
+    this.#room(4);
+    this.#small.writeUInt32BE(v >>> 0, this.#smallEnd);
+    this.#smallEnd += 4;
+    this.#pendingBytes += 4;
+  }
+
+  /** A 64-bit value given as a JS number below 2^53 (offsets, lengths, flag words). */
+  be64(v: number): void {
+    this.#room(8);
+    this.#small.writeUInt32BE(Math.floor(v / 0x100000000), this.#smallEnd);
+    this.#small.writeUInt32BE(v >>> 0, this.#smallEnd + 4);
+    this.#smallEnd += 8;
+    this.#pendingBytes += 8;
+  }
+
+  /** Copies bytes into the record buffer (short strings, small payloads). */
+  bytes(b: Uint8Array): void {
+    if (b.length > 512) {
+      this.view(Buffer.from(b));
+      return;
+    }
+    this.#room(b.length);
+    this.#small.set(b, this.#smallEnd);
+    this.#smallEnd += b.length;
+    this.#pendingBytes += b.length;
+  }
+
+  /** A counted string: u8 length and the bytes (at most 255). */
+  cstr(s: string): void {
+    const b = Buffer.from(s, 'utf8');
+    if (b.length > 255) throw new Error(`name too long for the stream: ${s}`);
+    this.u8(b.length);
+    this.bytes(b);
+  }
+
+  /** Queues a view (no copy): the bytes must stay unchanged until flushed. */
+  view(b: Buffer): void {
+    this.#cutSmall();
+    this.#pending.push(b);
+    this.#pendingBytes += b.length;
+  }
+
+  /** Bytes queued and not yet handed to the transport. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /**
+   * Hands everything queued to the transport in one vectored write.
+   * @returns false when the transport asks us to wait for 'drain'.
+   */
+  flush(): boolean {
+    this.#cutSmall();
+    if (this.#error) throw this.#error;
+    const parts = this.#pending;
+    if (parts.length === 0) return true;
+    this.#pending = [];
+    this.transferred += this.#pendingBytes;
+    this.#pendingBytes = 0;
+    let ok = true;
+    if (parts.length === 1) ok = this.#out.write(parts[0]);
+    else {
+      this.#out.cork();
+      for (const p of parts) ok = this.#out.write(p) && ok;
+      this.#out.uncork();
+    }
+    return ok;
+  }
+
+  /** Flushes, then waits until the transport has room again (back-pressure). */
+  async drain(): Promise<void> {
+    if (this.flush()) return;
+    await new Promise<void>((resolve, reject) => {
+      const done = () => {
+        this.#out.off('drain', done);
+        this.#out.off('error', fail);
+        this.#out.off('close', done);
+        resolve();
+      };
+      const fail = (e: Error) => {
+        this.#out.off('drain', done);
+        this.#out.off('close', done);
+        reject(e);
+      };
+      this.#out.once('drain', done);
+      this.#out.once('error', fail);
+      this.#out.once('close', done);
+    });
+    if (this.#error) throw this.#error;
+  }
+
+  /** Flushes and ends the stream, resolving when everything was written. */
+  async end(): Promise<void> {
+    this.flush();
+    await new Promise<void>((resolve, reject) => {
+      if (this.#error) return reject(this.#error);
+      this.#out.end(() => resolve());
+      this.#out.once('error', reject);
+    });
+    if (this.#error) throw this.#error;
+  }
+}
+
+/**
+ * Reads from a Readable. Callers check `available` (or await `need(n)`) before the synchronous
+ * accessors, so the per-record path makes no promise unless the buffer runs dry.
+ */
+export class QemuFileReader {
+  readonly #src: Readable;
+  #chunks: Buffer[] = [];
+  #head = 0;
+  #avail = 0;
+  #ended = false;
+  #error: Error | undefined;
+  #wake: (() => void) | undefined;
+  #paused = false;
+  readonly #highWater: number;
+  /** Bytes consumed so far: the offset of the next byte in the stream. */
+  offset = 0;
+
+  constructor(src: Readable, highWater = 16 << 20) {
+    this.#src = src;
+    this.#highWater = highWater;
+    src.on('data', (c: Buffer) => {
+      this.#chunks.push(c);
+      this.#avail += c.length;
+      if (this.#avail > this.#highWater && !this.#paused) {
+        this.#paused = true;
+        src.pause();
+      }
+      this.#wake?.();
+    });
+    src.on('end', () => {
+      this.#ended = true;
+      this.#wake?.();
+    });
+    src.on('error', (e) => {
+      this.#error ??= e;
+      this.#wake?.();
+    });
+    src.on('close', () => {
+      this.#ended = true;
+      this.#wake?.();
+    });
+  }
+
+  get available(): number {
+    return this.#avail;
+  }
+
+  /** Stops reading with an error (e.g. the migration was cancelled). */
+  abort(e: Error): void {
+    this.#error ??= e;
+    this.#wake?.();
+  }
+
+  /** Waits until `n` bytes are buffered. @throws {StreamError} at end of stream. */
+  async need(n: number, what = 'data'): Promise<void> {
+    while (this.#avail < n) {
+      if (this.#error) throw this.#error;
+      if (this.#ended) {
+        throw new StreamError(
+          `stream ended early: ${what} needs ${n} bytes, only ${this.#avail} left`,
+          this.offset,
+        );
+      }
+      if (this.#paused) {
+        this.#paused = false;
+        this.#src.resume();
+      }
+      await new Promise<void>((r) => {
+        this.#wake = r;
+      });
+      this.#wake = undefined;
+    }
+    if (this.#error) throw this.#error;
+  }
+
+  /** True once the source has ended and everything was consumed. */
+  async atEnd(): Promise<boolean> {
+    while (this.#avail === 0 && !this.#ended && !this.#error) {
+      if (this.#paused) {
+        this.#paused = false;
+        this.#src.resume();
+      }
+      await new Promise<void>((r) => {
+        this.#wake = r;
+      });
+      this.#wake = undefined;
+    }
+    return this.#avail === 0;
+  }
+
+  #advance(n: number): void {
+    this.#avail -= n;
+    this.offset += n;
+    this.#head += n;
+    while (this.#chunks.length && this.#head >= this.#chunks[0]!.length) {
+      this.#head -= this.#chunks[0]!.length;
+      this.#chunks.shift();
+    }
+    if (this.#paused && this.#avail < this.#highWater / 2) {
+      this.#paused = false;
+      this.#src.resume();
+    }
+  }
+
+  /** The next byte, without consuming it (requires available >= 1). */
+  peekU8(): number {
+    return this.#chunks[0]![this.#head]!;
+  }
+
+  u8(): number {
+    const v = this.#chunks[0]![this.#head]!;
+    this.#advance(1);
+    return v;
+  }
+
+  #contiguous(n: number): [Buffer, number] {
+    const c = this.#chunks[0]!;
+    if (c.length - this.#head >= n) return [c, this.#head];
+    const tmp = Buffer.allocUnsafe(n);
+    this.#copyOut(tmp, 0, n, false);
+    return [tmp, 0];
+  }
+
+  be16(): number {
+    const [b, o] = this.#contiguous(2);
+    const v = b.readUInt16BE(o);
+    this.#advance(2);
+    return v;
+  }
+
+  be32(): number {
+    const [b, o] = this.#contiguous(4);
+    const v = b.readUInt32BE(o);
+    this.#advance(4);
+    return v;
+  }
+
+  /** A be64 as [high 32 bits, low 32 bits]. */
+  be64parts(): [number, number] {
+    const [b, o] = this.#contiguous(8);
+    const hi = b.readUInt32BE(o);
+    const lo = b.readUInt32BE(o + 4);
+    this.#advance(8);
+    return [hi, lo];
+  }
+
+  /** A be64 as a bigint (rare fields only). */
+  be64big(): bigint {
+    const [hi, lo] = this.be64parts();
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  }
+
+  /** `n` bytes as a new Buffer. */
+  bytes(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    this.#copyOut(out, 0, n, true);
+    return out;
+  }
+
+  /** Copies `n` bytes into `target` at `at` (guest RAM), consuming them. */
+  copyTo(target: Buffer, at: number, n: number): void {
+    this.#copyOut(target, at, n, true);
+  }
+
+  skip(n: number): void {
+    this.#advance(n);
+  }
+
+  #copyOut(target: Buffer, at: number, n: number, consume: boolean): void {
+    let i = 0;
+    let head = this.#head;
+    let left = n;
+    while (left > 0) {
+      const c = this.#chunks[i]!;
+      const take = Math.min(left, c.length - head);
+      c.copy(target, at + n - left, head, head + take);
+      left -= take;
+      head = 0;
+      i++;
+    }
+    if (consume) this.#advance(n);
+  }
+
+  /** Reads a counted string (u8 length + bytes); requires the length byte to be available. */
+  async cstr(what: string): Promise<string> {
+    await this.need(1, what);
+    const len = this.peekU8();
+    await this.need(1 + len, what);
+    this.skip(1);
+    return this.bytes(len).toString('latin1');
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * Migration peers for tests: a real QEMU (10.0 or 7.2) or a `qmigrate vm`, both started with
+ * the same RAM-only guest on a memory-backend-file, both driven through QmpClient, so every
+ * test can pair any source with any destination.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { MigrationInfo } from '../../src/qapi/types.js';
+import { QmpClient } from '../../src/qmp/client.js';
+import { guestArgs } from './guest.js';
+import { type QemuVersion, requireQemu, startQemu } from './qemu.js';
+import { spawnQmigrate } from './qmigrate.js';
+
+export type PeerKind = 'qmigrate' | QemuVersion;
+
+export interface Peer {
+  kind: PeerKind;
+  qmp: QmpClient;
+  child: ChildProcess;
+  /** Resolves with the exit code when the process ends. */
+  exited: Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+export async function connectRetry(path: string, ms = 20_000): Promise<QmpClient> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await QmpClient.connect(path, { timeout: 1000 });
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await sleep(30);
+    }
+  }
+}
+
+/**
+ * Starts a peer whose RAM is the file `image` (`sizeMiB`), with extra options. Returns
+ * undefined (the test skipped) when a QEMU peer is not installed.
+ */
+export async function startPeer(
+  t: TestContext,
+  kind: PeerKind,
+  dir: string,
+  name: string,
+  image: string,
+  sizeMiB: number,
+  extra: string[] = [],
+): Promise<Peer | undefined> {
+  if (kind === 'qmigrate') {
+    const sock = join(dir, `${name}.qmp`);
+    const child = spawnQmigrate(
+      [
+        'vm',
+        ...guestArgs(image, sizeMiB),
+        '-display',
+        'none',
+        '-nodefaults',
+        '-qmp',
+        `unix:${sock},server=on,wait=off`,
+        ...extra,
+      ],
+      { stdio: 'inherit' },
+    );
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const qmp = await connectRetry(sock);
+    const stop = async () => {
+      await qmp.close().catch(() => {});
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    };
+    t.after(stop);
+    return { kind, qmp, child, exited, stop };
+  }
+  const bin = requireQemu(t, kind);
+  if (!bin) return undefined;
+  const q = await startQemu(bin, extra, guestArgs(image, sizeMiB));
+  q.qmp.close();
+  const qmp = await connectRetry(join(q.dir, 'qmp.sock'));
+  const exited = new Promise<number | null>((r) => {
+    if (q.child.exitCode !== null) r(q.child.exitCode);
+    else q.child.once('exit', (code) => r(code));
+  });
+  const stop = async () => {
+    await qmp.close().catch(() => {});
+    await q.stop();
+  };
+  t.after(stop);
+  return { kind, qmp, child: q.child, exited, stop };
+}
+
+/** Polls query-migrate until the status is final. */
+export async function waitMigration(qmp: QmpClient, ms = 120_000): Promise<MigrationInfo> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const info = await qmp.queryMigrate();
+    if (info.status === 'completed' || info.status === 'failed' || info.status === 'cancelled') return info;
+    if (Date.now() > deadline) throw new Error(`migration still ${info.status} after ${ms} ms`);
+    await sleep(20);
+  }
+}
+
+export async function waitRunstate(qmp: QmpClient, state: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const s = await qmp.queryStatus();
+    if (s.status === state) return;
+    if (Date.now() > deadline) throw new Error(`runstate is ${s.status}, not ${state}`);
+    await sleep(20);
+  }
+}
