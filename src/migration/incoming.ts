@@ -63,6 +63,8 @@ export async function loadVmState(
   const sections = new Map<number, string>();
   const result: LoadResult = {};
   let rpOpen = false;
+  /** The section being read, to name it in errors raised below it. */
+  let current: string | undefined;
   const send = (type: number, value: number) => {
     const b = Buffer.alloc(8);
     b.writeUInt16BE(type, 0);
@@ -72,6 +74,7 @@ export async function loadVmState(
   };
   try {
     for (;;) {
+      current = undefined;
       await r.need(1, 'the next section');
       const at = r.offset;
       const type = r.u8();
@@ -115,6 +118,7 @@ export async function loadVmState(
           const id = r.be32();
           const idstr = sections.get(id);
           if (idstr === undefined) throw new StreamError(`Unknown savevm section ${id}`, at);
+          current = idstr;
           await loader.loadChunk(r);
           await readFooter(r, id, idstr);
           break;
@@ -157,6 +161,7 @@ export async function loadVmState(
       }
     }
   } catch (e) {
+    if (e instanceof StreamError && e.section === undefined) e.section = current;
     if (rpOpen) send(MIG_RP_MSG_SHUT, 1);
     throw e;
   }

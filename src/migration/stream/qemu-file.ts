@@ -12,7 +12,7 @@ export class StreamError extends Error {
   constructor(
     message: string,
     readonly offset: number,
-    readonly section?: string,
+    public section?: string,
   ) {
     super(message);
   }
