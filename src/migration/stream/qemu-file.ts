@@ -144,11 +144,17 @@ export class QemuFileWriter {
   /** Flushes, then waits until the transport has room again (back-pressure). */
   async drain(): Promise<void> {
     if (this.flush()) return;
+    // The transport may have failed or closed while nobody was waiting on it.
+    if (this.#error) throw this.#error;
+    if (this.#out.destroyed) throw Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
     await new Promise<void>((resolve, reject) => {
       const done = () => {
         this.#out.off('drain', done);
         this.#out.off('error', fail);
         this.#out.off('close', done);
+        if (this.#out.destroyed && !this.#error) {
+          this.#error = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+        }
         resolve();
       };
       const fail = (e: Error) => {
