@@ -5,11 +5,10 @@
  */
 import type { EventName, Events } from '../qapi/types.js';
 
-export interface QmpEvent<N extends EventName = EventName> {
-  event: N;
-  data: Events[N];
-  timestamp: { seconds: number; microseconds: number };
-}
+/** An event as QMP delivers it; a union over the names, so `event` narrows `data`. */
+export type QmpEvent<N extends EventName = EventName> = {
+  [K in N]: { event: K; data: Events[K]; timestamp: { seconds: number; microseconds: number } };
+}[N];
 
 /** A filtered, buffered stream of events. Close it (or `using` it) when done. */
 export class EventListener<N extends EventName = EventName>

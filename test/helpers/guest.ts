@@ -45,3 +45,21 @@ export function guestArgs(image: string, sizeMiB: number): string[] {
     `${sizeMiB}M`,
   ];
 }
+
+/**
+ * A RAM image the guest workload can start on: pseudo-random pages (so every page costs a
+ * full 4 KiB on the wire) whose first bytes are all equal, as the workload's loop expects.
+ */
+export function writeWorkloadImage(path: string, size: number, seed = 9): void {
+  const cipher = createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16));
+  const fd = openSync(path, 'w');
+  try {
+    for (let at = 0; at < size; at += 4 << 20) {
+      const chunk = cipher.update(Buffer.alloc(Math.min(4 << 20, size - at)));
+      for (let p = 0; p < chunk.length; p += PAGE) chunk[p] = 0;
+      writeSync(fd, chunk);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
