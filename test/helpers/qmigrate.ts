@@ -8,7 +8,10 @@ import { fileURLToPath } from 'node:url';
 const entry = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 
 /** Spawns `qmigrate ARGS` from the sources. */
-export function spawnQmigrate(args: string[], options: { stdio?: 'pipe' | 'inherit' } = {}): ChildProcess {
+export function spawnQmigrate(
+  args: string[],
+  options: { stdio?: 'pipe' | 'inherit' | import('node:child_process').StdioOptions } = {},
+): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', entry, ...args], { stdio: options.stdio ?? 'pipe' });
 }
 
