@@ -11,6 +11,13 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
   description: string;
 };
 
+/** A usage mistake found by a subcommand: exit 2, naming the fix. */
+export class CliUsageError extends QmigrateError {
+  constructor(message: string) {
+    super('CLI_USAGE', message);
+  }
+}
+
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, interrupted: 130 } as const;
 
 export function buildProgram(): Command {
@@ -41,6 +48,43 @@ Exit codes:
           '[qemu-options...]',
           'e.g. -machine none -m 1G -incoming defer -qmp unix:/tmp/q.sock,server=on,wait=off',
         ),
+    )
+    .addCommand(
+      new Command('demo')
+        .description('migrate a writing guest live between two qmigrate VMs and prove the result')
+        .option('--size <MiB>', '[number] guest RAM in MiB (default: 1024)', '1024')
+        .option('--transport <kind>', '[unix|tcp|exec|file] migration transport (default: unix)', 'unix')
+        .option('--rate <pages/s>', '[number] pages the guest writes per second (default: 20000)', '20000')
+        .option('--downtime-limit <ms>', '[number] downtime-limit parameter (default: 300)', '300')
+        .option(
+          '--max-bandwidth <bytes/s>',
+          '[number] max-bandwidth parameter, 0 = unlimited (default: 0)',
+          '0',
+        )
+        .option('--json', 'print the summary as one JSON line')
+        .action(async (opts: Record<string, string | boolean>) => {
+          const transport = String(opts.transport);
+          if (!['unix', 'tcp', 'exec', 'file'].includes(transport)) {
+            throw new CliUsageError(`--transport must be unix, tcp, exec or file, not '${transport}'`);
+          }
+          const num = (k: string) => {
+            const v = Number(opts[k]);
+            if (!Number.isFinite(v) || v < 0) throw new CliUsageError(`--${k} needs a number`);
+            return v;
+          };
+          const { runDemo } = await import('./commands/demo.js');
+          process.exitCode = await runDemo(
+            {
+              sizeMiB: num('size'),
+              transport: transport as 'unix',
+              rate: num('rate'),
+              downtimeLimit: num('downtimeLimit'),
+              maxBandwidth: num('maxBandwidth'),
+              json: opts.json === true,
+            },
+            console.log,
+          );
+        }),
     )
     .addCommand(
       new Command('uri')
@@ -85,6 +129,9 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       code = e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    } else if (e instanceof CliUsageError) {
+      process.stderr.write(`qmigrate: ${e.message}\n(run qmigrate --help for usage)\n`);
+      code = EXIT.usage;
     } else if (e instanceof QmigrateError) {
       process.stderr.write(`qmigrate: ${e.message}\n`);
       code = EXIT.failed;

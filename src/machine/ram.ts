@@ -59,19 +59,19 @@ export class GuestRam {
   }
 
   /**
-   * Copies guest-physical bytes [addr, addr+size) into a new Buffer, or returns undefined if
-   * any byte lies outside guest RAM.
+   * The guest-physical range [addr, addr+size) as views of the RAM blocks, in address order
+   * (no copy), or undefined if any byte lies outside guest RAM.
    */
-  read(addr: bigint, size: bigint): Buffer | undefined {
+  views(addr: bigint, size: bigint): Buffer[] | undefined {
     const end = addr + size;
     if (end > BigInt(this.size)) return undefined;
-    const out = Buffer.alloc(Number(size));
-    for (const b of this.blocks) {
+    const out: Buffer[] = [];
+    for (const b of [...this.blocks].sort((x, y) => x.offset - y.offset)) {
       const lo = BigInt(b.offset);
       const hi = lo + BigInt(b.length);
       const from = addr > lo ? addr : lo;
       const to = end < hi ? end : hi;
-      if (from < to) b.host.copy(out, Number(from - addr), Number(from - lo), Number(to - lo));
+      if (from < to) out.push(b.host.subarray(Number(from - lo), Number(to - lo)));
     }
     return out;
   }

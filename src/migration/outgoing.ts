@@ -154,6 +154,7 @@ export class OutgoingMigration implements OutgoingRun {
     await f.drain();
     this.#check();
     m.setupTime = Date.now() - m.startTime;
+    this.#updateStats(f, ram, 0);
     m.setStatus('active');
 
     // Iterations.

@@ -3,7 +3,7 @@
  * state, migration, RAM, fds), which already enforce QEMU's rules. HMP reaches the same
  * handlers through the dispatcher, so both monitors behave alike.
  */
-import { writeFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type { GuestRam } from '../machine/ram.js';
 import type { Migration } from '../migration/migration.js';
 import { genericError } from '../qapi/errors.js';
@@ -107,14 +107,22 @@ export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
     const size = BigInt(a.size);
     // QEMU reads past the end of RAM as zeros and would write 2^64 bytes for size -1;
     // qmigrate refuses ranges outside guest RAM instead.
-    const data = vm.ram.read(addr, size);
+    const data = vm.ram.views(addr, size);
     if (!data) {
       throw genericError(
         `pmemsave: 0x${addr.toString(16)}+0x${size.toString(16)} is outside guest RAM (0x${vm.ram.size.toString(16)} bytes)`,
       );
     }
     try {
-      await writeFile(a.filename, data);
+      // Straight from guest RAM, in pieces: no second copy of a large guest.
+      const fh = await open(a.filename, 'w');
+      try {
+        for (const v of data) {
+          for (let at = 0; at < v.length; at += 64 << 20) await fh.write(v.subarray(at, at + (64 << 20)));
+        }
+      } finally {
+        await fh.close();
+      }
     } catch (e) {
       throw genericError(`Could not open '${a.filename}': ${errnoText(e as NodeJS.ErrnoException)}`);
     }
