@@ -29,6 +29,25 @@ export interface EngineHost {
   fatal(message: string): void;
 }
 
+/** Capabilities that change what goes over the wire in ways qmigrate does not implement. */
+const UNSUPPORTED_CAPS = [
+  'postcopy-ram',
+  'postcopy-preempt',
+  'xbzrle',
+  'mapped-ram',
+  'x-colo',
+  'x-ignore-shared',
+  'background-snapshot',
+  'switchover-ack',
+  'multifd',
+  'zero-copy-send',
+] as const;
+
+function checkCaps(m: Migration): void {
+  const on = UNSUPPORTED_CAPS.find((c) => m.options.caps[c]);
+  if (on) throw genericError(`Capability '${on}' is not supported by qmigrate`);
+}
+
 const RDMA =
   'RDMA is not supported by qmigrate (the rdma transport needs InfiniBand verbs, which Node cannot reach)';
 
@@ -94,6 +113,7 @@ export class Engine implements MigrationEngine {
   }
 
   startOutgoing(parsed: ParsedInput, m: Migration): OutgoingRun {
+    checkCaps(m);
     const run = new OutgoingMigration(
       m,
       this.#host.ram,
@@ -105,6 +125,7 @@ export class Engine implements MigrationEngine {
   }
 
   async startIncoming(parsed: ParsedInput, m: Migration, exitOnError: boolean): Promise<IncomingRun> {
+    checkCaps(m);
     const { ram, runstate } = this.#host;
     const addr = parsed.main.addr;
     const done = (error?: string) => {
