@@ -233,7 +233,8 @@ export class RamLoader {
           const fill = r.u8();
           if (fill !== 0) throw new StreamError(`Found a zero page with value ${fill}`, r.offset - 1, 'ram');
           this.#check(b, addr, at);
-          b.host.fill(0, addr, addr + PAGE);
+          // Reading an untouched page is free, writing it is not: only clear what is dirty.
+          if (!isZeroPage(b.host, addr)) b.host.fill(0, addr, addr + PAGE);
           this.pages++;
           break;
         }
