@@ -18,17 +18,31 @@ export class RamBlock {
   readonly dirtyLog: Uint32Array;
   /** Whether writes are being logged (migration turns this on at setup). */
   logging = false;
+  /**
+   * Pages that may hold something other than zeros. A page never written since the block
+   * was allocated is known to be zero without reading it (reading would map it).
+   */
+  readonly written: Uint32Array;
 
-  constructor(idstr: string, offset: number, host: Buffer) {
+  /** `filled`: the block starts with content (a backing file), not zeros. */
+  constructor(idstr: string, offset: number, host: Buffer, filled = true) {
     this.idstr = idstr;
     this.offset = offset;
     this.host = host;
-    this.dirtyLog = new Uint32Array(Math.ceil(host.length / TARGET_PAGE_SIZE / 32));
+    const words = Math.ceil(host.length / TARGET_PAGE_SIZE / 32);
+    this.dirtyLog = new Uint32Array(words);
+    this.written = new Uint32Array(words).fill(filled ? 0xffffffff : 0);
   }
 
   /** Records that a page was written. */
   markDirty(page: number): void {
+    this.written[page >>> 5]! |= 1 << (page & 31);
     if (this.logging) this.dirtyLog[page >>> 5]! |= 1 << (page & 31);
+  }
+
+  /** Whether a page may be non-zero (false: certainly zero). */
+  mayBeWritten(page: number): boolean {
+    return (this.written[page >>> 5]! & (1 << (page & 31))) !== 0;
   }
 
   get length(): number {
@@ -43,9 +57,9 @@ export class RamBlock {
 export class GuestRam {
   readonly blocks: RamBlock[] = [];
 
-  add(idstr: string, host: Buffer): RamBlock {
+  add(idstr: string, host: Buffer, filled = true): RamBlock {
     const offset = this.blocks.reduce((end, b) => Math.max(end, b.offset + b.length), 0);
-    const b = new RamBlock(idstr, offset, host);
+    const b = new RamBlock(idstr, offset, host, filled);
     this.blocks.push(b);
     return b;
   }

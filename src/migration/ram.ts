@@ -233,8 +233,9 @@ export class RamLoader {
           const fill = r.u8();
           if (fill !== 0) throw new StreamError(`Found a zero page with value ${fill}`, r.offset - 1, 'ram');
           this.#check(b, addr, at);
-          // Reading an untouched page is free, writing it is not: only clear what is dirty.
-          if (!isZeroPage(b.host, addr)) b.host.fill(0, addr, addr + PAGE);
+          // Leave untouched pages alone (writing, or even reading, one maps it); clear a
+          // page only if it may hold data.
+          if (b.mayBeWritten(addr / PAGE) && !isZeroPage(b.host, addr)) b.host.fill(0, addr, addr + PAGE);
           this.pages++;
           break;
         }
@@ -243,6 +244,7 @@ export class RamLoader {
           this.#check(b, addr, at);
           if (r.available < PAGE) await r.need(PAGE, `page 0x${addr.toString(16)} of ${b.idstr}`);
           r.copyTo(b.host, addr, PAGE);
+          b.markDirty(addr / PAGE);
           this.pages++;
           break;
         }

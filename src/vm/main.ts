@@ -4,7 +4,7 @@
  * workload, and serves the monitors (QMP and HMP) on the chardevs given, like
  * qemu-system-x86_64 -machine none.
  */
-import { closeSync, existsSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { serveHmp } from '../hmp/index.js';
 import { Workload } from '../machine/workload.js';
 import { QapiError } from '../qapi/errors.js';
@@ -18,9 +18,9 @@ interface Backing {
 }
 
 /** Reads a memory-backend-file's content into a RAM buffer of the backend's size. */
-function loadFile(path: string, size: number): Buffer {
+function loadFile(path: string, size: number): { host: Buffer; filled: boolean } {
   const host = Buffer.alloc(size);
-  if (!existsSync(path)) return host;
+  if (!existsSync(path) || statSync(path).size === 0) return { host, filled: false };
   const fd = openSync(path, 'r');
   try {
     for (let at = 0; at < size; ) {
@@ -31,12 +31,12 @@ function loadFile(path: string, size: number): Buffer {
   } finally {
     closeSync(fd);
   }
-  return host;
+  return { host, filled: true };
 }
 
 /** Builds the guest RAM blocks QEMU would create for this configuration. */
 function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; backings: Backing[] } {
-  const ram: { idstr: string; host: Buffer }[] = [];
+  const ram: { idstr: string; host: Buffer; filled: boolean }[] = [];
   const backings: Backing[] = [];
   if (cfg.memoryBackend !== undefined && !cfg.backends.some((b) => b.id === cfg.memoryBackend)) {
     throw new UsageError(`Memory backend '${cfg.memoryBackend}' not found`);
@@ -48,12 +48,12 @@ function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; back
     if (b.size % 4096n !== 0n || b.size === 0n)
       throw new UsageError(`-object ${b.type},id=${b.id}: bad size ${b.size}`);
     const size = Number(b.size);
-    const host = b.memPath ? loadFile(b.memPath, size) : Buffer.alloc(size);
+    const { host, filled } = b.memPath ? loadFile(b.memPath, size) : { host: Buffer.alloc(size), filled: false };
     if (b.memPath && b.share) backings.push({ path: b.memPath, host });
-    ram.push({ idstr: b.id, host });
+    ram.push({ idstr: b.id, host, filled });
   }
   if (cfg.memoryBackend === undefined && cfg.ramSizeGiven && cfg.ramSize > 0n) {
-    ram.push({ idstr: 'ram', host: Buffer.alloc(Number(cfg.ramSize)) });
+    ram.push({ idstr: 'ram', host: Buffer.alloc(Number(cfg.ramSize)), filled: false });
   }
   return { ram, backings };
 }

@@ -31,7 +31,7 @@ export interface VmOptions {
   /** `-S`: start paused (prelaunch). */
   startPaused?: boolean;
   /** RAM blocks by id. */
-  ram?: { idstr: string; host: Buffer }[];
+  ram?: { idstr: string; host: Buffer; filled?: boolean }[];
   engine?: MigrationEngine;
 }
 
@@ -49,7 +49,7 @@ export class Vm {
   #onRunning: ((running: boolean) => void) | undefined;
 
   constructor(opts: VmOptions = {}) {
-    for (const r of opts.ram ?? []) this.ram.add(r.idstr, r.host);
+    for (const r of opts.ram ?? []) this.ram.add(r.idstr, r.host, r.filled ?? true);
     const initial: RunState =
       opts.incoming !== undefined ? 'inmigrate' : opts.startPaused ? 'prelaunch' : 'running';
     this.runstate = new RunStateMachine(initial, !opts.startPaused, {
