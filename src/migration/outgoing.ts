@@ -182,18 +182,19 @@ export class OutgoingMigration implements OutgoingRun {
       }
       const chunkStart = performance.now();
       writeSectionPart(f, QEMU_VM_SECTION_PART, SECTION_ID.ram);
-      let blocked = false;
-      const allSent = ram.sendPages(() => {
-        if (f.pendingBytes >= FLUSH_BYTES && !f.flush()) blocked = true;
-        return (
-          blocked ||
+      // Double buffering: this chunk's pages are prepared while the previous chunk is still
+      // draining into the transport, and written as soon as it has, so the destination is
+      // never left waiting while the next batch is built.
+      const allSent = ram.sendPages(
+        () =>
+          f.pendingBytes >= FLUSH_BYTES ||
           f.transferred + f.pendingBytes - windowBytes >= budget ||
-          performance.now() - chunkStart >= MAX_WAIT_MS
-        );
-      });
+          performance.now() - chunkStart >= MAX_WAIT_MS,
+      );
       ram.eos();
       writeFooter(f, SECTION_ID.ram);
-      await f.drain();
+      await f.drained();
+      f.flush();
       this.#updateStats(f, ram, bandwidth);
 
       // Counters, bandwidth and the convergence check, every BUFFER_DELAY.

@@ -142,6 +142,36 @@ export class QemuFileWriter {
   }
 
   /** Flushes, then waits until the transport has room again (back-pressure). */
+  /**
+   * Waits until what was flushed has left for the transport, without flushing what is
+   * pending: the caller prepares the next batch while the previous one drains.
+   */
+  async drained(): Promise<void> {
+    if (this.#error) throw this.#error;
+    if (this.#out.writableLength === 0) return;
+    if (this.#out.destroyed) throw Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+    await new Promise<void>((resolve, reject) => {
+      const done = () => {
+        this.#out.off('drain', done);
+        this.#out.off('error', fail);
+        this.#out.off('close', done);
+        if (this.#out.destroyed && !this.#error) {
+          this.#error = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+        }
+        resolve();
+      };
+      const fail = (e: Error) => {
+        this.#out.off('drain', done);
+        this.#out.off('close', done);
+        reject(e);
+      };
+      this.#out.once('drain', done);
+      this.#out.once('error', fail);
+      this.#out.once('close', done);
+    });
+    if (this.#error) throw this.#error;
+  }
+
   async drain(): Promise<void> {
     if (this.flush()) return;
     // The transport may have failed or closed while nobody was waiting on it.
