@@ -40,6 +40,15 @@ export class RamBlock {
     if (this.logging) this.dirtyLog[page >>> 5]! |= 1 << (page & 31);
   }
 
+  /** Marks the pages that hold anything but zeros (after content was loaded). */
+  scanWritten(): void {
+    const zero = Buffer.alloc(TARGET_PAGE_SIZE);
+    this.written.fill(0);
+    for (let p = 0, off = 0; off < this.host.length; p++, off += TARGET_PAGE_SIZE) {
+      if (zero.compare(this.host, off, off + TARGET_PAGE_SIZE) !== 0) this.written[p >>> 5]! |= 1 << (p & 31);
+    }
+  }
+
   /** Whether a page may be non-zero (false: certainly zero). */
   mayBeWritten(page: number): boolean {
     return (this.written[page >>> 5]! & (1 << (page & 31))) !== 0;

@@ -171,7 +171,8 @@ export class RamSaver {
     const f = this.#f;
     const off = p * PAGE;
     const cont = this.#lastBlock === b ? RAM_SAVE_FLAG_CONTINUE : 0;
-    const zero = this.#detectZero && isZeroPage(b.host, off);
+    // A page never written since the block was filled is zero without looking at it.
+    const zero = this.#detectZero && (!b.mayBeWritten(p) || isZeroPage(b.host, off));
     const before = f.pendingBytes;
     f.be64(off + (zero ? RAM_SAVE_FLAG_ZERO : RAM_SAVE_FLAG_PAGE) + cont);
     if (!cont) {

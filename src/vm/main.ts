@@ -48,7 +48,9 @@ function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; back
     if (b.size % 4096n !== 0n || b.size === 0n)
       throw new UsageError(`-object ${b.type},id=${b.id}: bad size ${b.size}`);
     const size = Number(b.size);
-    const { host, filled } = b.memPath ? loadFile(b.memPath, size) : { host: Buffer.alloc(size), filled: false };
+    const { host, filled } = b.memPath
+      ? loadFile(b.memPath, size)
+      : { host: Buffer.alloc(size), filled: false };
     if (b.memPath && b.share) backings.push({ path: b.memPath, host });
     ram.push({ idstr: b.id, host, filled });
   }
@@ -59,24 +61,15 @@ function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; back
 }
 
 /**
- * A destination touches all of its RAM once the stream arrives; paying the page faults
- * while it waits for the stream (in slices, so the monitor stays responsive) keeps them out
- * of the migration's time. Pages already holding content are left alone.
+ * A destination touches all of its RAM once the stream arrives. Mapping it before the
+ * monitors open (as QEMU's prealloc=on would) keeps those page faults out of the migration
+ * window instead of competing with the loader. Pages already holding content are skipped.
  */
 function prefault(vm: Vm): void {
-  const SLICE = 16 << 20;
-  const jobs = vm.ram.blocks.map((b) => ({ b, at: 0 }));
-  const step = () => {
-    const job = jobs[0];
-    if (!job) return;
-    const end = Math.min(job.b.length, job.at + SLICE);
+  for (const b of vm.ram.blocks) {
     // Writing one byte per page maps it; the byte is zero already, so content is unchanged.
-    for (let p = job.at; p < end; p += 4096) if (!job.b.mayBeWritten(p / 4096)) job.b.host[p] = 0;
-    job.at = end;
-    if (job.at >= job.b.length) jobs.shift();
-    setImmediate(step);
-  };
-  setImmediate(step);
+    for (let p = 0; p < b.length; p += 4096) if (!b.mayBeWritten(p / 4096)) b.host[p] = 0;
+  }
 }
 
 /** Builds and starts the VM of a parsed configuration. Exported for tests. */
@@ -86,6 +79,7 @@ export async function startVm(
 ): Promise<{ vm: Vm; backings: Backing[] }> {
   const { ram, backings } = buildRam(cfg);
   const vm = new Vm({ incoming: cfg.incoming, startPaused: cfg.startPaused, ram, fatal });
+  if (cfg.incoming !== undefined) prefault(vm);
   for (const a of cfg.addFds) {
     vm.fdsets.set(a.set, [...(vm.fdsets.get(a.set) ?? []), a.fd]);
     if (a.opaque) vm.fds.set(a.opaque, a.fd);
@@ -107,7 +101,6 @@ export async function startVm(
       throw e;
     }
   }
-  if (cfg.incoming !== undefined) prefault(vm);
   if (cfg.incoming !== undefined && cfg.incoming !== 'defer') {
     try {
       await vm.migration.migrateIncoming({ uri: cfg.incoming });

@@ -49,7 +49,11 @@ export class Vm {
   #onRunning: ((running: boolean) => void) | undefined;
 
   constructor(opts: VmOptions = {}) {
-    for (const r of opts.ram ?? []) this.ram.add(r.idstr, r.host, r.filled ?? true);
+    for (const r of opts.ram ?? []) {
+      const b = this.ram.add(r.idstr, r.host, r.filled ?? true);
+      // Knowing which loaded pages are zero spares reading them again at migration time.
+      if (r.filled) b.scanWritten();
+    }
     const initial: RunState =
       opts.incoming !== undefined ? 'inmigrate' : opts.startPaused ? 'prelaunch' : 'running';
     this.runstate = new RunStateMachine(initial, !opts.startPaused, {

@@ -160,7 +160,10 @@ test('capabilities that change the wire format qmigrate does not speak are refus
   writeMixedImage(join(dir, 'img'), MiB << 20, 1);
   const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'img'), MiB))!;
   await src.qmp.migrateSetCapabilities({ capabilities: [{ capability: 'xbzrle', state: true }] });
-  await assert.rejects(src.qmp.migrate({ uri: `file:${join(dir, 'x.mig')}` }), /Capability 'xbzrle' is not supported by qmigrate/);
+  await assert.rejects(
+    src.qmp.migrate({ uri: `file:${join(dir, 'x.mig')}` }),
+    /Capability 'xbzrle' is not supported by qmigrate/,
+  );
   assert.equal((await src.qmp.queryMigrate()).status, 'failed');
   await waitRunstate(src.qmp, 'running');
 });

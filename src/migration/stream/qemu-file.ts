@@ -142,13 +142,20 @@ export class QemuFileWriter {
   }
 
   /** Flushes, then waits until the transport has room again (back-pressure). */
+  /** Whether the transport asked us to wait for 'drain' before writing more. */
+  get busy(): boolean {
+    return this.#out.writableNeedDrain && this.#out.writableLength > 0;
+  }
+
   /**
    * Waits until what was flushed has left for the transport, without flushing what is
    * pending: the caller prepares the next batch while the previous one drains.
    */
   async drained(): Promise<void> {
     if (this.#error) throw this.#error;
-    if (this.#out.writableLength === 0) return;
+    // 'drain' comes only after a write() that returned false: below the high-water mark
+    // there is nothing to wait for (and no event would come).
+    if (this.#out.writableLength === 0 || !this.#out.writableNeedDrain) return;
     if (this.#out.destroyed) throw Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
     await new Promise<void>((resolve, reject) => {
       const done = () => {
