@@ -185,17 +185,20 @@ export class OutgoingMigration implements OutgoingRun {
       // Double buffering: this chunk's pages are prepared while the previous chunk is still
       // draining into the transport, and written as soon as it has, so the destination is
       // never left waiting while the next batch is built.
-      const allSent = ram.sendPages(() => {
-        if (f.pendingBytes >= FLUSH_BYTES) {
-          // The transport still busy with the last batch: end the chunk here and wait.
-          if (f.busy) return true;
-          f.flush();
-        }
-        return (
-          f.transferred + f.pendingBytes - windowBytes >= budget ||
-          performance.now() - chunkStart >= MAX_WAIT_MS
-        );
-      });
+      const allSent = ram.sendPages(
+        () => {
+          if (f.pendingBytes >= FLUSH_BYTES) {
+            // The transport still busy with the last batch: end the chunk here and wait.
+            if (f.busy) return true;
+            f.flush();
+          }
+          return (
+            f.transferred + f.pendingBytes - windowBytes >= budget ||
+            performance.now() - chunkStart >= MAX_WAIT_MS
+          );
+        },
+        Number.isFinite(budget) ? 1 : 64,
+      );
       ram.eos();
       writeFooter(f, SECTION_ID.ram);
       await f.drained();

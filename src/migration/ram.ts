@@ -122,10 +122,11 @@ export class RamSaver {
   }
 
   /**
-   * Writes dirty pages until none is left or `stop()` says so (checked every 64 pages, as
-   * QEMU checks its rate limit and the 50 ms budget). Returns true when no dirty page is left.
+   * Writes dirty pages until none is left or `stop()` says so, asked every `every` pages
+   * (every page under a bandwidth limit, so a window's budget is not overshot). Returns true
+   * when no dirty page is left.
    */
-  sendPages(stop: () => boolean): boolean {
+  sendPages(stop: () => boolean, every = 64): boolean {
     const blocks = this.#ram.blocks;
     let sinceCheck = 0;
     let scannedBlocks = 0;
@@ -150,7 +151,7 @@ export class RamSaver {
         this.#dirtyPages--;
         this.#sendPage(b, p);
         p++;
-        if (++sinceCheck >= 64) {
+        if (++sinceCheck >= every) {
           sinceCheck = 0;
           if (stop()) {
             this.#page = p;

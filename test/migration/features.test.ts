@@ -167,3 +167,17 @@ test('capabilities that change the wire format qmigrate does not speak are refus
   assert.equal((await src.qmp.queryMigrate()).status, 'failed');
   await waitRunstate(src.qmp, 'running');
 });
+
+test('max-bandwidth limits the rate: 24 MiB of random pages at 8 MiB/s take about 3 s', async (t) => {
+  const dir = tmp(t);
+  const { writeWorkloadImage } = await import('../helpers/guest.js');
+  writeWorkloadImage(join(dir, 'img'), 24 << 20);
+  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'img'), 24))!;
+  await src.qmp.migrateSetParameters({ 'max-bandwidth': 8 << 20 });
+  await src.qmp.migrate({ uri: `file:${join(dir, 'bw.mig')}` });
+  const info = await waitMigration(src.qmp);
+  assert.equal(info.status, 'completed');
+  const seconds = Number(info['total-time']) / 1000;
+  assert.ok(seconds > 2.4 && seconds < 4.5, `took ${seconds} s`);
+  assert.ok(Number(info.ram?.mbps) < 8 * 8.4 * 1.1, `mbps ${info.ram?.mbps}`);
+});

@@ -103,3 +103,46 @@ for (const [from, to] of PAIRS) {
   }
 }
 test('7.2 -> qmigrate with uri', (t) => migrate(t, '7.2', 'qmigrate', 'unix', true));
+
+/** With the return-path capability the source waits for the destination's SHUT. */
+async function returnPath(t: TestContext, from: PeerKind, to: PeerKind) {
+  const dir = mkdtempSync(join(tmpdir(), `qmigrate-rp-${from}-${to}-`));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeMixedImage(join(dir, 'src.img'), 64 << 20, 3);
+  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
+  const src = await startPeer(t, from, dir, 'src', join(dir, 'src.img'), 64);
+  const dst = await startPeer(t, to, dir, 'dst', join(dir, 'dst.img'), 64, ['-incoming', 'defer']);
+  if (!src || !dst) return;
+  const addr: MigrationAddress = { transport: 'socket', type: 'unix', path: join(dir, 'rp.sock') };
+  await dst.qmp.migrateIncoming({ channels: main(addr) });
+  await src.qmp.migrateSetCapabilities({ capabilities: [{ capability: 'return-path', state: true }] });
+  await src.qmp.migrateSetParameters({ 'max-bandwidth': 0 });
+  await src.qmp.migrate({ channels: main(addr) });
+  assert.equal((await waitMigration(src.qmp)).status, 'completed');
+  assert.equal((await waitMigration(dst.qmp)).status, 'completed');
+  await waitRunstate(dst.qmp, 'running');
+  await dst.qmp.pmemsave({ val: 0, size: 64 << 20, filename: join(dir, 'dst.dump') });
+  assert.ok(readFileSync(join(dir, 'dst.dump')).equals(readFileSync(join(dir, 'src.img'))));
+}
+test('return path: 10.0 -> qmigrate (qmigrate answers PONG and SHUT)', (t) =>
+  returnPath(t, '10.0', 'qmigrate'));
+test('return path: qmigrate -> 10.0 (qmigrate waits for SHUT)', (t) => returnPath(t, 'qmigrate', '10.0'));
+test('return path: qmigrate -> qmigrate', (t) => returnPath(t, 'qmigrate', 'qmigrate'));
+
+test('IPv6 loopback, port 0: qmigrate -> qmigrate over tcp:[::1]', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-v6-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeMixedImage(join(dir, 'src.img'), 32 << 20, 8);
+  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
+  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), 32))!;
+  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), 32, ['-incoming', 'defer']))!;
+  await dst.qmp.migrateIncoming({ uri: 'tcp:[::1]:0' });
+  const sa = (await dst.qmp.queryMigrate())['socket-address']?.[0];
+  assert.ok(
+    sa?.type === 'inet' && sa.host === '::1' && sa.ipv6 === true && sa.port !== '0',
+    JSON.stringify(sa),
+  );
+  await src.qmp.migrate({ uri: `tcp:[::1]:${sa.port}` });
+  assert.equal((await waitMigration(src.qmp)).status, 'completed');
+  assert.equal((await waitMigration(dst.qmp)).status, 'completed');
+});
