@@ -13,9 +13,7 @@ import { writeMixedImage } from '../helpers/guest.js';
 import { type Peer, startPeer, waitMigration, waitRunstate } from '../helpers/peers.js';
 
 const MiB = 64;
-const sample = fileURLToPath(
-  new URL('../../../shared/spec/samples/qemu10-none-16M-pattern.mig', import.meta.url),
-);
+const sample = fileURLToPath(new URL('../fixtures/samples/qemu10-none-16M-pattern.mig', import.meta.url));
 
 function tmp(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-faults-'));

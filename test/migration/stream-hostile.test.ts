@@ -10,7 +10,7 @@ import { loadVmState } from '../../src/migration/incoming.js';
 import { QemuFileReader, StreamError } from '../../src/migration/stream/qemu-file.js';
 
 const sample = readFileSync(
-  fileURLToPath(new URL('../../../shared/spec/samples/qemu10-none-16M-pattern.mig', import.meta.url)),
+  fileURLToPath(new URL('../fixtures/samples/qemu10-none-16M-pattern.mig', import.meta.url)),
 );
 
 async function load(data: Buffer, block = 'm0', size = 16 << 20): Promise<StreamError> {

@@ -14,7 +14,7 @@ import { QemuFileReader } from '../../src/migration/stream/qemu-file.js';
 import { connectRetry, waitMigration } from '../helpers/peers.js';
 import { spawnQmigrate } from '../helpers/qmigrate.js';
 
-const samples = fileURLToPath(new URL('../../../shared/spec/samples/', import.meta.url));
+const samples = fileURLToPath(new URL('../fixtures/samples/', import.meta.url));
 const PAGE = 4096;
 
 /** The 10.0 sample's guest: page i is (i*7+1)&0xff when i % 16 == 0, zero otherwise. */
