@@ -97,6 +97,8 @@ test('a peer that exits mid-command gives ExecInterruptedError, then StateError'
   t.after(() => q.stop());
   q.qmp.close();
   const c = await QmpClient.connect(join(q.dir, 'qmp.sock'));
+  // Frozen first, so it cannot answer before it dies.
+  q.child.kill('SIGSTOP');
   const pending = c.queryStatus();
   q.child.kill('SIGKILL');
   await assert.rejects(pending, ExecInterruptedError);
