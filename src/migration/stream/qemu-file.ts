@@ -141,7 +141,6 @@ export class QemuFileWriter {
     return ok;
   }
 
-  /** Flushes, then waits until the transport has room again (back-pressure). */
   /** Whether the transport asked us to wait for 'drain' before writing more. */
   get busy(): boolean {
     return this.#out.writableNeedDrain && this.#out.writableLength > 0;
@@ -179,31 +178,10 @@ export class QemuFileWriter {
     if (this.#error) throw this.#error;
   }
 
+  /** Flushes, then waits until the transport has room again (back-pressure). */
   async drain(): Promise<void> {
     if (this.flush()) return;
-    // The transport may have failed or closed while nobody was waiting on it.
-    if (this.#error) throw this.#error;
-    if (this.#out.destroyed) throw Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
-    await new Promise<void>((resolve, reject) => {
-      const done = () => {
-        this.#out.off('drain', done);
-        this.#out.off('error', fail);
-        this.#out.off('close', done);
-        if (this.#out.destroyed && !this.#error) {
-          this.#error = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
-        }
-        resolve();
-      };
-      const fail = (e: Error) => {
-        this.#out.off('drain', done);
-        this.#out.off('close', done);
-        reject(e);
-      };
-      this.#out.once('drain', done);
-      this.#out.once('error', fail);
-      this.#out.once('close', done);
-    });
-    if (this.#error) throw this.#error;
+    await this.drained();
   }
 
   /** Flushes and ends the stream, resolving when everything was written. */
