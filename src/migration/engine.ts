@@ -12,7 +12,10 @@ import type { MigrationAddress } from '../qapi/types.js';
 import type { RunStateMachine } from '../vm/runstate.js';
 import { runIncoming } from './incoming.js';
 import type { IncomingRun, Migration, MigrationEngine, OutgoingRun } from './migration.js';
+import { MultifdReceiver } from './multifd.js';
 import { OutgoingMigration, type OutgoingTransport } from './outgoing.js';
+import { QemuFileReader, StreamError } from './stream/qemu-file.js';
+import { QEMU_VM_FILE_MAGIC } from './stream/savevm.js';
 import { spawnExec } from './transport/exec.js';
 import { fdStream, resolveFd } from './transport/fd.js';
 import { openFileIn, openFileOut } from './transport/file.js';
@@ -39,7 +42,6 @@ const UNSUPPORTED_CAPS = [
   'x-ignore-shared',
   'background-snapshot',
   'switchover-ack',
-  'multifd',
   'zero-copy-send',
 ] as const;
 
@@ -83,6 +85,7 @@ export class Engine implements MigrationEngine {
           kind: 'socket',
           stream,
           bidirectional: true,
+          openChannel: () => connectSocket(addr),
           close: () => {
             closed = true;
             sock?.destroy();
@@ -142,20 +145,62 @@ export class Engine implements MigrationEngine {
         }
         let main: Socket | undefined;
         const run: IncomingRun = { cancel: () => {} };
+        const n = m.options.caps.multifd ? m.options.params['multifd-channels'] : 0;
+        const receiver = n ? new MultifdReceiver(ram, n) : undefined;
+        let mainReader: QemuFileReader | undefined;
+        const channels = new Set<number>();
+        const extra: Socket[] = [];
+        const maybeStart = () => {
+          // Loading starts once the main channel and every multifd channel are there.
+          if (!main || !mainReader || channels.size < n) return;
+          listener.server.close();
+          void runIncoming(m, ram, runstate, main, main, done, {
+            reader: mainReader,
+            onFlush: () => receiver!.syncMain(),
+          });
+        };
         const listener = await listenSocket(addr, (s) => {
-          if (main) {
-            // Extra connections are multifd channels, which need the multifd capability.
-            s.destroy();
+          if (!receiver) {
+            if (main) {
+              // Extra connections are multifd channels, which need the multifd capability.
+              s.destroy();
+              return;
+            }
+            main = s;
+            listener.server.close();
+            start(s, s);
             return;
           }
-          main = s;
-          listener.server.close();
-          start(s, s);
+          // With multifd, a connection is the main channel if it starts with the stream magic.
+          extra.push(s);
+          const r = new QemuFileReader(s);
+          void (async () => {
+            try {
+              await r.need(4, 'the first bytes of a connection');
+              if (r.peekBytes(4).readUInt32BE(0) === QEMU_VM_FILE_MAGIC && !main) {
+                main = s;
+                mainReader = r;
+                maybeStart();
+                return;
+              }
+              const id = await MultifdReceiver.readInit(r, n);
+              if (channels.has(id))
+                throw new StreamError(`multifd: channel ${id} connected twice`, 24, 'multifd');
+              channels.add(id);
+              maybeStart();
+              await receiver.run(r, id);
+            } catch (e) {
+              receiver.fail(e as Error);
+              s.destroy();
+              main?.destroy(e as Error);
+            }
+          })();
         });
         run.socketAddress = listener.addresses;
         run.cancel = () => {
           listener.close();
           main?.destroy();
+          for (const x of extra) x.destroy();
         };
         return run;
       }

@@ -57,9 +57,11 @@ export async function loadVmState(
   r: QemuFileReader,
   ram: GuestRam,
   rp: Writable | undefined,
+  onFlush?: () => Promise<void>,
 ): Promise<LoadResult> {
   await readHeader(r, []);
   const loader = new RamLoader(ram);
+  loader.onFlush = onFlush;
   const sections = new Map<number, string>();
   const result: LoadResult = {};
   let rpOpen = false;
@@ -185,11 +187,12 @@ export async function runIncoming(
   input: Readable,
   rp: Writable | undefined,
   onDone: (error?: string) => void,
+  opts: { reader?: QemuFileReader; onFlush?: () => Promise<void> } = {},
 ): Promise<void> {
   m.setIncomingStatus('active');
-  const r = new QemuFileReader(input);
+  const r = opts.reader ?? new QemuFileReader(input);
   try {
-    const result = await loadVmState(r, ram, rp);
+    const result = await loadVmState(r, ram, rp, opts.onFlush);
     rp?.end();
     m.incomingEnded();
     finishIncoming(runstate, result.runstate);

@@ -12,7 +12,8 @@ import { QapiError } from '../qapi/errors.js';
 import type { MigrationStatus } from '../qapi/types.js';
 import type { RunStateMachine } from '../vm/runstate.js';
 import type { Migration, OutgoingRun } from './migration.js';
-import { RamSaver } from './ram.js';
+import { MultifdSender } from './multifd.js';
+import { RAM_SAVE_FLAG_MULTIFD_FLUSH, RamSaver } from './ram.js';
 import { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
 import {
   MIG_CMD_OPEN_RETURN_PATH,
@@ -46,6 +47,8 @@ export interface OutgoingTransport {
   stream: Promise<Writable | Duplex>;
   /** What QEMU calls it in I/O errors: socket, command or file. */
   kind: 'socket' | 'command' | 'file';
+  /** Opens one more connection to the same address (multifd), for socket transports. */
+  openChannel?: () => Promise<Duplex>;
   /** Whether the stream can carry a return path (sockets). */
   bidirectional: boolean;
   /** Resolves when the transport is finished (exec child exited), rejects on its failure. */
@@ -65,6 +68,7 @@ export class OutgoingMigration implements OutgoingRun {
   #wake: (() => void) | undefined;
   #rpError: Error | undefined;
   #shut: Promise<number> | undefined;
+  #channels: Duplex[] = [];
 
   constructor(m: Migration, ram: GuestRam, runstate: RunStateMachine, transport: OutgoingTransport) {
     this.#m = m;
@@ -76,6 +80,7 @@ export class OutgoingMigration implements OutgoingRun {
   cancel(): void {
     this.#cancelled = true;
     this.#transport.close();
+    for (const c of this.#channels) c.destroy();
     this.#wake?.();
     this.#continue?.();
   }
@@ -94,6 +99,15 @@ export class OutgoingMigration implements OutgoingRun {
       if (this.#cancelled) throw new Cancelled();
       const f = new QemuFileWriter(stream);
       const ram = new RamSaver(this.#ram, f, m.options.params['zero-page-detection']);
+      if (m.options.caps.multifd) {
+        // The extra connections go to the same address; each opens with its init packet.
+        const open = this.#transport.openChannel;
+        if (!open) throw new QapiError('Migration requires multi-channel URIs (e.g. tcp)');
+        const n = m.options.params['multifd-channels'];
+        const chans = await Promise.all(Array.from({ length: n }, () => open()));
+        this.#channels = chans;
+        ram.multifd = new MultifdSender(chans, m.options.params['zero-page-detection'] === 'multifd');
+      }
       await this.#precopy(f, ram, (t) => {
         stoppedAt = t;
       });
@@ -106,6 +120,7 @@ export class OutgoingMigration implements OutgoingRun {
     } catch (e) {
       for (const b of this.#ram.blocks) b.logging = false;
       this.#transport.close();
+      for (const c of this.#channels) c.destroy();
       m.outgoingEnded();
       if (this.#cancelled || e instanceof Cancelled) {
         m.setStatus('cancelled');
@@ -149,6 +164,7 @@ export class OutgoingMigration implements OutgoingRun {
     writeSectionStart(f, QEMU_VM_SECTION_START, SECTION_ID.ram, 'ram', RAM_VERSION);
     ram.setup();
     m.pass(1);
+    this.#multifdSync(f, ram);
     ram.eos();
     writeFooter(f, SECTION_ID.ram);
     await f.drain();
@@ -159,10 +175,10 @@ export class OutgoingMigration implements OutgoingRun {
 
     // Iterations.
     let windowStart = performance.now();
-    let windowBytes = f.transferred;
+    let windowBytes = this.#sent(f, ram);
     let bandwidth = 0; // bytes per ms
     let lastCounters = performance.now();
-    let lastCountersBytes = f.transferred;
+    let lastCountersBytes = this.#sent(f, ram);
     let lastDirtyPages = 0;
     let lastPagesSent = 0;
     for (;;) {
@@ -173,9 +189,9 @@ export class OutgoingMigration implements OutgoingRun {
       const now = performance.now();
       if (now - windowStart >= BUFFER_DELAY_MS) {
         windowStart = now;
-        windowBytes = f.transferred;
+        windowBytes = this.#sent(f, ram);
       }
-      if (f.transferred - windowBytes >= budget) {
+      if (this.#sent(f, ram) - windowBytes >= budget) {
         // Rate limited: wait for the next window, as QEMU's migration thread does.
         await this.#sleep(Math.max(1, BUFFER_DELAY_MS - (performance.now() - windowStart)));
         continue;
@@ -187,21 +203,23 @@ export class OutgoingMigration implements OutgoingRun {
       // never left waiting while the next batch is built.
       const allSent = ram.sendPages(
         () => {
-          if (f.pendingBytes >= FLUSH_BYTES) {
+          if (f.pendingBytes >= FLUSH_BYTES || ram.multifd) {
             // The transport still busy with the last batch: end the chunk here and wait.
-            if (f.busy) return true;
+            if (f.busy || ram.multifd?.busy) return true;
             f.flush();
           }
           return (
-            f.transferred + f.pendingBytes - windowBytes >= budget ||
+            this.#sent(f, ram) + f.pendingBytes - windowBytes >= budget ||
             performance.now() - chunkStart >= MAX_WAIT_MS
           );
         },
         Number.isFinite(budget) ? 1 : 64,
       );
+      if (allSent) this.#multifdSync(f, ram);
       ram.eos();
       writeFooter(f, SECTION_ID.ram);
       await f.drained();
+      await ram.multifd?.drained();
       f.flush();
       this.#updateStats(f, ram, bandwidth);
 
@@ -209,12 +227,13 @@ export class OutgoingMigration implements OutgoingRun {
       const t = performance.now();
       if (t - lastCounters >= BUFFER_DELAY_MS || allSent) {
         const dt = t - lastCounters;
-        if (dt > 0 && f.transferred > lastCountersBytes) bandwidth = (f.transferred - lastCountersBytes) / dt;
+        const sent = this.#sent(f, ram);
+        if (dt > 0 && sent > lastCountersBytes) bandwidth = (sent - lastCountersBytes) / dt;
         const pagesSent = ram.counters.normal + ram.counters.duplicate;
         m.stats['pages-per-second'] = dt > 0 ? Math.round(((pagesSent - lastPagesSent) * 1000) / dt) : 0;
         lastPagesSent = pagesSent;
         lastCounters = t;
-        lastCountersBytes = f.transferred;
+        lastCountersBytes = this.#sent(f, ram);
       }
       const avail = Number(params['avail-switchover-bandwidth']);
       const bw = avail > 0 ? avail / 1000 : bandwidth;
@@ -267,6 +286,7 @@ export class OutgoingMigration implements OutgoingRun {
       if (f.pendingBytes >= FLUSH_BYTES) f.flush();
       return false;
     });
+    this.#multifdSync(f, ram);
     ram.eos();
     writeFooter(f, SECTION_ID.ram);
     writeTimer(f);
@@ -287,23 +307,38 @@ export class OutgoingMigration implements OutgoingRun {
       await f.end();
       await this.#transport.finished;
     }
+    await ram.multifd?.end();
     this.#check();
     this.#updateStats(f, ram, 0);
   }
 
+  /** Bytes sent on every channel. */
+  #sent(f: QemuFileWriter, ram: RamSaver): number {
+    return f.transferred + (ram.multifd?.bytes ?? 0);
+  }
+
+  /** A multifd sync point: SYNC on every channel, then MULTIFD_FLUSH on the main one. */
+  #multifdSync(f: QemuFileWriter, ram: RamSaver): void {
+    if (!ram.multifd) return;
+    ram.multifd.sync();
+    f.be64(RAM_SAVE_FLAG_MULTIFD_FLUSH);
+  }
+
   #updateStats(f: QemuFileWriter, ram: RamSaver, _bw: number): void {
     const s = this.#m.stats;
-    s.transferred = f.transferred;
+    const mf = ram.multifd;
+    s.transferred = this.#sent(f, ram);
+    s['multifd-bytes'] = mf?.bytes ?? 0;
     s.total = ram.total;
     s.remaining = ram.remainingBytes;
-    s.normal = ram.counters.normal;
-    s.duplicate = ram.counters.duplicate;
-    s['normal-bytes'] = ram.counters.normal * 4096;
+    s.normal = ram.counters.normal + (mf?.normal ?? 0);
+    s.duplicate = ram.counters.duplicate + (mf?.zero ?? 0);
+    s['normal-bytes'] = s.normal * 4096;
     s['dirty-sync-count'] = ram.counters.syncCount;
     s['precopy-bytes'] = ram.counters.precopyBytes;
     s['downtime-bytes'] = ram.counters.downtimeBytes;
     const elapsed = Date.now() - this.#m.startTime - this.#m.setupTime;
-    s.mbps = elapsed > 0 ? (f.transferred * 8) / elapsed / 1000 : 0;
+    s.mbps = elapsed > 0 ? (Number(s.transferred) * 8) / elapsed / 1000 : 0;
   }
 
   #finalStats(f: QemuFileWriter, ram: RamSaver): void {

@@ -6,6 +6,7 @@
  */
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
+import type { MultifdSender } from './multifd.js';
 import type { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
 import { StreamError } from './stream/qemu-file.js';
 
@@ -47,6 +48,8 @@ export class RamSaver {
   #blockIdx = 0;
   #page = 0;
   readonly #detectZero: boolean;
+  /** zero-page-detection=legacy: zero pages stay on the main channel even with multifd. */
+  readonly #legacyZero: boolean;
   readonly counters: RamCounters = {
     normal: 0,
     duplicate: 0,
@@ -56,12 +59,15 @@ export class RamSaver {
   };
   /** True while in stop-and-copy: bytes count as downtime bytes. */
   completing = false;
+  /** With multifd, pages go to these channels instead of the main stream. */
+  multifd: MultifdSender | undefined;
 
   constructor(ram: GuestRam, f: QemuFileWriter, zeroPageDetection: 'none' | 'legacy' | 'multifd') {
     this.#ram = ram;
     this.#f = f;
     this.#bitmaps = ram.blocks.map((b) => new Uint32Array(b.dirtyLog.length));
     this.#detectZero = zeroPageDetection !== 'none';
+    this.#legacyZero = zeroPageDetection === 'legacy';
   }
 
   get total(): number {
@@ -171,6 +177,13 @@ export class RamSaver {
   #sendPage(b: RamBlock, p: number): void {
     const f = this.#f;
     const off = p * PAGE;
+    if (this.multifd) {
+      // multifd detects zero pages itself, unless zero-page-detection is legacy.
+      if (!this.#legacyZero || (b.mayBeWritten(p) && !isZeroPage(b.host, off))) {
+        this.multifd.addPage(b, p);
+        return;
+      }
+    }
     const cont = this.#lastBlock === b ? RAM_SAVE_FLAG_CONTINUE : 0;
     // A page never written since the block was filled is zero without looking at it.
     const zero = this.#detectZero && (!b.mayBeWritten(p) || isZeroPage(b.host, off));

@@ -300,6 +300,13 @@ export class QemuFileReader {
     }
   }
 
+  /** The next `n` bytes, without consuming them (requires available >= n). */
+  peekBytes(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    this.#copyOut(out, 0, n, false);
+    return out;
+  }
+
   /** The next byte, without consuming it (requires available >= 1). */
   peekU8(): number {
     return this.#chunks[0]![this.#head]!;
