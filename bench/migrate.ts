@@ -22,6 +22,7 @@ const { values: opt } = parseArgs({
     reps: { type: 'string', default: '5' },
     transport: { type: 'string', default: 'unix' },
     pattern: { type: 'string', default: 'half' },
+    multifd: { type: 'string', default: '0' },
   },
 });
 const MiB = Number(opt.size);
@@ -94,10 +95,17 @@ async function once(engine: 'qemu' | 'qmigrate', dir: string, image: string): Pr
       opt.transport === 'tcp'
         ? { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' }
         : { transport: 'socket', type: 'unix', path: join(dir, 'mig.sock') };
-    await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr }] });
-    const sa = (await dst.queryMigrate())['socket-address']?.[0];
-    if (addr.transport === 'socket' && addr.type === 'inet' && sa?.type === 'inet') addr.port = sa.port;
     await src.migrateSetParameters({ 'max-bandwidth': 0 });
+    const channels = Number(opt.multifd);
+    if (channels > 0) {
+      for (const q of [src, dst]) {
+        await q.migrateSetCapabilities({ capabilities: [{ capability: 'multifd', state: true }] });
+        await q.migrateSetParameters({ 'multifd-channels': channels });
+      }
+    }
+    await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr }] });
+    const sa2 = (await dst.queryMigrate())['socket-address']?.[0];
+    if (addr.transport === 'socket' && addr.type === 'inet' && sa2?.type === 'inet') addr.port = sa2.port;
     await src.migrate({ channels: [{ 'channel-type': 'main', addr }] });
     let info: MigrationInfo;
     for (;;) {
@@ -170,7 +178,7 @@ async function main(): Promise<void> {
       encoding: 'utf8',
     }).split('\n')[0];
     console.log(
-      `# ${MiB} MiB guest, ${opt.pattern} pages, ${opt.transport} socket, single channel, ${REPS} runs each, interleaved`,
+      `# ${MiB} MiB guest, ${opt.pattern} pages, ${opt.transport} socket, ${Number(opt.multifd) ? `multifd ${opt.multifd} channels` : 'single channel'}, ${REPS} runs each, interleaved`,
     );
     console.log(
       `# ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${qemuVersion}`,
