@@ -48,6 +48,10 @@ const UNSUPPORTED_CAPS = [
 function checkCaps(m: Migration): void {
   const on = UNSUPPORTED_CAPS.find((c) => m.options.caps[c]);
   if (on) throw genericError(`Capability '${on}' is not supported by qmigrate`);
+  const compression = m.options.params['multifd-compression'];
+  if (m.options.caps.multifd && compression !== 'none') {
+    throw genericError(`multifd-compression '${compression}' is not supported by qmigrate (only 'none')`);
+  }
 }
 
 const RDMA =

@@ -50,9 +50,25 @@ export class MultifdSender {
     this.#channels = outs.map((out, id) => ({ out, id }));
     this.#detectZero = detectZero;
     for (const c of this.#channels) {
+      // A channel that fails or closes under us fails the migration: its pages are lost.
+      c.out.on('error', (e) => {
+        this.error ??= e;
+      });
+      c.out.on('close', () => {
+        if (!this.#ending) this.error ??= Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+      });
       c.out.write(initPacket(c.id));
       this.bytes += 64;
     }
+  }
+
+  /** The first error of any channel. */
+  error: Error | undefined;
+  #ending = false;
+
+  /** @throws the first channel error, if any. */
+  check(): void {
+    if (this.error) throw this.error;
   }
 
   /** Whether some channel asks us to wait. */
@@ -68,6 +84,7 @@ export class MultifdSender {
 
   /** Sends the pending batch as one packet on the next channel. */
   flushBatch(): void {
+    this.check();
     const block = this.#block;
     if (!block || this.#pages.length === 0) return;
     const offsets = this.#pages.map((p) => p * PAGE);
@@ -125,6 +142,7 @@ export class MultifdSender {
   /** A sync point: the pending batch, then one SYNC packet on every channel. */
   sync(): void {
     this.flushBatch();
+    this.check();
     for (const c of this.#channels) {
       const hdr = Buffer.alloc(MULTIFD_HEADER);
       hdr.writeUInt32BE(MULTIFD_MAGIC, 0);
@@ -139,6 +157,7 @@ export class MultifdSender {
 
   /** Waits until every channel has handed its queue to the kernel. */
   async drained(): Promise<void> {
+    this.check();
     await Promise.all(
       this.#channels.map((c) =>
         c.out.writableLength === 0 || !c.out.writableNeedDrain
@@ -153,7 +172,10 @@ export class MultifdSender {
   }
 
   async end(): Promise<void> {
+    this.check();
+    this.#ending = true;
     await Promise.all(this.#channels.map((c) => new Promise<void>((res) => c.out.end(() => res()))));
+    this.check();
   }
 }
 

@@ -69,6 +69,7 @@ export class OutgoingMigration implements OutgoingRun {
   #rpError: Error | undefined;
   #shut: Promise<number> | undefined;
   #channels: Duplex[] = [];
+  #multifd: MultifdSender | undefined;
 
   constructor(m: Migration, ram: GuestRam, runstate: RunStateMachine, transport: OutgoingTransport) {
     this.#m = m;
@@ -107,6 +108,7 @@ export class OutgoingMigration implements OutgoingRun {
         const chans = await Promise.all(Array.from({ length: n }, () => open()));
         this.#channels = chans;
         ram.multifd = new MultifdSender(chans, m.options.params['zero-page-detection'] === 'multifd');
+        this.#multifd = ram.multifd;
       }
       await this.#precopy(f, ram, (t) => {
         stoppedAt = t;
@@ -144,6 +146,7 @@ export class OutgoingMigration implements OutgoingRun {
   #check(): void {
     if (this.#cancelled) throw new Cancelled();
     if (this.#rpError) throw this.#rpError;
+    this.#multifd?.check();
   }
 
   async #precopy(f: QemuFileWriter, ram: RamSaver, onStop: (t: number) => void): Promise<void> {
