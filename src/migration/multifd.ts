@@ -18,6 +18,8 @@ export const MULTIFD_PAGES = 128;
 export const MULTIFD_HEADER = 320 + 8 * MULTIFD_PAGES;
 const PAGE = TARGET_PAGE_SIZE;
 const ZERO = Buffer.alloc(PAGE);
+/** Bytes a channel may have queued before it counts as busy. */
+const QUEUE = 1 << 20;
 
 /** The 64-byte MultiFDInit_t a channel starts with. */
 export function initPacket(id: number): Buffer {
@@ -73,7 +75,8 @@ export class MultifdSender {
 
   /** Whether some channel asks us to wait. */
   get busy(): boolean {
-    return this.#channels.some((c) => c.out.writableNeedDrain && c.out.writableLength > 4 << 20);
+    // Only when no channel can take another packet: the others keep the link busy.
+    return this.#channels.every((c) => c.out.writableLength > QUEUE);
   }
 
   addPage(block: RamBlock, page: number): void {
@@ -158,17 +161,22 @@ export class MultifdSender {
   /** Waits until every channel has handed its queue to the kernel. */
   async drained(): Promise<void> {
     this.check();
-    await Promise.all(
-      this.#channels.map((c) =>
-        c.out.writableLength === 0 || !c.out.writableNeedDrain
-          ? undefined
-          : new Promise<void>((res, rej) => {
-              c.out.once('drain', res);
-              c.out.once('error', rej);
-              c.out.once('close', res);
-            }),
-      ),
-    );
+    if (!this.busy) return;
+    // Wait for the first channel with room again, not for all of them.
+    const cleanups: (() => void)[] = [];
+    await new Promise<void>((res) => {
+      for (const c of this.#channels) {
+        const done = () => res();
+        c.out.on('drain', done);
+        c.out.on('close', done);
+        cleanups.push(() => {
+          c.out.off('drain', done);
+          c.out.off('close', done);
+        });
+      }
+    });
+    for (const f of cleanups) f();
+    this.check();
   }
 
   async end(): Promise<void> {
