@@ -14,7 +14,14 @@ import { type PeerKind, startPeer, waitMigration, waitRunstate } from '../helper
 const MiB = 128;
 const main = (addr: MigrationAddress): MigrationChannel[] => [{ 'channel-type': 'main', addr }];
 
-async function multifd(t: TestContext, from: PeerKind, to: PeerKind, channels: number, useUri = false) {
+async function multifd(
+  t: TestContext,
+  from: PeerKind,
+  to: PeerKind,
+  channels: number,
+  useUri = false,
+  zeroPageDetection: 'none' | 'legacy' | 'multifd' = 'multifd',
+) {
   const dir = mkdtempSync(join(tmpdir(), `qmigrate-mfd-${from}-${to}-${channels}-`));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeMixedImage(join(dir, 'src.img'), MiB << 20, 13);
@@ -24,7 +31,10 @@ async function multifd(t: TestContext, from: PeerKind, to: PeerKind, channels: n
   if (!src || !dst) return;
   for (const p of [src, dst]) {
     await p.qmp.migrateSetCapabilities({ capabilities: [{ capability: 'multifd', state: true }] });
-    await p.qmp.migrateSetParameters({ 'multifd-channels': channels });
+    await p.qmp.migrateSetParameters({
+      'multifd-channels': channels,
+      'zero-page-detection': zeroPageDetection,
+    });
   }
   await src.qmp.migrateSetParameters({ 'max-bandwidth': 0 });
   const listen: MigrationAddress = { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' };
@@ -37,6 +47,8 @@ async function multifd(t: TestContext, from: PeerKind, to: PeerKind, channels: n
   const info = await waitMigration(src.qmp);
   assert.equal(info.status, 'completed', JSON.stringify(info));
   assert.ok(Number(info.ram?.['multifd-bytes']) > (MiB << 20) / 3, 'pages went through multifd');
+  if (zeroPageDetection === 'none') assert.equal(info.ram?.duplicate, 0, 'no zero-page detection');
+  else assert.ok(Number(info.ram?.duplicate) > 0, 'zero pages detected');
   assert.equal((await waitMigration(dst.qmp)).status, 'completed');
   await waitRunstate(dst.qmp, 'running');
   await dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: join(dir, 'dst.dump') });
@@ -50,6 +62,10 @@ for (const [from, to] of [
 ] as [PeerKind, PeerKind][]) {
   for (const n of [1, 2, 4, 8])
     test(`multifd ${from} -> ${to}, ${n} channels`, (t) => multifd(t, from, to, n));
+}
+for (const z of ['none', 'legacy'] as const) {
+  test(`zero-page-detection=${z}: 10.0 -> qmigrate`, (t) => multifd(t, '10.0', 'qmigrate', 2, false, z));
+  test(`zero-page-detection=${z}: qmigrate -> 10.0`, (t) => multifd(t, 'qmigrate', '10.0', 2, false, z));
 }
 test("the seed's test with uri: multifd over tcp, qmigrate -> qmigrate", (t) =>
   multifd(t, 'qmigrate', 'qmigrate', 2, true));
