@@ -8,18 +8,6 @@ import { INTEGER_TYPES, type Schema, schema, type TypeRef } from '../../src/qapi
 import { requireQemu, startQemu } from '../helpers/qemu.js';
 
 type Info = Record<string, unknown> & { name: string; 'meta-type': string };
-const INT_BUILTINS = [
-  'int',
-  'int8',
-  'int16',
-  'int32',
-  'int64',
-  'uint8',
-  'uint16',
-  'uint32',
-  'uint64',
-  'size',
-];
 
 /** A name-free description of a type, as introspection can express it. */
 function fromIntrospection(byName: Map<string, Info>, name: string, seen: string[] = []): unknown {

@@ -259,30 +259,26 @@ export class QemuFileReader {
           this.offset,
         );
       }
-      if (this.#paused) {
-        this.#paused = false;
-        this.#src.resume();
-      }
-      await new Promise<void>((r) => {
-        this.#wake = r;
-      });
-      this.#wake = undefined;
+      await this.#more();
     }
     if (this.#error) throw this.#error;
   }
 
+  /** Resumes the source if it was paused and waits for its next event. */
+  async #more(): Promise<void> {
+    if (this.#paused) {
+      this.#paused = false;
+      this.#src.resume();
+    }
+    await new Promise<void>((r) => {
+      this.#wake = r;
+    });
+    this.#wake = undefined;
+  }
+
   /** True once the source has ended and everything was consumed. */
   async atEnd(): Promise<boolean> {
-    while (this.#avail === 0 && !this.#ended && !this.#error) {
-      if (this.#paused) {
-        this.#paused = false;
-        this.#src.resume();
-      }
-      await new Promise<void>((r) => {
-        this.#wake = r;
-      });
-      this.#wake = undefined;
-    }
+    while (this.#avail === 0 && !this.#ended && !this.#error) await this.#more();
     return this.#avail === 0;
   }
 
