@@ -5,14 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { QmpClient } from '../../src/qmp/client.js';
-import {
-  ConnectError,
-  ExecAbortedError,
-  ExecInterruptedError,
-  ExecTimeoutError,
-  QmpError,
-  StateError,
-} from '../../src/qmp/errors.js';
+import { ConnectError, ExecInterruptedError, QmpError, StateError } from '../../src/qmp/errors.js';
 import type { QmpEvent } from '../../src/qmp/events.js';
 import { requireQemu, startQemu } from '../helpers/qemu.js';
 
