@@ -68,6 +68,20 @@ export class MultifdSender {
   error: Error | undefined;
   #ending = false;
 
+  /**
+   * Everything, the final SYNCs included, has been handed to the kernel: from now on the
+   * destination may close the channels as soon as it is done with them.
+   */
+  async finish(): Promise<void> {
+    this.check();
+    // 'drain' comes only after a write() that returned false, so poll the queues instead.
+    while (this.#channels.some((c) => c.out.writableLength > 0 && !c.out.destroyed)) {
+      await new Promise((r) => setTimeout(r, 1));
+      this.check();
+    }
+    this.#ending = true;
+  }
+
   /** @throws the first channel error, if any. */
   check(): void {
     if (this.error) throw this.error;
@@ -182,7 +196,11 @@ export class MultifdSender {
   async end(): Promise<void> {
     this.check();
     this.#ending = true;
-    await Promise.all(this.#channels.map((c) => new Promise<void>((res) => c.out.end(() => res()))));
+    await Promise.all(
+      this.#channels.map((c) =>
+        c.out.destroyed ? undefined : new Promise<void>((res) => c.out.end(() => res())),
+      ),
+    );
     this.check();
   }
 }

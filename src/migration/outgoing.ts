@@ -296,6 +296,7 @@ export class OutgoingMigration implements OutgoingRun {
     writeGlobalState(f, runstateBefore === 'finish-migrate' ? 'running' : runstateBefore);
     writeTrailer(f);
     ram.cleanup();
+    await ram.multifd?.finish();
     if (this.#shut) {
       await f.drain();
       const code = await Promise.race([

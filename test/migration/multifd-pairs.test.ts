@@ -21,6 +21,7 @@ async function multifd(
   channels: number,
   useUri = false,
   zeroPageDetection: 'none' | 'legacy' | 'multifd' = 'multifd',
+  returnPath = false,
 ) {
   const dir = mkdtempSync(join(tmpdir(), `qmigrate-mfd-${from}-${to}-${channels}-`));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -37,6 +38,8 @@ async function multifd(
     });
   }
   await src.qmp.migrateSetParameters({ 'max-bandwidth': 0 });
+  if (returnPath)
+    await src.qmp.migrateSetCapabilities({ capabilities: [{ capability: 'return-path', state: true }] });
   const listen: MigrationAddress = { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' };
   if (useUri) await dst.qmp.migrateIncoming({ uri: 'tcp:127.0.0.1:0' });
   else await dst.qmp.migrateIncoming({ channels: main(listen) });
@@ -67,6 +70,10 @@ for (const z of ['none', 'legacy'] as const) {
   test(`zero-page-detection=${z}: 10.0 -> qmigrate`, (t) => multifd(t, '10.0', 'qmigrate', 2, false, z));
   test(`zero-page-detection=${z}: qmigrate -> 10.0`, (t) => multifd(t, 'qmigrate', '10.0', 2, false, z));
 }
+test('multifd with return-path: 10.0 -> qmigrate', (t) =>
+  multifd(t, '10.0', 'qmigrate', 2, false, 'multifd', true));
+test('multifd with return-path: qmigrate -> 10.0', (t) =>
+  multifd(t, 'qmigrate', '10.0', 2, false, 'multifd', true));
 test("the seed's test with uri: multifd over tcp, qmigrate -> qmigrate", (t) =>
   multifd(t, 'qmigrate', 'qmigrate', 2, true));
 
