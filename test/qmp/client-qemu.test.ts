@@ -3,20 +3,27 @@
 // peer that goes away mid-command.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { QmpClient } from '../../src/qmp/client.js';
+import { type TestContext, test } from 'node:test';
+import { type ConnectOptions, QmpClient } from '../../src/qmp/client.js';
 import { ConnectError, ExecInterruptedError, QmpError, StateError } from '../../src/qmp/errors.js';
 import type { QmpEvent } from '../../src/qmp/events.js';
 import { requireQemu, startQemu } from '../helpers/qemu.js';
 
-test('connects, negotiates and runs typed commands', async (t) => {
+/** A client on a fresh QEMU 10.0 (the helper's own QMP session is closed: one client per socket). */
+async function qemuClient(t: TestContext, options?: ConnectOptions): Promise<QmpClient | undefined> {
   const bin = requireQemu(t, '10.0');
-  if (!bin) return;
+  if (!bin) return undefined;
   const q = await startQemu(bin);
   t.after(() => q.stop());
-  q.qmp.close(); // QEMU serves one client per -qmp socket; hand it to ours
-  const c = await QmpClient.connect(join(q.dir, 'qmp.sock'));
+  q.qmp.close();
+  const c = await QmpClient.connect(join(q.dir, 'qmp.sock'), options);
   t.after(() => c.close());
+  return c;
+}
+
+test('connects, negotiates and runs typed commands', async (t) => {
+  const c = await qemuClient(t);
+  if (!c) return;
   assert.equal(c.greeting.QMP.version.qemu.major, 10);
   assert.deepEqual(await c.queryStatus(), { status: 'running', running: true });
   const v = await c.queryVersion();
@@ -25,13 +32,8 @@ test('connects, negotiates and runs typed commands', async (t) => {
 });
 
 test('pipelines commands and matches replies by id', async (t) => {
-  const bin = requireQemu(t, '10.0');
-  if (!bin) return;
-  const q = await startQemu(bin);
-  t.after(() => q.stop());
-  q.qmp.close();
-  const c = await QmpClient.connect(join(q.dir, 'qmp.sock'));
-  t.after(() => c.close());
+  const c = await qemuClient(t);
+  if (!c) return;
   const results = await Promise.allSettled([
     c.queryStatus(),
     c.migrateSetParameters({ 'downtime-limit': 123 }),
@@ -55,14 +57,9 @@ test('pipelines commands and matches replies by id', async (t) => {
 });
 
 test('events arrive as iterators and listeners, never as replies', async (t) => {
-  const bin = requireQemu(t, '10.0');
-  if (!bin) return;
-  const q = await startQemu(bin);
-  t.after(() => q.stop());
-  q.qmp.close();
   const early: QmpEvent[] = [];
-  const c = await QmpClient.connect(join(q.dir, 'qmp.sock'), { onEvent: (e) => early.push(e) });
-  t.after(() => c.close());
+  const c = await qemuClient(t, { onEvent: (e) => early.push(e) });
+  if (!c) return;
   const seen: string[] = [];
   const off = c.on('STOP', (e) => seen.push(e.event));
   const l = c.listen('STOP', 'RESUME');
