@@ -282,16 +282,27 @@ export class MultifdReceiver {
         const idstr = name.subarray(0, end < 0 ? 256 : end).toString('latin1');
         const block = this.#ram.block(idstr);
         if (!block) throw new StreamError(`multifd: unknown ram block ${idstr}`, at, where);
+        const offsets: number[] = [];
         for (let k = 0; k < normal + zero; k++) {
           const off = hdr.readUInt32BE(320 + 8 * k) * 0x100000000 + hdr.readUInt32BE(324 + 8 * k);
           if (off % PAGE !== 0 || off > block.length - PAGE) {
             throw new StreamError(`multifd: offset 0x${off.toString(16)} outside block ${idstr}`, at, where);
           }
-          if (k < normal) {
-            await r.need(PAGE, `page data on ${where}`);
-            r.copyTo(block.host, off, PAGE);
-            block.markDirty(off / PAGE);
-          } else if (block.mayBeWritten(off / PAGE) && ZERO.compare(block.host, off, off + PAGE) !== 0) {
+          offsets.push(off);
+        }
+        // Normal pages arrive in offset order, one after another: copy each run of adjacent
+        // pages at once instead of page by page.
+        await r.need(normal * PAGE, `page data on ${where}`);
+        for (let k = 0; k < normal; ) {
+          let run = 1;
+          while (k + run < normal && offsets[k + run] === offsets[k]! + run * PAGE) run++;
+          r.copyTo(block.host, offsets[k]!, run * PAGE);
+          for (let p = 0; p < run; p++) block.markDirty(offsets[k]! / PAGE + p);
+          k += run;
+        }
+        for (let k = normal; k < normal + zero; k++) {
+          const off = offsets[k]!;
+          if (block.mayBeWritten(off / PAGE) && ZERO.compare(block.host, off, off + PAGE) !== 0) {
             block.host.fill(0, off, off + PAGE);
           }
         }
