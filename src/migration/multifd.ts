@@ -5,10 +5,10 @@
  * page offsets, normal pages first, then the page data). SYNC packets meet the main channel's
  * MULTIFD_FLUSH words: everything sent before a sync point lands before anything after it.
  */
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
-import { QemuFileReader, StreamError } from './stream/qemu-file.js';
+import { type QemuFileReader, StreamError } from './stream/qemu-file.js';
 
 export const MULTIFD_MAGIC = 0x11223344;
 export const MULTIFD_VERSION = 1;
@@ -337,5 +337,3 @@ export class MultifdReceiver {
     this.#failed?.(e);
   }
 }
-
-export { QemuFileReader, type Readable };

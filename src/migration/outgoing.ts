@@ -9,7 +9,6 @@ import type { Duplex, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GuestRam } from '../machine/ram.js';
 import { QapiError } from '../qapi/errors.js';
-import type { MigrationStatus } from '../qapi/types.js';
 import type { RunStateMachine } from '../vm/runstate.js';
 import type { Migration, OutgoingRun } from './migration.js';
 import { MultifdSender } from './multifd.js';
@@ -115,7 +114,7 @@ export class OutgoingMigration implements OutgoingRun {
       });
       m.downtime = Date.now() - stoppedAt;
       m.totalTime = Date.now() - m.startTime;
-      this.#finalStats(f, ram);
+      this.#updateStats(f, ram);
       m.outgoingEnded();
       this.#runstate.set('postmigrate');
       m.setStatus('completed');
@@ -173,7 +172,7 @@ export class OutgoingMigration implements OutgoingRun {
     await f.drain();
     this.#check();
     m.setupTime = Date.now() - m.startTime;
-    this.#updateStats(f, ram, 0);
+    this.#updateStats(f, ram);
     m.setStatus('active');
 
     // Iterations.
@@ -182,7 +181,6 @@ export class OutgoingMigration implements OutgoingRun {
     let bandwidth = 0; // bytes per ms
     let lastCounters = performance.now();
     let lastCountersBytes = this.#sent(f, ram);
-    let lastDirtyPages = 0;
     let lastPagesSent = 0;
     for (;;) {
       this.#check();
@@ -224,7 +222,7 @@ export class OutgoingMigration implements OutgoingRun {
       await f.drained();
       await ram.multifd?.drained();
       f.flush();
-      this.#updateStats(f, ram, bandwidth);
+      this.#updateStats(f, ram);
 
       // Counters, bandwidth and the convergence check, every BUFFER_DELAY.
       const t = performance.now();
@@ -253,11 +251,9 @@ export class OutgoingMigration implements OutgoingRun {
         m.stats['dirty-pages-rate'] = Math.round(
           ((ram.dirtyPages - before) * 1000) / Math.max(1, syncTime - t + 1),
         );
-        lastDirtyPages = ram.dirtyPages;
         if (bw > 0 && ram.remainingBytes <= threshold) break;
         if (bw === 0 && ram.dirtyPages === 0) break;
       }
-      void lastDirtyPages;
     }
 
     // Stop-and-copy.
@@ -313,7 +309,7 @@ export class OutgoingMigration implements OutgoingRun {
     }
     await ram.multifd?.end();
     this.#check();
-    this.#updateStats(f, ram, 0);
+    this.#updateStats(f, ram);
   }
 
   /** Bytes sent on every channel. */
@@ -328,7 +324,7 @@ export class OutgoingMigration implements OutgoingRun {
     f.be64(RAM_SAVE_FLAG_MULTIFD_FLUSH);
   }
 
-  #updateStats(f: QemuFileWriter, ram: RamSaver, _bw: number): void {
+  #updateStats(f: QemuFileWriter, ram: RamSaver): void {
     const s = this.#m.stats;
     const mf = ram.multifd;
     s.transferred = this.#sent(f, ram);
@@ -343,10 +339,6 @@ export class OutgoingMigration implements OutgoingRun {
     s['downtime-bytes'] = ram.counters.downtimeBytes;
     const elapsed = Date.now() - this.#m.startTime - this.#m.setupTime;
     s.mbps = elapsed > 0 ? (Number(s.transferred) * 8) / elapsed / 1000 : 0;
-  }
-
-  #finalStats(f: QemuFileWriter, ram: RamSaver): void {
-    this.#updateStats(f, ram, 0);
   }
 
   async #sleep(ms: number): Promise<void> {
@@ -390,5 +382,3 @@ export class OutgoingMigration implements OutgoingRun {
     }
   }
 }
-
-export type { MigrationStatus };

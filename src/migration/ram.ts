@@ -224,7 +224,6 @@ export class RamLoader {
   #announced = false;
   /** Called at each MULTIFD_FLUSH (multifd sync point). */
   onFlush: (() => Promise<void>) | undefined;
-  pages = 0;
 
   constructor(ram: GuestRam) {
     this.#ram = ram;
@@ -251,7 +250,6 @@ export class RamLoader {
           // Leave untouched pages alone (writing, or even reading, one maps it); clear a
           // page only if it may hold data.
           if (b.mayBeWritten(addr / PAGE) && !isZeroPage(b.host, addr)) b.host.fill(0, addr, addr + PAGE);
-          this.pages++;
           break;
         }
         case RAM_SAVE_FLAG_PAGE: {
@@ -260,7 +258,6 @@ export class RamLoader {
           if (r.available < PAGE) await r.need(PAGE, `page 0x${addr.toString(16)} of ${b.idstr}`);
           r.copyTo(b.host, addr, PAGE);
           b.markDirty(addr / PAGE);
-          this.pages++;
           break;
         }
         case RAM_SAVE_FLAG_EOS:

@@ -7,7 +7,7 @@
  * characters) and looks options up with strstr; both quirks are kept so that every URI gets
  * the answer QEMU 10.0 gives.
  */
-import { EINVAL, strtosz } from './cutils.js';
+import { strtosz } from './cutils.js';
 import { genericError } from './errors.js';
 import { intValue } from './json.js';
 import type { InetSocketAddress, MigrationAddress, MigrationChannel, SocketAddress } from './types.js';
@@ -228,5 +228,3 @@ export function socketAddressToString(addr: SocketAddress): string {
       return `vsock:${addr.cid}:${addr.port}`;
   }
 }
-
-export { EINVAL };

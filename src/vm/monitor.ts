@@ -14,7 +14,7 @@ export interface MonitorVm {
   readonly runstate: RunStateMachine;
   readonly migration: Migration;
   readonly ram: GuestRam;
-  /** Named fds from getfd/-add-fd: Node cannot receive SCM_RIGHTS, see vm/fds.ts. */
+  /** Named fds from getfd/-add-fd: Node cannot receive SCM_RIGHTS, see migration/transport/fd.ts. */
   readonly fds: Map<string, number>;
   /** Runs an HMP command line (human-monitor-command). */
   hmp(commandLine: string): Promise<string>;
@@ -98,9 +98,9 @@ export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
     if (!vm.fds.delete(a.fdname)) throw genericError(`File descriptor named '${a.fdname}' not found`);
     return {};
   });
-  d.register('add-fd', (_a, session) => {
-    if (!session.fds.length) throw genericError('No file descriptor supplied via SCM_RIGHTS');
-    throw genericError('add-fd: fd sets are not supported by qmigrate; pass fds with -add-fd at start');
+  d.register('add-fd', () => {
+    // Node never receives SCM_RIGHTS, so no descriptor ever comes with the command.
+    throw genericError('No file descriptor supplied via SCM_RIGHTS');
   });
   d.register('pmemsave', async (a) => {
     const addr = BigInt(a.val);

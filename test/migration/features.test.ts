@@ -28,7 +28,8 @@ async function waitStatus(q: import('../../src/qmp/client.js').QmpClient, status
   throw new Error(`never reached ${status}`);
 }
 
-test('pause-before-switchover waits in pre-switchover until migrate-continue', async (t) => {
+/** A qmigrate source whose migration to a file waits in pre-switchover. */
+async function pausedBeforeSwitchover(t: TestContext) {
   const dir = tmp(t);
   writeMixedImage(join(dir, 'img'), MiB << 20, 1);
   const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'img'), MiB))!;
@@ -37,6 +38,11 @@ test('pause-before-switchover waits in pre-switchover until migrate-continue', a
   });
   await src.qmp.migrate({ uri: `file:${join(dir, 'm.mig')}` });
   await waitStatus(src.qmp, 'pre-switchover');
+  return { dir, src };
+}
+
+test('pause-before-switchover waits in pre-switchover until migrate-continue', async (t) => {
+  const { dir, src } = await pausedBeforeSwitchover(t);
   assert.equal(
     (await src.qmp.queryStatus()).status,
     'running',
@@ -56,14 +62,7 @@ test('pause-before-switchover waits in pre-switchover until migrate-continue', a
 });
 
 test('migrate_cancel in pre-switchover: cancelled, the guest keeps running', async (t) => {
-  const dir = tmp(t);
-  writeMixedImage(join(dir, 'img'), MiB << 20, 1);
-  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'img'), MiB))!;
-  await src.qmp.migrateSetCapabilities({
-    capabilities: [{ capability: 'pause-before-switchover', state: true }],
-  });
-  await src.qmp.migrate({ uri: `file:${join(dir, 'm.mig')}` });
-  await waitStatus(src.qmp, 'pre-switchover');
+  const { src } = await pausedBeforeSwitchover(t);
   await src.qmp.migrateCancel();
   assert.equal((await waitMigration(src.qmp)).status, 'cancelled');
   await waitRunstate(src.qmp, 'running');
