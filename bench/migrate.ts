@@ -41,6 +41,13 @@ function writeImage(path: string): void {
   closeSync(fd);
 }
 
+/** CPU seconds (user + system, all threads) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 function peakRss(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
@@ -58,6 +65,8 @@ async function connect(path: string): Promise<QmpClient> {
 }
 
 interface Sample {
+  cpuSrc: number;
+  cpuDst: number;
   total: number;
   downtime: number;
   transferred: number;
@@ -106,6 +115,7 @@ async function once(engine: 'qemu' | 'qmigrate', dir: string, image: string): Pr
     await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr }] });
     const sa2 = (await dst.queryMigrate())['socket-address']?.[0];
     if (addr.transport === 'socket' && addr.type === 'inet' && sa2?.type === 'inet') addr.port = sa2.port;
+    const cpu0 = [cpuSeconds(srcP.pid!), cpuSeconds(dstP.pid!)];
     await src.migrate({ channels: [{ 'channel-type': 'main', addr }] });
     let info: MigrationInfo;
     for (;;) {
@@ -121,6 +131,8 @@ async function once(engine: 'qemu' | 'qmigrate', dir: string, image: string): Pr
       await sleep(5);
     }
     const sample = {
+      cpuSrc: cpuSeconds(srcP.pid!) - cpu0[0]!,
+      cpuDst: cpuSeconds(dstP.pid!) - cpu0[1]!,
       total: Number(info['total-time']),
       downtime: Number(info.downtime),
       transferred: Number(info.ram?.transferred),
@@ -156,7 +168,7 @@ async function main(): Promise<void> {
         const s = await once(e, dir, image);
         runs[e].push(s);
         console.error(
-          `${e} #${i + 1}: total ${s.total} ms, downtime ${s.downtime} ms, RSS ${(s.rssSrc / 1048576).toFixed(0)}/${(s.rssDst / 1048576).toFixed(0)} MiB`,
+          `${e} #${i + 1}: total ${s.total} ms, downtime ${s.downtime} ms, cpu ${s.cpuSrc.toFixed(2)}/${s.cpuDst.toFixed(2)} s, RSS ${(s.rssSrc / 1048576).toFixed(0)}/${(s.rssDst / 1048576).toFixed(0)} MiB`,
         );
       }
     }

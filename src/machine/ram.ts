@@ -40,6 +40,20 @@ export class RamBlock {
     if (this.logging) this.dirtyLog[page >>> 5]! |= 1 << (page & 31);
   }
 
+  /** Records that `count` pages from `page` on were written (whole words at a time). */
+  markDirtyRange(page: number, count: number): void {
+    const end = page + count;
+    for (const map of this.logging ? [this.written, this.dirtyLog] : [this.written]) {
+      let p = page;
+      for (; p < end && p & 31; p++) map[p >>> 5]! |= 1 << (p & 31);
+      if (p + 32 <= end) {
+        map.fill(0xffffffff, p >>> 5, end >>> 5);
+        p = end & ~31;
+      }
+      for (; p < end; p++) map[p >>> 5]! |= 1 << (p & 31);
+    }
+  }
+
   /** Marks the pages that hold anything but zeros (after content was loaded). */
   scanWritten(): void {
     const zero = Buffer.alloc(TARGET_PAGE_SIZE);

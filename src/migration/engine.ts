@@ -10,12 +10,13 @@ import { genericError } from '../qapi/errors.js';
 import type { ParsedInput } from '../qapi/migration-rules.js';
 import type { MigrationAddress } from '../qapi/types.js';
 import type { RunStateMachine } from '../vm/runstate.js';
+import { acceptChannel } from './channel.js';
 import { runIncoming } from './incoming.js';
 import type { IncomingRun, Migration, MigrationEngine, OutgoingRun } from './migration.js';
 import { MultifdReceiver } from './multifd.js';
 import { OutgoingMigration, type OutgoingTransport } from './outgoing.js';
-import { QemuFileReader, StreamError } from './stream/qemu-file.js';
-import { QEMU_VM_FILE_MAGIC } from './stream/savevm.js';
+import type { QemuFileReader } from './stream/qemu-file.js';
+import { StreamError } from './stream/qemu-file.js';
 import { spawnExec } from './transport/exec.js';
 import { fdStream, resolveFd } from './transport/fd.js';
 import { openFileIn, openFileOut } from './transport/file.js';
@@ -153,58 +154,52 @@ export class Engine implements MigrationEngine {
         const receiver = n ? new MultifdReceiver(ram, n) : undefined;
         let mainReader: QemuFileReader | undefined;
         const channels = new Set<number>();
-        const extra: Socket[] = [];
+        const conns: Socket[] = [];
         const maybeStart = () => {
           // Loading starts once the main channel and every multifd channel are there.
           if (!main || !mainReader || channels.size < n) return;
           listener.server.close();
           void runIncoming(m, ram, runstate, main, main, done, {
             reader: mainReader,
-            onFlush: () => receiver!.syncMain(),
+            onFlush: receiver ? () => receiver.syncMain() : undefined,
           });
         };
-        const listener = await listenSocket(addr, (s) => {
-          if (!receiver) {
-            if (main) {
-              // Extra connections are multifd channels, which need the multifd capability.
-              s.destroy();
-              return;
-            }
-            main = s;
-            listener.server.close();
-            start(s, s);
+        const listener = await listenSocket(addr, (accepted) => {
+          if (!receiver && main) {
+            // Extra connections are multifd channels, which need the multifd capability.
+            accepted.destroy();
             return;
           }
-          // With multifd, a connection is the main channel if it starts with the stream magic.
-          extra.push(s);
-          const r = new QemuFileReader(s);
-          void (async () => {
-            try {
-              await r.need(4, 'the first bytes of a connection');
-              if (r.peekBytes(4).readUInt32BE(0) === QEMU_VM_FILE_MAGIC && !main) {
-                main = s;
-                mainReader = r;
-                maybeStart();
+          const s = acceptChannel(accepted, receiver, n, {
+            main: (sock, reader) => {
+              if (main) {
+                sock.destroy();
                 return;
               }
-              const id = await MultifdReceiver.readInit(r, n);
-              if (channels.has(id))
+              main = sock;
+              mainReader = reader;
+              maybeStart();
+            },
+            multifd: (id) => {
+              if (channels.has(id)) {
                 throw new StreamError(`multifd: channel ${id} connected twice`, 24, 'multifd');
+              }
               channels.add(id);
               maybeStart();
-              await receiver.run(r, id);
-            } catch (e) {
-              receiver.fail(e as Error);
-              s.destroy();
-              main?.destroy(e as Error);
-            }
-          })();
+            },
+            error: (sock, e) => {
+              receiver?.fail(e);
+              sock.destroy();
+              main?.destroy(e);
+            },
+          });
+          conns.push(s);
         });
         run.socketAddress = listener.addresses;
         run.cancel = () => {
           listener.close();
           main?.destroy();
-          for (const x of extra) x.destroy();
+          for (const x of conns) x.destroy();
         };
         return run;
       }

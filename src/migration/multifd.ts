@@ -8,7 +8,8 @@
 import type { Writable } from 'node:stream';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
-import { type QemuFileReader, StreamError } from './stream/qemu-file.js';
+import { isZeroPage } from './ram.js';
+import { StreamError } from './stream/qemu-file.js';
 
 export const MULTIFD_MAGIC = 0x11223344;
 export const MULTIFD_VERSION = 1;
@@ -17,7 +18,7 @@ export const MULTIFD_FLAG_COMPRESSION_MASK = 0x1f << 1;
 export const MULTIFD_PAGES = 128;
 export const MULTIFD_HEADER = 320 + 8 * MULTIFD_PAGES;
 const PAGE = TARGET_PAGE_SIZE;
-const ZERO = Buffer.alloc(PAGE);
+
 /** Bytes a channel may have queued before it counts as busy. */
 const QUEUE = 1 << 20;
 
@@ -112,7 +113,7 @@ export class MultifdSender {
     if (this.#detectZero) {
       while (i <= j) {
         const off = offsets[i]!;
-        if (block.mayBeWritten(off / PAGE) && ZERO.compare(block.host, off, off + PAGE) !== 0) {
+        if (block.mayBeWritten(off / PAGE) && !isZeroPage(block.host, off)) {
           i++;
           continue;
         }
@@ -141,7 +142,13 @@ export class MultifdSender {
     const c = this.#pick();
     c.out.cork();
     c.out.write(hdr);
-    for (let k = 0; k < normal; k++) c.out.write(block.host.subarray(offsets[k]!, offsets[k]! + PAGE));
+    // Adjacent pages go out as one view of guest RAM: one buffer per run, not per page.
+    for (let k = 0; k < normal; ) {
+      let run = 1;
+      while (k + run < normal && offsets[k + run] === offsets[k]! + run * PAGE) run++;
+      c.out.write(block.host.subarray(offsets[k]!, offsets[k]! + run * PAGE));
+      k += run;
+    }
     c.out.uncork();
     this.bytes += MULTIFD_HEADER + normal * PAGE;
     this.normal += normal;
@@ -205,7 +212,11 @@ export class MultifdSender {
   }
 }
 
-/** Destination side: applies packets from every channel, meeting the main channel at syncs. */
+/**
+ * Destination side: applies packets from every channel, meeting the main channel at syncs.
+ * Channels are read straight into guest RAM: each one's header lands in a small buffer, is
+ * checked, and names the RAM runs the page data goes to next.
+ */
 export class MultifdReceiver {
   readonly #ram: GuestRam;
   readonly #count: number;
@@ -221,14 +232,11 @@ export class MultifdReceiver {
     this.#count = count;
   }
 
-  /** Reads one channel's init packet; returns its id. @throws {StreamError} */
-  static async readInit(r: QemuFileReader, count: number): Promise<number> {
-    await r.need(64, 'a multifd init packet');
-    const magic = r.be32();
-    const version = r.be32();
-    r.skip(16);
-    const id = r.u8();
-    r.skip(39);
+  /** Checks one channel's 64-byte init packet; returns its id. @throws {StreamError} */
+  static parseInit(b: Buffer, count: number): number {
+    const magic = b.readUInt32BE(0);
+    const version = b.readUInt32BE(4);
+    const id = b[24]!;
     if (magic !== MULTIFD_MAGIC)
       throw new StreamError(
         `multifd: received packet magic ${magic.toString(16)} and expected magic 11223344`,
@@ -250,72 +258,27 @@ export class MultifdReceiver {
     return id;
   }
 
-  /** Runs one channel until its connection ends. @throws {StreamError} */
-  async run(r: QemuFileReader, id: number): Promise<void> {
-    const where = `multifd channel ${id}`;
-    for (;;) {
-      if (await r.atEnd()) return;
-      await r.need(MULTIFD_HEADER, `a packet on ${where}`);
-      const at = r.offset;
-      const hdr = r.bytes(MULTIFD_HEADER);
-      const magic = hdr.readUInt32BE(0);
-      if (magic !== MULTIFD_MAGIC)
-        throw new StreamError(`multifd: bad packet magic 0x${magic.toString(16)}`, at, where);
-      const flags = hdr.readUInt32BE(8);
-      if (flags & MULTIFD_FLAG_COMPRESSION_MASK)
-        throw new StreamError(`multifd: packet with compression flags 0x${flags.toString(16)}`, at, where);
-      const alloc = hdr.readUInt32BE(12);
-      const normal = hdr.readUInt32BE(16);
-      const zero = hdr.readUInt32BE(32);
-      if (alloc > MULTIFD_PAGES || normal > alloc || zero > alloc - normal) {
-        if (!(flags & MULTIFD_FLAG_SYNC && normal === 0 && zero === 0)) {
-          throw new StreamError(
-            `multifd: packet with ${normal} normal and ${zero} zero pages (max ${alloc})`,
-            at,
-            where,
-          );
-        }
-      }
-      if (normal + zero > 0) {
-        const name = hdr.subarray(64, 320);
-        const end = name.indexOf(0);
-        const idstr = name.subarray(0, end < 0 ? 256 : end).toString('latin1');
-        const block = this.#ram.block(idstr);
-        if (!block) throw new StreamError(`multifd: unknown ram block ${idstr}`, at, where);
-        const offsets: number[] = [];
-        for (let k = 0; k < normal + zero; k++) {
-          const off = hdr.readUInt32BE(320 + 8 * k) * 0x100000000 + hdr.readUInt32BE(324 + 8 * k);
-          if (off % PAGE !== 0 || off > block.length - PAGE) {
-            throw new StreamError(`multifd: offset 0x${off.toString(16)} outside block ${idstr}`, at, where);
-          }
-          offsets.push(off);
-        }
-        // Normal pages arrive in offset order, one after another: copy each run of adjacent
-        // pages at once instead of page by page.
-        await r.need(normal * PAGE, `page data on ${where}`);
-        for (let k = 0; k < normal; ) {
-          let run = 1;
-          while (k + run < normal && offsets[k + run] === offsets[k]! + run * PAGE) run++;
-          r.copyTo(block.host, offsets[k]!, run * PAGE);
-          for (let p = 0; p < run; p++) block.markDirty(offsets[k]! / PAGE + p);
-          k += run;
-        }
-        for (let k = normal; k < normal + zero; k++) {
-          const off = offsets[k]!;
-          if (block.mayBeWritten(off / PAGE) && ZERO.compare(block.host, off, off + PAGE) !== 0) {
-            block.host.fill(0, off, off + PAGE);
-          }
-        }
-      }
-      if (flags & MULTIFD_FLAG_SYNC) await this.#syncChannel();
-    }
+  /**
+   * The reading side of channel `id`, whose init packet has been read.
+   * @param resume restarts reading after the sink stopped it at a SYNC.
+   * @param fail called once with the channel's first error.
+   */
+  channel(id: number, resume: () => void, fail: (e: Error) => void): MultifdChannel {
+    return new MultifdChannel(this.#ram, id, {
+      sync: () => this.#syncChannel(resume),
+      fail: (e) => {
+        this.fail(e);
+        fail(e);
+      },
+    });
   }
 
-  /** A channel reached a SYNC packet: report it, then wait for the main channel. */
-  #syncChannel(): Promise<void> {
+  /** A channel reached a SYNC packet: report it; it reads on once the main channel says so. */
+  #syncChannel(resume: () => void): void {
     this.#arrived++;
+    // Later, not now: the channel stops its reads after this returns.
+    this.#release.push(() => queueMicrotask(resume));
     this.#onArrive?.();
-    return new Promise((res) => this.#release.push(res));
   }
 
   /** The main channel reached MULTIFD_FLUSH: wait for every channel's SYNC, release them. */
@@ -335,5 +298,132 @@ export class MultifdReceiver {
   fail(e: Error): void {
     this.#error ??= e;
     this.#failed?.(e);
+  }
+}
+
+/** One multifd channel's packets, as a sink its socket reads into. */
+export class MultifdChannel {
+  readonly #ram: GuestRam;
+  readonly #where: string;
+  readonly #on: { sync(): void; fail(e: Error): void };
+  readonly #hdr = Buffer.allocUnsafe(MULTIFD_HEADER);
+  #hdrGot = 0;
+  /** The guest RAM the current packet's page data goes to, in order. */
+  #runs: Buffer[] = [];
+  #run = 0;
+  #runGot = 0;
+  #sync = false;
+  #failed = false;
+  /** Stream offset of the next byte (the init packet was 64). */
+  #offset = 64;
+  #packetAt = 64;
+
+  constructor(ram: GuestRam, id: number, on: { sync(): void; fail(e: Error): void }) {
+    this.#ram = ram;
+    this.#where = `multifd channel ${id}`;
+    this.#on = on;
+  }
+
+  target(): Buffer {
+    if (this.#run < this.#runs.length) return this.#runs[this.#run]!.subarray(this.#runGot);
+    return this.#hdr.subarray(this.#hdrGot);
+  }
+
+  /** @returns false to stop reading (at a SYNC, until released; or after an error). */
+  filled(n: number): boolean {
+    if (this.#failed) return false;
+    this.#offset += n;
+    try {
+      if (this.#run < this.#runs.length) {
+        this.#runGot += n;
+        if (this.#runGot < this.#runs[this.#run]!.length) return true;
+        this.#runGot = 0;
+        if (++this.#run < this.#runs.length) return true;
+        return this.#packetDone();
+      }
+      this.#hdrGot += n;
+      if (this.#hdrGot < MULTIFD_HEADER) return true;
+      this.#hdrGot = 0;
+      this.#packetAt = this.#offset - MULTIFD_HEADER;
+      this.#parse();
+      return this.#run < this.#runs.length || this.#packetDone();
+    } catch (e) {
+      this.#failed = true;
+      this.#on.fail(e as Error);
+      return false;
+    }
+  }
+
+  /** The connection ended: fine between packets, an error inside one. */
+  end(): void {
+    if (this.#failed) return;
+    const inside = this.#hdrGot > 0 || this.#run < this.#runs.length;
+    if (!inside) return;
+    this.#failed = true;
+    const what = this.#hdrGot > 0 ? `a packet on ${this.#where}` : `page data on ${this.#where}`;
+    this.#on.fail(new StreamError(`stream ended early: ${what} was cut short`, this.#offset, this.#where));
+  }
+
+  #packetDone(): boolean {
+    this.#runs = [];
+    this.#run = 0;
+    if (!this.#sync) return true;
+    this.#on.sync();
+    return false;
+  }
+
+  /** Checks a header and points the next reads at the RAM its pages go to. @throws {StreamError} */
+  #parse(): void {
+    const hdr = this.#hdr;
+    const at = this.#packetAt;
+    const where = this.#where;
+    const magic = hdr.readUInt32BE(0);
+    if (magic !== MULTIFD_MAGIC)
+      throw new StreamError(`multifd: bad packet magic 0x${magic.toString(16)}`, at, where);
+    const flags = hdr.readUInt32BE(8);
+    if (flags & MULTIFD_FLAG_COMPRESSION_MASK)
+      throw new StreamError(`multifd: packet with compression flags 0x${flags.toString(16)}`, at, where);
+    this.#sync = (flags & MULTIFD_FLAG_SYNC) !== 0;
+    const alloc = hdr.readUInt32BE(12);
+    const normal = hdr.readUInt32BE(16);
+    const zero = hdr.readUInt32BE(32);
+    if (alloc > MULTIFD_PAGES || normal > alloc || zero > alloc - normal) {
+      if (!(this.#sync && normal === 0 && zero === 0)) {
+        throw new StreamError(
+          `multifd: packet with ${normal} normal and ${zero} zero pages (max ${alloc})`,
+          at,
+          where,
+        );
+      }
+    }
+    if (normal + zero === 0) return;
+    const name = hdr.subarray(64, 320);
+    const end = name.indexOf(0);
+    const idstr = name.subarray(0, end < 0 ? 256 : end).toString('latin1');
+    const block = this.#ram.block(idstr);
+    if (!block) throw new StreamError(`multifd: unknown ram block ${idstr}`, at, where);
+    const offsets: number[] = [];
+    for (let k = 0; k < normal + zero; k++) {
+      const off = hdr.readUInt32BE(320 + 8 * k) * 0x100000000 + hdr.readUInt32BE(324 + 8 * k);
+      if (off % PAGE !== 0 || off > block.length - PAGE) {
+        throw new StreamError(`multifd: offset 0x${off.toString(16)} outside block ${idstr}`, at, where);
+      }
+      offsets.push(off);
+    }
+    // Normal pages come one after another in offset order: adjacent ones make one run of RAM
+    // that a single read can fill.
+    for (let k = 0; k < normal; ) {
+      let run = 1;
+      while (k + run < normal && offsets[k + run] === offsets[k]! + run * PAGE) run++;
+      this.#runs.push(block.host.subarray(offsets[k]!, offsets[k]! + run * PAGE));
+      block.markDirtyRange(offsets[k]! / PAGE, run);
+      k += run;
+    }
+    for (let k = normal; k < normal + zero; k++) {
+      const off = offsets[k]!;
+      if (block.mayBeWritten(off / PAGE) && !isZeroPage(block.host, off)) {
+        block.host.fill(0, off, off + PAGE);
+      }
+    }
   }
 }

@@ -197,11 +197,12 @@ export class QemuFileWriter {
 }
 
 /**
- * Reads from a Readable. Callers check `available` (or await `need(n)`) before the synchronous
+ * Reads from a Readable, or from chunks a feeder pushes. Callers check `available` (or await `need(n)`) before the synchronous
  * accessors, so the per-record path makes no promise unless the buffer runs dry.
  */
 export class QemuFileReader {
-  readonly #src: Readable;
+  /** Stops and restarts the source (back-pressure). */
+  readonly #source: { resume(): void };
   #chunks: Buffer[] = [];
   #head = 0;
   #avail = 0;
@@ -213,30 +214,41 @@ export class QemuFileReader {
   /** Bytes consumed so far: the offset of the next byte in the stream. */
   offset = 0;
 
-  constructor(src: Readable, highWater = 16 << 20) {
-    this.#src = src;
+  /**
+   * `src`: a Readable to subscribe to; or `{ resume }` for a feeder that calls push/end/fail
+   * itself and stops when push returns false, until `resume` is called.
+   */
+  constructor(src: Readable | { resume(): void }, highWater = 16 << 20) {
     this.#highWater = highWater;
+    this.#source = src;
+    if (!('on' in src)) return;
     src.on('data', (c: Buffer) => {
-      this.#chunks.push(c);
-      this.#avail += c.length;
-      if (this.#avail > this.#highWater && !this.#paused) {
-        this.#paused = true;
-        src.pause();
-      }
-      this.#wake?.();
+      if (!this.push(c)) src.pause();
     });
-    src.on('end', () => {
-      this.#ended = true;
-      this.#wake?.();
-    });
-    src.on('error', (e) => {
-      this.#error ??= e;
-      this.#wake?.();
-    });
-    src.on('close', () => {
-      this.#ended = true;
-      this.#wake?.();
-    });
+    src.on('end', () => this.end());
+    src.on('error', (e) => this.fail(e));
+    src.on('close', () => this.end());
+  }
+
+  /** Adds bytes. @returns false when the buffer is over its high-water mark: stop feeding. */
+  push(c: Buffer): boolean {
+    this.#chunks.push(c);
+    this.#avail += c.length;
+    this.#wake?.();
+    if (this.#avail > this.#highWater) this.#paused = true;
+    return !this.#paused;
+  }
+
+  /** The source has no more bytes. */
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+
+  /** The source failed: readers get `e`. */
+  fail(e: Error): void {
+    this.#error ??= e;
+    this.#wake?.();
   }
 
   get available(): number {
@@ -245,8 +257,7 @@ export class QemuFileReader {
 
   /** Stops reading with an error (e.g. the migration was cancelled). */
   abort(e: Error): void {
-    this.#error ??= e;
-    this.#wake?.();
+    this.fail(e);
   }
 
   /** Waits until `n` bytes are buffered. @throws {StreamError} at end of stream. */
@@ -268,7 +279,7 @@ export class QemuFileReader {
   async #more(): Promise<void> {
     if (this.#paused) {
       this.#paused = false;
-      this.#src.resume();
+      this.#source.resume();
     }
     await new Promise<void>((r) => {
       this.#wake = r;
@@ -292,7 +303,7 @@ export class QemuFileReader {
     }
     if (this.#paused && this.#avail < this.#highWater / 2) {
       this.#paused = false;
-      this.#src.resume();
+      this.#source.resume();
     }
   }
 

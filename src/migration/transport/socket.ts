@@ -6,7 +6,7 @@
  */
 
 import { existsSync, statSync, unlinkSync } from 'node:fs';
-import { createServer, isIPv4, isIPv6, connect as netConnect, type Server, type Socket } from 'node:net';
+import { createServer, isIPv4, isIPv6, connect as netConnect, type Server, Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { genericError } from '../../qapi/errors.js';
 import type { SocketAddress } from '../../qapi/types.js';
@@ -63,8 +63,35 @@ export function connectSocket(addr: SocketAddress): Promise<Socket> {
   });
 }
 
+/** Where a socket's next bytes go, and what happens once they are there. */
+export interface ReadSink {
+  /** The buffer the next read fills from its start (never empty). */
+  target(): Buffer;
+  /** `n` bytes landed at the start of the last target. @returns false to stop reading until the socket's resume(). */
+  filled(n: number): boolean;
+}
+
 /**
- * Listens on an inet or unix address; `onConnection` gets every accepted socket.
+ * Takes over an accepted, not yet read socket so that every read lands in a buffer the sink
+ * chooses (guest RAM, for multifd pages), with no copy and no allocation per read. Node offers
+ * this (`onread`) only to sockets built from options, so the connection's handle moves into a
+ * new Socket; the old object only keeps the server's connection count right.
+ */
+export function readInto(s: Socket, sink: ReadSink): Socket {
+  const old = s as unknown as { _handle: unknown };
+  const handle = old._handle;
+  if (!handle) throw new Error('readInto: the socket has no handle (closed, or taken over already)');
+  old._handle = null;
+  const d = new Socket({
+    handle,
+    onread: { buffer: () => sink.target(), callback: (n: number) => sink.filled(n) },
+  } as ConstructorParameters<typeof Socket>[0]);
+  d.on('close', () => s.destroy());
+  return d;
+}
+
+/**
+ * Listens on an inet or unix address; `onConnection` gets every accepted socket, paused.
  * @throws {QapiError} with QEMU's bind error texts.
  */
 export async function listenSocket(
@@ -73,7 +100,8 @@ export async function listenSocket(
 ): Promise<Listener> {
   if (addr.type === 'vsock') throw genericError('socket family AF_VSOCK unsupported');
   if (addr.type === 'fd') throw genericError(`internal: fd address ${addr.str} reached listenSocket`);
-  const server = createServer({ noDelay: true }, onConnection);
+  // Accepted sockets start paused, so that readInto can still take them over.
+  const server = createServer({ noDelay: true, pauseOnConnect: true }, onConnection);
   if (addr.type === 'unix' && !addr.abstract) {
     if (!existsSync(dirname(addr.path))) {
       throw genericError(`Failed to bind socket to ${addr.path}: No such file or directory`);
