@@ -74,13 +74,22 @@ export class MultifdSender {
    * destination may close the channels as soon as it is done with them.
    */
   async finish(): Promise<void> {
-    this.check();
-    // 'drain' comes only after a write() that returned false, so poll the queues instead.
-    while (this.#channels.some((c) => c.out.writableLength > 0 && !c.out.destroyed)) {
-      await new Promise((r) => setTimeout(r, 1));
-      this.check();
-    }
+    await this.settled();
     this.#ending = true;
+  }
+
+  /** Waits until every channel has handed all it was given to the kernel. */
+  async settled(): Promise<void> {
+    this.check();
+    await Promise.all(
+      this.#channels.map((c) =>
+        c.out.writableLength === 0 || c.out.destroyed
+          ? undefined
+          : // Writes complete in order: an empty one's callback comes after all before it.
+            new Promise<void>((res) => c.out.write(Buffer.alloc(0), () => res())),
+      ),
+    );
+    this.check();
   }
 
   /** @throws the first channel error, if any. */

@@ -112,7 +112,7 @@ export class OutgoingMigration implements OutgoingRun {
       await this.#precopy(f, ram, (t) => {
         stoppedAt = t;
       });
-      m.downtime = Date.now() - stoppedAt;
+      m.downtime = Math.round(performance.now() - stoppedAt);
       m.totalTime = Date.now() - m.startTime;
       this.#updateStats(f, ram);
       m.outgoingEnded();
@@ -271,8 +271,12 @@ export class OutgoingMigration implements OutgoingRun {
       this.#continue = undefined;
       this.#check();
     }
-    const stopped = Date.now();
-    onStop(stopped);
+    // What the passes queued goes out while the guest still runs: downtime is only what
+    // stop-and-copy adds.
+    await f.settled();
+    await ram.multifd?.settled();
+    this.#check();
+    onStop(performance.now());
     this.#runstate.stop('finish-migrate');
     if (this.#runstate.state !== 'finish-migrate') this.#runstate.set('finish-migrate');
     m.setStatus('device');

@@ -178,6 +178,17 @@ export class QemuFileWriter {
     if (this.#error) throw this.#error;
   }
 
+  /** Flushes and waits until every byte so far has been handed to the transport. */
+  async settled(): Promise<void> {
+    this.flush();
+    if (this.#out.writableLength === 0) return;
+    await new Promise<void>((resolve, reject) => {
+      // Writes complete in order: the callback of an empty one comes after all before it.
+      this.#out.write(Buffer.alloc(0), (e) => (e ? reject(e) : resolve()));
+    });
+    if (this.#error) throw this.#error;
+  }
+
   /** Flushes, then waits until the transport has room again (back-pressure). */
   async drain(): Promise<void> {
     if (this.flush()) return;
