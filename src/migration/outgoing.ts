@@ -112,7 +112,8 @@ export class OutgoingMigration implements OutgoingRun {
       await this.#precopy(f, ram, (t) => {
         stoppedAt = t;
       });
-      m.downtime = Math.round(performance.now() - stoppedAt);
+      // Two millisecond clock readings, as QEMU takes them.
+      m.downtime = Date.now() - stoppedAt;
       m.totalTime = Date.now() - m.startTime;
       this.#updateStats(f, ram);
       m.outgoingEnded();
@@ -276,7 +277,7 @@ export class OutgoingMigration implements OutgoingRun {
     await f.settled();
     await ram.multifd?.settled();
     this.#check();
-    onStop(performance.now());
+    onStop(Date.now());
     this.#runstate.stop('finish-migrate');
     if (this.#runstate.state !== 'finish-migrate') this.#runstate.set('finish-migrate');
     m.setStatus('device');

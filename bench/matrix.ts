@@ -1,0 +1,493 @@
+/**
+ * `npm run bench`: the same guests migrated by QEMU 10.0 and by qmigrate on this machine, in
+ * one run, interleaved (A B A B ...), and docs/benchmarks.md written from what was measured.
+ *   npm run bench -- [--size MiB] [--reps N] [--only REGEX] [--out FILE] [--no-profile] [--no-warmup]
+ *   npm run bench:smoke   (64 MiB, one run per row: keeps the harness alive in CI)
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { findQemu } from '../test/helpers/qemu.js';
+import {
+  type Engine,
+  loadFromFile,
+  migrateSocket,
+  type Pattern,
+  type ProfileLine,
+  profiles,
+  type Sample,
+  saveToFile,
+  summarizeProfile,
+  type Window,
+  writeImage,
+} from './harness.js';
+import { type Bandwidth, socketBandwidth } from './socket-bandwidth.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    size: { type: 'string' },
+    reps: { type: 'string' },
+    only: { type: 'string' },
+    out: { type: 'string' },
+    smoke: { type: 'boolean', default: false },
+    'no-profile': { type: 'boolean', default: false },
+    'no-warmup': { type: 'boolean', default: false },
+  },
+});
+const root = fileURLToPath(new URL('..', import.meta.url));
+const MIB = Number(opt.size ?? (opt.smoke ? 64 : 1024));
+const REPS = Number(opt.reps ?? (opt.smoke ? 1 : 3));
+const WARMUP = !opt.smoke && !opt['no-warmup'];
+const PROFILE = !opt.smoke && !opt['no-profile'];
+/** The workload's rate: pages per second (20000 pages = 78 MiB/s dirtied). */
+const WORKLOAD = 20000;
+
+interface Pair {
+  label: string;
+  src: Engine;
+  dst: Engine;
+  /** Runs with the writing workload. */
+  workload?: boolean;
+  /** The destination's RAM is not preallocated (QEMU's default). */
+  lazy?: boolean;
+}
+
+interface Row {
+  id: string;
+  title: string;
+  kind: 'socket' | 'save' | 'load';
+  pattern: Pattern;
+  transport?: 'unix' | 'tcp';
+  multifd?: number;
+  /** The first pair is the reference the others' ratios are taken against. */
+  pairs: Pair[];
+  /** Held to the single-channel targets (0.8x QEMU's time, downtime, RSS). */
+  targets?: boolean;
+  note?: string;
+}
+
+const QQ: Pair = { label: 'QEMU -> QEMU', src: 'qemu', dst: 'qemu' };
+const MM: Pair = { label: 'qmigrate -> qmigrate', src: 'qmigrate', dst: 'qmigrate' };
+/** QEMU as it runs by default: its destination faults RAM in while the stream arrives. */
+const QQlazy: Pair = { label: 'QEMU -> QEMU, dst not preallocated', src: 'qemu', dst: 'qemu', lazy: true };
+const MQ: Pair = { label: 'qmigrate -> QEMU', src: 'qmigrate', dst: 'qemu' };
+const QM: Pair = { label: 'QEMU -> qmigrate', src: 'qemu', dst: 'qmigrate' };
+
+function rows(): Row[] {
+  const out: Row[] = [];
+  for (const transport of ['unix', 'tcp'] as const) {
+    for (const pattern of ['zero', 'half', 'random'] as const) {
+      out.push({
+        id: `${pattern}-${transport}`,
+        title: `${pattern}, ${transport}, single channel, idle`,
+        kind: 'socket',
+        pattern,
+        transport,
+        pairs: [QQ, MM, QQlazy],
+        targets: true,
+      });
+    }
+  }
+  for (const transport of ['unix', 'tcp'] as const) {
+    for (const multifd of [2, 4]) {
+      out.push({
+        id: `multifd${multifd}-${transport}`,
+        title: `half, ${transport}, multifd ${multifd} channels, idle`,
+        kind: 'socket',
+        pattern: 'half',
+        transport,
+        multifd,
+        pairs: [QQ, MM, QQlazy],
+      });
+    }
+  }
+  out.push({
+    id: 'workload-unix',
+    title: `half, unix, single channel, workload writing ${WORKLOAD} pages/s`,
+    kind: 'socket',
+    pattern: 'half',
+    transport: 'unix',
+    pairs: [MM, { ...MM, label: 'qmigrate -> qmigrate, workload', workload: true }],
+    note: 'QEMU 10.0 cannot run this guest: -machine none has no vCPU, and the Debian build has no qtest accelerator to write guest RAM from outside; the reference is qmigrate idle.',
+  });
+  out.push({
+    id: 'workload-multifd4-tcp',
+    title: `half, tcp, multifd 4 channels, workload writing ${WORKLOAD} pages/s`,
+    kind: 'socket',
+    pattern: 'half',
+    transport: 'tcp',
+    multifd: 4,
+    pairs: [MM, { ...MM, label: 'qmigrate -> qmigrate, workload', workload: true }],
+    note: 'As above: the reference is qmigrate idle.',
+  });
+  out.push({
+    id: 'save-file',
+    title: 'half, save to a file (migrate file:)',
+    kind: 'save',
+    pattern: 'half',
+    pairs: [
+      { label: 'QEMU', src: 'qemu', dst: 'qemu' },
+      { label: 'qmigrate', src: 'qmigrate', dst: 'qmigrate' },
+    ],
+  });
+  out.push({
+    id: 'load-file',
+    title: 'half, load from a file QEMU saved (migrate-incoming file:)',
+    kind: 'load',
+    pattern: 'half',
+    pairs: [
+      { label: 'QEMU', src: 'qemu', dst: 'qemu' },
+      { label: 'qmigrate', src: 'qmigrate', dst: 'qmigrate' },
+    ],
+  });
+  out.push({
+    id: 'cross-unix',
+    title: 'half, unix, single channel: cross pairs',
+    kind: 'socket',
+    pattern: 'half',
+    transport: 'unix',
+    pairs: [QQ, MQ, QM],
+  });
+  out.push({
+    id: 'cross-multifd4-tcp',
+    title: 'half, tcp, multifd 4 channels: cross pairs',
+    kind: 'socket',
+    pattern: 'half',
+    transport: 'tcp',
+    multifd: 4,
+    pairs: [QQ, MQ, QM],
+  });
+  return out;
+}
+
+interface Result {
+  row: Row;
+  samples: Sample[][];
+  profile?: { pair: string; lines: { who: string; total: number; lines: ProfileLine[] }[] };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const max = (xs: number[]) => Math.max(...xs);
+
+interface Summary {
+  total: number;
+  downtime?: number;
+  mibps: number;
+  cpuSrc?: number;
+  cpuDst?: number;
+  rssSrc?: number;
+  rssDst?: number;
+}
+
+function summarize(s: Sample[]): Summary {
+  const opt = (f: (x: Sample) => number | undefined, agg = median) =>
+    s.every((x) => f(x) !== undefined) ? agg(s.map((x) => f(x)!)) : undefined;
+  return {
+    total: median(s.map((x) => x.total)),
+    downtime: opt((x) => x.downtime),
+    mibps: median(s.map((x) => x.bytes / 1048576 / (x.total / 1000))),
+    cpuSrc: opt((x) => x.cpuSrc),
+    cpuDst: opt((x) => (x.rssDst ? x.cpuDst : undefined)),
+    rssSrc: opt((x) => x.rssSrc, max),
+    rssDst: opt((x) => x.rssDst || undefined, max),
+  };
+}
+
+class Images {
+  readonly #dir: string;
+  readonly #made = new Set<string>();
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+  /** The image of a pattern, and whether it was just written (its first use is slow). */
+  get(pattern: Pattern): { path: string; fresh: boolean } {
+    const path = join(this.#dir, `${pattern}.img`);
+    const fresh = !this.#made.has(pattern);
+    if (fresh) {
+      writeImage(path, MIB, pattern);
+      this.#made.add(pattern);
+    }
+    return { path, fresh };
+  }
+}
+
+async function once(
+  row: Row,
+  pair: Pair,
+  dir: string,
+  images: Images,
+  profileDir?: string,
+): Promise<{ sample: Sample; window: Window }> {
+  const image = images.get(row.pattern).path;
+  switch (row.kind) {
+    case 'socket':
+      return migrateSocket(
+        {
+          src: pair.src,
+          dst: pair.dst,
+          transport: row.transport!,
+          multifd: row.multifd ?? 0,
+          workload: pair.workload ? WORKLOAD : 0,
+          prealloc: !pair.lazy,
+        },
+        dir,
+        MIB,
+        image,
+        profileDir,
+      );
+    case 'save':
+      return saveToFile(pair.src, dir, MIB, image, join(dir, 'save.bin'), profileDir);
+    case 'load': {
+      const file = join(dir, 'qemu-saved.bin');
+      if (!existsSync(file)) await saveToFile('qemu', dir, MIB, image, file);
+      return loadFromFile(pair.dst, dir, MIB, file, profileDir);
+    }
+  }
+}
+
+const fmt = (v: number | undefined, digits = 0) => (v === undefined ? '–' : v.toFixed(digits));
+const mib = (v: number | undefined) => (v === undefined ? '–' : (v / 1048576).toFixed(0));
+
+async function main(): Promise<void> {
+  const selected = rows().filter((r) => !opt.only || new RegExp(opt.only).test(r.id));
+  if (selected.length === 0) throw new Error(`no row matches --only ${opt.only}`);
+  const q = findQemu('10.0');
+  if (!('path' in q)) throw new Error(`QEMU 10.0 not found: ${q.missing}; run npm run setup:qemu`);
+  const qemuVersion = execFileSync(q.path, [...q.args, '--version'], { env: q.env, encoding: 'utf8' }).split(
+    '\n',
+  )[0];
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  const dir = mkdtempSync(join(base, 'qmigrate-bench-'));
+  const started = new Date();
+  const results: Result[] = [];
+  const bandwidth: { name: string; bw: Bandwidth }[] = [];
+  try {
+    for (const [transport, streams] of [
+      ['unix', 1],
+      ['unix', 4],
+      ['tcp', 1],
+      ['tcp', 4],
+    ] as const) {
+      // The median of REPS runs: a socket's speed varies from run to run as much as a migration's.
+      const runs: Bandwidth[] = [];
+      for (let i = 0; i < Math.max(REPS, 1); i++)
+        runs.push(await socketBandwidth(transport, streams, MIB << 20, dir));
+      const bw = [...runs].sort((a, b) => a.ms - b.ms)[Math.floor(runs.length / 2)]!;
+      bandwidth.push({ name: `${transport}, ${streams} connection${streams > 1 ? 's' : ''}`, bw });
+      console.error(`socket ${transport} x${streams}: ${bw.mibps.toFixed(0)} MiB/s`);
+    }
+    const images = new Images(dir);
+    for (const row of selected) {
+      const samples: Sample[][] = row.pairs.map(() => []);
+      const fresh = images.get(row.pattern).fresh;
+      if (WARMUP || fresh) {
+        // An unrecorded round: the first migrations after an image is written run slower for
+        // both engines (fresh tmpfs pages), which is noise, not engine.
+        for (const pair of row.pairs) await once(row, pair, dir, images);
+      }
+      for (let i = 0; i < REPS; i++) {
+        for (const [k, pair] of row.pairs.entries()) {
+          const { sample } = await once(row, pair, dir, images);
+          samples[k]!.push(sample);
+          console.error(
+            `${row.id} ${pair.label} #${i + 1}: ${sample.total} ms, downtime ${fmt(sample.downtime)} ms, cpu ${fmt(sample.cpuSrc, 2)}/${fmt(sample.cpuDst, 2)} s`,
+          );
+        }
+      }
+      results.push({ row, samples });
+    }
+    if (PROFILE) await profileSlowRows(results, bandwidth, dir, images);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const doc = report(results, bandwidth, { qemuVersion: qemuVersion ?? '?', started });
+  const out =
+    opt.out ?? (opt.smoke ? join(tmpdir(), 'qmigrate-bench-smoke.md') : join(root, 'docs/benchmarks.md'));
+  mkdirSync(join(out, '..'), { recursive: true });
+  writeFileSync(out, doc);
+  console.log(doc);
+  console.error(`written to ${out}`);
+  if (opt.smoke) {
+    for (const r of results) {
+      for (const s of r.samples.flat()) {
+        if (!(s.total > 0 && s.bytes > 0))
+          throw new Error(`${r.row.id}: implausible sample ${JSON.stringify(s)}`);
+      }
+    }
+  }
+}
+
+/** One row's line in the targets section. */
+function verdict(r: Result, all: Result[], rssLimit: number): string {
+  const ref = summarize(r.samples[0]!);
+  const m = summarize(r.samples[1]!);
+  const lazy = summarize(r.samples[2]!);
+  const ratio = m.total / ref.total;
+  const miss: string[] = [];
+  const met: string[] = [];
+  (ratio > 0.8 ? miss : met).push(`time ${ratio.toFixed(2)}x QEMU`);
+  if (r.row.multifd) {
+    const single = all.find(
+      (x) => x.row.targets && x.row.pattern === 'half' && x.row.transport === r.row.transport,
+    );
+    if (single) {
+      const one = summarize(single.samples[1]!).total;
+      (m.total < one ? met : miss).push(`${m.total} ms vs ${one} ms on one channel`);
+    }
+  } else {
+    const rss = Math.max(m.rssSrc ?? 0, m.rssDst ?? 0);
+    ((m.downtime ?? 0) > (ref.downtime ?? 0) ? miss : met).push(
+      `downtime ${m.downtime} vs ${ref.downtime} ms`,
+    );
+    (rss > rssLimit ? miss : met).push(`peak RSS ${mib(rss)} MiB`);
+  }
+  const head = miss.length
+    ? `**not met**: ${miss.join('; ')}${met.length ? `; met: ${met.join('; ')}` : ''}`
+    : `met: ${met.join('; ')}`;
+  return `- ${r.row.title}: ${head}. Against QEMU's default: ${(m.total / lazy.total).toFixed(2)}x.`;
+}
+
+/** The bandwidth a row's transport could reach, if measured. */
+function ceiling(row: Row, bandwidth: { name: string; bw: Bandwidth }[]): number | undefined {
+  if (row.kind !== 'socket') return undefined;
+  const streams = row.multifd ? 4 : 1;
+  return bandwidth.find((b) => b.name.startsWith(`${row.transport}, ${streams} `))?.bw.mibps;
+}
+
+/** Whether qmigrate is slower than the reference, or far (below half) from the socket's ceiling. */
+function slow(r: Result, bandwidth: { name: string; bw: Bandwidth }[]): number | undefined {
+  const ref = summarize(r.samples[0]!);
+  const top = ceiling(r.row, bandwidth);
+  for (const [k, pair] of r.row.pairs.entries()) {
+    if (pair.src !== 'qmigrate' && pair.dst !== 'qmigrate') continue;
+    const s = summarize(r.samples[k]!);
+    if (k > 0 && s.total > ref.total) return k;
+    if (top && s.mibps < top / 2) return k;
+  }
+  return undefined;
+}
+
+async function profileSlowRows(
+  results: Result[],
+  bandwidth: { name: string; bw: Bandwidth }[],
+  dir: string,
+  images: Images,
+): Promise<void> {
+  for (const r of results) {
+    const k = slow(r, bandwidth);
+    if (k === undefined) continue;
+    const pair = r.row.pairs[k]!;
+    const pdir = join(dir, `prof-${r.row.id}`);
+    mkdirSync(pdir);
+    const { window } = await once(r.row, pair, dir, images, pdir);
+    r.profile = {
+      pair: pair.label,
+      lines: profiles(pdir).map((f) => ({
+        who: f.endsWith('src.cpuprofile') ? 'source' : 'destination',
+        ...summarizeProfile(f, window),
+      })),
+    };
+    console.error(`profiled ${r.row.id} (${pair.label})`);
+  }
+}
+
+function report(
+  results: Result[],
+  bandwidth: { name: string; bw: Bandwidth }[],
+  meta: { qemuVersion: string; started: Date },
+): string {
+  const rssLimit = (1.2 * MIB + 64) * 1048576;
+  const cmd = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const L: string[] = [];
+  L.push('# Benchmarks: qmigrate and QEMU 10.0 side by side');
+  L.push('');
+  L.push(
+    `Written by \`${opt.smoke ? 'npm run bench:smoke' : cmd}\` on ${meta.started.toISOString().slice(0, 10)}; do not edit by hand`,
+  );
+  L.push('(the analysis below comes from `bench/notes.md`).');
+  L.push('');
+  L.push(
+    `Machine: ${cpus().length} cores (${cpus()[0]?.model.trim()}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}, ${meta.qemuVersion}.`,
+  );
+  L.push('');
+  L.push(
+    `Guest: ${MIB} MiB of RAM (\`-machine none\`; the source maps a RAM image with memory-backend-file, the destination has memory-backend-ram with prealloc=on, so both engines have touched its pages before the migration starts, as qmigrate always does on \`-incoming\`; the *not preallocated* pair is QEMU's default, paying those page faults during the migration); zero = all zero, half = 1 MiB runs alternating random and zero, random = all random. Source and destination are processes on this machine, so they share its cores. Each row ran its pairs interleaved (A B A B ...), ${REPS} time${REPS > 1 ? 's' : ''} each${WARMUP ? ', after an unrecorded warm-up round' : ''}; figures are medians, peak RSS the maximum.`,
+  );
+  L.push('');
+  L.push(
+    "Total time, downtime and bytes are what the source reports in query-migrate (a load from a file: from `migrate-incoming` to the MIGRATION completed event). Throughput = bytes moved / total time. CPU = user + system seconds of each process between `migrate` and completion (/proc/PID/stat, 10 ms ticks). Peak RSS = VmHWM. Ratio = total time / the first pair's.",
+  );
+  L.push('');
+  L.push('## Socket bandwidth of this machine');
+  L.push('');
+  L.push(
+    `${MIB} MiB from one Node process to another, read straight into a buffer (the ceiling for a Node peer):`,
+  );
+  L.push('');
+  L.push('| socket | time (ms) | MiB/s | CPU s sender / receiver |');
+  L.push('| --- | --- | --- | --- |');
+  for (const { name, bw } of bandwidth) {
+    L.push(
+      `| ${name} | ${bw.ms.toFixed(0)} | ${bw.mibps.toFixed(0)} | ${bw.cpuSend.toFixed(2)} / ${bw.cpuRecv.toFixed(2)} |`,
+    );
+  }
+  L.push('');
+  L.push('## Migrations');
+  L.push('');
+  L.push(
+    '| row | pair | total (ms) | downtime (ms) | throughput (MiB/s) | CPU s src / dst | peak RSS MiB src / dst | ratio |',
+  );
+  L.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  const verdicts: string[] = [];
+  for (const r of results) {
+    const ref = summarize(r.samples[0]!);
+    for (const [k, pair] of r.row.pairs.entries()) {
+      const s = summarize(r.samples[k]!);
+      const ratio = k === 0 ? '1' : (s.total / ref.total).toFixed(2);
+      L.push(
+        `| ${k === 0 ? r.row.title : ''} | ${pair.label} | ${s.total} | ${fmt(s.downtime)} | ${s.mibps.toFixed(0)} | ${fmt(s.cpuSrc, 2)} / ${fmt(s.cpuDst, 2)} | ${mib(s.rssSrc)} / ${mib(s.rssDst)} | ${ratio} |`,
+      );
+    }
+    if (r.row.note) L.push(`| | *${r.row.note}* | | | | | | |`);
+    if (r.row.targets || r.row.multifd) verdicts.push(verdict(r, results, rssLimit));
+  }
+  L.push('');
+  L.push('## Targets');
+  L.push('');
+  L.push(
+    `Single-channel rows (issue 6): qmigrate -> qmigrate at most 0.8x QEMU's total time, downtime at most QEMU's, peak RSS at most 1.2x guest RAM + 64 MiB (${mib(rssLimit)} MiB). Multifd rows (issue 5): at most 0.8x QEMU's time with the same channels, and faster than qmigrate's single channel on the same socket. Each is judged against QEMU with a preallocated destination (the like-for-like reference); the ratio against QEMU as it runs by default follows.`,
+  );
+  L.push('');
+  L.push(...verdicts);
+  const profiled = results.filter((r) => r.profile);
+  if (profiled.length) {
+    L.push('');
+    L.push('## Profiles of the rows where qmigrate is slower or below half the socket bandwidth');
+    L.push('');
+    L.push(
+      'One more run under `node --cpu-prof`; self time per function, samples inside the migration only.',
+    );
+    for (const r of profiled) {
+      L.push('');
+      L.push(`### ${r.row.title} (${r.profile!.pair})`);
+      for (const p of r.profile!.lines) {
+        L.push('');
+        L.push(`${p.who}: ${p.total.toFixed(0)} ms of samples`);
+        L.push('');
+        for (const l of p.lines) L.push(`- ${l.ms.toFixed(1)} ms \`${l.what}\``);
+      }
+    }
+  }
+  const notes = join(root, 'bench/notes.md');
+  if (existsSync(notes)) {
+    L.push('');
+    L.push(readFileSync(notes, 'utf8').trim());
+  }
+  L.push('');
+  return L.join('\n').replaceAll(root, '');
+}
+
+await main();
