@@ -244,7 +244,7 @@ export class RamLoader {
         case RAM_SAVE_FLAG_MEM_SIZE:
           await this.#memSize(r, addr, at);
           break;
-                case RAM_SAVE_FLAG_ZERO: {
+        case RAM_SAVE_FLAG_ZERO: {
           const b = this.#continued(flags) ?? (await this.#block(r, flags, at));
           if (r.available < 1) await r.need(1, 'a zero page');
           const fill = r.u8();
@@ -255,7 +255,7 @@ export class RamLoader {
           if (b.mayBeWritten(addr / PAGE) && !isZeroPage(b.host, addr)) b.host.fill(0, addr, addr + PAGE);
           break;
         }
-                case RAM_SAVE_FLAG_PAGE: {
+        case RAM_SAVE_FLAG_PAGE: {
           const b = this.#continued(flags) ?? (await this.#block(r, flags, at));
           this.#check(b, addr, at);
           if (r.available < PAGE) await r.need(PAGE, `page 0x${addr.toString(16)} of ${b.idstr}`);
@@ -302,7 +302,7 @@ export class RamLoader {
     this.#announced = true;
   }
 
-    /** The block a CONTINUE record means, without a promise per page (#block checks the rest). */
+  /** The block a CONTINUE record means, without a promise per page (#block checks the rest). */
   #continued(flags: number): RamBlock | undefined {
     return flags & RAM_SAVE_FLAG_CONTINUE && this.#announced ? this.#last : undefined;
   }
