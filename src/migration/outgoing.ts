@@ -69,6 +69,8 @@ export class OutgoingMigration implements OutgoingRun {
   #shut: Promise<number> | undefined;
   #channels: Duplex[] = [];
   #multifd: MultifdSender | undefined;
+  /** When stop-and-copy was done (Date.now()). */
+  #doneAt = 0;
 
   constructor(m: Migration, ram: GuestRam, runstate: RunStateMachine, transport: OutgoingTransport) {
     this.#m = m;
@@ -112,9 +114,10 @@ export class OutgoingMigration implements OutgoingRun {
       await this.#precopy(f, ram, (t) => {
         stoppedAt = t;
       });
-      // Two millisecond clock readings, as QEMU takes them.
-      m.downtime = Date.now() - stoppedAt;
-      m.totalTime = Date.now() - m.startTime;
+      // Two millisecond clock readings, as QEMU takes them; both end where QEMU's do, once
+      // stop-and-copy has handed its last byte over (and the return path said SHUT).
+      m.downtime = this.#doneAt - stoppedAt;
+      m.totalTime = this.#doneAt - m.startTime;
       this.#updateStats(f, ram);
       m.outgoingEnded();
       this.#runstate.set('postmigrate');
@@ -307,8 +310,11 @@ export class OutgoingMigration implements OutgoingRun {
         }),
       ]);
       if (code !== 0) throw new QapiError(`RP: Sibling indicated error ${code}`);
+      this.#doneAt = Date.now();
       await f.end();
     } else {
+      await f.settled();
+      this.#doneAt = Date.now();
       await f.end();
       await this.#transport.finished;
     }
