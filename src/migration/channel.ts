@@ -14,15 +14,27 @@ const POOL = 1 << 20;
 const MIN_READ = 64 << 10;
 const INIT = 64;
 
-/** Feeds a QemuFileReader with views of large buffers: no allocation or copy per read. */
+/**
+ * Feeds a QemuFileReader with views of large buffers: no allocation or copy per read. A
+ * buffer the reader has consumed entirely is used again (the reader copies out what it
+ * keeps), so a long stream cycles through a few warm buffers instead of mapping fresh memory.
+ */
 class StreamSink implements ReadSink {
-  #pool = Buffer.allocUnsafe(POOL);
+  #pool: Buffer = Buffer.allocUnsafe(POOL);
   #at = 0;
-  constructor(readonly reader: QemuFileReader) {}
+  /** Stream bytes pushed so far (counting any the reader was given before this sink). */
+  #pushed: number;
+  /** Full buffers, oldest first, with the stream offset their last byte ends at. */
+  readonly #retired: { buf: Buffer; end: number }[] = [];
+  constructor(readonly reader: QemuFileReader) {
+    this.#pushed = reader.offset + reader.available;
+  }
 
   target(): Buffer {
     if (this.#pool.length - this.#at < MIN_READ) {
-      this.#pool = Buffer.allocUnsafe(POOL);
+      this.#retired.push({ buf: this.#pool, end: this.#pushed });
+      const oldest = this.#retired[0]!;
+      this.#pool = this.reader.offset >= oldest.end ? this.#retired.shift()!.buf : Buffer.allocUnsafe(POOL);
       this.#at = 0;
     }
     return this.#pool.subarray(this.#at);
@@ -31,6 +43,7 @@ class StreamSink implements ReadSink {
   filled(n: number): boolean {
     const chunk = this.#pool.subarray(this.#at, this.#at + n);
     this.#at += n;
+    this.#pushed += n;
     return this.reader.push(chunk);
   }
 }

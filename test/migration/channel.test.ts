@@ -20,7 +20,12 @@ import { listenSocket } from '../../src/migration/transport/socket.js';
 
 const PAGE = TARGET_PAGE_SIZE;
 const dir = mkdtempSync(join(tmpdir(), 'qmigrate-channel-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+/** Servers and sockets to close when the file is done, passed or not (open ones keep it alive). */
+const open: { close(): void }[] = [];
+after(() => {
+  for (const o of open) o.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** What a MultifdSender writes on `n` channels, as one Buffer per channel. */
 function encode(src: GuestRam, n: number, pages: number[]): Buffer[] {
@@ -71,13 +76,18 @@ async function server(receiver: MultifdReceiver | undefined, count: number) {
       s.destroy();
     },
   };
-  const l = await listenSocket({ type: 'unix', path }, (s) => acceptChannel(s, receiver, count, on));
-  const open = () =>
+  const l = await listenSocket({ type: 'unix', path }, (s) => {
+    const taken = acceptChannel(s, receiver, count, on);
+    open.push({ close: () => taken.destroy() });
+  });
+  open.push(l);
+  const connectOne = () =>
     new Promise<Socket>((res, rej) => {
       const s = connect(path, () => res(s));
+      open.push({ close: () => s.destroy() });
       s.once('error', rej);
     });
-  return { seen, open, close: () => l.close() };
+  return { seen, open: connectOne, close: () => l.close() };
 }
 
 const until = async (ok: () => boolean) => {
@@ -175,5 +185,26 @@ test('a multifd channel cut inside a packet fails the receiver', async () => {
     /^stream ended early: page data on multifd channel 0 was cut short$/,
   );
   await assert.rejects(receiver.syncMain(), /cut short/);
+  srv.close();
+});
+
+test('a long main stream comes through whole while its read buffers are reused', async () => {
+  const srv = await server(undefined, 0);
+  const s = await srv.open();
+  const data = randomBytes(24 << 20);
+  s.end(data);
+  await until(() => srv.seen.main !== undefined);
+  const r = srv.seen.main!;
+  const got: Buffer[] = [];
+  let left = data.length;
+  for (let i = 0; left > 0; i++) {
+    // Uneven takes, and pauses, so that reads run ahead of the reader and buffers retire.
+    const n = Math.min(left, 1 + ((i * 7919) % (3 << 20)));
+    await r.need(n);
+    got.push(r.bytes(n));
+    left -= n;
+    if (i % 5 === 0) await sleep(1);
+  }
+  assert.ok(Buffer.concat(got).equals(data));
   srv.close();
 });
