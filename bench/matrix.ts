@@ -504,7 +504,7 @@ function report(results: Result[], bandwidth: { name: string; bw: Bandwidth }[],
     L.push('## Profiles of the rows where qmigrate is slower or below half the socket bandwidth');
     L.push('');
     L.push(
-      'One more run under `node --cpu-prof`; self time per function, samples inside the migration only.',
+      'One more run under `node --cpu-prof`; self time per function, samples inside the migration only. `(idle)` is time outside JavaScript in the event loop: waiting, but also the socket reads and writes libuv makes between callbacks, so the CPU columns above are the measure of how busy a process was.',
     );
     for (const r of profiled) {
       L.push('');
