@@ -28,9 +28,9 @@ export interface Sample {
   /** Bytes the migration moved (RAM transferred, or the file's size). */
   bytes: number;
   cpuSrc?: number;
-  cpuDst: number;
+  cpuDst?: number;
   rssSrc?: number;
-  rssDst: number;
+  rssDst?: number;
 }
 
 /** A guest RAM image: 1 MiB runs of random bytes or zeros, as the pattern says. */
@@ -284,9 +284,7 @@ export async function saveToFile(
         downtime: Number(info.downtime),
         bytes: statSync(file).size,
         cpuSrc: src.cpu() - cpu0,
-        cpuDst: 0,
         rssSrc: src.rss(),
-        rssDst: 0,
       },
       window: { from, to },
     };

@@ -194,9 +194,9 @@ function summarize(s: Sample[]): Summary {
     downtime: opt((x) => x.downtime),
     mibps: median(s.map((x) => x.bytes / 1048576 / (x.total / 1000))),
     cpuSrc: opt((x) => x.cpuSrc),
-    cpuDst: opt((x) => (x.rssDst ? x.cpuDst : undefined)),
+    cpuDst: opt((x) => x.cpuDst),
     rssSrc: opt((x) => x.rssSrc, max),
-    rssDst: opt((x) => x.rssDst || undefined, max),
+    rssDst: opt((x) => x.rssDst, max),
   };
 }
 

@@ -22,6 +22,16 @@ const PAGE = TARGET_PAGE_SIZE;
 /** Bytes a channel may have queued before it counts as busy. */
 const QUEUE = 1 << 20;
 
+/** Calls `f` once per run of adjacent pages among the first `n` byte offsets, in order. */
+function forEachRun(offsets: number[], n: number, f: (off: number, pages: number) => void): void {
+  for (let k = 0; k < n; ) {
+    let run = 1;
+    while (k + run < n && offsets[k + run] === offsets[k]! + run * PAGE) run++;
+    f(offsets[k]!, run);
+    k += run;
+  }
+}
+
 /** The 64-byte MultiFDInit_t a channel starts with. */
 export function initPacket(id: number): Buffer {
   const b = Buffer.alloc(64);
@@ -152,12 +162,7 @@ export class MultifdSender {
     c.out.cork();
     c.out.write(hdr);
     // Adjacent pages go out as one view of guest RAM: one buffer per run, not per page.
-    for (let k = 0; k < normal; ) {
-      let run = 1;
-      while (k + run < normal && offsets[k + run] === offsets[k]! + run * PAGE) run++;
-      c.out.write(block.host.subarray(offsets[k]!, offsets[k]! + run * PAGE));
-      k += run;
-    }
+    forEachRun(offsets, normal, (off, pages) => c.out.write(block.host.subarray(off, off + pages * PAGE)));
     c.out.uncork();
     this.bytes += MULTIFD_HEADER + normal * PAGE;
     this.normal += normal;
@@ -421,13 +426,10 @@ export class MultifdChannel {
     }
     // Normal pages come one after another in offset order: adjacent ones make one run of RAM
     // that a single read can fill.
-    for (let k = 0; k < normal; ) {
-      let run = 1;
-      while (k + run < normal && offsets[k + run] === offsets[k]! + run * PAGE) run++;
-      this.#runs.push(block.host.subarray(offsets[k]!, offsets[k]! + run * PAGE));
-      block.markDirtyRange(offsets[k]! / PAGE, run);
-      k += run;
-    }
+    forEachRun(offsets, normal, (off, pages) => {
+      this.#runs.push(block.host.subarray(off, off + pages * PAGE));
+      block.markDirtyRange(off / PAGE, pages);
+    });
     for (let k = normal; k < normal + zero; k++) {
       const off = offsets[k]!;
       if (block.mayBeWritten(off / PAGE) && !isZeroPage(block.host, off)) {

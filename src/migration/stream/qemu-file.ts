@@ -266,11 +266,6 @@ export class QemuFileReader {
     return this.#avail;
   }
 
-  /** Stops reading with an error (e.g. the migration was cancelled). */
-  abort(e: Error): void {
-    this.fail(e);
-  }
-
   /** Waits until `n` bytes are buffered. @throws {StreamError} at end of stream. */
   async need(n: number, what = 'data'): Promise<void> {
     while (this.#avail < n) {
