@@ -20,6 +20,10 @@ export class StreamError extends Error {
 
 const SMALL = 64 * 1024;
 
+function epipe(): Error {
+  return Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+}
+
 export class QemuFileWriter {
   readonly #out: Writable;
   /** Small records accumulate here and go out with the page views between them. */
@@ -41,6 +45,22 @@ export class QemuFileWriter {
 
   get error(): Error | undefined {
     return this.#error;
+  }
+
+  /**
+   * Throws if bytes can no longer reach the peer. A socket whose peer closed first is ended
+   * and destroyed by Node without an 'error' event, and later writes fail only in their
+   * callbacks: that must count as a broken pipe, not as bytes handed over.
+   */
+  /** A write's callback failed: the first error stands, or the pipe is broken. */
+  #fail(): Error {
+    this.#error ??= epipe();
+    return this.#error;
+  }
+
+  #check(): void {
+    if (!this.#error && (this.#out.destroyed || this.#out.writableEnded)) this.#error = epipe();
+    if (this.#error) throw this.#error;
   }
 
   #room(n: number): void {
@@ -125,7 +145,7 @@ export class QemuFileWriter {
    */
   flush(): boolean {
     this.#cutSmall();
-    if (this.#error) throw this.#error;
+    this.#check();
     const parts = this.#pending;
     if (parts.length === 0) return true;
     this.#pending = [];
@@ -151,19 +171,16 @@ export class QemuFileWriter {
    * pending: the caller prepares the next batch while the previous one drains.
    */
   async drained(): Promise<void> {
-    if (this.#error) throw this.#error;
+    this.#check();
     // 'drain' comes only after a write() that returned false: below the high-water mark
     // there is nothing to wait for (and no event would come).
     if (this.#out.writableLength === 0 || !this.#out.writableNeedDrain) return;
-    if (this.#out.destroyed) throw Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
     await new Promise<void>((resolve, reject) => {
       const done = () => {
         this.#out.off('drain', done);
         this.#out.off('error', fail);
         this.#out.off('close', done);
-        if (this.#out.destroyed && !this.#error) {
-          this.#error = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
-        }
+        if (this.#out.destroyed) this.#error ??= epipe();
         resolve();
       };
       const fail = (e: Error) => {
@@ -181,12 +198,13 @@ export class QemuFileWriter {
   /** Flushes and waits until every byte so far has been handed to the transport. */
   async settled(): Promise<void> {
     this.flush();
-    if (this.#out.writableLength === 0) return;
-    await new Promise<void>((resolve, reject) => {
-      // Writes complete in order: the callback of an empty one comes after all before it.
-      this.#out.write(Buffer.alloc(0), (e) => (e ? reject(e) : resolve()));
-    });
-    if (this.#error) throw this.#error;
+    if (this.#out.writableLength > 0) {
+      await new Promise<void>((resolve, reject) => {
+        // Writes complete in order: the callback of an empty one comes after all before it.
+        this.#out.write(Buffer.alloc(0), (e) => (e ? reject(this.#fail()) : resolve()));
+      });
+    }
+    this.#check();
   }
 
   /** Flushes, then waits until the transport has room again (back-pressure). */
@@ -199,9 +217,8 @@ export class QemuFileWriter {
   async end(): Promise<void> {
     this.flush();
     await new Promise<void>((resolve, reject) => {
-      if (this.#error) return reject(this.#error);
-      this.#out.end(() => resolve());
       this.#out.once('error', reject);
+      this.#out.end((e?: Error | null) => (e ? reject(this.#fail()) : resolve()));
     });
     if (this.#error) throw this.#error;
   }

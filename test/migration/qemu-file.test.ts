@@ -1,0 +1,59 @@
+// The stream writer must never report success for bytes that cannot reach the peer: a
+// connection the peer closed first (so that Node ends and destroys our side without an
+// 'error' event) fails the next write, wait or end with EPIPE.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, createServer, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { QemuFileWriter } from '../../src/migration/stream/qemu-file.js';
+
+async function closedByPeer(): Promise<Socket> {
+  const server = createServer((peer) => peer.end());
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  assert.ok(address && typeof address === 'object');
+  const s = connect(address.port, '127.0.0.1');
+  s.resume();
+  await once(s, 'close');
+  server.close();
+  return s;
+}
+
+for (const step of ['flush', 'drain', 'settled', 'end'] as const) {
+  test(`a socket the peer closed first fails ${step}() with EPIPE`, async () => {
+    const s = await closedByPeer();
+    const w = new QemuFileWriter(s);
+    w.view(Buffer.alloc(4096, 1));
+    const run = async () => {
+      if (step === 'flush') w.flush();
+      else await w[step]();
+    };
+    await assert.rejects(run(), { code: 'EPIPE' });
+  });
+}
+
+test('a writer made while the socket was open fails once the peer has closed it', async () => {
+  let peer: Socket | undefined;
+  const server = createServer((p) => {
+    peer = p.resume();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  assert.ok(address && typeof address === 'object');
+  const s = connect(address.port, '127.0.0.1');
+  s.resume();
+  await once(s, 'connect');
+  const w = new QemuFileWriter(s);
+  w.view(Buffer.alloc(4096, 2));
+  await w.settled();
+  while (!peer) await new Promise((r) => setImmediate(r));
+  // A clean close (FIN, no reset): our side sees only an end of stream, no error.
+  peer.end();
+  await once(s, 'close');
+  server.close();
+  w.be64(1);
+  await assert.rejects(w.settled(), { code: 'EPIPE' });
+  assert.equal(w.error?.message, 'write EPIPE');
+});
