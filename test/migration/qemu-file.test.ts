@@ -57,3 +57,32 @@ test('a writer made while the socket was open fails once the peer has closed it'
   await assert.rejects(w.settled(), { code: 'EPIPE' });
   assert.equal(w.error?.message, 'write EPIPE');
 });
+
+test('bytes handed over before the peer closed are not a failure', async () => {
+  // A destination closes as soon as it has read the whole stream, possibly before the
+  // source has looked at its writes: settled() and end() must still succeed.
+  const size = 256 * 1024;
+  const server = createServer((peer) => {
+    let got = 0;
+    peer.on('data', (d: Buffer) => {
+      got += d.length;
+      if (got === size) peer.end();
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  assert.ok(address && typeof address === 'object');
+  const s = connect(address.port, '127.0.0.1');
+  s.resume();
+  await once(s, 'connect');
+  const w = new QemuFileWriter(s);
+  w.view(Buffer.alloc(size, 3));
+  w.flush();
+  await once(s, 'close');
+  server.close();
+  await w.settled();
+  await w.end();
+  assert.equal(w.error, undefined);
+  assert.equal(w.transferred, size);
+});

@@ -47,19 +47,21 @@ export class QemuFileWriter {
     return this.#error;
   }
 
-  /**
-   * Throws if bytes can no longer reach the peer. A socket whose peer closed first is ended
-   * and destroyed by Node without an 'error' event, and later writes fail only in their
-   * callbacks: that must count as a broken pipe, not as bytes handed over.
-   */
   /** A write's callback failed: the first error stands, or the pipe is broken. */
   #fail(): Error {
     this.#error ??= epipe();
     return this.#error;
   }
 
+  /**
+   * Throws if bytes still to be written can no longer reach the peer. A socket whose peer
+   * closed first is ended and destroyed by Node without an 'error' event, and later writes
+   * fail only in their callbacks: that is a broken pipe, not bytes handed over. (Bytes that
+   * were handed over before the peer closed are not affected: a destination closes as soon
+   * as it has read the whole stream.)
+   */
   #check(): void {
-    if (!this.#error && (this.#out.destroyed || this.#out.writableEnded)) this.#error = epipe();
+    if (this.#out.destroyed || this.#out.writableEnded) this.#error ??= epipe();
     if (this.#error) throw this.#error;
   }
 
@@ -145,9 +147,10 @@ export class QemuFileWriter {
    */
   flush(): boolean {
     this.#cutSmall();
-    this.#check();
+    if (this.#error) throw this.#error;
     const parts = this.#pending;
     if (parts.length === 0) return true;
+    this.#check();
     this.#pending = [];
     this.transferred += this.#pendingBytes;
     this.#pendingBytes = 0;
@@ -171,10 +174,11 @@ export class QemuFileWriter {
    * pending: the caller prepares the next batch while the previous one drains.
    */
   async drained(): Promise<void> {
-    this.#check();
+    if (this.#error) throw this.#error;
     // 'drain' comes only after a write() that returned false: below the high-water mark
     // there is nothing to wait for (and no event would come).
     if (this.#out.writableLength === 0 || !this.#out.writableNeedDrain) return;
+    this.#check();
     await new Promise<void>((resolve, reject) => {
       const done = () => {
         this.#out.off('drain', done);
@@ -199,12 +203,13 @@ export class QemuFileWriter {
   async settled(): Promise<void> {
     this.flush();
     if (this.#out.writableLength > 0) {
+      this.#check();
       await new Promise<void>((resolve, reject) => {
         // Writes complete in order: the callback of an empty one comes after all before it.
         this.#out.write(Buffer.alloc(0), (e) => (e ? reject(this.#fail()) : resolve()));
       });
     }
-    this.#check();
+    if (this.#error) throw this.#error;
   }
 
   /** Flushes, then waits until the transport has room again (back-pressure). */
@@ -216,6 +221,9 @@ export class QemuFileWriter {
   /** Flushes and ends the stream, resolving when everything was written. */
   async end(): Promise<void> {
     this.flush();
+    // Everything was handed over and the peer closed first: nothing is lost.
+    if (this.#out.writableEnded && this.#out.writableLength === 0 && !this.#error) return;
+    this.#check();
     await new Promise<void>((resolve, reject) => {
       this.#out.once('error', reject);
       this.#out.end((e?: Error | null) => (e ? reject(this.#fail()) : resolve()));
