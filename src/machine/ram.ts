@@ -18,6 +18,8 @@ export class RamBlock {
   readonly dirtyLog: Uint32Array;
   /** Whether writes are being logged (migration turns this on at setup). */
   logging = false;
+  /** Some bit of the dirty log was set since the collector last cleared this flag. */
+  logTouched = false;
   /**
    * Pages that may hold something other than zeros. A page never written since the block
    * was allocated is known to be zero without reading it (reading would map it).
@@ -37,12 +39,16 @@ export class RamBlock {
   /** Records that a page was written. */
   markDirty(page: number): void {
     this.written[page >>> 5]! |= 1 << (page & 31);
-    if (this.logging) this.dirtyLog[page >>> 5]! |= 1 << (page & 31);
+    if (this.logging) {
+      this.dirtyLog[page >>> 5]! |= 1 << (page & 31);
+      this.logTouched = true;
+    }
   }
 
   /** Records that `count` pages from `page` on were written (whole words at a time). */
   markDirtyRange(page: number, count: number): void {
     const end = page + count;
+    if (this.logging) this.logTouched = true;
     for (const map of this.logging ? [this.written, this.dirtyLog] : [this.written]) {
       let p = page;
       for (; p < end && p & 31; p++) map[p >>> 5]! |= 1 << (p & 31);

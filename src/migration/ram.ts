@@ -93,6 +93,7 @@ export class RamSaver {
       const tail = b.pages % 32;
       if (tail) bm[bm.length - 1] = (1 << tail) - 1 || 0xffffffff;
       b.dirtyLog.fill(0);
+      b.logTouched = false;
       b.logging = true;
       this.#dirtyPages += b.pages;
     }
@@ -114,6 +115,9 @@ export class RamSaver {
   sync(): number {
     let added = 0;
     for (const [i, b] of this.#ram.blocks.entries()) {
+      // An idle guest's log is empty: stop-and-copy should not pay for reading it.
+      if (!b.logTouched) continue;
+      b.logTouched = false;
       const bm = this.#bitmaps[i]!;
       const log = b.dirtyLog;
       for (let w = 0; w < log.length; w++) {

@@ -19,6 +19,11 @@ test('markDirtyRange sets exactly the bits markDirty would, logging on or off', 
         for (let p = page; p < page + count; p++) single.markDirty(p);
         assert.deepEqual(bulk.written, single.written);
         assert.deepEqual(bulk.dirtyLog, single.dirtyLog);
+        // The bitmap sync skips a block whose log was not touched: a set bit must be flagged.
+        for (const b of [bulk, single]) {
+          if (b.dirtyLog.some((w) => w !== 0)) assert.ok(b.logTouched, 'dirty log bits without logTouched');
+        }
+        assert.equal(single.logTouched, logging && count > 0);
       },
     ),
   );
