@@ -3,7 +3,16 @@
 // cancelled) and keep running with its RAM intact; a destination must never run the guest
 // from a partial or invalid stream.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -19,6 +28,14 @@ function tmp(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-faults-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+async function waitFor(ok: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await sleep(10);
+  }
 }
 
 async function source(t: TestContext, dir: string): Promise<{ src: Peer; image: string }> {
@@ -56,6 +73,42 @@ test('destination killed mid-stream: source failed, still running, RAM intact', 
   assert.match(info['error-desc'] ?? '', /Unable to write to socket: (Broken pipe|Connection reset by peer)/);
   await assertIntact(src, image, dir);
 });
+
+// A peer that shuts down its sending side (FIN) but goes on reading has not gone away: the
+// bytes still reach it. QEMU's source completes; so must ours (Node would otherwise end our
+// side on that FIN and fail every later write).
+for (const kind of ['10.0', 'qmigrate'] as const) {
+  test(`${kind} source: a destination that half-closes early but reads on gets the whole stream`, async (t) => {
+    const dir = tmp(t);
+    const image = join(dir, 'src.img');
+    writeMixedImage(image, MiB << 20, 5);
+    const src = await startPeer(t, kind, dir, 'src', image, MiB);
+    if (!src) return;
+    const path = join(dir, 'half.sock');
+    const stream = join(dir, 'half.mig');
+    const chunks: Buffer[] = [];
+    const server = createServer((s) => {
+      server.close();
+      s.on('data', (d: Buffer) => {
+        // FIN as soon as the stream has started: from here on this end only reads.
+        if (chunks.length === 0) s.end();
+        chunks.push(d);
+      });
+      s.on('end', () => writeFileSync(stream, Buffer.concat(chunks)));
+    });
+    await new Promise<void>((r) => server.listen(path, r));
+    await src.qmp.migrate({ uri: `unix:${path}` });
+    const info = await waitMigration(src.qmp);
+    assert.equal(info.status, 'completed', info['error-desc']);
+    // What arrived is a whole stream: a destination loads it into the source's RAM.
+    await waitFor(() => existsSync(stream));
+    const dst = await loadFile(t, stream, false, MiB);
+    assert.equal((await waitMigration(dst.qmp)).status, 'completed');
+    const dump = join(dir, 'dst.dump');
+    await dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: dump });
+    assert.ok(readFileSync(dump).equals(readFileSync(image)), 'destination RAM differs');
+  });
+}
 
 test('exec child that fails: source failed, still running, RAM intact', async (t) => {
   const dir = tmp(t);

@@ -29,7 +29,10 @@ export function fdStream(fd: number, direction: 'out' | 'in'): Duplex {
   } catch {
     throw genericError(`Invalid file descriptor number '${fd}'`);
   }
-  if (st.isSocket() || st.isFIFO()) return new Socket({ fd, readable: true, writable: true });
+  // Outgoing, the peer's FIN does not end our side (see connectSocket).
+  if (st.isSocket() || st.isFIFO()) {
+    return new Socket({ fd, readable: true, writable: true, allowHalfOpen: direction === 'out' });
+  }
   const half = direction === 'out' ? createWriteStream('', { fd }) : createReadStream('', { fd });
   return direction === 'out' ? Duplex.from({ writable: half }) : Duplex.from({ readable: half });
 }

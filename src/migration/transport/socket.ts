@@ -40,15 +40,21 @@ function port(p: string, host: string): number {
 
 /**
  * Connects to an inet or unix address. Errors come as QEMU words them (they end the
- * migration `failed`, asynchronously).
+ * migration `failed`, asynchronously). The socket stays writable after the peer's FIN, as a
+ * QEMU source's does: a peer that shut down its sending side may still be reading, and one
+ * that is gone makes the next write fail.
  */
 export function connectSocket(addr: SocketAddress): Promise<Socket> {
   return new Promise((resolve, reject) => {
     let s: Socket;
     try {
       if (addr.type === 'inet')
-        s = netConnect({ host: addr.host || 'localhost', port: port(addr.port, addr.host) });
-      else if (addr.type === 'unix') s = netConnect(unixPath(addr));
+        s = netConnect({
+          host: addr.host || 'localhost',
+          port: port(addr.port, addr.host),
+          allowHalfOpen: true,
+        });
+      else if (addr.type === 'unix') s = netConnect({ path: unixPath(addr), allowHalfOpen: true });
       else if (addr.type === 'vsock') throw genericError('socket family AF_VSOCK unsupported');
       else throw genericError(`internal: fd address ${addr.str} reached connectSocket`);
     } catch (e) {
