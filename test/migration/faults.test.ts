@@ -3,15 +3,7 @@
 // cancelled) and keep running with its RAM intact; a destination must never run the guest
 // from a partial or invalid stream.
 import assert from 'node:assert/strict';
-import {
-  copyFileSync,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,14 +20,6 @@ function tmp(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-faults-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function waitFor(ok: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(10);
-  }
 }
 
 async function source(t: TestContext, dir: string): Promise<{ src: Peer; image: string }> {
@@ -87,21 +71,24 @@ for (const kind of ['10.0', 'qmigrate'] as const) {
     const path = join(dir, 'half.sock');
     const stream = join(dir, 'half.mig');
     const chunks: Buffer[] = [];
-    const server = createServer((s) => {
-      server.close();
-      s.on('data', (d: Buffer) => {
-        // FIN as soon as the stream has started: from here on this end only reads.
-        if (chunks.length === 0) s.end();
-        chunks.push(d);
+    const received = new Promise<void>((resolve) => {
+      const server = createServer((s) => {
+        server.close();
+        s.on('data', (d: Buffer) => {
+          // FIN as soon as the stream has started: from here on this end only reads.
+          if (chunks.length === 0) s.end();
+          chunks.push(d);
+        });
+        s.on('end', resolve);
       });
-      s.on('end', () => writeFileSync(stream, Buffer.concat(chunks)));
+      server.listen(path);
     });
-    await new Promise<void>((r) => server.listen(path, r));
     await src.qmp.migrate({ uri: `unix:${path}` });
     const info = await waitMigration(src.qmp);
     assert.equal(info.status, 'completed', info['error-desc']);
     // What arrived is a whole stream: a destination loads it into the source's RAM.
-    await waitFor(() => existsSync(stream));
+    await received;
+    writeFileSync(stream, Buffer.concat(chunks));
     const dst = await loadFile(t, stream, false, MiB);
     assert.equal((await waitMigration(dst.qmp)).status, 'completed');
     const dump = join(dir, 'dst.dump');

@@ -3,18 +3,25 @@
 // 'error' event) fails the next write, wait or end with EPIPE.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { QemuFileWriter } from '../../src/migration/stream/qemu-file.js';
 
-async function closedByPeer(): Promise<Socket> {
-  const server = createServer((peer) => peer.end());
+/** A loopback connection: our side (reading and discarding) and the server that accepted it. */
+async function connected(onPeer: (peer: Socket) => void): Promise<{ s: Socket; server: Server }> {
+  const server = createServer(onPeer);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const address = server.address();
   assert.ok(address && typeof address === 'object');
   const s = connect(address.port, '127.0.0.1');
   s.resume();
+  await once(s, 'connect');
+  return { s, server };
+}
+
+async function closedByPeer(): Promise<Socket> {
+  const { s, server } = await connected((peer) => peer.end());
   await once(s, 'close');
   server.close();
   return s;
@@ -35,16 +42,9 @@ for (const step of ['flush', 'drain', 'settled', 'end'] as const) {
 
 test('a writer made while the socket was open fails once the peer has closed it', async () => {
   let peer: Socket | undefined;
-  const server = createServer((p) => {
+  const { s, server } = await connected((p) => {
     peer = p.resume();
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  assert.ok(address && typeof address === 'object');
-  const s = connect(address.port, '127.0.0.1');
-  s.resume();
-  await once(s, 'connect');
   const w = new QemuFileWriter(s);
   w.view(Buffer.alloc(4096, 2));
   await w.settled();
@@ -62,20 +62,13 @@ test('bytes handed over before the peer closed are not a failure', async () => {
   // A destination closes as soon as it has read the whole stream, possibly before the
   // source has looked at its writes: settled() and end() must still succeed.
   const size = 256 * 1024;
-  const server = createServer((peer) => {
+  const { s, server } = await connected((peer) => {
     let got = 0;
     peer.on('data', (d: Buffer) => {
       got += d.length;
       if (got === size) peer.end();
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  assert.ok(address && typeof address === 'object');
-  const s = connect(address.port, '127.0.0.1');
-  s.resume();
-  await once(s, 'connect');
   const w = new QemuFileWriter(s);
   w.view(Buffer.alloc(size, 3));
   w.flush();
