@@ -81,25 +81,32 @@ function startDemo(t: TestContext, args: string[]): Demo {
 
 /** Waits until the demo has both VMs running (and records them and the directory). */
 async function vmsUp(demo: Demo, sockets = true): Promise<void> {
-  for (let i = 0; ; i++) {
-    assert.ok(i < 600, `the demo did not start its VMs: ${demo.stderr()}`);
-    const vms = childrenOf(demo.child.pid!);
-    for (const v of vms) if (!demo.vms.includes(v)) demo.vms.push(v);
-    demo.dir ??= vms.map(dirOf).find((d) => d);
-    if (demo.vms.length === 2 && demo.dir) {
-      if (!sockets || readdirSync(demo.dir).filter((f) => f.endsWith('.qmp')).length === 2) return;
-    }
-    await sleep(20);
-  }
+  await until(
+    () => {
+      const vms = childrenOf(demo.child.pid!);
+      for (const v of vms) if (!demo.vms.includes(v)) demo.vms.push(v);
+      demo.dir ??= vms.map(dirOf).find((d) => d);
+      if (demo.vms.length !== 2 || !demo.dir) return false;
+      return !sockets || readdirSync(demo.dir).filter((f) => f.endsWith('.qmp')).length === 2;
+    },
+    60_000,
+    () => `the demo did not start its VMs: ${demo.stderr()}`,
+  );
 }
 
 async function assertNothingLeft(demo: Demo): Promise<void> {
-  for (let i = 0; demo.vms.some((p) => !gone(p)); i++) {
-    assert.ok(i < 200, `VM processes ${demo.vms.filter((p) => !gone(p))} outlived the demo`);
-    await sleep(50);
-  }
+  await until(
+    () => demo.vms.every(gone),
+    20_000,
+    () => `VM processes ${demo.vms.filter((p) => !gone(p))} outlived the demo`,
+  );
   assert.ok(demo.dir, 'the demo directory was found');
   assert.ok(!existsSync(demo.dir), `${demo.dir} was left behind`);
+}
+
+/** Polls `cond` until it holds; fails with `what` after `ms` (generous: CI shares 2 cores). */
+async function until(cond: () => boolean, ms: number, what: () => string): Promise<void> {
+  for (const end = Date.now() + ms; !cond(); await sleep(20)) assert.ok(Date.now() < end, what());
 }
 
 const noStack = (s: string) => assert.doesNotMatch(s, /^\s+at /m, `a stack trace: ${s}`);
@@ -112,10 +119,11 @@ for (const [sig, code] of [
   test(`${sig} during the migration: exit ${code}, VMs and temp directory gone`, async (t) => {
     const demo = startDemo(t, SLOW);
     await vmsUp(demo);
-    for (let i = 0; !demo.stdout().includes('migrating live'); i++) {
-      assert.ok(i < 500, 'the migration did not start');
-      await sleep(20);
-    }
+    await until(
+      () => demo.stdout().includes('migrating live'),
+      60_000,
+      () => 'the migration did not start',
+    );
     demo.child.kill(sig);
     assert.equal(await demo.exited, code, demo.stderr());
     noStack(demo.stderr());
@@ -134,10 +142,11 @@ test('SIGINT while the VMs are still starting: exit 130, nothing left', async (t
 
 test('stdout closed after the first line (`| head -1`): exit 141, nothing left', async (t) => {
   const demo = startDemo(t, SLOW);
-  for (let i = 0; !demo.stdout().includes('\n'); i++) {
-    assert.ok(i < 500, 'no first line');
-    await sleep(20);
-  }
+  await until(
+    () => demo.stdout().includes('\n'),
+    60_000,
+    () => 'no first line',
+  );
   await vmsUp(demo, false);
   demo.child.stdout?.destroy();
   assert.equal(await demo.exited, 141, demo.stderr());
@@ -149,8 +158,8 @@ test('a VM that dies before its monitor answers: exit 3 with one line, nothing l
   const demo = startDemo(t, SLOW);
   let victim: number | undefined;
   // The VM's command line shows once it has exec'd, long before its monitor is up.
-  for (let i = 0; victim === undefined || demo.dir === undefined; i++) {
-    assert.ok(i < 5000, 'no VM appeared');
+  for (const end = Date.now() + 60_000; victim === undefined || demo.dir === undefined; ) {
+    assert.ok(Date.now() < end, 'no VM appeared');
     victim ??= childrenOf(demo.child.pid!)[0];
     if (victim !== undefined) demo.dir = dirOf(victim);
     if (demo.dir === undefined) await sleep(2);
@@ -173,11 +182,13 @@ test('SIGKILL: the VMs end with their parent, and the next demo removes the stal
   await vmsUp(demo);
   demo.child.kill('SIGKILL');
   await demo.exited;
-  for (let i = 0; demo.vms.some((p) => !gone(p)); i++) {
-    assert.ok(i < 200, 'the VMs outlived their SIGKILLed parent');
-    await sleep(50);
-  }
-  assert.ok(demo.dir && existsSync(demo.dir), 'nothing can remove the directory of a SIGKILLed demo');
+  await until(
+    () => demo.vms.every(gone),
+    20_000,
+    () => 'the VMs outlived their SIGKILLed parent',
+  );
+  assert.ok(demo.dir);
+  // (Nothing could remove the directory as the demo died; a demo running meanwhile may.)
   const next = await runQmigrate(['demo', '--size', '4', '--json']);
   assert.equal(next.code, 0, next.stderr);
   assert.ok(!existsSync(demo.dir), `${demo.dir} is still there after the next demo`);
