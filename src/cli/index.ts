@@ -1,26 +1,55 @@
 /**
- * The `qmigrate` command line. Subcommands arrive with later work (vm, demo, migrate, ...);
- * each is imported lazily so `--help` stays fast. Exit codes are listed in the help text.
+ * The `qmigrate` command line: commander parses and validates every option (choices,
+ * parsers, defaults), each subcommand is imported lazily so `--help` stays fast, and one
+ * catch maps errors to the exit codes the help text lists.
  */
+import { constants as buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { constants as os } from 'node:os';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { QmigrateError } from '../errors.js';
+import { ConnectError } from '../qmp/errors.js';
+import { CliFailure, CliUsageError, Interrupted, PeerUnreachableError } from './errors.js';
+
+export { CliUsageError } from './errors.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
   description: string;
 };
 
-/** A usage mistake found by a subcommand: exit 2, naming the fix. */
-export class CliUsageError extends QmigrateError {
-  constructor(message: string) {
-    super('CLI_USAGE', message);
-  }
+export const EXIT = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  unreachable: 3,
+  hangup: 128 + os.signals.SIGHUP,
+  interrupted: 128 + os.signals.SIGINT,
+  outputClosed: 128 + os.signals.SIGPIPE,
+  terminated: 128 + os.signals.SIGTERM,
+} as const;
+
+/** The largest guest one `qmigrate vm` can hold: its RAM is one Buffer. */
+const MAX_SIZE_MIB = Math.floor(buffer.MAX_LENGTH / 2 ** 20);
+
+/**
+ * An option parser for a whole number in [min, max]; `why` ends the error commander prints
+ * after "option '--flag <x>' argument 'v' is invalid.".
+ */
+function wholeNumber(min: number, max: number, why: string): (text: string) => number {
+  return (text) => {
+    const v = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+    if (!(v >= min && v <= max)) throw new InvalidArgumentError(why);
+    return v;
+  };
 }
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, interrupted: 130 } as const;
+/** Usage errors of a subcommand name the subcommand's help. */
+function subcommand(name: string): Command {
+  return new Command(name).exitOverride().showHelpAfterError(`(run qmigrate ${name} --help for usage)`);
+}
 
-export function buildProgram(): Command {
+export function buildProgram(signal?: AbortSignal): Command {
   return new Command('qmigrate')
     .description(
       "Live migration of VMs through QEMU's own QMP API: a typed client, a QEMU-compatible migration engine, and tools to drive both.",
@@ -32,62 +61,104 @@ export function buildProgram(): Command {
       `
 Exit codes:
   0    success
-  1    the operation failed (migration failed or was cancelled by the peer)
+  1    the operation failed (demo: the migration failed, or its result did not check out)
   2    usage or argument error, found before anything started
-  3    the peer cannot be reached, or refused the QMP handshake
-  130  interrupted (SIGINT) after a clean cancel`,
+  3    a peer cannot be reached (demo: one of its VMs did not start or its QMP monitor
+       did not answer)
+  129  hung up (SIGHUP)
+  130  interrupted (SIGINT, Ctrl-C)
+  141  the output was closed (e.g. piped into head)
+  143  terminated (SIGTERM)
+A demo stopped early ends its VMs and removes its temp files before it exits.
+\`qmigrate vm\` exits as QEMU does: 0 at quit or on a signal, 1 on an error.`,
     )
     .showHelpAfterError('(run qmigrate --help for usage)')
     .exitOverride()
     .addCommand(
-      new Command('vm')
+      subcommand('vm')
         .description("run a VM host process from qemu-system-x86_64's options (-machine none, -m, -qmp, ...)")
         .helpOption(false)
         .allowUnknownOption()
         .argument(
           '[qemu-options...]',
-          'e.g. -machine none -m 1G -incoming defer -qmp unix:/tmp/q.sock,server=on,wait=off',
+          'e.g. -machine none -m 1G -incoming defer -qmp unix:/tmp/q.sock,server=on,wait=off (see qmigrate vm -h)',
         ),
     )
     .addCommand(
-      new Command('demo')
+      subcommand('demo')
         .description('migrate a writing guest live between two qmigrate VMs and prove the result')
-        .option('--size <MiB>', '[number] guest RAM in MiB (default: 1024)', '1024')
-        .option('--transport <kind>', '[unix|tcp|exec|file] migration transport (default: unix)', 'unix')
-        .option('--rate <pages/s>', '[number] pages the guest writes per second (default: 20000)', '20000')
-        .option('--downtime-limit <ms>', '[number] downtime-limit parameter (default: 300)', '300')
-        .option(
-          '--max-bandwidth <bytes/s>',
-          '[number] max-bandwidth parameter, 0 = unlimited (default: 0)',
-          '0',
+        .addOption(
+          new Option('--size <MiB>', `[number] guest RAM in MiB, 2 to ${MAX_SIZE_MIB}`)
+            .argParser(
+              wholeNumber(
+                2,
+                MAX_SIZE_MIB,
+                `The guest needs a whole number of MiB from 2 (its workload writes from 1 MiB up) to ${MAX_SIZE_MIB} (the most one qmigrate VM holds).`,
+              ),
+            )
+            .default(1024),
         )
-        .option('--json', 'print the summary as one JSON line')
-        .action(async (opts: Record<string, string | boolean>) => {
-          const transport = String(opts.transport);
-          if (!['unix', 'tcp', 'exec', 'file'].includes(transport)) {
-            throw new CliUsageError(`--transport must be unix, tcp, exec or file, not '${transport}'`);
-          }
-          const num = (k: string) => {
-            const v = Number(opts[k]);
-            if (!Number.isFinite(v) || v < 0) throw new CliUsageError(`--${k} needs a number`);
-            return v;
-          };
+        .addOption(
+          new Option('--transport <kind>', 'migration transport')
+            .choices(['unix', 'tcp', 'exec', 'file'])
+            .default('unix'),
+        )
+        .addOption(
+          new Option('--rate <pages/s>', '[number] pages the guest writes per second, 0 = as fast as it can')
+            .argParser(
+              wholeNumber(
+                0,
+                Number.MAX_SAFE_INTEGER,
+                'Expected a whole number of pages per second (0: as fast as it can).',
+              ),
+            )
+            .default(20000),
+        )
+        .addOption(
+          new Option('--downtime-limit <ms>', '[number] downtime-limit parameter, 0 to 2000000')
+            .argParser(
+              // QEMU's own range for downtime-limit (MAX_MIGRATE_DOWNTIME, migration/options.c).
+              wholeNumber(0, 2_000_000, 'Expected a whole number of milliseconds from 0 to 2000000.'),
+            )
+            .default(300),
+        )
+        .addOption(
+          new Option('--max-bandwidth <bytes/s>', '[number] max-bandwidth parameter, 0 = unlimited')
+            .argParser(
+              wholeNumber(
+                0,
+                Number.MAX_SAFE_INTEGER,
+                'Expected a whole number of bytes per second (0: unlimited).',
+              ),
+            )
+            .default(0),
+        )
+        .option('--json', 'print only the summary, as one JSON line on stdout (progress goes to stderr)')
+        .action(async (opts: DemoFlags) => {
           const { runDemo } = await import('./commands/demo.js');
           process.exitCode = await runDemo(
             {
-              sizeMiB: num('size'),
-              transport: transport as 'unix',
-              rate: num('rate'),
-              downtimeLimit: num('downtimeLimit'),
-              maxBandwidth: num('maxBandwidth'),
+              sizeMiB: opts.size,
+              transport: opts.transport,
+              rate: opts.rate,
+              downtimeLimit: opts.downtimeLimit,
+              maxBandwidth: opts.maxBandwidth,
               json: opts.json === true,
             },
-            console.log,
+            {
+              out: (line) => {
+                if (!signal?.aborted) process.stdout.write(`${line}\n`);
+              },
+              err: (line) => {
+                if (!signal?.aborted) process.stderr.write(`${line}\n`);
+              },
+            },
+            signal,
           );
         }),
     )
     .addCommand(
-      new Command('uri')
+      subcommand('uri')
         .description('show the migration channel QEMU 10.0 builds from each legacy URI')
         .argument('<uri...>', 'migration URIs, e.g. tcp:host:port, unix:/path, exec:cmd, file:/path,offset=N')
         .action(async (uris: string[]) => {
@@ -96,7 +167,7 @@ Exit codes:
         }),
     )
     .addCommand(
-      new Command('check')
+      subcommand('check')
         .description("check QMP command arguments offline, answering with QEMU 10.0's own errors")
         .argument('<command>', 'a QMP command, e.g. migrate')
         .argument('[args]', 'its arguments as JSON (default: none)')
@@ -105,6 +176,51 @@ Exit codes:
           process.exitCode = runCheck(command, args, console.log, console.error);
         }),
     );
+}
+
+interface DemoFlags {
+  size: number;
+  transport: 'unix' | 'tcp' | 'exec' | 'file';
+  rate: number;
+  downtimeLimit: number;
+  maxBandwidth: number;
+  json?: boolean;
+}
+
+/**
+ * Stops the running command from outside: SIGINT, SIGTERM and SIGHUP, and stdout or stderr
+ * closing under it (EPIPE, as in `qmigrate demo | head -1`), abort the signal with an
+ * {@link Interrupted} that carries the exit code.
+ */
+function stopOnInterrupt(): { signal: AbortSignal; dispose(): void } {
+  const stop = new AbortController();
+  const abort = (reason: Interrupted) => {
+    if (stop.signal.aborted) return;
+    stop.abort(reason);
+    // The command cleans up synchronously as the signal fires; should anything it then
+    // awaits never settle, the process still ends with the right code.
+    setTimeout(() => process.exit(reason.exitCode), 5000).unref();
+  };
+  const onSignal = (sig: NodeJS.Signals) => abort(new Interrupted(sig, 128 + os.signals[sig]));
+  const onOutputError = (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') abort(new Interrupted('EPIPE', EXIT.outputClosed));
+  };
+  const sigs = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of sigs) process.on(s, onSignal);
+  process.stdout.on('error', onOutputError);
+  process.stderr.on('error', onOutputError);
+  return {
+    signal: stop.signal,
+    dispose: () => {
+      for (const s of sigs) process.removeListener(s, onSignal);
+      // The listeners on stdout/stderr stay: a late EPIPE must not become an uncaught error.
+    },
+  };
+}
+
+/** Writes one line to stderr unless stderr is gone. */
+function complain(line: string): void {
+  if (!process.stderr.destroyed) process.stderr.write(`${line}\n`);
 }
 
 /** Runs the CLI; resolves to the exit code (and sets process.exitCode). */
@@ -120,28 +236,40 @@ export async function main(argv: string[]): Promise<number> {
     await new Promise((r) => process.stderr.write('', r));
     process.exit(code);
   }
-  const program = buildProgram();
+  const interrupt = stopOnInterrupt();
+  const program = buildProgram(interrupt.signal);
   let code: number = EXIT.ok;
   try {
     await program.parseAsync(argv, { from: 'user' });
-    if (argv.length === 0) program.outputHelp();
     code = typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (e) {
-    if (e instanceof CommanderError) {
-      code = e.exitCode === 0 ? EXIT.ok : EXIT.usage;
-    } else if (e instanceof CliUsageError) {
-      process.stderr.write(`qmigrate: ${e.message}\n(run qmigrate --help for usage)\n`);
+    const reason = interrupt.signal.aborted ? interrupt.signal.reason : e;
+    if (reason instanceof Interrupted) {
+      code = reason.exitCode;
+    } else if (reason instanceof CommanderError) {
+      // commander has printed its message already (help and version exit 0).
+      code = reason.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    } else if (reason instanceof CliUsageError) {
+      complain(`qmigrate: ${reason.message}\n(run qmigrate --help for usage)`);
       code = EXIT.usage;
-    } else if (e instanceof QmigrateError) {
-      process.stderr.write(`qmigrate: ${e.message}\n`);
+    } else if (reason instanceof PeerUnreachableError || reason instanceof ConnectError) {
+      complain(`qmigrate: ${reason.message}`);
+      code = EXIT.unreachable;
+    } else if (reason instanceof CliFailure || reason instanceof QmigrateError) {
+      complain(`qmigrate: ${reason.message}`);
       code = EXIT.failed;
     } else {
-      process.stderr.write(
-        `qmigrate: internal error: ${(e as Error)?.stack ?? e}\nPlease report this bug with: qmigrate ${pkg.version}, Node ${process.version}\n`,
+      complain(
+        `qmigrate: internal error: ${(reason as Error)?.stack ?? reason}\nPlease report this bug with: qmigrate ${pkg.version}, Node ${process.version}`,
       );
       code = EXIT.failed;
     }
   }
+  // An output closed while a quick command (uri, check) wrote is reported the same way.
+  if (interrupt.signal.aborted && interrupt.signal.reason instanceof Interrupted) {
+    code = interrupt.signal.reason.exitCode;
+  }
+  interrupt.dispose();
   process.exitCode = code;
   return code;
 }

@@ -34,11 +34,19 @@ export interface VmConfig {
   /** `-add-fd fd=N,set=M[,opaque=S]`: fds inherited from the parent. */
   addFds: { fd: number; set: number; opaque?: string }[];
   workload?: WorkloadSpec;
+  /** `-run-with exit-with-parent=on`: end as on SIGTERM once the parent process is gone. */
+  exitWithParent: boolean;
+  /**
+   * `-h`, `-version`, `-machine help`, `-machine none,help`: what to print on stdout before
+   * exiting 0. QEMU acts on these where they stand, so the options after them are not read.
+   */
+  info?: 'help' | 'version' | 'machines' | 'none-machine';
 }
 
 export class UsageError extends Error {}
 
 const NO_ARG = new Set(['-S', '-nodefaults', '-no-user-config', '-no-shutdown', '-no-reboot']);
+const HELP = new Set(['-h', '-help']);
 const WITH_ARG = new Set([
   '-machine',
   '-M',
@@ -57,10 +65,13 @@ const WITH_ARG = new Set([
   '-L',
   '-serial',
   '-vga',
+  '-run-with',
 ]);
 
 const SIZE_HELP =
   "Parameter 'size' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.";
+
+const isHelp = (part: string) => part === 'help' || part === '?';
 
 /** `k=v,k=v` with an implied first key. */
 function keyval(text: string, implied?: string): Map<string, string> {
@@ -98,12 +109,15 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
     startPaused: false,
     monitors: [],
     addFds: [],
+    exitWithParent: false,
   };
   const chardevs = new Map<string, Chardev>();
   const mons: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const raw = argv[i]!;
     const opt = raw.startsWith('--') ? raw.slice(1) : raw;
+    if (HELP.has(opt)) return { ...cfg, info: 'help' };
+    if (opt === '-version') return { ...cfg, info: 'version' };
     if (NO_ARG.has(opt)) {
       if (opt === '-S') cfg.startPaused = true;
       continue;
@@ -118,6 +132,12 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
         case '-M': {
           const kv = keyval(arg, 'type');
           const type = kv.get('type');
+          // QEMU's keyval parser takes a bare `help` or `?` as a request for help: in first
+          // place it lists the machines, after a type that type's properties.
+          const parts = arg.split(',');
+          if (isHelp(parts[0]!)) return { ...cfg, info: 'machines' };
+          if (parts.slice(1).some(isHelp))
+            return { ...cfg, info: type === 'none' ? 'none-machine' : 'machines' };
           if (type !== 'none' && type !== undefined) {
             throw new UsageError(
               `unsupported machine type: "${type}"\nUse -machine help to list supported machines`,
@@ -197,6 +217,16 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
         case '-name':
           cfg.name = keyval(arg, 'guest').get('guest');
           break;
+        case '-run-with': {
+          // exit-with-parent is QEMU 10.1's (10.0 has only async-teardown, chroot and user).
+          for (const [k, v] of keyval(arg)) {
+            if (k === 'exit-with-parent') cfg.exitWithParent = onOff(v, k, false);
+            else if (k === 'async-teardown' || k === 'chroot' || k === 'user') {
+              throw new Error(`'${k}' is not supported by qmigrate`);
+            } else throw new Error(`Invalid parameter '${k}'`);
+          }
+          break;
+        }
         case '-add-fd': {
           const kv = keyval(arg);
           const fd = Number(kv.get('fd'));
@@ -229,3 +259,95 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
   }
   return cfg;
 }
+
+/**
+ * What `-h` prints: QEMU 10.0's own help lines for the options `qmigrate vm` takes (so a
+ * script or a person finds the same words), under qmigrate's header and with its additions.
+ */
+export function helpText(qemuVersion: string, packageVersion: string): string {
+  return `${versionText(qemuVersion, packageVersion)}usage: qmigrate vm [options]
+
+A RAM-only guest for live migration in QEMU 10.0's stream format, driven like
+qemu-system-x86_64 -machine none. These are the options it takes:
+
+Standard options:
+-h or -help     display this help and exit
+-version        display version information and exit
+-machine [type=]name[,prop[=value][,...]]
+                selects emulated machine ('-machine help' for list)
+                memory-backend='backend-id' specifies explicitly provided backend for main RAM (default=none)
+-add-fd fd=fd,set=set[,opaque=opaque]
+                Add 'fd' to fd 'set'
+-m [size=]megs
+                configure guest RAM
+                size: initial amount of guest memory
+-name string1[,process=string2][,debug-threads=on|off]
+                set the name of the guest
+
+Display options:
+-display none
+                select display backend type
+
+Character device options:
+-chardev socket,id=id[,host=host],port=port[,to=to][,ipv4=on|off][,ipv6=on|off][,nodelay=on|off]
+         [,server=on|off][,wait=on|off][,telnet=on|off][,websocket=on|off][,reconnect-ms=milliseconds][,mux=on|off]
+         [,logfile=PATH][,logappend=on|off][,tls-creds=ID][,tls-authz=ID] (tcp)
+-chardev socket,id=id,path=path[,server=on|off][,wait=on|off][,telnet=on|off][,websocket=on|off][,reconnect-ms=milliseconds]
+         [,mux=on|off][,logfile=PATH][,logappend=on|off][,abstract=on|off][,tight=on|off] (unix)
+-chardev stdio,id=id[,mux=on|off][,signal=on|off][,logfile=PATH][,logappend=on|off]
+
+Debug/Expert options:
+-monitor dev    redirect the monitor to char device 'dev'
+-qmp dev        like -monitor but opens in 'control' mode
+-qmp-pretty dev like -qmp but uses pretty JSON formatting
+-mon [chardev=]name[,mode=readline|control][,pretty[=on|off]]
+-S              freeze CPU at startup (use 'c' to start execution)
+-incoming tcp:[host]:port[,to=maxport][,ipv4=on|off][,ipv6=on|off]
+-incoming rdma:host:port[,ipv4=on|off][,ipv6=on|off]
+-incoming unix:socketpath
+                prepare for incoming migration, listen on
+                specified protocol and socket address
+-incoming fd:fd
+-incoming file:filename[,offset=offset]
+-incoming exec:cmdline
+                accept incoming migration on given file descriptor
+                or from given external command
+-incoming <channel>
+                accept incoming migration on the migration channel
+-incoming defer
+                wait for the URI to be specified via migrate_incoming
+-nodefaults     don't create default devices
+-run-with [exit-with-parent=on|off]
+                exit-with-parent=on causes qmigrate to exit if its parent
+                  process exits (QEMU 10.1's option)
+
+Generic object creation:
+-object TYPENAME[,PROP1=VALUE1,...]
+                create a new object of type TYPENAME setting properties
+                in the order they are specified.  Note that the 'id'
+                property must be set.  These objects are placed in the
+                '/objects' path.
+-object memory-backend-ram,id=id,size=size[,share=on|off]
+-object memory-backend-file,id=id,size=size,mem-path=path[,share=on|off]
+                guest RAM; with share=on the file holds the guest's RAM once
+                the process ends (not after a failed incoming migration)
+-object qmigrate-workload,id=id,rate=pages
+                qmigrate's guest: writes 'rate' pages per second while it
+                runs (rate=0: as fast as it can)
+
+Accepted for compatibility, without effect here: -accel, -L, -serial, -vga,
+-no-shutdown, -no-reboot, -no-user-config.
+`;
+}
+
+/** What `-version` prints: QEMU's first line, with qmigrate as the package. */
+export function versionText(qemuVersion: string, packageVersion: string): string {
+  return `QEMU emulator version ${qemuVersion} (qmigrate ${packageVersion})\nCopyright (c) 2026 the qmigrate authors\n`;
+}
+
+/** What `-machine help` prints: QEMU's list, which for qmigrate has one machine. */
+export const MACHINES_TEXT = 'Supported machines are:\nnone                 empty machine\n';
+
+/** What `-machine none,help` prints: the one property of QEMU's none machine qmigrate takes. */
+export const NONE_MACHINE_TEXT =
+  'none-machine options:\n  memory-backend=<link<memory-backend>> - Set RAM backendValid value is ID of hostmem based backend\n';

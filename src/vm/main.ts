@@ -1,37 +1,117 @@
 /**
  * `qmigrate vm`: a VM host process built from QEMU's command line. It creates the guest RAM
- * (from -m or memory backends), the run state, the migration engine and the optional
- * workload, and serves the monitors (QMP and HMP) on the chardevs given, like
- * qemu-system-x86_64 -machine none.
+ * (from -m or memory backends, opened as system/physmem.c opens them), the run state, the
+ * migration engine and the optional workload, serves the monitors (QMP and HMP) on the
+ * chardevs given, and runs until `quit` or a signal, like qemu-system-x86_64 -machine none.
  */
-import { closeSync, existsSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { serveHmp } from '../hmp/index.js';
 import { Workload } from '../machine/workload.js';
+import { strerror } from '../migration/transport/errno.js';
 import { QapiError } from '../qapi/errors.js';
 import { ChardevError, openChardev } from './chardev.js';
-import { parseVmArgs, UsageError, type VmConfig } from './cmdline.js';
-import { QEMU_VERSION_TEXT, Vm } from './vm.js';
+import {
+  helpText,
+  MACHINES_TEXT,
+  type MemoryBackend,
+  NONE_MACHINE_TEXT,
+  parseVmArgs,
+  UsageError,
+  type VmConfig,
+  versionText,
+} from './cmdline.js';
+import { QEMU_VERSION_TEXT, VERSION_INFO, Vm } from './vm.js';
 
+/** A share=on memory-backend-file: the guest's RAM goes back into it when the process ends. */
 interface Backing {
   path: string;
+  fd: number;
   host: Buffer;
 }
 
-/** Reads a memory-backend-file's content into a RAM buffer of the backend's size. */
-function loadFile(path: string, size: number): { host: Buffer; filled: boolean } {
-  const host = Buffer.alloc(size);
-  if (!existsSync(path) || statSync(path).size === 0) return { host, filled: false };
-  const fd = openSync(path, 'r');
+/** Guest RAM of `size` bytes, or QEMU's error when the host cannot give it. */
+function allocRam(name: string, size: number): Buffer {
   try {
-    for (let at = 0; at < size; ) {
-      const n = readSync(fd, host, at, Math.min(size - at, 64 << 20), at);
-      if (n === 0) break;
-      at += n;
-    }
-  } finally {
-    closeSync(fd);
+    return Buffer.alloc(size);
+  } catch {
+    // Beyond Node's Buffer limit, or more than the host will hand out.
+    throw new UsageError(`cannot set up guest memory '${name}': Cannot allocate memory`);
   }
-  return { host, filled: true };
+}
+
+/**
+ * Opens a memory-backend-file as QEMU's file_ram_open does (system/physmem.c): an existing
+ * file read-write, a missing one created (its directory must exist), a directory taken as
+ * "a fresh unlinked file in there", i.e. RAM that nothing keeps. A non-empty file smaller
+ * than the backend is refused; an empty one is grown to the backend's size.
+ * @throws {UsageError} with QEMU's text when the file cannot be used.
+ */
+function openBackendFile(
+  b: MemoryBackend & { memPath: string },
+  size: number,
+): { host: Buffer; filled: boolean; backing?: Backing } {
+  const path = b.memPath;
+  const cannot = (e: unknown) =>
+    new UsageError(`can't open backing store ${path} for guest RAM: ${strerror(e)}`);
+  let fd: number;
+  let created = false;
+  try {
+    fd = openSync(path, 'r+');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EISDIR') {
+      try {
+        accessSync(path, constants.W_OK);
+      } catch (e2) {
+        throw cannot(e2);
+      }
+      return { host: allocRam(b.id, size), filled: false };
+    }
+    if (code !== 'ENOENT') throw cannot(e);
+    try {
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+      created = true;
+    } catch (e2) {
+      throw cannot(e2);
+    }
+  }
+  try {
+    const fileSize = fstatSync(fd).size;
+    if (fileSize > 0 && fileSize < size) {
+      throw new UsageError(
+        `${b.id} backing store size 0x${fileSize.toString(16)} is too small for 'size' option 0x${size.toString(16)} plus 'offset' option 0x0`,
+      );
+    }
+    const host = allocRam(b.id, size);
+    if (fileSize === 0) ftruncateSync(fd, size);
+    else {
+      for (let at = 0; at < size; ) {
+        const n = readSync(fd, host, at, Math.min(size - at, 64 << 20), at);
+        if (n === 0) break;
+        at += n;
+      }
+    }
+    if (!b.share) {
+      closeSync(fd);
+      return { host, filled: fileSize > 0 };
+    }
+    return { host, filled: fileSize > 0, backing: { path, fd, host } };
+  } catch (e) {
+    closeSync(fd);
+    if (created) unlinkSync(path);
+    if (e instanceof UsageError) throw e;
+    throw cannot(e);
+  }
 }
 
 /** Builds the guest RAM blocks QEMU would create for this configuration. */
@@ -41,21 +121,26 @@ function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; back
   if (cfg.memoryBackend !== undefined && !cfg.backends.some((b) => b.id === cfg.memoryBackend)) {
     throw new UsageError(`Memory backend '${cfg.memoryBackend}' not found`);
   }
-  for (const b of cfg.backends) {
-    if (b.id === cfg.memoryBackend && cfg.ramSizeGiven && b.size !== cfg.ramSize) {
-      throw new UsageError('Machine memory size does not match the size of the memory backend');
+  try {
+    for (const b of cfg.backends) {
+      if (b.id === cfg.memoryBackend && cfg.ramSizeGiven && b.size !== cfg.ramSize) {
+        throw new UsageError('Machine memory size does not match the size of the memory backend');
+      }
+      if (b.size % 4096n !== 0n || b.size === 0n)
+        throw new UsageError(`-object ${b.type},id=${b.id}: bad size ${b.size}`);
+      const size = Number(b.size);
+      if (b.memPath) {
+        const { host, filled, backing } = openBackendFile({ ...b, memPath: b.memPath }, size);
+        if (backing) backings.push(backing);
+        ram.push({ idstr: b.id, host, filled });
+      } else ram.push({ idstr: b.id, host: allocRam(b.id, size), filled: false });
     }
-    if (b.size % 4096n !== 0n || b.size === 0n)
-      throw new UsageError(`-object ${b.type},id=${b.id}: bad size ${b.size}`);
-    const size = Number(b.size);
-    const { host, filled } = b.memPath
-      ? loadFile(b.memPath, size)
-      : { host: Buffer.alloc(size), filled: false };
-    if (b.memPath && b.share) backings.push({ path: b.memPath, host });
-    ram.push({ idstr: b.id, host, filled });
-  }
-  if (cfg.memoryBackend === undefined && cfg.ramSizeGiven && cfg.ramSize > 0n) {
-    ram.push({ idstr: 'ram', host: Buffer.alloc(Number(cfg.ramSize)), filled: false });
+    if (cfg.memoryBackend === undefined && cfg.ramSizeGiven && cfg.ramSize > 0n) {
+      ram.push({ idstr: 'ram', host: allocRam('ram', Number(cfg.ramSize)), filled: false });
+    }
+  } catch (e) {
+    for (const b of backings) closeSync(b.fd);
+    throw e;
   }
   return { ram, backings };
 }
@@ -78,75 +163,163 @@ export async function startVm(
   fatal: (msg: string) => void = () => {},
 ): Promise<{ vm: Vm; backings: Backing[] }> {
   const { ram, backings } = buildRam(cfg);
-  const vm = new Vm({ incoming: cfg.incoming, startPaused: cfg.startPaused, ram, fatal });
-  if (cfg.incoming !== undefined) prefault(vm);
-  for (const a of cfg.addFds) {
-    vm.fdsets.set(a.set, [...(vm.fdsets.get(a.set) ?? []), a.fd]);
-    if (a.opaque) vm.fds.set(a.opaque, a.fd);
-  }
-  if (cfg.workload) {
-    const block = vm.ram.blocks[0];
-    if (!block) throw new UsageError('-object qmigrate-workload: the guest has no RAM');
-    const w = new Workload(block, cfg.workload.rate);
-    vm.onRunning = (running) => (running ? w.start() : w.stop());
-  }
-  for (const m of cfg.monitors) {
-    try {
-      await openChardev(m.dev, (stream, name) => {
-        if (m.mode === 'control') vm.server.attach(stream, name);
-        else serveHmp(stream, vm.hmp, { version: QEMU_VERSION_TEXT });
-      });
-    } catch (e) {
-      if (e instanceof ChardevError) throw new UsageError(`${m.spec}: ${e.message}`);
-      throw e;
+  try {
+    const vm = new Vm({ incoming: cfg.incoming, startPaused: cfg.startPaused, ram, fatal });
+    if (cfg.incoming !== undefined) prefault(vm);
+    for (const a of cfg.addFds) {
+      vm.fdsets.set(a.set, [...(vm.fdsets.get(a.set) ?? []), a.fd]);
+      if (a.opaque) vm.fds.set(a.opaque, a.fd);
     }
-  }
-  if (cfg.incoming !== undefined && cfg.incoming !== 'defer') {
-    try {
-      await vm.migration.migrateIncoming({ uri: cfg.incoming });
-    } catch (e) {
-      if (e instanceof QapiError) throw new UsageError(`-incoming ${cfg.incoming}: ${e.message}`);
-      throw e;
+    if (cfg.workload) {
+      const block = vm.ram.blocks[0];
+      if (!block) throw new UsageError('-object qmigrate-workload: the guest has no RAM');
+      const w = new Workload(block, cfg.workload.rate);
+      vm.onRunning = (running) => (running ? w.start() : w.stop());
     }
+    for (const m of cfg.monitors) {
+      try {
+        await openChardev(m.dev, (stream, name) => {
+          if (m.mode === 'control') vm.server.attach(stream, name);
+          else serveHmp(stream, vm.hmp, { version: QEMU_VERSION_TEXT });
+        });
+      } catch (e) {
+        if (e instanceof ChardevError) throw new UsageError(`${m.spec}: ${e.message}`);
+        throw e;
+      }
+    }
+    if (cfg.incoming !== undefined && cfg.incoming !== 'defer') {
+      try {
+        await vm.migration.migrateIncoming({ uri: cfg.incoming });
+      } catch (e) {
+        if (e instanceof QapiError) throw new UsageError(`-incoming ${cfg.incoming}: ${e.message}`);
+        throw e;
+      }
+    }
+    return { vm, backings };
+  } catch (e) {
+    for (const b of backings) closeSync(b.fd);
+    throw e;
   }
-  return { vm, backings };
 }
 
-/** Runs `qmigrate vm ARGS`; resolves with the exit code when the VM quits. */
+/**
+ * Whether the guest's RAM is a whole guest that may reach its backing file: QEMU maps the
+ * file, so a failed or unfinished incoming migration leaves partial RAM in it; qmigrate
+ * keeps the file as it was until the guest has left `inmigrate` (the load completed) or
+ * never was in it (no -incoming).
+ */
+function ramIsWhole(vm: Vm): boolean {
+  return vm.runstate.state !== 'inmigrate';
+}
+
+/** Writes the guest's RAM over the start of its file, leaving the file's size alone. */
+function writeBack(b: Backing): void {
+  for (let at = 0; at < b.host.length; ) {
+    at += writeSync(b.fd, b.host, at, Math.min(b.host.length - at, 64 << 20), at);
+  }
+}
+
+/** How often `-run-with exit-with-parent=on` looks at the parent pid (ms). */
+const PARENT_POLL_MS = 200;
+
+/**
+ * Runs `qmigrate vm ARGS`; resolves with the exit code when the VM quits, as QEMU's: 0 at
+ * `quit` or on SIGTERM/SIGINT/SIGHUP, 1 for a bad command line or a fatal incoming failure.
+ */
 export async function vmMain(argv: readonly string[]): Promise<number> {
-  let exitFatal: ((msg: string) => void) | undefined;
-  let started: { vm: Vm; backings: Backing[] };
+  // The parent that asked for exit-with-parent may pass its pid, so that a parent which is
+  // gone before this line runs is noticed too (the pid would already be the reaper's).
+  const expectedParent = Number(process.env.QMIGRATE_PARENT_PID) || process.ppid;
+  delete process.env.QMIGRATE_PARENT_PID;
+  let cfg: VmConfig;
   try {
-    started = await startVm(parseVmArgs(argv), (msg) => exitFatal?.(msg));
+    cfg = parseVmArgs(argv);
   } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`qmigrate: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  if (cfg.info) {
+    const pkg = VERSION_INFO.package.replace(/^qmigrate /, '');
+    process.stdout.write(
+      cfg.info === 'help'
+        ? helpText(QEMU_VERSION_TEXT, pkg)
+        : cfg.info === 'version'
+          ? versionText(QEMU_VERSION_TEXT, pkg)
+          : cfg.info === 'machines'
+            ? MACHINES_TEXT
+            : NONE_MACHINE_TEXT,
+    );
+    return 0;
+  }
+
+  let resolveExit: (code: number) => void = () => {};
+  const exited = new Promise<number>((r) => {
+    resolveExit = r;
+  });
+  let started: { vm: Vm; backings: Backing[] } | undefined;
+  let done = false;
+  let startFatal: string | undefined;
+  // Nothing else may hold the event loop (no monitor at all): QEMU runs until a signal.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  let parentWatch: NodeJS.Timeout | undefined;
+
+  const finish = (code: number, writeBackRam: boolean) => {
+    if (done || !started) return;
+    done = true;
+    clearInterval(keepAlive);
+    clearInterval(parentWatch);
+    const { vm, backings } = started;
+    for (const b of backings) {
+      try {
+        if (writeBackRam) writeBack(b);
+      } catch (e) {
+        process.stderr.write(`qmigrate: cannot write guest RAM back to ${b.path}: ${strerror(e)}\n`);
+        code = 1;
+      } finally {
+        closeSync(b.fd);
+      }
+    }
+    void vm.close().finally(() => resolveExit(code));
+  };
+  const fatal = (msg: string) => {
+    if (!started) {
+      startFatal ??= msg;
+      return;
+    }
+    process.stderr.write(`qmigrate: ${msg}\n`);
+    finish(1, false);
+  };
+  const terminate = (signo: number) => {
+    process.stderr.write(`qmigrate: terminating on signal ${signo}\n`);
+    // Before the VM is built there is no guest whose RAM could be kept: just go.
+    if (!started) process.exit(0);
+    finish(0, ramIsWhole(started.vm));
+  };
+  const signals = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+  for (const [sig, signo] of Object.entries(signals)) process.on(sig, () => terminate(signo));
+  if (cfg.exitWithParent) {
+    const parentGone = () => process.ppid !== expectedParent;
+    parentWatch = setInterval(() => {
+      if (parentGone()) terminate(signals.SIGTERM);
+    }, PARENT_POLL_MS);
+    parentWatch.unref();
+  }
+
+  try {
+    started = await startVm(cfg, fatal);
+  } catch (e) {
+    clearInterval(keepAlive);
+    clearInterval(parentWatch);
     if (e instanceof UsageError || e instanceof QapiError) {
       process.stderr.write(`qmigrate: ${e.message}\n`);
       return 1;
     }
     throw e;
   }
-  const { vm, backings } = started;
-  return new Promise<number>((resolve) => {
-    let done = false;
-    const finish = (code: number, writeBack: boolean) => {
-      if (done) return;
-      done = true;
-      // A shared memory-backend-file holds the guest's RAM once the process is gone.
-      if (writeBack) for (const b of backings) writeFileSync(b.path, b.host);
-      void vm.close().finally(() => resolve(code));
-    };
-    exitFatal = (msg) => {
-      process.stderr.write(`qmigrate: ${msg}\n`);
-      finish(1, false);
-    };
-    vm.onQuit = () => finish(0, true);
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-      process.once(sig, () => {
-        process.stderr.write(
-          `qmigrate: terminating on signal ${sig === 'SIGTERM' ? 15 : sig === 'SIGINT' ? 2 : 1}\n`,
-        );
-        finish(0, true);
-      });
-    }
-  });
+  started.vm.onQuit = () => finish(0, ramIsWhole(started!.vm));
+  if (startFatal !== undefined) fatal(startFatal);
+  return exited;
 }

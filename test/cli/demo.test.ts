@@ -17,7 +17,10 @@ for (const transport of ['unix', 'tcp', 'exec', 'file']) {
       '--json',
     ]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    // --json: stdout is the one JSON line; progress went to stderr.
+    assert.equal(r.stdout.split('\n').length, 2, r.stdout);
+    const summary = JSON.parse(r.stdout);
+    assert.match(r.stderr, /^migrating live over/m);
     assert.equal(summary.ok, true);
     assert.equal(summary.ramIdentical, true);
     assert.equal(summary.consistencyBadPages, 0);
@@ -30,5 +33,14 @@ for (const transport of ['unix', 'tcp', 'exec', 'file']) {
 test('qmigrate demo refuses an unknown transport with a usage error', async () => {
   const r = await runQmigrate(['demo', '--transport', 'pigeon']);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /--transport must be unix, tcp, exec or file, not 'pigeon'/);
+  assert.match(
+    r.stderr,
+    /^error: option '--transport <kind>' argument 'pigeon' is invalid\. Allowed choices are unix, tcp, exec, file\.$/m,
+  );
+});
+
+test('qmigrate demo --size 2, the smallest guest the workload fits in, works', async () => {
+  const r = await runQmigrate(['demo', '--size', '2', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).ok, true);
 });

@@ -3,50 +3,112 @@
  * processes, a guest whose workload keeps writing memory, a migration over the channels API,
  * then proof: the destination's RAM equals the source's at switchover, passes QEMU's
  * consistency check, and the guest runs on. Prints a summary; exits 0 only on success.
+ * Whatever way it ends, its VMs and its temp directory go with it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { QmigrateError } from '../../errors.js';
 import { WORKLOAD_START } from '../../machine/workload.js';
 import type { MigrationAddress, MigrationInfo } from '../../qapi/types.js';
 import { QmpClient } from '../../qmp/client.js';
+import { QmpError } from '../../qmp/errors.js';
+import { CliFailure, PeerUnreachableError } from '../errors.js';
 
 export interface DemoOptions {
   sizeMiB: number;
   transport: 'unix' | 'tcp' | 'exec' | 'file';
+  /** Pages the guest writes per second; 0: as fast as it can. */
   rate: number;
   downtimeLimit: number;
   maxBandwidth: number;
   json: boolean;
 }
 
+/** Where the demo writes: the report on stdout, progress (in JSON mode) on stderr. */
+export interface DemoIo {
+  out(line: string): void;
+  err(line: string): void;
+}
+
 const PAGE = 4096;
+const MiB = 1 << 20;
+/** How long a VM may take to answer on QMP after it was started (ms). */
+const CONNECT_MS = 20_000;
+/** Temp directories are named after the demo's pid, so a later run can tell stale ones. */
+const DIR_PREFIX = 'qmigrate-demo-';
 
 function vmCommand(): string[] {
   // Re-run this very CLI (compiled, or from source under tsx) as `qmigrate vm`.
   return [...process.execArgv, process.argv[1]!, 'vm'];
 }
 
-async function connect(path: string, child: ChildProcess): Promise<QmpClient> {
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`qmigrate vm exited with status ${child.exitCode}`);
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the directories of demos that were killed outright (SIGKILL leaves no chance to
+ * clean up): `qmigrate-demo-PID-XXXXXX` whose PID is gone. Their VMs follow their parent
+ * on their own (`-run-with exit-with-parent=on`).
+ */
+function sweepStale(base: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(base);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^qmigrate-demo-(\d+)-[A-Za-z0-9]{6}$/.exec(name);
+    if (!m || alive(Number(m[1]))) continue;
     try {
-      return await QmpClient.connect(path, { timeout: 1000 });
+      rmSync(join(base, name), { recursive: true, force: true });
+    } catch {
+      // Someone else's: not ours to remove.
+    }
+  }
+}
+
+function how(c: ChildProcess): string {
+  return c.signalCode ? `killed by ${c.signalCode}` : `status ${c.exitCode}`;
+}
+
+async function connect(path: string, name: string, child: ChildProcess, signal?: AbortSignal) {
+  const deadline = Date.now() + CONNECT_MS;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new PeerUnreachableError(`the ${name} VM exited (${how(child)}) before its QMP monitor answered`);
+    }
+    try {
+      return await QmpClient.connect(path, { timeout: 1000, signal });
     } catch (e) {
-      if (i > 400) throw e;
-      await sleep(25);
+      if (signal?.aborted) throw e;
+      if (Date.now() > deadline) {
+        throw new PeerUnreachableError(
+          `the ${name} VM's QMP monitor at ${path} did not answer within ${CONNECT_MS / 1000} s`,
+          { cause: e },
+        );
+      }
+      await sleep(25, undefined, { signal });
     }
   }
 }
 
 /** Compares two RAM dumps chunk by chunk, checks the workload's rule on the second. */
-function verify(a: string, b: string, size: number): { equal: boolean; bad: number; sha1: string } {
-  const fa = openSync(a, 'r');
-  const fb = openSync(b, 'r');
-  const chunk = 32 << 20;
+async function verify(a: string, b: string, size: number, signal?: AbortSignal) {
+  const fa = await open(a, 'r');
+  const fb = await open(b, 'r');
+  const chunk = 32 * MiB;
   const ba = Buffer.allocUnsafe(chunk);
   const bb = Buffer.allocUnsafe(chunk);
   const hash = createHash('sha1');
@@ -56,9 +118,10 @@ function verify(a: string, b: string, size: number): { equal: boolean; bad: numb
   let edge = false;
   try {
     for (let at = 0; at < size; at += chunk) {
+      signal?.throwIfAborted();
       const n = Math.min(chunk, size - at);
-      readSync(fa, ba, 0, n, at);
-      readSync(fb, bb, 0, n, at);
+      await fa.read(ba, 0, n, at);
+      await fb.read(bb, 0, n, at);
       hash.update(ba.subarray(0, n));
       if (equal && ba.compare(bb, 0, n, 0, n) !== 0) equal = false;
       for (let p = Math.max(at, WORKLOAD_START); p < at + n; p += PAGE) {
@@ -73,19 +136,73 @@ function verify(a: string, b: string, size: number): { equal: boolean; bad: numb
       }
     }
   } finally {
-    closeSync(fa);
-    closeSync(fb);
+    await fa.close();
+    await fb.close();
   }
   return { equal, bad, sha1: hash.digest('hex').slice(0, 16) };
 }
 
 const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
 
-export async function runDemo(o: DemoOptions, log: (s: string) => void): Promise<number> {
+/**
+ * Runs the demo. Resolves with 0 (the migration completed and the result checks out) or 1
+ * (it completed but did not check out; the summary says why).
+ * @throws {PeerUnreachableError} when a VM does not start or its QMP monitor does not answer.
+ * @throws {CliFailure} when the migration fails or a VM ends during the demo.
+ * @throws the signal's reason when `signal` aborts; the VMs and the temp directory are
+ *   gone by then (they are removed synchronously as the signal fires).
+ */
+export async function runDemo(o: DemoOptions, io: DemoIo, signal?: AbortSignal): Promise<number> {
+  signal?.throwIfAborted();
+  const progress = o.json ? io.err : io.out;
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
-  const dir = mkdtempSync(join(base, 'qmigrate-demo-'));
-  const children: ChildProcess[] = [];
+  sweepStale(base);
+  let dir: string;
+  try {
+    dir = mkdtempSync(join(base, `${DIR_PREFIX}${process.pid}-`));
+  } catch (e) {
+    throw new CliFailure(`cannot create the demo's directory in ${base}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+  const vms: { name: string; child: ChildProcess }[] = [];
   const clients: QmpClient[] = [];
+  let tornDown = false;
+  // Synchronous, so that it also runs from an 'exit' handler and as a signal arrives.
+  const teardown = () => {
+    if (tornDown) return;
+    tornDown = true;
+    for (const { child } of vms) {
+      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) continue;
+      try {
+        // Each VM leads its own process group: this also ends an exec transport's child.
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Left for the next demo's sweep.
+    }
+  };
+  const onAbort = () => {
+    teardown();
+    for (const c of clients) void c.close().catch(() => {});
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  process.once('exit', teardown);
+  /** The VM that ended, if one did (its exit event may trail the broken connection a little). */
+  const deadVm = async () => {
+    const ended = ({ child }: { child: ChildProcess }) =>
+      child.exitCode !== null || child.signalCode !== null;
+    for (let i = 0; i < 20 && !vms.some(ended); i++) await sleep(50);
+    return vms.find(ended);
+  };
+  const fail = (message: string): never => {
+    throw new CliFailure(message);
+  };
   try {
     const vm = (name: string, extra: string[]) => {
       const args = [
@@ -98,21 +215,33 @@ export async function runDemo(o: DemoOptions, log: (s: string) => void): Promise
         `qmigrate-workload,id=w0,rate=${o.rate}`,
         '-qmp',
         `unix:${join(dir, `${name}.qmp`)},server=on,wait=off`,
+        // Should this process be killed outright, the VM still ends with it.
+        '-run-with',
+        'exit-with-parent=on',
         ...extra,
       ];
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-      children.push(child);
+      // detached: a VM leads its own process group, so Ctrl-C in a terminal reaches only
+      // this process, which then ends the VMs itself; the parent's pid closes the race of a
+      // parent killed before the VM looks at it.
+      const child = spawn(process.execPath, args, {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        detached: true,
+        env: { ...process.env, QMIGRATE_PARENT_PID: String(process.pid) },
+      });
+      child.on('error', () => {}); // a failed spawn shows up as an exit, reported by connect()
+      vms.push({ name, child });
       return child;
     };
-    log(`starting two qmigrate VMs with ${o.sizeMiB} MiB of RAM; the guest writes ${o.rate} pages/s`);
-    const srcChild = vm('src', []);
+    const rate = o.rate === 0 ? 'as fast as it can' : `${o.rate} pages/s`;
+    progress(`starting two qmigrate VMs with ${o.sizeMiB} MiB of RAM; the guest writes ${rate}`);
+    const srcChild = vm('source', []);
     // -S: the destination stays paused after switchover until its RAM has been checked.
-    const dstChild = vm('dst', ['-incoming', 'defer', '-S']);
-    const src = await connect(join(dir, 'src.qmp'), srcChild);
-    const dst = await connect(join(dir, 'dst.qmp'), dstChild);
-    clients.push(src, dst);
-    await sleep(300);
-
+    const dstChild = vm('destination', ['-incoming', 'defer', '-S']);
+    const src = await connect(join(dir, 'source.qmp'), 'source', srcChild, signal);
+    clients.push(src);
+    const dst = await connect(join(dir, 'destination.qmp'), 'destination', dstChild, signal);
+    clients.push(dst);
+    await sleep(300, undefined, { signal });
     const addr: Record<DemoOptions['transport'], { out: MigrationAddress; in: MigrationAddress }> = {
       unix: {
         out: { transport: 'socket', type: 'unix', path: join(dir, 'mig.sock') },
@@ -142,7 +271,7 @@ export async function runDemo(o: DemoOptions, log: (s: string) => void): Promise
     }
     await src.migrateSetCapabilities({ capabilities: [{ capability: 'events', state: true }] });
     await src.migrateSetParameters({ 'max-bandwidth': o.maxBandwidth, 'downtime-limit': o.downtimeLimit });
-    log(`migrating live over ${o.transport} with migrate {channels: [...]}`);
+    progress(`migrating live over ${o.transport} with migrate {channels: [...]}`);
     const started = Date.now();
     await src.migrate({ channels: [{ 'channel-type': 'main', addr: plan.out }] });
     let info: MigrationInfo;
@@ -152,35 +281,31 @@ export async function runDemo(o: DemoOptions, log: (s: string) => void): Promise
       if (info.status === 'completed' || info.status === 'failed' || info.status === 'cancelled') break;
       if (Date.now() - lastLog > 500 && info.ram) {
         lastLog = Date.now();
-        log(
+        progress(
           `  ${info.status}: ${mib(Number(info.ram.transferred))} sent, ${mib(Number(info.ram.remaining))} dirty, pass ${info.ram['dirty-sync-count']}`,
         );
       }
-      await sleep(50);
+      await sleep(50, undefined, { signal });
     }
     if (info.status !== 'completed') {
-      log(`migration ${info.status}: ${info['error-desc'] ?? ''}`);
-      return 1;
+      fail(`migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
     }
     if (!streamed) await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: plan.in }] });
     for (;;) {
       const d = await dst.queryMigrate();
       if (d.status === 'completed') break;
-      if (d.status === 'failed') {
-        log(`destination failed: ${d['error-desc']}`);
-        return 1;
-      }
-      await sleep(20);
+      if (d.status === 'failed') fail(`the destination failed: ${d['error-desc']}`);
+      await sleep(20, undefined, { signal });
     }
     const elapsed = Date.now() - started;
-    const size = o.sizeMiB << 20;
+    const size = o.sizeMiB * MiB;
     await src.pmemsave({ val: 0, size, filename: join(dir, 'src.ram') });
     await dst.pmemsave({ val: 0, size, filename: join(dir, 'dst.ram') });
-    const check = verify(join(dir, 'src.ram'), join(dir, 'dst.ram'), size);
+    const check = await verify(join(dir, 'src.ram'), join(dir, 'dst.ram'), size, signal);
     rmSync(join(dir, 'src.ram'), { force: true });
     rmSync(join(dir, 'dst.ram'), { force: true });
     await dst.cont();
-    await sleep(200);
+    await sleep(200, undefined, { signal });
     const running = (await dst.queryStatus()).status === 'running';
     const ram = info.ram!;
     const total = Number(info['total-time']);
@@ -202,22 +327,39 @@ export async function runDemo(o: DemoOptions, log: (s: string) => void): Promise
       destinationRunning: running,
       wallMs: elapsed,
     };
-    if (o.json) log(JSON.stringify(summary));
+    if (o.json) io.out(JSON.stringify(summary));
     else {
-      log(
+      io.out(
         `done: total ${summary.totalTimeMs} ms, downtime ${summary.downtimeMs} ms, ${mib(summary.transferredBytes)} sent at ${summary.throughputMiBps} MiB/s`,
       );
-      log(
+      io.out(
         `      pages: ${summary.normalPages} normal, ${summary.zeroPages} zero; ${summary.iterations} dirty-bitmap syncs`,
       );
-      log(
+      io.out(
         `check: destination RAM ${check.equal ? 'equals' : 'DIFFERS FROM'} the source's at switchover (sha1 ${check.sha1}), consistency ${check.bad === 0 ? 'ok' : `FAILED (${check.bad} bad pages)`}, guest ${running ? 'running' : 'NOT running'}`,
       );
     }
     return summary.ok ? 0 : 1;
+  } catch (e) {
+    if (signal?.aborted) throw signal.reason;
+    let error = e;
+    if (!(e instanceof CliFailure || e instanceof PeerUnreachableError || e instanceof QmpError)) {
+      // A broken QMP connection most likely means a VM ended: say which, and how.
+      const dead = await deadVm();
+      if (dead) {
+        error = new CliFailure(`the ${dead.name} VM exited (${how(dead.child)}) during the demo`, {
+          cause: e,
+        });
+      }
+    }
+    if (o.json && error instanceof QmigrateError) {
+      io.out(JSON.stringify({ ok: false, transport: o.transport, sizeMiB: o.sizeMiB, error: error.message }));
+    }
+    throw error;
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     for (const c of clients) await c.close().catch(() => {});
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    teardown();
+    process.removeListener('exit', teardown);
   }
 }
