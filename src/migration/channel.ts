@@ -60,6 +60,9 @@ export interface ChannelHandlers {
   error(socket: Socket, e: Error, initial: boolean): void;
 }
 
+/** Idle time before TCP keepalive probes start on an incoming connection. */
+export const KEEPALIVE_IDLE_MS = 60_000;
+
 /** QEMU's texts for a connection that ends before it says what it is (channel.c, io/). */
 const PEEK_FAILED = 'Failed to peek at channel';
 const EARLY_EOF = 'Unexpected end-of-file before all data were read';
@@ -135,6 +138,9 @@ export function acceptChannel(
     if (got < 4) on.error(socket, new StreamError(PEEK_FAILED, got, 'multifd'), false);
     else on.error(socket, new StreamError(EARLY_EOF, got, 'multifd'), true);
   };
+  // QEMU's destination has no keepalive and waits forever on a source whose host died
+  // without a FIN; with it, the kernel ends such a connection (ETIMEDOUT) after its probes.
+  socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
   socket.on('end', finish);
   socket.on('close', finish);
   socket.on('error', (e) => (mainReader ? mainReader.fail(e) : on.error(socket, e, false)));
