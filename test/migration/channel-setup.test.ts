@@ -320,3 +320,59 @@ test('a multifd channel closed while the main channel waits for its sync: failed
   assert.equal(info.status, 'failed');
   assert.match(info['error-desc'] ?? '', /multifd: channel 0 closed before its sync packet/);
 });
+
+/** A multifd packet header (1344 bytes) with `patch` applied. */
+function badPacket(patch: (h: Buffer) => void): Buffer {
+  const h = Buffer.alloc(1344);
+  h.writeUInt32BE(0x11223344, 0);
+  h.writeUInt32BE(1, 4);
+  h.writeUInt32BE(128, 12);
+  patch(h);
+  return h;
+}
+
+for (const c of [
+  {
+    name: 'bad magic',
+    patch: (h: Buffer) => h.writeUInt32BE(0, 0),
+    want: 'multifd: received packet magic 0, expected 11223344',
+  },
+  {
+    name: 'too many pages',
+    patch: (h: Buffer) => h.writeUInt32BE(129, 12),
+    want: 'multifd: received packet with 129 pages, expected 128',
+  },
+]) {
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    test(`${kind} destination, a packet with ${c.name} during the load: failed with QEMU's words`, async (t) => {
+      if (kind === '10.0' && !requireQemu(t, '10.0')) return;
+      const d = await destination(t, kind, false);
+      const main = await open(t, d.path);
+      main.write(HEADER);
+      await sleep(50);
+      (await open(t, d.path)).write(init(1));
+      (await open(t, d.path)).write(Buffer.concat([init(0), badPacket(c.patch)]));
+      if (kind === '10.0') {
+        // QEMU records the channel's error and stays active until the main channel fails too.
+        let info: Info = {};
+        for (let i = 0; i < 250 && !info['error-desc']; i++) {
+          info = await queryMigrate(d);
+          await sleep(20);
+        }
+        assert.equal(info['error-desc'], c.want);
+        main.destroy();
+        const final = await waitFinal(d);
+        assert.equal(final.status, 'failed');
+        assert.equal(final['error-desc'], c.want);
+      } else {
+        // qmigrate fails the load at once; its error says what and where.
+        const info = await waitFinal(d);
+        assert.equal(info.status, 'failed');
+        assert.equal(
+          info['error-desc'],
+          `load of migration failed: ${c.want} (at byte 64, section 'multifd channel 0')`,
+        );
+      }
+    });
+  }
+}
