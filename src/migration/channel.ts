@@ -1,7 +1,8 @@
 /**
- * Incoming connections (migration/channel.c, and migration.c's migration_ioc_process_incoming):
- * an accepted socket is read into buffers we choose, and with multifd its first bytes tell the
- * main stream (the stream magic) from a multifd channel (an init packet).
+ * Incoming connections (migration/channel.c, migration.c's migration_ioc_process_incoming,
+ * multifd.c multifd_recv_new_channel): an accepted socket is read into buffers we choose, and
+ * with multifd its first bytes tell the main stream (the stream magic) from a multifd channel
+ * (an init packet); IncomingChannels gathers them until the load can start, or fails setup.
  */
 import type { Socket } from 'node:net';
 import { MultifdReceiver } from './multifd.js';
