@@ -229,7 +229,7 @@ function packet(f: {
   h.writeUInt32BE(f.normal ?? 0, 16);
   h.writeUInt32BE(f.zero ?? 0, 32);
   h.write(f.block ?? 'pc.ram', 64, 'latin1');
-  (f.offsets ?? []).forEach((o, k) => h.writeBigUInt64BE(BigInt(o), 320 + 8 * k));
+  for (const [k, o] of (f.offsets ?? []).entries()) h.writeBigUInt64BE(BigInt(o), 320 + 8 * k);
   return h;
 }
 
