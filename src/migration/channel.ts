@@ -1,7 +1,8 @@
 /**
- * Incoming connections (migration/channel.c, and migration.c's migration_ioc_process_incoming):
- * an accepted socket is read into buffers we choose, and with multifd its first bytes tell the
- * main stream (the stream magic) from a multifd channel (an init packet).
+ * Incoming connections (migration/channel.c, migration.c's migration_ioc_process_incoming,
+ * multifd.c multifd_recv_new_channel): an accepted socket is read into buffers we choose, and
+ * with multifd its first bytes tell the main stream (the stream magic) from a multifd channel
+ * (an init packet); IncomingChannels gathers them until the load can start, or fails setup.
  */
 import type { Socket } from 'node:net';
 import { MultifdReceiver } from './multifd.js';
@@ -52,14 +53,25 @@ export interface ChannelHandlers {
   /** The connection is the main stream; `socket` also carries the return path. */
   main(socket: Socket, reader: QemuFileReader): void;
   /** The connection is multifd channel `id` (its packets are being applied already). */
-  multifd(id: number): void;
-  /** The connection failed before or while being a multifd channel. */
-  error(socket: Socket, e: Error): void;
+  multifd(id: number, socket: Socket): void;
+  /**
+   * The connection failed before or while being a multifd channel. `initial`: in its init
+   * packet, which QEMU reports as `failed to receive packet via multifd channel N: ...`.
+   */
+  error(socket: Socket, e: Error, initial: boolean): void;
 }
+
+/** Idle time before TCP keepalive probes start on an incoming connection. */
+export const KEEPALIVE_IDLE_MS = 60_000;
+
+/** QEMU's texts for a connection that ends before it says what it is (channel.c, io/). */
+const PEEK_FAILED = 'Failed to peek at channel';
+const EARLY_EOF = 'Unexpected end-of-file before all data were read';
 
 /**
  * Takes over an accepted connection. Without a multifd receiver it is the main stream;
- * with one, its first 64 bytes decide.
+ * with one, its first bytes decide, as QEMU decides: the stream magic makes it the main
+ * channel, anything else must be a 64-byte multifd init packet.
  */
 export function acceptChannel(
   accepted: Socket,
@@ -86,24 +98,28 @@ export function acceptChannel(
   if (!receiver) asMain(undefined, false);
 
   const classify = (): boolean => {
-    if (head.readUInt32BE(0) === QEMU_VM_FILE_MAGIC) {
-      asMain(head);
+    // Four bytes tell the main stream (QEMU peeks at as many), which may pause after them.
+    if (got >= 4 && head.readUInt32BE(0) === QEMU_VM_FILE_MAGIC) {
+      asMain(head.subarray(0, got));
       return true;
     }
+    if (got < INIT) return true;
+    let initial = true;
     try {
       const id = MultifdReceiver.parseInit(head, count);
+      initial = false;
       const ch = receiver!.channel(
         id,
         () => socket.resume(),
-        (e) => on.error(socket, e),
+        (e) => on.error(socket, e, false),
       );
       sink = ch;
       ended = () => ch.end();
-      on.multifd(id);
+      on.multifd(id, socket);
       return true;
     } catch (e) {
       ended = () => {};
-      on.error(socket, e as Error);
+      on.error(socket, e as Error, initial);
       return false;
     }
   };
@@ -113,31 +129,146 @@ export function acceptChannel(
     filled: (n) => {
       if (sink) return sink.filled(n);
       got += n;
-      return got < INIT || classify();
+      return classify();
     },
   });
   const finish = () => {
     if (ended) return ended();
     ended = () => {};
-    // Short of an init packet: a main stream may still say what is wrong with it.
-    if (got >= 4 && head.readUInt32BE(0) === QEMU_VM_FILE_MAGIC) {
-      asMain(head.subarray(0, got));
-      ended();
-      return;
-    }
-    on.error(
-      socket,
-      new StreamError(
-        `stream ended early: the first bytes of a connection need ${INIT} bytes, only ${got} came`,
-        got,
-        'multifd',
-      ),
-    );
+    // Fewer than 4 bytes cannot be told apart; between 4 and 64 it is a short init packet.
+    if (got < 4) on.error(socket, new StreamError(PEEK_FAILED, got, 'multifd'), false);
+    else on.error(socket, new StreamError(EARLY_EOF, got, 'multifd'), true);
   };
+  // QEMU's destination has no keepalive and waits forever on a source whose host died
+  // without a FIN; with it, the kernel ends such a connection (ETIMEDOUT) after its probes.
+  socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
   socket.on('end', finish);
   socket.on('close', finish);
-  socket.on('error', (e) => (mainReader ? mainReader.fail(e) : on.error(socket, e)));
+  socket.on('error', (e) => (mainReader ? mainReader.fail(e) : on.error(socket, e, false)));
   if (mainReader) on.main(socket, mainReader);
   socket.resume();
   return socket;
+}
+
+/** How long the other channels may still come once a channel closed during setup. */
+export const SETUP_GRACE_MS = 2000;
+
+export interface IncomingEvents {
+  /** The main channel and every multifd channel are there: load the stream. */
+  start(main: Socket, reader: QemuFileReader): void;
+  /**
+   * Setup failed (the connections are closed): `desc` for query-migrate's error-desc, and
+   * `report`, the line QEMU prints (on stderr, or as it exits with exit-on-error).
+   */
+  fail(desc: string, report: string): void;
+}
+
+/**
+ * The connections of one incoming socket migration until loading starts
+ * (migration.c migration_ioc_process_incoming, multifd.c multifd_recv_new_channel): sorts
+ * them into the main channel and `count` multifd channels, and fails the migration at once,
+ * as QEMU does, on a connection that is neither. Where QEMU would wait forever on a peer that
+ * is gone (the main channel or a multifd channel closed before the rest came), this fails
+ * too; a peer that is there but silent is waited for, as QEMU waits.
+ */
+export class IncomingChannels {
+  readonly #receiver: MultifdReceiver | undefined;
+  readonly #count: number;
+  readonly #on: IncomingEvents;
+  readonly #conns = new Set<Socket>();
+  #main: Socket | undefined;
+  #reader: QemuFileReader | undefined;
+  #channels = 0;
+  #state: 'setup' | 'started' | 'failed' = 'setup';
+  #grace: NodeJS.Timeout | undefined;
+
+  constructor(receiver: MultifdReceiver | undefined, count: number, on: IncomingEvents) {
+    this.#receiver = receiver;
+    this.#count = count;
+    this.#on = on;
+  }
+
+  /** Takes an accepted connection. */
+  accept(accepted: Socket): void {
+    // Once loading started (or failed) nothing more is taken; without multifd the main
+    // stream is the only connection.
+    if (this.#state !== 'setup' || (!this.#receiver && this.#main)) {
+      accepted.destroy();
+      return;
+    }
+    let id: number | undefined;
+    const s = acceptChannel(accepted, this.#receiver, this.#count, {
+      main: (sock, reader) => {
+        // A second main stream is not read (QEMU keeps the first as well).
+        if (this.#main) {
+          sock.destroy();
+          return;
+        }
+        this.#main = sock;
+        this.#reader = reader;
+        this.#maybeStart();
+      },
+      multifd: (channel) => {
+        id = channel;
+        this.#channels++;
+        this.#maybeStart();
+      },
+      error: (sock, e, initial) => {
+        if (this.#state !== 'setup') {
+          // A channel failed while loading: the load must not wait for it.
+          this.#receiver?.fail(e);
+          sock.destroy();
+          this.#main?.destroy(e);
+          return;
+        }
+        const n = this.#receiver?.created ?? 0;
+        this.#fail(
+          e.message,
+          initial ? `failed to receive packet via multifd channel ${n}: ${e.message}` : e.message,
+        );
+      },
+    });
+    this.#conns.add(s);
+    s.on('close', () => {
+      this.#conns.delete(s);
+      if (this.#state !== 'setup') return;
+      if (s === this.#main) this.#mainClosed();
+      // A channel at its first SYNC has stopped reading and would not see the close: one
+      // that did was dropped before it got there, by a source that gave up.
+      else if (id !== undefined) this.#fail(`multifd channel ${id} closed before the migration started`);
+    });
+  }
+
+  /** Closes every connection (the VM quits, or setup failed). */
+  close(): void {
+    clearTimeout(this.#grace);
+    for (const c of this.#conns) c.destroy();
+    this.#conns.clear();
+  }
+
+  #maybeStart(): void {
+    if (this.#state !== 'setup' || !this.#main || !this.#reader || this.#channels < this.#count) return;
+    this.#state = 'started';
+    clearTimeout(this.#grace);
+    this.#on.start(this.#main, this.#reader);
+  }
+
+  /**
+   * The main channel closed before the multifd channels all came. A source that completes
+   * quickly may close it before this side has accepted the rest, so they get a moment.
+   */
+  #mainClosed(): void {
+    this.#grace ??= setTimeout(() => {
+      this.#fail(
+        `the main channel closed before all multifd channels connected (${this.#channels} of ${this.#count})`,
+      );
+    }, SETUP_GRACE_MS);
+  }
+
+  #fail(desc: string, report = desc): void {
+    if (this.#state !== 'setup') return;
+    this.#state = 'failed';
+    this.close();
+    this.#on.fail(desc, report);
+  }
 }

@@ -10,13 +10,11 @@ import { genericError } from '../qapi/errors.js';
 import type { ParsedInput } from '../qapi/migration-rules.js';
 import type { MigrationAddress } from '../qapi/types.js';
 import type { RunStateMachine } from '../vm/runstate.js';
-import { acceptChannel } from './channel.js';
+import { IncomingChannels } from './channel.js';
 import { runIncoming } from './incoming.js';
 import type { IncomingRun, Migration, MigrationEngine, OutgoingRun } from './migration.js';
 import { MultifdReceiver } from './multifd.js';
 import { OutgoingMigration, type OutgoingTransport } from './outgoing.js';
-import type { QemuFileReader } from './stream/qemu-file.js';
-import { StreamError } from './stream/qemu-file.js';
 import { spawnExec } from './transport/exec.js';
 import { fdStream, resolveFd } from './transport/fd.js';
 import { openFileIn, openFileOut } from './transport/file.js';
@@ -148,58 +146,31 @@ export class Engine implements MigrationEngine {
           start(s, s);
           return { cancel: () => s.destroy() };
         }
-        let main: Socket | undefined;
         const run: IncomingRun = { cancel: () => {} };
         const n = m.options.caps.multifd ? m.options.params['multifd-channels'] : 0;
         const receiver = n ? new MultifdReceiver(ram, n) : undefined;
-        let mainReader: QemuFileReader | undefined;
-        const channels = new Set<number>();
-        const conns: Socket[] = [];
-        const maybeStart = () => {
+        const channels = new IncomingChannels(receiver, n, {
           // Loading starts once the main channel and every multifd channel are there.
-          if (!main || !mainReader || channels.size < n) return;
-          listener.server.close();
-          void runIncoming(m, ram, runstate, main, main, done, {
-            reader: mainReader,
-            onFlush: receiver ? () => receiver.syncMain() : undefined,
-          });
-        };
-        const listener = await listenSocket(addr, (accepted) => {
-          if (!receiver && main) {
-            // Extra connections are multifd channels, which need the multifd capability.
-            accepted.destroy();
-            return;
-          }
-          const s = acceptChannel(accepted, receiver, n, {
-            main: (sock, reader) => {
-              if (main) {
-                sock.destroy();
-                return;
-              }
-              main = sock;
-              mainReader = reader;
-              maybeStart();
-            },
-            multifd: (id) => {
-              if (channels.has(id)) {
-                throw new StreamError(`multifd: channel ${id} connected twice`, 24, 'multifd');
-              }
-              channels.add(id);
-              maybeStart();
-            },
-            error: (sock, e) => {
-              receiver?.fail(e);
-              sock.destroy();
-              main?.destroy(e);
-            },
-          });
-          conns.push(s);
+          start: (main, reader) => {
+            listener.server.close();
+            void runIncoming(m, ram, runstate, main, main, done, {
+              reader,
+              onFlush: receiver ? () => receiver.syncMain() : undefined,
+            });
+          },
+          // As QEMU: failed at once, the error kept, the listener's address still reported.
+          fail: (desc, report) => {
+            listener.server.close();
+            m.error = desc;
+            m.setIncomingStatus('failed');
+            if (exitOnError) this.#host.fatal(report);
+          },
         });
+        const listener = await listenSocket(addr, (accepted) => channels.accept(accepted));
         run.socketAddress = listener.addresses;
         run.cancel = () => {
           listener.close();
-          main?.destroy();
-          for (const x of conns) x.destroy();
+          channels.close();
         };
         return run;
       }

@@ -14,7 +14,6 @@ import { RamLoader } from './ram.js';
 import { QemuFileReader, StreamError } from './stream/qemu-file.js';
 import {
   GLOBALSTATE_VERSION,
-  MIG_CMD_MAX,
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
   MIG_CMD_POSTCOPY_ADVISE,
@@ -41,11 +40,73 @@ const LOCAL_VERSIONS: Record<string, number> = {
   timer: TIMER_VERSION,
   globalstate: GLOBALSTATE_VERSION,
 };
-const MAX_VMDESC = 16 << 20;
+
+/** savevm.c mig_cmd_args: each command's name and payload length (-1: any). */
+const MIG_CMD_ARGS: readonly { name: string; len: number }[] = [
+  { name: 'INVALID', len: -1 },
+  { name: 'OPEN_RETURN_PATH', len: 0 },
+  { name: 'PING', len: 4 },
+  { name: 'POSTCOPY_ADVISE', len: -1 },
+  { name: 'POSTCOPY_LISTEN', len: 0 },
+  { name: 'POSTCOPY_RUN', len: 0 },
+  { name: 'POSTCOPY_RAM_DISCARD', len: -1 },
+  { name: 'PACKAGED', len: 4 },
+  { name: 'ENABLE_COLO', len: -1 },
+  { name: 'POSTCOPY_RESUME', len: 0 },
+  { name: 'RECV_BITMAP', len: -1 },
+  { name: 'SWITCHOVER_START', len: 0 },
+];
+
+/**
+ * Run states an incoming migration can leave the guest in: QEMU 10.0's transitions from
+ * `inmigrate` (system/runstate.c), `inmigrate` itself (kept as is), and the live states
+ * `running`/`suspended`, which autostart turns into a start or `paused`. On any other
+ * (debug, save-vm, restore-vm) QEMU aborts once the whole stream is loaded.
+ */
+const FINAL_STATES: readonly RunState[] = [
+  'inmigrate',
+  'running',
+  'suspended',
+  'internal-error',
+  'io-error',
+  'paused',
+  'shutdown',
+  'watchdog',
+  'guest-panicked',
+  'finish-migrate',
+  'prelaunch',
+  'postmigrate',
+  'colo',
+];
+
+/**
+ * Return-path bytes that may wait in the socket's queue. Past this the loader stops reading
+ * the stream until the source takes its replies, as QEMU's blocking write stops it: a source
+ * that pings and never reads then meets back-pressure, not a destination that grows.
+ */
+export const RP_QUEUE_MAX = 256 << 10;
 
 export interface LoadResult {
   /** The run state the source sent in `globalstate`, if it did. */
-  runstate?: string;
+  runstate?: RunState;
+  /** The source's guest was suspended (globalstate's vm_was_suspended). */
+  suspended?: boolean;
+}
+
+/** Resolves once `w` has room again (or can never have: closed, failed). */
+function drained(w: Writable): Promise<void> {
+  if (w.writableLength <= RP_QUEUE_MAX || w.destroyed || w.writableFinished) return Promise.resolve();
+  return new Promise((res) => {
+    const done = () => {
+      w.off('drain', done);
+      w.off('close', done);
+      w.off('error', done);
+      res();
+    };
+    w.on('drain', done);
+    w.on('close', done);
+    w.on('error', done);
+  });
 }
 
 /**
@@ -64,15 +125,17 @@ export async function loadVmState(
   loader.onFlush = onFlush;
   const sections = new Map<number, string>();
   const result: LoadResult = {};
+  /** OPEN_RETURN_PATH came (QEMU opens one on any transport; writes to none fail quietly). */
   let rpOpen = false;
   /** The section being read, to name it in errors raised below it. */
   let current: string | undefined;
   const send = (type: number, value: number) => {
+    if (!rp || rp.destroyed || rp.writableEnded) return;
     const b = Buffer.alloc(8);
     b.writeUInt16BE(type, 0);
     b.writeUInt16BE(4, 2);
     b.writeUInt32BE(value, 4);
-    rp?.write(b);
+    rp.write(b);
   };
   try {
     for (;;) {
@@ -102,15 +165,30 @@ export async function loadVmState(
               at,
               idstr,
             );
+          current = idstr;
           if (idstr === 'ram') {
             if (type !== QEMU_VM_SECTION_START)
               throw new StreamError('ram sent as a FULL section', at, 'ram');
+            // ram_load takes version 4 only.
+            if (version !== RAM_VERSION)
+              throw new StreamError(`ram: unsupported version ${version} (only ${RAM_VERSION})`, at, 'ram');
             sections.set(id, idstr);
             await loader.loadChunk(r);
           } else if (type !== QEMU_VM_SECTION_FULL) {
             throw new StreamError(`${idstr} sent as an iterative section`, at, idstr);
           } else if (idstr === 'timer') await readTimer(r, version);
-          else result.runstate = await readGlobalState(r);
+          else {
+            const gs = await readGlobalState(r, version);
+            if (!FINAL_STATES.includes(gs.runstate)) {
+              throw new StreamError(
+                `invalid runstate transition: 'inmigrate' -> '${gs.runstate}'`,
+                r.offset - 100,
+                'globalstate',
+              );
+            }
+            result.runstate = gs.runstate;
+            result.suspended = gs.suspended;
+          }
           await readFooter(r, id, idstr);
           break;
         }
@@ -129,31 +207,48 @@ export async function loadVmState(
           await r.need(4, 'a command');
           const cmd = r.be16();
           const len = r.be16();
-          await r.need(len, 'a command');
-          const data = r.bytes(len);
-          if (cmd === MIG_CMD_OPEN_RETURN_PATH && len === 0) rpOpen = rp !== undefined;
-          else if (cmd === MIG_CMD_PING && len === 4) {
-            if (rpOpen) send(MIG_RP_MSG_PONG, data.readUInt32BE(0));
-          } else if (cmd === MIG_CMD_SWITCHOVER_START && len === 0) {
+          // Checked before the payload is waited for, as loadvm_process_command does.
+          const args = MIG_CMD_ARGS[cmd];
+          if (cmd === 0 || !args)
+            throw new StreamError(`MIG_CMD 0x${cmd.toString(16)} unknown (len 0x${len.toString(16)})`, at);
+          if (args.len !== -1 && args.len !== len) {
+            throw new StreamError(
+              `${args.name} received with bad length - expecting ${args.len}, got ${len}`,
+              at,
+            );
+          }
+          if (cmd === MIG_CMD_OPEN_RETURN_PATH) rpOpen = true;
+          else if (cmd === MIG_CMD_PING) {
+            await r.need(4, 'a command');
+            const value = r.be32();
+            if (!rpOpen) {
+              throw new StreamError(`CMD_PING (0x${value.toString(16)}) received with no return path`, at);
+            }
+            send(MIG_RP_MSG_PONG, value);
+            // The source must take its replies before we read on (see RP_QUEUE_MAX).
+            if (rp && rp.writableLength > RP_QUEUE_MAX) await drained(rp);
+          } else if (cmd === MIG_CMD_SWITCHOVER_START) {
             // Nothing to prepare for a guest without devices.
           } else if (cmd === MIG_CMD_POSTCOPY_ADVISE) {
             throw new StreamError('the source enabled postcopy, which qmigrate does not support', at);
-          } else if (cmd === 0 || cmd > MIG_CMD_MAX) {
-            throw new StreamError(`MIG_CMD 0x${cmd.toString(16)} unknown`, at);
           } else {
-            throw new StreamError(`migration command ${cmd} (length ${len}) is not supported here`, at);
+            throw new StreamError(`migration command ${args.name} (length ${len}) is not supported here`, at);
           }
           break;
         }
         case QEMU_VM_EOF: {
-          // A VM description may follow; a source may also just end the stream here.
+          // A VM description may follow (QEMU reads any length and ignores it); a source may
+          // also just end the stream here.
           if (!(await r.atEnd()) && r.peekU8() === QEMU_VM_VMDESCRIPTION) {
             r.u8();
             await r.need(4, 'the VM description');
-            const len = r.be32();
-            if (len > MAX_VMDESC) throw new StreamError(`VM description of ${len} bytes`, r.offset - 4);
-            await r.need(len, 'the VM description');
-            r.skip(len);
+            let left = r.be32();
+            while (left > 0) {
+              const n = Math.min(left, 1 << 20);
+              await r.need(n, 'the VM description');
+              r.skip(n);
+              left -= n;
+            }
           }
           if (rpOpen) send(MIG_RP_MSG_SHUT, 0);
           return result;
@@ -169,13 +264,19 @@ export async function loadVmState(
   }
 }
 
-/** What the destination becomes after a complete load (process_incoming_migration_bh). */
-export function finishIncoming(runstate: RunStateMachine, received: string | undefined): void {
-  if (received === undefined || received === 'running') {
-    if (runstate.autostart) runstate.start();
-    else runstate.set('paused');
+/**
+ * What the destination becomes after a complete load (process_incoming_migration_bh): a live
+ * run state starts the guest if autostart says so (suspended, if it was), else `paused`; any
+ * other state is taken as it is.
+ */
+export function finishIncoming(runstate: RunStateMachine, received: LoadResult): void {
+  const state = received.runstate ?? 'running';
+  if (state === 'running' || state === 'suspended') {
+    if (!runstate.autostart) runstate.set('paused');
+    else if (received.suspended) runstate.set('suspended');
+    else runstate.start();
   } else {
-    runstate.set(received as RunState);
+    runstate.set(state);
   }
 }
 
@@ -195,7 +296,7 @@ export async function runIncoming(
     const result = await loadVmState(r, ram, rp, opts.onFlush);
     rp?.end();
     m.incomingEnded();
-    finishIncoming(runstate, result.runstate);
+    finishIncoming(runstate, result);
     m.setIncomingStatus('completed');
     onDone();
   } catch (e) {

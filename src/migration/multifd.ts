@@ -234,10 +234,13 @@ export class MultifdSender {
 export class MultifdReceiver {
   readonly #ram: GuestRam;
   readonly #count: number;
-  /** Channels that delivered a SYNC since the last sync point. */
-  #arrived = 0;
+  /** Channels set up so far, by id. */
+  readonly #ids = new Set<number>();
+  /** Channels stopped at a SYNC packet since the last sync point, and how to restart each. */
+  readonly #waiting = new Map<number, () => void>();
+  /** Channels whose connection ended between packets. */
+  readonly #closed = new Set<number>();
   #onArrive: (() => void) | undefined;
-  #release: (() => void)[] = [];
   #error: Error | undefined;
   #failed: ((e: Error) => void) | undefined;
 
@@ -246,26 +249,51 @@ export class MultifdReceiver {
     this.#count = count;
   }
 
-  /** Checks one channel's 64-byte init packet; returns its id. @throws {StreamError} */
+  /** Channels set up so far (QEMU numbers the next one's errors with this). */
+  get created(): number {
+    return this.#ids.size;
+  }
+
+  /**
+   * Checks one channel's 64-byte init packet (multifd.c multifd_recv_initial_packet, its
+   * checks, order and texts); returns its id.
+   * @throws {StreamError}
+   */
   static parseInit(b: Buffer, count: number): number {
     const magic = b.readUInt32BE(0);
     const version = b.readUInt32BE(4);
     const id = b[24]!;
     if (magic !== MULTIFD_MAGIC)
       throw new StreamError(
-        `multifd: received packet magic ${magic.toString(16)} and expected magic 11223344`,
+        `multifd: received packet magic ${magic.toString(16)} expected ${MULTIFD_MAGIC.toString(16)}`,
         0,
         'multifd',
       );
     if (version !== MULTIFD_VERSION)
       throw new StreamError(
-        `multifd: received packet version ${version} and expected version 1`,
+        `multifd: received packet version ${version} expected ${MULTIFD_VERSION}`,
         4,
         'multifd',
       );
-    if (id >= count)
+    // The source's -uuid; this side has none, which QEMU compares as all zeros.
+    const uuid = b.subarray(8, 24);
+    if (uuid.some((x) => x !== 0)) {
+      throw new StreamError(
+        `multifd: received uuid '${unparseUuid(uuid)}' and expected uuid '${unparseUuid(Buffer.alloc(16))}' for channel ${(id << 24) >> 24}`,
+        8,
+        'multifd',
+      );
+    }
+    if (id > count)
       throw new StreamError(
         `multifd: received channel id ${id} is greater than number of channels ${count}`,
+        24,
+        'multifd',
+      );
+    // QEMU 10.0 takes id == count and indexes past its channel array (it crashes).
+    if (id === count)
+      throw new StreamError(
+        `multifd: received channel id ${id}, but channel ids go from 0 to ${count - 1}`,
         24,
         'multifd',
       );
@@ -276,36 +304,56 @@ export class MultifdReceiver {
    * The reading side of channel `id`, whose init packet has been read.
    * @param resume restarts reading after the sink stopped it at a SYNC.
    * @param fail called once with the channel's first error.
+   * @throws {StreamError} when channel `id` is set up already.
    */
   channel(id: number, resume: () => void, fail: (e: Error) => void): MultifdChannel {
+    if (this.#ids.has(id))
+      throw new StreamError(`multifd: received id '${id}' already setup'`, 24, 'multifd');
+    this.#ids.add(id);
     return new MultifdChannel(this.#ram, id, {
-      sync: () => this.#syncChannel(resume),
+      sync: () => this.#syncChannel(id, resume),
       fail: (e) => {
         this.fail(e);
         fail(e);
+      },
+      closed: () => {
+        this.#closed.add(id);
+        this.#onArrive?.();
       },
     });
   }
 
   /** A channel reached a SYNC packet: report it; it reads on once the main channel says so. */
-  #syncChannel(resume: () => void): void {
-    this.#arrived++;
+  #syncChannel(id: number, resume: () => void): void {
     // Later, not now: the channel stops its reads after this returns.
-    this.#release.push(() => queueMicrotask(resume));
+    this.#waiting.set(id, () => queueMicrotask(resume));
     this.#onArrive?.();
   }
 
-  /** The main channel reached MULTIFD_FLUSH: wait for every channel's SYNC, release them. */
+  /**
+   * The main channel reached MULTIFD_FLUSH: wait for every channel's SYNC, release them.
+   * @throws the first channel error, or a StreamError when a channel closed before its SYNC
+   * (QEMU 10.0 waits forever there).
+   */
   async syncMain(): Promise<void> {
-    while (this.#arrived < this.#count) {
+    while (this.#waiting.size < this.#count) {
       if (this.#error) throw this.#error;
+      for (const id of this.#closed) {
+        if (!this.#waiting.has(id))
+          throw new StreamError(
+            `multifd: channel ${id} closed before its sync packet`,
+            0,
+            `multifd channel ${id}`,
+          );
+      }
       await new Promise<void>((res, rej) => {
         this.#onArrive = res;
         this.#failed = rej;
       });
     }
-    this.#arrived -= this.#count;
-    for (const r of this.#release.splice(0, this.#count)) r();
+    const release = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const r of release) r();
   }
 
   /** A channel failed: the main channel must not wait for it. */
@@ -315,11 +363,28 @@ export class MultifdReceiver {
   }
 }
 
+/** A UUID as QEMU prints it (qemu_uuid_unparse). */
+function unparseUuid(b: Buffer): string {
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** A packet of device state rather than pages (multifd.h). */
+const MULTIFD_FLAG_DEVICE_STATE = 32 << 1;
+
+interface ChannelEvents {
+  sync(): void;
+  fail(e: Error): void;
+  /** The connection ended between packets. */
+  closed(): void;
+}
+
 /** One multifd channel's packets, as a sink its socket reads into. */
 export class MultifdChannel {
   readonly #ram: GuestRam;
+  readonly #id: number;
   readonly #where: string;
-  readonly #on: { sync(): void; fail(e: Error): void };
+  readonly #on: ChannelEvents;
   readonly #hdr = Buffer.allocUnsafe(MULTIFD_HEADER);
   #hdrGot = 0;
   /** The guest RAM the current packet's page data goes to, in order. */
@@ -328,12 +393,14 @@ export class MultifdChannel {
   #runGot = 0;
   #sync = false;
   #failed = false;
+  #ended = false;
   /** Stream offset of the next byte (the init packet was 64). */
   #offset = 64;
   #packetAt = 64;
 
-  constructor(ram: GuestRam, id: number, on: { sync(): void; fail(e: Error): void }) {
+  constructor(ram: GuestRam, id: number, on: ChannelEvents) {
     this.#ram = ram;
+    this.#id = id;
     this.#where = `multifd channel ${id}`;
     this.#on = on;
   }
@@ -368,11 +435,15 @@ export class MultifdChannel {
     }
   }
 
-  /** The connection ended: fine between packets, an error inside one. */
+  /** The connection ended: fine between packets (reported as closed), an error inside one. */
   end(): void {
-    if (this.#failed) return;
+    if (this.#failed || this.#ended) return;
+    this.#ended = true;
     const inside = this.#hdrGot > 0 || this.#run < this.#runs.length;
-    if (!inside) return;
+    if (!inside) {
+      this.#on.closed();
+      return;
+    }
     this.#failed = true;
     const what = this.#hdrGot > 0 ? `a packet on ${this.#where}` : `page data on ${this.#where}`;
     this.#on.fail(new StreamError(`stream ended early: ${what} was cut short`, this.#offset, this.#where));
@@ -386,54 +457,70 @@ export class MultifdChannel {
     return false;
   }
 
-  /** Checks a header and points the next reads at the RAM its pages go to. @throws {StreamError} */
+  /**
+   * Checks a header as QEMU 10.0 does (multifd.c multifd_recv_unfill_packet_header,
+   * multifd-nocomp.c multifd_ram_unfill_packet and multifd_nocomp_recv; their texts), and
+   * points the next reads at the RAM its pages go to.
+   * @throws {StreamError}
+   */
   #parse(): void {
     const hdr = this.#hdr;
     const at = this.#packetAt;
     const where = this.#where;
+    const fail = (what: string): never => {
+      throw new StreamError(what, at, where);
+    };
     const magic = hdr.readUInt32BE(0);
     if (magic !== MULTIFD_MAGIC)
-      throw new StreamError(`multifd: bad packet magic 0x${magic.toString(16)}`, at, where);
+      fail(`multifd: received packet magic ${magic.toString(16)}, expected ${MULTIFD_MAGIC.toString(16)}`);
+    const version = hdr.readUInt32BE(4);
+    if (version !== MULTIFD_VERSION)
+      fail(`multifd: received packet version ${version}, expected ${MULTIFD_VERSION}`);
     const flags = hdr.readUInt32BE(8);
-    if (flags & MULTIFD_FLAG_COMPRESSION_MASK)
-      throw new StreamError(`multifd: packet with compression flags 0x${flags.toString(16)}`, at, where);
+    // A device state packet: this guest has no device that could take one.
+    if (flags & MULTIFD_FLAG_DEVICE_STATE)
+      fail('multifd: received a device state packet; this guest has no devices');
     this.#sync = (flags & MULTIFD_FLAG_SYNC) !== 0;
     const alloc = hdr.readUInt32BE(12);
     const normal = hdr.readUInt32BE(16);
     const zero = hdr.readUInt32BE(32);
-    if (alloc > MULTIFD_PAGES || normal > alloc || zero > alloc - normal) {
-      if (!(this.#sync && normal === 0 && zero === 0)) {
-        throw new StreamError(
-          `multifd: packet with ${normal} normal and ${zero} zero pages (max ${alloc})`,
-          at,
-          where,
-        );
-      }
-    }
+    if (alloc > MULTIFD_PAGES)
+      fail(`multifd: received packet with ${alloc} pages, expected ${MULTIFD_PAGES}`);
+    if (normal > alloc)
+      fail(
+        `multifd: received packet with ${normal} non-zero pages, which exceeds maximum expected pages ${alloc}`,
+      );
+    if (zero > alloc - normal)
+      fail(`multifd: received packet with ${zero} zero pages, expected maximum ${alloc - normal}`);
     if (normal + zero === 0) return;
     const name = hdr.subarray(64, 320);
     const end = name.indexOf(0);
-    const idstr = name.subarray(0, end < 0 ? 256 : end).toString('latin1');
+    const idstr = name.subarray(0, end < 0 ? 255 : end).toString('latin1');
     const block = this.#ram.block(idstr);
-    if (!block) throw new StreamError(`multifd: unknown ram block ${idstr}`, at, where);
+    if (!block) fail(`multifd: unknown ram block ${idstr}`);
+    const b = block!;
     const offsets: number[] = [];
     for (let k = 0; k < normal + zero; k++) {
       const off = hdr.readUInt32BE(320 + 8 * k) * 0x100000000 + hdr.readUInt32BE(324 + 8 * k);
-      if (off % PAGE !== 0 || off > block.length - PAGE) {
-        throw new StreamError(`multifd: offset 0x${off.toString(16)} outside block ${idstr}`, at, where);
-      }
+      if (off > b.length - PAGE) fail(`multifd: offset too long ${off} (max ${b.length.toString(16)})`);
+      // QEMU writes a page at any offset; pages are page-aligned in every stream it sends.
+      if (off % PAGE !== 0) fail(`multifd: offset 0x${off.toString(16)} in ${idstr} is not page-aligned`);
       offsets.push(off);
     }
+    if (flags & MULTIFD_FLAG_COMPRESSION_MASK)
+      fail(
+        `multifd ${this.#id}: flags received ${(flags & MULTIFD_FLAG_COMPRESSION_MASK).toString(16)} flags expected 0`,
+      );
     // Normal pages come one after another in offset order: adjacent ones make one run of RAM
     // that a single read can fill.
     forEachRun(offsets, normal, (off, pages) => {
-      this.#runs.push(block.host.subarray(off, off + pages * PAGE));
-      block.markDirtyRange(off / PAGE, pages);
+      this.#runs.push(b.host.subarray(off, off + pages * PAGE));
+      b.markDirtyRange(off / PAGE, pages);
     });
     for (let k = normal; k < normal + zero; k++) {
       const off = offsets[k]!;
-      if (block.mayBeWritten(off / PAGE) && !isZeroPage(block.host, off)) {
-        block.host.fill(0, off, off + PAGE);
+      if (b.mayBeWritten(off / PAGE) && !isZeroPage(b.host, off)) {
+        b.host.fill(0, off, off + PAGE);
       }
     }
   }

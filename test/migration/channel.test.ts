@@ -161,10 +161,11 @@ test('a connection that is neither a stream nor a multifd channel fails with wha
   await until(() => srv.seen.errors.length >= 3);
   await sleep(50); // and no second report when they close
   const texts = srv.seen.errors.map((e) => e.message).sort();
+  // QEMU 10.0's texts (multifd_recv_initial_packet, qio_channel_read_all).
   assert.deepEqual(texts, [
+    'Unexpected end-of-file before all data were read',
     'multifd: received channel id 5 is greater than number of channels 2',
-    'multifd: received packet magic 41414141 and expected magic 11223344',
-    'stream ended early: the first bytes of a connection need 64 bytes, only 10 came',
+    'multifd: received packet magic 41414141 expected 11223344',
   ]);
   srv.close();
 });
@@ -206,5 +207,107 @@ test('a long main stream comes through whole while its read buffers are reused',
     if (i % 5 === 0) await sleep(1);
   }
   assert.ok(Buffer.concat(got).equals(data));
+  srv.close();
+});
+
+/** A packet header as QEMU 10.0 lays it out, with the given fields. */
+function packet(f: {
+  magic?: number;
+  version?: number;
+  flags?: number;
+  alloc?: number;
+  normal?: number;
+  zero?: number;
+  block?: string;
+  offsets?: number[];
+}): Buffer {
+  const h = Buffer.alloc(1344);
+  h.writeUInt32BE(f.magic ?? 0x11223344, 0);
+  h.writeUInt32BE(f.version ?? 1, 4);
+  h.writeUInt32BE(f.flags ?? 0, 8);
+  h.writeUInt32BE(f.alloc ?? 128, 12);
+  h.writeUInt32BE(f.normal ?? 0, 16);
+  h.writeUInt32BE(f.zero ?? 0, 32);
+  h.write(f.block ?? 'pc.ram', 64, 'latin1');
+  for (const [k, o] of (f.offsets ?? []).entries()) h.writeBigUInt64BE(BigInt(o), 320 + 8 * k);
+  return h;
+}
+
+// QEMU 10.0's texts: multifd.c multifd_recv_unfill_packet_header, multifd-nocomp.c.
+const PACKETS: { name: string; packet: Buffer; want: string }[] = [
+  {
+    name: 'bad magic',
+    packet: packet({ magic: 0 }),
+    want: 'multifd: received packet magic 0, expected 11223344',
+  },
+  {
+    name: 'bad version',
+    packet: packet({ version: 3 }),
+    want: 'multifd: received packet version 3, expected 1',
+  },
+  {
+    name: 'more pages than a packet holds (a SYNC too)',
+    packet: packet({ flags: 1, alloc: 129 }),
+    want: 'multifd: received packet with 129 pages, expected 128',
+  },
+  {
+    name: 'more normal pages than allocated',
+    packet: packet({ alloc: 4, normal: 5 }),
+    want: 'multifd: received packet with 5 non-zero pages, which exceeds maximum expected pages 4',
+  },
+  {
+    name: 'more zero pages than left',
+    packet: packet({ alloc: 4, normal: 3, zero: 2 }),
+    want: 'multifd: received packet with 2 zero pages, expected maximum 1',
+  },
+  {
+    name: 'an unknown block',
+    packet: packet({ normal: 1, block: 'nope', offsets: [0] }),
+    want: 'multifd: unknown ram block nope',
+  },
+  {
+    name: 'an offset past the block',
+    packet: packet({ zero: 1, offsets: [64 * PAGE] }),
+    want: 'multifd: offset too long 262144 (max 40000)',
+  },
+  {
+    name: 'compressed pages',
+    packet: packet({ flags: 2, normal: 1, offsets: [0] }),
+    want: 'multifd 0: flags received 2 flags expected 0',
+  },
+  {
+    name: 'a device state packet',
+    packet: packet({ flags: 64 }),
+    want: 'multifd: received a device state packet; this guest has no devices',
+  },
+];
+
+for (const c of PACKETS) {
+  test(`a multifd packet with ${c.name} fails the channel with QEMU's words`, async () => {
+    const dst = new GuestRam();
+    dst.add('pc.ram', Buffer.alloc(64 * PAGE));
+    const receiver = new MultifdReceiver(dst, 1);
+    const srv = await server(receiver, 1);
+    const init = Buffer.alloc(64);
+    init.writeUInt32BE(0x11223344, 0);
+    init.writeUInt32BE(1, 4);
+    (await srv.open()).write(Buffer.concat([init, c.packet]));
+    await until(() => srv.seen.errors.length === 1);
+    assert.equal(srv.seen.errors[0]!.message, c.want);
+    srv.close();
+  });
+}
+
+test('compression flags on a packet without pages are accepted, as QEMU accepts them', async () => {
+  const dst = new GuestRam();
+  dst.add('pc.ram', Buffer.alloc(64 * PAGE));
+  const receiver = new MultifdReceiver(dst, 1);
+  const srv = await server(receiver, 1);
+  const init = Buffer.alloc(64);
+  init.writeUInt32BE(0x11223344, 0);
+  init.writeUInt32BE(1, 4);
+  (await srv.open()).write(Buffer.concat([init, packet({ flags: 1 | 2 })]));
+  await receiver.syncMain();
+  assert.deepEqual(srv.seen.errors, []);
   srv.close();
 });

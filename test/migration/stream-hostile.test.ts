@@ -32,6 +32,21 @@ const edit = (f: (b: Buffer) => void) => {
   f(b);
   return b;
 };
+const be32 = (v: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(v);
+  return b;
+};
+const cstr = (t: string) => Buffer.concat([Buffer.from([t.length]), Buffer.from(t, 'latin1')]);
+/** A configuration subsection: tag, name, version, payload. */
+const sub = (name: string, version: number, ...payload: Buffer[]) =>
+  Buffer.concat([Buffer.from([0x05]), cstr(name), be32(version), ...payload]);
+/** The sample with `extra` right after its configuration record (17 bytes). */
+const afterHeader = (extra: Buffer) => Buffer.concat([sample.subarray(0, 17), extra, sample.subarray(17)]);
+/** The sample with its SWITCHOVER_START command replaced by `cmd`. */
+const switchover = at(Buffer.from([0x08, 0x00, 0x0b, 0x00, 0x00]));
+const replaceCommand = (cmd: Buffer) =>
+  Buffer.concat([sample.subarray(0, switchover), cmd, sample.subarray(switchover + 5)]);
 // First PART chunk (type 02, section 1) and its first page record.
 const part = at(Buffer.from([0x7e, 0, 0, 0, 1, 0x02, 0, 0, 0, 1])) + 5;
 const firstZero = at(Buffer.from([0x00, 0x00, 0x10, 0x22]), part) - 4;
@@ -103,7 +118,7 @@ const CASES: {
   {
     name: 'bad section footer',
     data: () => edit((b) => b.writeUInt8(0x7f, part - 5)),
-    want: /missing section footer for ram: found byte 0x7f/,
+    want: /^Missing section footer for ram: found byte 0x7f$/,
   },
   {
     name: 'zero page with a fill value',
@@ -124,6 +139,46 @@ const CASES: {
     name: 'unknown command',
     data: () => edit((b) => b.writeUInt8(0x2a, at(Buffer.from([0x08, 0x00, 0x0b])) + 2)),
     want: /MIG_CMD 0x2a unknown/,
+  },
+  {
+    name: 'a configuration subsection of a newer version',
+    data: () => afterHeader(sub('configuration/target-page-bits', 2, be32(12))),
+    want: /^configuration\/target-page-bits: incoming version_id 2 is too new for local version_id 1$/,
+  },
+  {
+    name: 'an unknown capability in the configuration',
+    data: () => afterHeader(sub('configuration/capabilities', 1, be32(1), cstr('warp-drive'))),
+    want: /^Received unknown capability warp-drive$/,
+  },
+  {
+    name: 'a validated capability this side does not have',
+    data: () => afterHeader(sub('configuration/capabilities', 1, be32(1), cstr('x-ignore-shared'))),
+    want: /^Capability x-ignore-shared is off, but received capability is on$/,
+  },
+  {
+    name: 'ram of an older version',
+    data: () => edit((b) => b.writeUInt32BE(3, at('\x03ram') + 8)),
+    want: /^ram: unsupported version 3 \(only 4\)$/,
+  },
+  {
+    name: 'timer of version 0',
+    data: () => edit((b) => b.writeUInt32BE(0, at('\x05timer') + 10)),
+    want: /^timer: incoming version_id 0 is too old for local minimum version_id {2}1$/,
+  },
+  {
+    name: 'globalstate of version 0',
+    data: () => edit((b) => b.writeUInt32BE(0, at('\x0bglobalstate') + 16)),
+    want: /^globalstate: incoming version_id 0 is too old for local minimum version_id {2}1$/,
+  },
+  {
+    name: 'a ping with no return path',
+    data: () => replaceCommand(Buffer.from([0x08, 0, 2, 0, 4, 0xde, 0xad, 0xbe, 0xef])),
+    want: /^CMD_PING \(0xdeadbeef\) received with no return path$/,
+  },
+  {
+    name: 'a command of the wrong length',
+    data: () => replaceCommand(Buffer.from([0x08, 0, 1, 0, 2, 0, 0])),
+    want: /^OPEN_RETURN_PATH received with bad length - expecting 0, got 2$/,
   },
   {
     name: 'garbage after the header',
@@ -149,4 +204,24 @@ test('every truncation of the stream is an error, never a hang or a crash', asyn
     const e = await load(sample.subarray(0, cut));
     assert.match(e.message, /stream ended early/, `cut at ${cut}`);
   }
+});
+
+test('a capability QEMU does not validate is ignored, as QEMU ignores it', async () => {
+  const ram = new GuestRam();
+  ram.add('m0', Buffer.alloc(16 << 20));
+  const data = afterHeader(sub('configuration/capabilities', 1, be32(1), cstr('multifd')));
+  const result = await loadVmState(new QemuFileReader(Readable.from([data])), ram, undefined);
+  assert.equal(result.runstate, 'running');
+});
+
+test('an unknown command fails at once, before its payload is waited for', { timeout: 5000 }, async () => {
+  const ram = new GuestRam();
+  ram.add('m0', Buffer.alloc(16 << 20));
+  // The stream stays open after the command's header: nothing more is coming.
+  const src = new Readable({ read() {} });
+  src.push(Buffer.concat([sample.subarray(0, switchover), Buffer.from([0x08, 0x00, 0x2a, 0xff, 0xff])]));
+  await assert.rejects(loadVmState(new QemuFileReader(src), ram, undefined), {
+    message: 'MIG_CMD 0x2a unknown (len 0xffff)',
+  });
+  src.destroy();
 });

@@ -4,6 +4,8 @@
  * sections a `-machine none` guest has besides RAM (`timer`, `globalstate`), in QEMU 10.0's
  * layout. Wire constants keep QEMU's names.
  */
+import { schema } from '../../qapi/schema.js';
+import type { RunState } from '../../qapi/types.js';
 import type { QemuFileReader, QemuFileWriter } from './qemu-file.js';
 import { StreamError } from './qemu-file.js';
 
@@ -158,7 +160,30 @@ export function fail(r: QemuFileReader, what: string, section?: string): never {
   throw new StreamError(what, r.offset, section);
 }
 
-/** Reads and checks magic, version and the configuration record. */
+/**
+ * Capabilities a source lists in the configuration record that must be equal on both sides
+ * (savevm.c should_validate_capability); a source lists no others.
+ */
+const VALIDATED_CAPS = ['x-ignore-shared', 'mapped-ram'];
+const CAPABILITIES = schema.enumValues('MigrationCapability');
+
+/**
+ * A subsection's version against its description's (vmstate.c vmstate_load_state). The
+ * stream has 32 bits; QEMU keeps the low 8.
+ */
+function checkVersion(r: QemuFileReader, name: string, version: number, min: number, max: number): void {
+  if (version > max)
+    fail(r, `${name}: incoming version_id ${version} is too new for local version_id ${max}`, name);
+  // QEMU's text has the two spaces.
+  if (version < min)
+    fail(r, `${name}: incoming version_id ${version} is too old for local minimum version_id  ${min}`, name);
+}
+
+/**
+ * Reads and checks magic, version and the configuration record.
+ * @param validatedCaps the capabilities of VALIDATED_CAPS this side has on.
+ * @throws {StreamError} with QEMU's text where it has one.
+ */
 export async function readHeader(r: QemuFileReader, validatedCaps: readonly string[]): Promise<void> {
   await r.need(8, 'the stream header');
   const at = r.offset;
@@ -192,48 +217,69 @@ export async function readHeader(r: QemuFileReader, validatedCaps: readonly stri
     r.u8();
     const sub = await r.cstr('a configuration subsection');
     await r.need(4, sub);
-    r.be32();
+    const subVersion = r.be32() & 0xff;
     if (sub === 'configuration/capabilities') {
+      checkVersion(r, sub, subVersion, 1, 1);
       await r.need(4, sub);
       const n = r.be32();
-      if (n > 64) fail(r, `${n} capabilities`, 'configuration');
-      for (let i = 0; i < n; i++) caps.push(await r.cstr(sub));
+      if (n > CAPABILITIES.length) fail(r, `${n} capabilities`, 'configuration');
+      for (let i = 0; i < n; i++) {
+        const cap = await r.cstr(sub);
+        if (!CAPABILITIES.includes(cap)) fail(r, `Received unknown capability ${cap}`, 'configuration');
+        caps.push(cap);
+      }
     } else if (sub === 'configuration/target-page-bits') {
+      checkVersion(r, sub, subVersion, 1, 1);
       await r.need(4, sub);
       const bits = r.be32();
       if (bits !== 12) fail(r, `Received TARGET_PAGE_BITS is ${bits} but local is 12`, 'configuration');
     } else if (sub === 'configuration/uuid') {
+      // Checked only against a -uuid this side was given, and qmigrate takes none.
+      checkVersion(r, sub, subVersion, 1, 1);
       await r.need(16, sub);
       r.skip(16);
     } else fail(r, `unknown configuration subsection '${sub}'`, 'configuration');
   }
-  const want = [...validatedCaps].sort().join(',');
-  if ([...caps].sort().join(',') !== want) {
+  // Only the validated capabilities count; QEMU ignores any other the source names.
+  const differ = VALIDATED_CAPS.filter((c) => caps.includes(c) !== validatedCaps.includes(c));
+  if (differ.length) {
     fail(
       r,
-      `capabilities differ: the stream has [${caps.join(', ')}], this side has [${validatedCaps.join(', ')}]`,
+      differ
+        .map((c) => {
+          const here = validatedCaps.includes(c) ? 'on' : 'off';
+          return `Capability ${c} is ${here}, but received capability is ${here === 'on' ? 'off' : 'on'}`;
+        })
+        .join('; '),
       'configuration',
     );
   }
 }
 
-/** Reads a section footer and checks it names `id`. */
+/** Reads a section footer and checks it names `id` (savevm.c check_section_footer's texts). */
 export async function readFooter(r: QemuFileReader, id: number, section: string): Promise<void> {
   await r.need(5, `the footer of section ${section}`);
   const at = r.offset;
   const tag = r.u8();
-  const got = r.be32();
-  if (tag !== QEMU_VM_SECTION_FOOTER || got !== id) {
+  if (tag !== QEMU_VM_SECTION_FOOTER)
     throw new StreamError(
-      `missing section footer for ${section}: found byte 0x${tag.toString(16)} id ${got}, want 0x7e id ${id}`,
+      `Missing section footer for ${section}: found byte 0x${tag.toString(16)}`,
+      at,
+      section,
+    );
+  const got = r.be32();
+  if (got !== id) {
+    throw new StreamError(
+      `Mismatched section id in footer for ${section} - read 0x${got.toString(16)} expected 0x${id.toString(16)}`,
       at,
       section,
     );
   }
 }
 
-/** `timer` v2 payload: 24 bytes, values of no use to a guest without CPUs. */
+/** `timer` payload (v1: 16 bytes, v2: 24), values of no use to a guest without CPUs. */
 export async function readTimer(r: QemuFileReader, version: number): Promise<void> {
+  checkVersion(r, 'timer', version, 1, TIMER_VERSION);
   const n = version >= 2 ? 24 : 16;
   await r.need(n, 'the timer section');
   r.skip(n);
@@ -242,12 +288,36 @@ export async function readTimer(r: QemuFileReader, version: number): Promise<voi
     fail(r, 'timer/icount is not supported (the source used -icount)', 'timer');
 }
 
-/** `globalstate` v1 payload (either QEMU's 7.2 or 10.0 layout): the source's run state. */
-export async function readGlobalState(r: QemuFileReader): Promise<string> {
+export interface GlobalState {
+  /** A RunState name (checked). */
+  runstate: RunState;
+  /** The source's guest was suspended (vm_was_suspended). */
+  suspended: boolean;
+}
+
+const RUN_STATES = schema.enumValues('RunState');
+
+/**
+ * `globalstate` v1 payload (QEMU 7.2's or 10.0's layout: both put the run state name first,
+ * NUL-padded), read as QEMU 10.0 does (migration/global_state.c global_state_post_load): the
+ * name is the first 32 bytes, cut at the first NUL and at most 31 long, and must be a RunState;
+ * the size field is not used.
+ * @throws {StreamError} `invalid parameter value: NAME` for anything else, as QEMU says.
+ */
+export async function readGlobalState(
+  r: QemuFileReader,
+  version = GLOBALSTATE_VERSION,
+): Promise<GlobalState> {
+  checkVersion(r, 'globalstate', version, 1, GLOBALSTATE_VERSION);
   await r.need(104, 'the globalstate section');
-  const size = r.be32();
+  const at = r.offset;
+  r.skip(4);
   const raw = r.bytes(100);
-  if (size < 1 || (size > 32 && raw.indexOf(0) < 0)) fail(r, `bad run-state size ${size}`, 'globalstate');
-  const end = raw.indexOf(0);
-  return raw.subarray(0, end < 0 ? Math.min(size, 100) : end).toString('latin1');
+  const field = raw.subarray(0, 31);
+  const end = field.indexOf(0);
+  const name = field.subarray(0, end < 0 ? 31 : end).toString('latin1');
+  if (!RUN_STATES.includes(name))
+    throw new StreamError(`invalid parameter value: ${name}`, at + 4, 'globalstate');
+  // QEMU 10.0 takes vm_was_suspended whatever has_vm_was_suspended says (7.2 sends zeros there).
+  return { runstate: name as RunState, suspended: raw[33] !== 0 || name === 'suspended' };
 }
