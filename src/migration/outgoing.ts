@@ -64,6 +64,8 @@ export class OutgoingMigration implements OutgoingRun {
   readonly #runstate: RunStateMachine;
   readonly #transport: OutgoingTransport;
   #cancelled = false;
+  /** The stream's end is in the kernel for a peer that needs nothing more: too late to cancel. */
+  #committed = false;
   #continue: (() => void) | undefined;
   #wake: (() => void) | undefined;
   #rpError: Error | undefined;
@@ -80,12 +82,19 @@ export class OutgoingMigration implements OutgoingRun {
     this.#transport = transport;
   }
 
-  cancel(): void {
+  /**
+   * Stops the migration, unless the end of the stream has already been handed over (then the
+   * destination may be running the guest, and the migration ends as its peer decides).
+   * @returns false when it was too late to cancel.
+   */
+  cancel(): boolean {
+    if (this.#committed) return false;
     this.#cancelled = true;
     this.#transport.close();
     for (const c of this.#channels) c.destroy();
     this.#wake?.();
     this.#continue?.();
+    return true;
   }
 
   continue(): void {
@@ -332,9 +341,16 @@ export class OutgoingMigration implements OutgoingRun {
     writeFooter(f, SECTION_ID.ram);
     writeTimer(f);
     writeGlobalState(f, runstateBefore === 'finish-migrate' ? 'running' : runstateBefore);
-    writeTrailer(f);
     ram.cleanup();
     await ram.multifd?.finish();
+    await f.settled();
+    // Once QEMU_VM_EOF is out the destination may start the guest. A cancel that reached the
+    // monitor before that must win: two turns of the event loop guarantee one poll of the
+    // monitors' sockets after everything queued before them.
+    await slice.yield();
+    await slice.yield();
+    this.#check();
+    writeTrailer(f);
     if (this.#shut) {
       await f.drain();
       const code = await Promise.race([
@@ -348,6 +364,11 @@ export class OutgoingMigration implements OutgoingRun {
       await f.end();
     } else {
       await f.settled();
+      // The end of the stream is in the kernel: a socket or file peer gets it whatever we do
+      // now, so a cancel could only resume a guest that is about to run there too. (Waits
+      // for the peer's word stay cancellable, as in QEMU: the return path's SHUT above, an
+      // exec child's exit below.)
+      if (this.#transport.kind !== 'command') this.#committed = true;
       this.#doneAt = Date.now();
       await f.end();
       await this.#transport.finished;
