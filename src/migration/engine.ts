@@ -96,8 +96,8 @@ export class Engine implements MigrationEngine {
         };
       }
       case 'exec': {
-        const { child, exited } = spawnExec(addr.args, 'out');
-        const stdin = child.stdin as Writable;
+        const { child, stream, exited } = spawnExec(addr.args, 'out');
+        const stdin = stream as Writable;
         return {
           kind: 'command',
           stream: Promise.resolve(stdin),
@@ -175,8 +175,8 @@ export class Engine implements MigrationEngine {
         return run;
       }
       case 'exec': {
-        const { child, exited } = spawnExec(addr.args, 'in');
-        const out = child.stdout as Readable;
+        const { child, stream, exited } = spawnExec(addr.args, 'in');
+        const out = stream as Readable;
         exited.catch((e: Error) => out.destroy(e));
         start(out, undefined);
         return { cancel: () => child.kill('SIGKILL') };

@@ -38,8 +38,11 @@ export interface MigrationHost {
 
 /** A started outgoing migration, as the engine runs it. */
 export interface OutgoingRun {
-  /** Asks the engine to stop; the run then ends (cancelled). */
-  cancel(): void;
+  /**
+   * Asks the engine to stop; the run then ends (cancelled).
+   * @returns false when the end of the stream is already out and the run ends on its own.
+   */
+  cancel(): boolean;
   /** Resumes from pre-switchover (migrate-continue). */
   continue(): void;
 }
@@ -205,8 +208,7 @@ export class Migration {
   cancel(): void {
     checkMigrateCancel(this.status);
     if (!isRunning(this.status) || !this.#outgoing) return;
-    this.setStatus('cancelling');
-    this.#outgoing.cancel();
+    if (this.#outgoing.cancel()) this.setStatus('cancelling');
   }
 
   continue(state: MigrationStatus): void {

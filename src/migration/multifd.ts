@@ -107,6 +107,18 @@ export class MultifdSender {
     if (this.error) throw this.error;
   }
 
+  /** Bytes handed to the channels that Node still holds (not yet in the kernel). */
+  get queuedBytes(): number {
+    let n = 0;
+    for (const c of this.#channels) n += c.out.writableLength;
+    return n;
+  }
+
+  /** Bytes the channels have passed on to the kernel. */
+  get written(): number {
+    return this.bytes - this.queuedBytes;
+  }
+
   /** Whether some channel asks us to wait. */
   get busy(): boolean {
     // Only when no channel can take another packet: the others keep the link busy.

@@ -34,6 +34,7 @@ import {
   writeTimer,
   writeTrailer,
 } from './stream/savevm.js';
+import { TimeSlice } from './time-slice.js';
 import { strerror } from './transport/errno.js';
 
 /** QEMU's iteration budget and counter-update period. */
@@ -63,6 +64,8 @@ export class OutgoingMigration implements OutgoingRun {
   readonly #runstate: RunStateMachine;
   readonly #transport: OutgoingTransport;
   #cancelled = false;
+  /** The stream's end is in the kernel for a peer that needs nothing more: too late to cancel. */
+  #committed = false;
   #continue: (() => void) | undefined;
   #wake: (() => void) | undefined;
   #rpError: Error | undefined;
@@ -79,12 +82,19 @@ export class OutgoingMigration implements OutgoingRun {
     this.#transport = transport;
   }
 
-  cancel(): void {
+  /**
+   * Stops the migration, unless the end of the stream has already been handed over (then the
+   * destination may be running the guest, and the migration ends as its peer decides).
+   * @returns false when it was too late to cancel.
+   */
+  cancel(): boolean {
+    if (this.#committed) return false;
     this.#cancelled = true;
     this.#transport.close();
     for (const c of this.#channels) c.destroy();
     this.#wake?.();
     this.#continue?.();
+    return true;
   }
 
   continue(): void {
@@ -127,14 +137,19 @@ export class OutgoingMigration implements OutgoingRun {
       this.#transport.close();
       for (const c of this.#channels) c.destroy();
       m.outgoingEnded();
+      // The guest goes on where it was; its RAM was only read. QEMU's order: a cancelled
+      // migration resumes the guest before it reports `cancelled`, a failed one after `failed`.
+      const resume = () => {
+        if (wasRunning && !this.#runstate.running) this.#runstate.start();
+      };
       if (this.#cancelled || e instanceof Cancelled) {
+        resume();
         m.setStatus('cancelled');
       } else {
         m.error = this.#describe(e);
         m.setStatus('failed');
+        resume();
       }
-      // The guest goes on where it was; its RAM was only read.
-      if (wasRunning && !this.#runstate.running) this.#runstate.start();
     }
   }
 
@@ -157,6 +172,7 @@ export class OutgoingMigration implements OutgoingRun {
     const caps = m.options.caps;
     const returnPath = (caps['return-path'] || caps['postcopy-ram']) && this.#transport.bidirectional;
     const stream = await this.#transport.stream;
+    const slice = new TimeSlice();
     writeHeader(f);
     if (returnPath) {
       writeCommand(f, MIG_CMD_OPEN_RETURN_PATH);
@@ -179,12 +195,13 @@ export class OutgoingMigration implements OutgoingRun {
     this.#updateStats(f, ram);
     m.setStatus('active');
 
-    // Iterations.
+    // Iterations. The rate limit counts bytes as they are queued (QEMU's does, into its
+    // QEMUFile); bandwidth and progress count bytes the transport has passed on.
     let windowStart = performance.now();
-    let windowBytes = this.#sent(f, ram);
+    let windowBytes = this.#handed(f, ram);
     let bandwidth = 0; // bytes per ms
     let lastCounters = performance.now();
-    let lastCountersBytes = this.#sent(f, ram);
+    let lastCountersBytes = this.#written(f, ram);
     let lastPagesSent = 0;
     for (;;) {
       this.#check();
@@ -194,9 +211,9 @@ export class OutgoingMigration implements OutgoingRun {
       const now = performance.now();
       if (now - windowStart >= BUFFER_DELAY_MS) {
         windowStart = now;
-        windowBytes = this.#sent(f, ram);
+        windowBytes = this.#handed(f, ram);
       }
-      if (this.#sent(f, ram) - windowBytes >= budget) {
+      if (this.#handed(f, ram) - windowBytes >= budget) {
         // Rate limited: wait for the next window, as QEMU's migration thread does.
         await this.#sleep(Math.max(1, BUFFER_DELAY_MS - (performance.now() - windowStart)));
         continue;
@@ -206,7 +223,10 @@ export class OutgoingMigration implements OutgoingRun {
       // Double buffering: this chunk's pages are prepared while the previous chunk is still
       // draining into the transport, and written as soon as it has, so the destination is
       // never left waiting while the next batch is built.
-      const allSent = ram.sendPages(
+      const allSent = await this.#fill(
+        f,
+        ram,
+        slice,
         () => {
           if (f.pendingBytes >= FLUSH_BYTES || ram.multifd) {
             // The transport still busy with the last batch: end the chunk here and wait.
@@ -214,7 +234,7 @@ export class OutgoingMigration implements OutgoingRun {
             f.flush();
           }
           return (
-            this.#sent(f, ram) + f.pendingBytes - windowBytes >= budget ||
+            this.#handed(f, ram) + f.pendingBytes - windowBytes >= budget ||
             performance.now() - chunkStart >= MAX_WAIT_MS
           );
         },
@@ -226,24 +246,33 @@ export class OutgoingMigration implements OutgoingRun {
       await f.drained();
       await ram.multifd?.drained();
       f.flush();
+      // A pass is over when its bytes have left the process, not when they were queued: the
+      // dirty log is read and convergence judged only then, so a peer that stops reading
+      // holds the migration in `active`, with the guest running and the pass unfinished.
+      if (allSent) await this.#settled(f, ram);
+      await slice.maybeYield();
+      this.#check();
       this.#updateStats(f, ram);
 
       // Counters, bandwidth and the convergence check, every BUFFER_DELAY.
       const t = performance.now();
       if (t - lastCounters >= BUFFER_DELAY_MS || allSent) {
         const dt = t - lastCounters;
-        const sent = this.#sent(f, ram);
-        if (dt > 0 && sent > lastCountersBytes) bandwidth = (sent - lastCountersBytes) / dt;
+        const written = this.#written(f, ram);
+        if (dt > 0) bandwidth = (written - lastCountersBytes) / dt;
         const pagesSent = ram.counters.normal + ram.counters.duplicate;
         m.stats['pages-per-second'] = dt > 0 ? Math.round(((pagesSent - lastPagesSent) * 1000) / dt) : 0;
         lastPagesSent = pagesSent;
         lastCounters = t;
-        lastCountersBytes = this.#sent(f, ram);
+        lastCountersBytes = written;
       }
       const avail = Number(params['avail-switchover-bandwidth']);
       const bw = avail > 0 ? avail / 1000 : bandwidth;
       const threshold = bw * Number(params['downtime-limit']);
-      if (bw > 0) m.expectedDowntime = Math.round(ram.remainingBytes / bw);
+      // What stop-and-copy would still have to move: the dirty pages and whatever sits in
+      // the process's write queues. Until a rate has been measured it stays at
+      // downtime-limit, as QEMU reports it.
+      if (bw > 0) m.expectedDowntime = Math.round((ram.remainingBytes + this.#queued(f, ram)) / bw);
       // QEMU syncs as soon as the estimate drops below the threshold and may then stop the
       // guest with a pass half done, sending its rest in downtime. Finishing the pass first
       // costs no total time (those pages go out either way) and shortens the downtime.
@@ -261,13 +290,27 @@ export class OutgoingMigration implements OutgoingRun {
     }
 
     // Stop-and-copy.
-    await this.#switchover(f, ram, onStop);
+    await this.#switchover(f, ram, slice, onStop);
   }
 
-  async #switchover(f: QemuFileWriter, ram: RamSaver, onStop: (t: number) => void): Promise<void> {
+  async #switchover(
+    f: QemuFileWriter,
+    ram: RamSaver,
+    slice: TimeSlice,
+    onStop: (t: number) => void,
+  ): Promise<void> {
     const m = this.#m;
     const runstateBefore = this.#runstate.state;
+    // What the passes queued goes out while the guest still runs: downtime is only what
+    // stop-and-copy adds.
+    await this.#settled(f, ram);
+    this.#check();
+    onStop(Date.now());
+    this.#runstate.stop('finish-migrate');
+    if (this.#runstate.state !== 'finish-migrate') this.#runstate.set('finish-migrate');
     if (m.options.caps['pause-before-switchover']) {
+      // The guest is stopped before pre-switchover is announced, as QEMU 10.0 does: whoever
+      // waits for that state (libvirt) relies on a paused guest.
       m.setStatus('pre-switchover');
       await new Promise<void>((r) => {
         this.#continue = r;
@@ -275,32 +318,39 @@ export class OutgoingMigration implements OutgoingRun {
       this.#continue = undefined;
       this.#check();
     }
-    // What the passes queued goes out while the guest still runs: downtime is only what
-    // stop-and-copy adds.
-    await f.settled();
-    await ram.multifd?.settled();
-    this.#check();
-    onStop(Date.now());
-    this.#runstate.stop('finish-migrate');
-    if (this.#runstate.state !== 'finish-migrate') this.#runstate.set('finish-migrate');
     m.setStatus('device');
     ram.completing = true;
     ram.sync();
     m.pass(ram.counters.syncCount);
     writeCommand(f, MIG_CMD_SWITCHOVER_START);
     writeSectionPart(f, QEMU_VM_SECTION_END, SECTION_ID.ram);
-    ram.sendPages(() => {
-      if (f.pendingBytes >= FLUSH_BYTES) f.flush();
+    // The last pages, in slices too: the monitors answer during downtime as well.
+    const full = () => {
+      if (f.pendingBytes < FLUSH_BYTES) return false;
+      if (f.busy) return true;
+      f.flush();
       return false;
-    });
+    };
+    while (!(await this.#fill(f, ram, slice, full))) {
+      await f.drained();
+      await ram.multifd?.drained();
+      this.#check();
+    }
     this.#multifdSync(f, ram);
     ram.eos();
     writeFooter(f, SECTION_ID.ram);
     writeTimer(f);
     writeGlobalState(f, runstateBefore === 'finish-migrate' ? 'running' : runstateBefore);
-    writeTrailer(f);
     ram.cleanup();
     await ram.multifd?.finish();
+    await f.settled();
+    // Once QEMU_VM_EOF is out the destination may start the guest. A cancel that reached the
+    // monitor before that must win: two turns of the event loop guarantee one poll of the
+    // monitors' sockets after everything queued before them.
+    await slice.yield();
+    await slice.yield();
+    this.#check();
+    writeTrailer(f);
     if (this.#shut) {
       await f.drain();
       const code = await Promise.race([
@@ -314,6 +364,11 @@ export class OutgoingMigration implements OutgoingRun {
       await f.end();
     } else {
       await f.settled();
+      // The end of the stream is in the kernel: a socket or file peer gets it whatever we do
+      // now, so a cancel could only resume a guest that is about to run there too. (Waits
+      // for the peer's word stay cancellable, as in QEMU: the return path's SHUT above, an
+      // exec child's exit below.)
+      if (this.#transport.kind !== 'command') this.#committed = true;
       this.#doneAt = Date.now();
       await f.end();
       await this.#transport.finished;
@@ -323,9 +378,48 @@ export class OutgoingMigration implements OutgoingRun {
     this.#updateStats(f, ram);
   }
 
-  /** Bytes sent on every channel. */
-  #sent(f: QemuFileWriter, ram: RamSaver): number {
+  /**
+   * Puts dirty pages into the current section until `enough()` says so or none is left, and
+   * lets the event loop run whenever the time slice is spent. A pause for the event loop does
+   * not end the section, so the stream's bytes are QEMU's however the work was cut.
+   * @returns true when no dirty page is left.
+   */
+  async #fill(f: QemuFileWriter, ram: RamSaver, slice: TimeSlice, enough: () => boolean, every = 64) {
+    for (;;) {
+      let paused = false;
+      const allSent = ram.sendPages(() => {
+        if (enough()) return true;
+        paused = slice.due;
+        return paused;
+      }, every);
+      if (allSent || !paused) return allSent;
+      // Keep the transport busy while the loop runs: hand over what is built, unless it
+      // still holds the last batch.
+      if (!f.busy) f.flush();
+      await slice.yield();
+      this.#check();
+    }
+  }
+
+  /** Waits until every channel has passed all it was given to the kernel. */
+  async #settled(f: QemuFileWriter, ram: RamSaver): Promise<void> {
+    await f.settled();
+    await ram.multifd?.settled();
+  }
+
+  /** Bytes handed to the transports (what the rate limit counts). */
+  #handed(f: QemuFileWriter, ram: RamSaver): number {
     return f.transferred + (ram.multifd?.bytes ?? 0);
+  }
+
+  /** Bytes the transports have passed on to the kernel, on every channel. */
+  #written(f: QemuFileWriter, ram: RamSaver): number {
+    return f.written + (ram.multifd?.written ?? 0);
+  }
+
+  /** Bytes produced but still in the process: built, or in a write queue. */
+  #queued(f: QemuFileWriter, ram: RamSaver): number {
+    return f.pendingBytes + f.queuedBytes + (ram.multifd?.queuedBytes ?? 0);
   }
 
   /** A multifd sync point: SYNC on every channel, then MULTIFD_FLUSH on the main one. */
@@ -338,7 +432,7 @@ export class OutgoingMigration implements OutgoingRun {
   #updateStats(f: QemuFileWriter, ram: RamSaver): void {
     const s = this.#m.stats;
     const mf = ram.multifd;
-    s.transferred = this.#sent(f, ram);
+    s.transferred = this.#written(f, ram);
     s['multifd-bytes'] = mf?.bytes ?? 0;
     s.total = ram.total;
     s.remaining = ram.remainingBytes;

@@ -9,6 +9,7 @@ import { TARGET_PAGE_SIZE } from '../machine/ram.js';
 import type { MultifdSender } from './multifd.js';
 import type { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
 import { StreamError } from './stream/qemu-file.js';
+import { TimeSlice } from './time-slice.js';
 
 export const RAM_SAVE_FLAG_FULL = 0x01;
 export const RAM_SAVE_FLAG_ZERO = 0x02;
@@ -231,6 +232,9 @@ export class RamLoader {
   #announced = false;
   /** Called at each MULTIFD_FLUSH (multifd sync point). */
   onFlush: (() => Promise<void>) | undefined;
+  /** A stream that arrives faster than it is applied must not hold the monitors off. */
+  readonly #slice = new TimeSlice();
+  #records = 0;
 
   constructor(ram: GuestRam) {
     this.#ram = ram;
@@ -239,6 +243,7 @@ export class RamLoader {
   /** Reads one chunk (START, PART or END payload) up to and including its EOS. */
   async loadChunk(r: QemuFileReader): Promise<void> {
     for (;;) {
+      if ((++this.#records & 63) === 0 && this.#slice.due) await this.#slice.yield();
       if (r.available < 8) await r.need(8, 'a RAM record');
       const at = r.offset;
       const [hi, lo] = r.be64parts();

@@ -141,6 +141,20 @@ export class QemuFileWriter {
     return this.#pendingBytes;
   }
 
+  /** Bytes handed to the transport that it still holds in the process (Node's write queue). */
+  get queuedBytes(): number {
+    return this.#out.writableLength;
+  }
+
+  /**
+   * Bytes the transport has passed on to the kernel: what the peer can have taken. This,
+   * not `transferred`, is what rates and progress count (QEMU's counters are of bytes written
+   * to the channel), so a peer that stops reading shows as a stall, not as progress.
+   */
+  get written(): number {
+    return this.transferred - this.#out.writableLength;
+  }
+
   /**
    * Hands everything queued to the transport in one vectored write.
    * @returns false when the transport asks us to wait for 'drain'.

@@ -4,15 +4,46 @@
  * as with QEMU 10.0's g_spawn call, without a PATH search: a bare name is relative to the
  * working directory. A child that fails fails the migration.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { resolve } from 'node:path';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { accessSync, closeSync, constants, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { genericError } from '../../qapi/errors.js';
 
 export interface ExecChannel {
   child: ChildProcess;
+  /** Our end: the child's standard input (outgoing) or output (incoming). */
+  stream: Writable | Readable;
   /** Resolves with the exit code, or rejects with QEMU-style text when the child failed. */
   exited: Promise<void>;
+}
+
+/**
+ * A kernel pipe for the child's standard input: `[read end for the child, our write end]`.
+ * Node's `'pipe'` stdio is a socket pair, whose buffers take some 180 KiB that a child never
+ * reads; QEMU hands the child a pipe (64 KiB), so a child that stops reading holds the stream
+ * there while the guest runs on. Node has no pipe(2); a FIFO made in a private directory and
+ * unlinked at once is the same kernel object. Undefined if no FIFO can be made.
+ */
+function kernelPipe(): [number, number] | undefined {
+  let dir: string | undefined;
+  try {
+    dir = mkdtempSync(join(tmpdir(), 'qmigrate-exec-'));
+    const path = join(dir, 'stdin');
+    execFileSync('mkfifo', ['-m', '600', path], { stdio: 'ignore' });
+    // Opening one end of a FIFO waits for the other; a read-write open holds both meanwhile.
+    const both = openSync(path, constants.O_RDWR);
+    const read = openSync(path, constants.O_RDONLY);
+    const write = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    closeSync(both);
+    return [read, write];
+  } catch {
+    return undefined;
+  } finally {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -30,10 +61,23 @@ export function spawnExec(args: readonly string[], direction: 'out' | 'in'): Exe
       (e as NodeJS.ErrnoException).code === 'EACCES' ? 'Permission denied' : 'No such file or directory';
     throw genericError(`Failed to execute child process \u201c${prog}\u201d (${why})`);
   }
-  const child = spawn(path, rest, {
-    argv0: prog,
-    stdio: direction === 'out' ? ['pipe', 'ignore', 'inherit'] : ['ignore', 'pipe', 'inherit'],
-  });
+  const pipe = direction === 'out' ? kernelPipe() : undefined;
+  let child: ChildProcess;
+  try {
+    child = spawn(path, rest, {
+      argv0: prog,
+      stdio: direction === 'out' ? [pipe?.[0] ?? 'pipe', 'ignore', 'inherit'] : ['ignore', 'pipe', 'inherit'],
+    });
+  } catch (e) {
+    for (const fd of pipe ?? []) closeSync(fd);
+    throw genericError(`Failed to execute child process \u201c${prog}\u201d (${(e as Error).message})`);
+  }
+  let stream: Writable | Readable;
+  if (direction === 'in') stream = child.stdout as Readable;
+  else if (pipe) {
+    closeSync(pipe[0]);
+    stream = new Socket({ fd: pipe[1], readable: false, writable: true });
+  } else stream = child.stdin as Writable;
   const exited = new Promise<void>((res, rej) => {
     child.once('error', (e) =>
       rej(genericError(`Failed to execute child process \u201c${prog}\u201d (${e.message})`)),
@@ -47,5 +91,5 @@ export function spawnExec(args: readonly string[], direction: 'out' | 'in'): Exe
     });
   });
   exited.catch(() => {});
-  return { child, exited };
+  return { child, stream, exited };
 }
