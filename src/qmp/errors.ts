@@ -13,6 +13,7 @@
  *         +-- ProtocolError      the peer broke the protocol
  *              +-- ServerParseError  a message was not JSON
  *              +-- BadReplyError     a message was JSON but not a QMP message
+ *    +-- QmpServerError          why the server dropped a client's session
  */
 import { QmigrateError } from '../errors.js';
 
@@ -92,3 +93,6 @@ export class BadReplyError extends ProtocolError {
     super('QMP_BAD_REPLY', `peer sent an invalid QMP message (${why})`);
   }
 }
+
+/** Why the QMP server dropped a session (e.g. QMP_OUTPUT_OVERFLOW: the client stopped reading). */
+export class QmpServerError extends QmigrateError {}
