@@ -10,6 +10,7 @@
  *         +-- ExecTimeoutError   no answer within the command's timeout
  *         +-- ExecAbortedError   the caller's AbortSignal fired
  *         +-- FeatureError       the peer cannot express the request (e.g. no `channels`)
+ *         +-- EventOverflowError an event listener was not read and stopped holding events
  *         +-- ProtocolError      the peer broke the protocol
  *              +-- ServerParseError  a message was not JSON
  *              +-- BadReplyError     a message was JSON but not a QMP message
@@ -71,6 +72,16 @@ export class ExecAbortedError extends QmpClientError {
 export class FeatureError extends QmpClientError {
   constructor(message: string) {
     super('QMP_FEATURE', message);
+  }
+}
+
+export class EventOverflowError extends QmpClientError {
+  /** The events the listener held, in order (those after them were not kept). */
+  readonly events: unknown[];
+
+  constructor(max: number, events: unknown[]) {
+    super('QMP_EVENT_OVERFLOW', `event listener held ${max} events nobody took; later ones were not kept`);
+    this.events = events;
   }
 }
 
