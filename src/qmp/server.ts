@@ -182,6 +182,8 @@ export class QmpSession extends QmpProtocol implements SessionContext {
   #queue: InBand[] = [];
   /** An in-band request is executing. */
   #running = false;
+  /** Out-of-band requests executing. */
+  #oobRunning = 0;
   /** The part of the last chunk read not yet fed to the streamer (reading is paused meanwhile). */
   #input: Buffer | undefined;
   /** Items handled since the session last yielded to the event loop. */
@@ -250,8 +252,12 @@ export class QmpSession extends QmpProtocol implements SessionContext {
     }
   }
 
-  /** Whether the session must stop reading: its in-band queue is full or its output backs up. */
+  /**
+   * Whether the session must stop reading: its in-band queue is full, an out-of-band request
+   * runs, or its output backs up.
+   */
   #full(): boolean {
+    if (this.#oobRunning > 0) return true;
     const waiting = this.#queue.length;
     if (this.#oob ? waiting >= QMP_REQ_QUEUE_LEN_MAX : waiting > 0 || this.#running) return true;
     return this.unsent > QMP_OUTPUT_SOFT_LIMIT;
@@ -343,9 +349,15 @@ export class QmpSession extends QmpProtocol implements SessionContext {
       return !this.#full();
     }
     if (parsed.oob) {
-      // Out-of-band requests run as soon as they are read, beside the in-band one.
-      void this.#execute(parsed, id).then((r) => this.#send(r));
-      return true;
+      // Out-of-band requests run as soon as they are read, beside the in-band one. QEMU runs
+      // them in its reader thread, which reads nothing more meanwhile: neither do we.
+      this.#oobRunning++;
+      void this.#execute(parsed, id).then((r) => {
+        this.#oobRunning--;
+        this.#send(r);
+        this.#service();
+      });
+      return false;
     }
     this.#queue.push({ request: parsed, id });
     return !this.#full();

@@ -80,6 +80,40 @@ for (const oob of [true, false]) {
   });
 }
 
+test('while an out-of-band request runs the session reads nothing more, as QEMU whose reader runs it', async (t) => {
+  const vm = new Vm();
+  t.after(() => vm.close());
+  let release!: () => void;
+  const gate = new Promise<void>((res) => {
+    release = res;
+  });
+  vm.dispatcher.register('migrate-pause', async () => {
+    await gate;
+    return {};
+  });
+  const p = peer();
+  const session = vm.server.attach(p.stream);
+  p.type('{"execute":"qmp_capabilities","arguments":{"enable":["oob"]}}\n');
+  await settle();
+  p.type(
+    '{"exec-oob":"migrate-pause","id":"oob"}\n{"execute":"query-status","id":1}\n{"exec-oob":"migrate-pause","id":"oob2"}\n',
+  );
+  await settle();
+  assert.equal(session.queued, 0, 'nothing read behind the running exec-oob');
+  assert.ok(p.stream.isPaused(), 'reading stopped');
+  release();
+  await new Promise<void>((res) => {
+    const check = () => (p.replies().length >= 4 ? res() : setTimeout(check, 5));
+    check();
+  });
+  const ids = p
+    .replies()
+    .slice(1)
+    .map((l) => (JSON.parse(l) as { id: unknown }).id);
+  assert.equal(ids[0], 'oob');
+  assert.deepEqual([...ids].sort(), [1, 'oob', 'oob2']);
+});
+
 test('a session that reads nothing while events pile up is dropped at the hard limit', async (t) => {
   const vm = new Vm();
   t.after(() => vm.close());
