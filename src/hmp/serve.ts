@@ -59,7 +59,7 @@ export function completeLine(line: string): Completions | undefined {
 /**
  * Unsent output past which the monitor stops taking input until the client reads. QEMU has no
  * such limit: its echo redraws the whole line for every byte typed, and a client that types
- * long lines and never reads grows QEMU 10.0 by about 25 MiB a second, for good.
+ * long lines and never reads grows QEMU 10.0 by 25 to 50 MiB a second, for good.
  */
 export const HMP_OUTPUT_LIMIT = 64 << 10;
 

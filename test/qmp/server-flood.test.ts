@@ -26,8 +26,8 @@ test('100 k malformed messages on one connection are answered in seconds, anothe
   const probe = new Prober(b);
   const n = 100_000;
   const t0 = performance.now();
-  // Every `]` is a message of its own, each answered with an error (QEMU 10.0: 3.0 s here;
-  // qmigrate at a44a293: 6.4 s for 20 k, growing with the square of the count).
+  // Every `]` is a message of its own, each answered with an error (QEMU 10.0: 3.0 to 3.8 s
+  // here; qmigrate at a44a293: 6.5 s for 20 k, and 30 s were not enough for 100 k).
   a.socket.write(Buffer.alloc(n, ']'));
   await a.waitLines(2 + n, 30_000);
   const ms = performance.now() - t0;
