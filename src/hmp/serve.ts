@@ -5,6 +5,7 @@
  * TAB completion (qemu/qemu: monitor/hmp.c monitor_event, monitor_read, monitor_command_cb,
  * monitor_find_completion; migration/migration-hmp-cmds.c *_completion).
  */
+import type { Duplex } from 'node:stream';
 import { schema } from '../qapi/schema.js';
 import { isSpace } from './bytes.js';
 import { type CommandDef, compareCmd, HMP_COMMANDS } from './commands.js';
@@ -56,14 +57,27 @@ export function completeLine(line: string): Completions | undefined {
 }
 
 /**
+ * Unsent output past which the monitor stops taking input until the client reads. QEMU has no
+ * such limit: its echo redraws the whole line for every byte typed, and a client that types
+ * long lines and never reads grows QEMU 10.0 by 25 to 50 MiB a second, for good.
+ */
+export const HMP_OUTPUT_LIMIT = 64 << 10;
+
+/** Input bytes (a command line counts 64) handled before the monitor lets others run. */
+const BURST = 4096;
+
+/**
  * An interactive monitor on a byte stream (unix socket or stdio), as QEMU's `-monitor
  * unix:...,server=on,wait=off` / `-monitor stdio` behaves: banner, `(qemu) ` prompt,
  * readline echo, CRLF, output; `quit` ends it.
  *
+ * Input is taken from the stream only while no command runs (QEMU suspends the monitor) and
+ * the client reads its output; otherwise reading stops, so the bytes wait in the kernel.
+ *
  * Backend failures that are not QMP errors end the session (the stream is destroyed with
  * the error).
  */
-export function serveHmp(stream: NodeJS.ReadWriteStream, hmp: Hmp, info: { version: string }): void {
+export function serveHmp(stream: Duplex, hmp: Hmp, info: { version: string }): void {
   let closed = false;
   const writeRaw = (bytes: string) => {
     if (!closed && bytes) stream.write(Buffer.from(bytes, 'latin1'));
@@ -71,14 +85,18 @@ export function serveHmp(stream: NodeJS.ReadWriteStream, hmp: Hmp, info: { versi
   // Readline and the banner print as monitor_printf does: \n goes out as \r\n.
   const write = (bytes: string) => writeRaw(bytes.replaceAll('\n', '\r\n'));
   const rl = new Readline(write, completeLine);
-  const pending: number[] = [];
+  /** Input read and not yet handled: the rest of the last chunk, from `pos`. */
+  let input: Buffer | undefined;
+  let pos = 0;
   let busy = false;
+  let burst = 0;
+  let yielding = false;
 
   const finish = (error?: Error) => {
     if (closed) return;
     closed = true;
-    const s = stream as NodeJS.ReadWriteStream & { destroy?: (e?: Error) => void };
-    if (error && typeof s.destroy === 'function') s.destroy(error);
+    input = undefined;
+    if (error) stream.destroy(error);
     else stream.end();
   };
 
@@ -102,10 +120,33 @@ export function serveHmp(stream: NodeJS.ReadWriteStream, hmp: Hmp, info: { versi
   };
 
   const pump = () => {
-    while (!busy && !closed && pending.length > 0) {
-      const line = rl.handleByte(pending.shift()!);
-      if (line !== undefined) void runLine(line);
+    while (input && !busy && !closed && !yielding) {
+      if (stream.writableLength > HMP_OUTPUT_LIMIT) break; // 'drain' calls pump again
+      if (burst >= BURST) {
+        yielding = true;
+        setImmediate(() => {
+          yielding = false;
+          burst = 0;
+          pump();
+        });
+        break;
+      }
+      burst++;
+      const b = input[pos++]!;
+      if (pos === input.length) {
+        input = undefined;
+        pos = 0;
+      }
+      const line = rl.handleByte(b);
+      if (line !== undefined) {
+        burst += 63;
+        void runLine(line);
+      }
     }
+    if (!input) burst = 0;
+    if (closed) return;
+    if (input) stream.pause();
+    else stream.resume();
   };
 
   // CHR_EVENT_OPENED: the banner names QEMU_VERSION, without the package string.
@@ -114,14 +155,19 @@ export function serveHmp(stream: NodeJS.ReadWriteStream, hmp: Hmp, info: { versi
 
   stream.on('data', (chunk: Buffer | string) => {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
-    for (const b of bytes) pending.push(b);
+    // Reading is paused while input is held, so the concat is only a guard.
+    input = input ? Buffer.concat([input.subarray(pos), bytes]) : bytes;
+    pos = 0;
     pump();
   });
+  stream.on('drain', pump);
   stream.on('end', () => finish());
   stream.on('close', () => {
     closed = true;
+    input = undefined;
   });
   stream.on('error', () => {
     closed = true;
+    input = undefined;
   });
 }

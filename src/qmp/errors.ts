@@ -10,9 +10,11 @@
  *         +-- ExecTimeoutError   no answer within the command's timeout
  *         +-- ExecAbortedError   the caller's AbortSignal fired
  *         +-- FeatureError       the peer cannot express the request (e.g. no `channels`)
+ *         +-- EventOverflowError an event listener was not read and stopped holding events
  *         +-- ProtocolError      the peer broke the protocol
  *              +-- ServerParseError  a message was not JSON
  *              +-- BadReplyError     a message was JSON but not a QMP message
+ *    +-- QmpServerError          why the server dropped a client's session
  */
 import { QmigrateError } from '../errors.js';
 
@@ -73,6 +75,16 @@ export class FeatureError extends QmpClientError {
   }
 }
 
+export class EventOverflowError extends QmpClientError {
+  /** The events the listener held, in order (those after them were not kept). */
+  readonly events: unknown[];
+
+  constructor(max: number, events: unknown[]) {
+    super('QMP_EVENT_OVERFLOW', `event listener held ${max} events nobody took; later ones were not kept`);
+    this.events = events;
+  }
+}
+
 export class ProtocolError extends QmpClientError {}
 
 export class ServerParseError extends ProtocolError {
@@ -92,3 +104,6 @@ export class BadReplyError extends ProtocolError {
     super('QMP_BAD_REPLY', `peer sent an invalid QMP message (${why})`);
   }
 }
+
+/** Why the QMP server dropped a session (e.g. QMP_OUTPUT_OVERFLOW: the client stopped reading). */
+export class QmpServerError extends QmigrateError {}

@@ -123,11 +123,15 @@ class BadString {
 
 /**
  * Streams QMP input: feed() it socket bytes in any split; it calls onItem once per reply QEMU
- * would send for them, in order. onItem must not throw. Limits default to QEMU's: 64 MiB per
- * token and per message, 2 Mi tokens per message, and 1024 open brackets and braces.
+ * would send for them, in order. onItem must not throw; when it returns `false`, feed() stops
+ * right after that item and returns how many bytes it took, so a reader can stop at a message
+ * boundary as QEMU's suspended monitor does. Limits default to QEMU's (qobject/json-streamer.c):
+ * 64 MiB per token and per message, 2 Mi tokens per message, and 1024 open brackets and braces.
+ * Every byte costs the same whatever came before it: tokens are kept in flat arrays and a message
+ * is parsed once, so an over-long message costs O(its length) up to the limit that drops it.
  */
 export class JsonStreamer {
-  readonly #onItem: (item: StreamItem) => void;
+  readonly #onItem: (item: StreamItem) => boolean | unknown;
   readonly #maxTokenSize: number;
   readonly #maxTokenCount: number;
   readonly #maxNesting: number;
@@ -143,9 +147,11 @@ export class JsonStreamer {
   #size = 0;
   #braces = 0;
   #brackets = 0;
+  /** Set when onItem asked feed() to stop. */
+  #stop = false;
 
   constructor(
-    onItem: (item: StreamItem) => void,
+    onItem: (item: StreamItem) => boolean | unknown,
     limits?: { maxTokenSize?: number; maxTokenCount?: number; maxNesting?: number },
   ) {
     this.#onItem = onItem;
@@ -154,12 +160,18 @@ export class JsonStreamer {
     this.#maxNesting = limits?.maxNesting ?? 1024;
   }
 
-  /** Feeds raw bytes as they arrive from the socket (any split, even inside a UTF-8 sequence or a token). */
-  feed(chunk: Uint8Array): void {
+  /**
+   * Feeds raw bytes as they arrive from the socket (any split, even inside a UTF-8 sequence or
+   * a token).
+   * @returns the number of bytes taken: all of them, unless onItem returned false; the caller
+   *   feeds the rest later.
+   */
+  feed(chunk: Uint8Array): number {
     const n = chunk.length;
     const max = this.#maxTokenSize;
     let state = this.#state;
     let start = 0; // where the current token begins in this chunk (after any carry)
+    this.#stop = false;
     for (let i = 0; i < n; i++) {
       if (state === DQ || state === SQ) {
         // Fast path through string bodies, stopping short of the size limit so that the
@@ -180,6 +192,11 @@ export class JsonStreamer {
         next &= 0x7f;
         if (next !== START) this.#lexed(next, chunk, start, i);
         start = i;
+        if (this.#stop) {
+          // The byte is not taken: the next feed() lexes it from START, as here.
+          this.#state = START;
+          return i;
+        }
         next = TABLE[(START << 8) | b]!;
       }
       if (next >= T_LCURLY) {
@@ -203,6 +220,11 @@ export class JsonStreamer {
           start = i + 1;
         }
       }
+      if (this.#stop) {
+        // Only a finished token emits an item, so nothing is held over.
+        this.#state = state;
+        return i + 1;
+      }
     }
     this.#state = state;
     if (start < n && state !== START && state !== RECOVERY) {
@@ -210,6 +232,7 @@ export class JsonStreamer {
       this.#carry.push(Uint8Array.prototype.slice.call(chunk, start, n));
       this.#carryLen += n - start;
     }
+    return n;
   }
 
   /**
@@ -290,7 +313,7 @@ export class JsonStreamer {
   /** Forgets the message collected so far, then reports an item (QEMU resets before emitting). */
   #emit(item: StreamItem): void {
     this.#reset();
-    this.#onItem(item);
+    if (this.#onItem(item) === false) this.#stop = true;
   }
 
   #reset(): void {

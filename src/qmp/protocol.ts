@@ -1,8 +1,9 @@
 /**
  * The transport half of a QMP peer, shared by client and server: it owns a byte stream,
- * hands complete messages (framed by a subclass) to the subclass, writes with back-pressure
- * ignored only for tiny control messages, and keeps the first background error (first one
- * wins) for close() to report. It knows nothing of JSON (cf. python/qemu/qmp/protocol.py).
+ * hands the bytes to the subclass to frame, lets it stop and restart reading and see how much
+ * it has written that the peer has not taken (its back-pressure), and keeps the first
+ * background error (first one wins) for close() to report. It knows nothing of JSON (cf.
+ * python/qemu/qmp/protocol.py).
  */
 import type { Duplex } from 'node:stream';
 
@@ -35,12 +36,35 @@ export abstract class QmpProtocol {
     );
     stream.on('close', () => this.#finish());
     stream.on('end', () => stream.end());
+    stream.on('drain', () => {
+      try {
+        this.onDrain();
+      } catch (e) {
+        this.fail(e as Error);
+      }
+    });
   }
 
   /** Bytes arrived; the subclass frames and parses them. */
   protected abstract onData(chunk: Buffer): void;
   /** The stream ended, for whatever reason; called once. */
   protected abstract onClose(error: Error | undefined): void;
+
+  /** Everything written so far has left for the peer (the stream's 'drain'). */
+  protected onDrain(): void {}
+
+  /** Stops (false) or restarts (true) reading from the peer; bytes wait in the kernel meanwhile. */
+  protected set reading(on: boolean) {
+    const s = this.#stream;
+    if (!s || this.#isClosed) return;
+    if (on) s.resume();
+    else s.pause();
+  }
+
+  /** Bytes written that the peer has not taken yet (held by the stream, past the kernel's buffers). */
+  protected get unsent(): number {
+    return this.#stream?.writableLength ?? 0;
+  }
 
   /** Writes encoded bytes; returns false when the stream is gone. */
   protected write(data: string | Buffer): boolean {

@@ -2,7 +2,9 @@
  * A QMP server, wire-compatible with QEMU 10.0's monitor/qmp.c: greeting, capabilities
  * negotiation, in-band commands one at a time per session and OOB ones at once, replies and
  * events written byte for byte as QEMU writes them, on unix and tcp sockets or any duplex
- * stream (stdio). Malformed input is answered as QEMU answers it (see json-stream.ts).
+ * stream (stdio). Malformed input is answered as QEMU answers it (see json-stream.ts). A
+ * session reads no further than QEMU's request queue allows, nor while its client leaves
+ * replies unread.
  */
 
 import { unlinkSync } from 'node:fs';
@@ -14,6 +16,7 @@ import { introspect } from '../qapi/introspect.js';
 import { stringifyJson } from '../qapi/json.js';
 import type { EventName, Events, VersionInfo } from '../qapi/types.js';
 import { type Dispatcher, type Reply, reply, type SessionContext } from './dispatch.js';
+import { QmpServerError } from './errors.js';
 import { JsonStreamer, type StreamItem } from './json-stream.js';
 import { QmpProtocol } from './protocol.js';
 
@@ -127,6 +130,41 @@ function describe(spec: ListenSpec): string {
       : 'stdio';
 }
 
+/**
+ * QEMU's QMP_REQ_QUEUE_LEN_MAX (include/monitor/monitor.h, used in monitor/qmp.c): with OOB
+ * enabled, a session stops reading once this many in-band requests wait behind the one
+ * running; without OOB it reads the next request only when the last one has been answered.
+ * Measured on QEMU 10.0: an `exec-oob` sent behind K slow in-band requests is answered after
+ * K - 8 of them.
+ */
+export const QMP_REQ_QUEUE_LEN_MAX = 8;
+
+/**
+ * Reply bytes a client has not taken past which its session stops reading requests, until
+ * they drain. QEMU has no such limit: it keeps reading (one byte per read) and keeps every
+ * reply in memory (measured on QEMU 10.0: a client that pipelined 400 k `query-status` and
+ * read nothing for 20 s got all 400 k replies once it read).
+ */
+export const QMP_OUTPUT_SOFT_LIMIT = 64 << 10;
+
+/**
+ * Unsent bytes past which a session is dropped. Reading stops at the soft limit, so only events
+ * (and the replies of the few requests queued then) pile up past it, for a client that reads
+ * nothing at all; QEMU would hold them until it disconnects.
+ */
+export const QMP_OUTPUT_HARD_LIMIT = 16 << 20;
+
+/**
+ * In-band items handled back to back before the session yields to the event loop, so that one
+ * busy session cannot hold up the other monitors or a migration.
+ */
+const BURST = 64;
+
+type ParsedRequest = ReturnType<Dispatcher['parseRequest']>;
+
+/** An in-band item: a request to run, or an error reply decided when it was read. */
+type InBand = { request: ParsedRequest; id: unknown } | { reply: Reply };
+
 /** One client connection. */
 export class QmpSession extends QmpProtocol implements SessionContext {
   readonly name: string;
@@ -137,8 +175,21 @@ export class QmpSession extends QmpProtocol implements SessionContext {
   readonly #onGone: (s: QmpSession) => void;
   #negotiated = false;
   #oob = false;
-  /** In-band requests run one after another, as QEMU's monitor does. */
-  #inBand: Promise<void> = Promise.resolve();
+  /**
+   * In-band items wait here and run one after another, as in QEMU's monitor, drained by
+   * #service(); a flat queue, so each costs the same whatever is ahead of it.
+   */
+  #queue: InBand[] = [];
+  /** An in-band request is executing. */
+  #running = false;
+  /** Out-of-band requests executing. */
+  #oobRunning = 0;
+  /** The part of the last chunk read not yet fed to the streamer (reading is paused meanwhile). */
+  #input: Buffer | undefined;
+  /** Items handled since the session last yielded to the event loop. */
+  #burst = 0;
+  #yielding = false;
+  #servicing = false;
 
   constructor(
     server: QmpServer,
@@ -161,11 +212,26 @@ export class QmpSession extends QmpProtocol implements SessionContext {
     return this.#negotiated;
   }
 
+  /** In-band items read and not yet started (for tests and diagnostics). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
   protected onData(chunk: Buffer): void {
-    this.#streamer.feed(chunk);
+    // Reading is paused while input is held, so this is only a guard.
+    this.#input = this.#input ? Buffer.concat([this.#input, chunk]) : chunk;
+    this.#service();
+  }
+
+  protected override onDrain(): void {
+    this.#service();
   }
 
   protected onClose(): void {
+    // As QEMU on CHR_EVENT_CLOSED: requests not yet started are dropped, the parser reset.
+    this.#queue = [];
+    this.#input = undefined;
+    this.#streamer.end();
     this.#onGone(this);
   }
 
@@ -175,36 +241,129 @@ export class QmpSession extends QmpProtocol implements SessionContext {
   }
 
   #send(msg: unknown): void {
-    this.write(`${stringifyJson(msg)}\r\n`);
+    if (!this.write(`${stringifyJson(msg)}\r\n`)) return;
+    if (this.unsent > QMP_OUTPUT_HARD_LIMIT) {
+      this.fail(
+        new QmpServerError(
+          'QMP_OUTPUT_OVERFLOW',
+          `${this.name}: dropped, the client left ${QMP_OUTPUT_HARD_LIMIT >> 20} MiB of output unread`,
+        ),
+      );
+    }
   }
 
-  #onItem(item: StreamItem): void {
-    if ('error' in item) {
-      this.#queue(async () => this.#send({ error: new QapiError(item.error).toQmp() }));
+  /**
+   * Whether the session must stop reading: its in-band queue is full, an out-of-band request
+   * runs, or its output backs up.
+   */
+  #full(): boolean {
+    if (this.#oobRunning > 0) return true;
+    const waiting = this.#queue.length;
+    if (this.#oob ? waiting >= QMP_REQ_QUEUE_LEN_MAX : waiting > 0 || this.#running) return true;
+    return this.unsent > QMP_OUTPUT_SOFT_LIMIT;
+  }
+
+  /**
+   * Reads what there is room for and runs in-band items, until the queue is empty, a request
+   * is running (its end calls this again) or the burst is used up (a later turn of the event
+   * loop calls this again). Reading is paused whenever input is held back.
+   */
+  #service(): void {
+    if (!this.#servicing && !this.#yielding && !this.isClosed) {
+      this.#servicing = true;
+      try {
+        this.#serviceLoop();
+      } finally {
+        this.#servicing = false;
+      }
+    }
+    this.reading = this.#input === undefined;
+  }
+
+  #serviceLoop(): void {
+    for (;;) {
+      this.#read();
+      if (this.#running || this.isClosed) return;
+      if (this.#queue.length === 0) {
+        // Idle until the peer sends more: the burst is over.
+        this.#burst = 0;
+        return;
+      }
+      if (++this.#burst > BURST) {
+        this.#yielding = true;
+        setImmediate(() => {
+          this.#yielding = false;
+          this.#burst = 0;
+          this.#service();
+        });
+        return;
+      }
+      const item = this.#queue.shift()!;
+      if ('reply' in item) {
+        this.#send(item.reply);
+        continue;
+      }
+      // QEMU's reader resumes as its dispatcher takes a request from a full queue, and reads on
+      // while that request runs: an exec-oob read then is answered before it.
+      this.#running = true;
+      this.#read();
+      void this.#runInBand(item.request, item.id);
       return;
+    }
+  }
+
+  /** Feeds held input to the streamer while there is room. */
+  #read(): void {
+    while (this.#input && !this.#full() && !this.isClosed) {
+      const taken = this.#streamer.feed(this.#input);
+      this.#input = taken < this.#input.length ? this.#input.subarray(taken) : undefined;
+    }
+  }
+
+  async #runInBand(req: ParsedRequest, id: unknown): Promise<void> {
+    try {
+      this.#send(await this.#execute(req, id));
+    } catch (e) {
+      this.fail(e as Error);
+    }
+    this.#running = false;
+    this.#service();
+  }
+
+  /** A message from the streamer; returns false to stop reading after it. */
+  #onItem(item: StreamItem): boolean {
+    if ('error' in item) {
+      this.#queue.push({ reply: { error: { class: 'GenericError', desc: item.error } } });
+      return !this.#full();
     }
     const request = item.value;
     const id =
       typeof request === 'object' && request !== null && !Array.isArray(request)
         ? (request as Record<string, unknown>).id
         : undefined;
-    let parsed: ReturnType<Dispatcher['parseRequest']>;
+    let parsed: ParsedRequest;
     try {
       parsed = this.#server.dispatcher.parseRequest(request, this.#oob);
     } catch (e) {
-      this.#queue(async () => this.#send(reply(id, { error: e as QapiError })));
-      return;
+      this.#queue.push({ reply: reply(id, { error: e as QapiError }) });
+      return !this.#full();
     }
-    const run = async () => this.#send(await this.#execute(parsed, id));
-    if (parsed.oob) void run();
-    else this.#queue(run);
+    if (parsed.oob) {
+      // Out-of-band requests run as soon as they are read, beside the in-band one. QEMU runs
+      // them in its reader thread, which reads nothing more meanwhile: neither do we.
+      this.#oobRunning++;
+      void this.#execute(parsed, id).then((r) => {
+        this.#oobRunning--;
+        this.#send(r);
+        this.#service();
+      });
+      return false;
+    }
+    this.#queue.push({ request: parsed, id });
+    return !this.#full();
   }
 
-  #queue(job: () => Promise<void>): void {
-    this.#inBand = this.#inBand.then(job).catch((e) => this.fail(e as Error));
-  }
-
-  async #execute(req: ReturnType<Dispatcher['parseRequest']>, id: unknown): Promise<Reply> {
+  async #execute(req: ParsedRequest, id: unknown): Promise<Reply> {
     try {
       if (!this.#negotiated) {
         if (req.command !== 'qmp_capabilities') {

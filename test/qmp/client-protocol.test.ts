@@ -11,6 +11,7 @@ import { QmpClient } from '../../src/qmp/client.js';
 import {
   BadReplyError,
   ConnectError,
+  EventOverflowError,
   ExecAbortedError,
   ExecInterruptedError,
   ExecTimeoutError,
@@ -18,7 +19,7 @@ import {
   QmpError,
   ServerParseError,
 } from '../../src/qmp/errors.js';
-import type { QmpEvent } from '../../src/qmp/events.js';
+import { MAX_PENDING_EVENTS, type QmpEvent } from '../../src/qmp/events.js';
 
 const GREETING = {
   QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: '' }, capabilities: [] },
@@ -239,4 +240,46 @@ test('without channels in the schema, migrate sends the equivalent uri (or says 
     }),
     FeatureError,
   );
+});
+
+test('a flood of events nobody takes: the listener stops at its limit and says so; the rest works', async (t) => {
+  const p = await peer(
+    t,
+    (s) => s.write(`${JSON.stringify(GREETING)}\r\n`),
+    (msg, s) => {
+      if (msg.execute === 'qmp_capabilities') return reply(s, msg);
+      if (msg.execute === 'stop') {
+        const stop = `${event('STOP')}\r\n`;
+        s.write(stop.repeat(MAX_PENDING_EVENTS + 5));
+        s.write(`${event('RESUME')}\r\n`);
+      }
+      reply(s, msg, msg.execute === 'query-status' ? { status: 'running', running: true } : {});
+    },
+  );
+  const c = await QmpClient.connect(p.path);
+  t.after(() => c.close());
+  const drained = c.listen('STOP');
+  const iterated = c.listen('STOP');
+  const resumed = c.waitFor('RESUME', () => true, { timeout: 10_000 });
+  await c.stop();
+  await resumed;
+  const overflow = (() => {
+    try {
+      drained.drain();
+    } catch (e) {
+      return e;
+    }
+  })();
+  assert.ok(overflow instanceof EventOverflowError, String(overflow));
+  assert.equal(overflow.code, 'QMP_EVENT_OVERFLOW');
+  assert.equal(overflow.events.length, MAX_PENDING_EVENTS);
+  let taken = 0;
+  await assert.rejects(
+    (async () => {
+      for await (const _ of iterated) taken++;
+    })(),
+    EventOverflowError,
+  );
+  assert.equal(taken, MAX_PENDING_EVENTS);
+  assert.deepEqual(await c.queryStatus(), { status: 'running', running: true });
 });

@@ -142,6 +142,31 @@ describe('splitting', () => {
     assert.deepEqual(run([...sample].map((b) => Uint8Array.of(b))), whole);
   });
 
+  test('stopping after every item and feeding the rest again gives identical items', () => {
+    for (let split = 0; split <= sample.length; split++) {
+      const items: StreamItem[] = [];
+      const s = new JsonStreamer((item) => {
+        items.push(item);
+        return false;
+      });
+      for (const part of [sample.subarray(0, split), sample.subarray(split)]) {
+        let rest = part;
+        let idle = 0;
+        while (rest.length) {
+          const before = items.length;
+          const taken = s.feed(rest);
+          assert.ok(items.length - before <= 1, `one item per feed (split at ${split})`);
+          assert.ok(taken === rest.length || items.length > before, 'stops only after an item');
+          // A byte that ends the token before it is left for the next feed, once.
+          idle = taken === 0 ? idle + 1 : 0;
+          assert.ok(idle < 2, `no progress at split ${split}`);
+          rest = rest.subarray(taken);
+        }
+      }
+      assert.deepEqual(items, whole, `split at ${split}`);
+    }
+  });
+
   test('the streamer does not keep references to the caller buffers', () => {
     const items: StreamItem[] = [];
     const s = new JsonStreamer((item) => items.push(item));
