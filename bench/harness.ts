@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { MigrationAddress, MigrationInfo } from '../src/qapi/types.js';
 import { QmpClient } from '../src/qmp/client.js';
+import { LineClient, Prober } from '../test/helpers/monitors.js';
 import { findQemu } from '../test/helpers/qemu.js';
 
 export type Engine = 'qemu' | 'qmigrate';
@@ -31,6 +32,9 @@ export interface Sample {
   cpuDst?: number;
   rssSrc?: number;
   rssDst?: number;
+  /** QMP round trips (query-status, ms) measured on each side while the migration ran. */
+  rttSrc?: number[];
+  rttDst?: number[];
 }
 
 /** A guest RAM image: 1 MiB runs of random bytes or zeros, as the pattern says. */
@@ -73,6 +77,8 @@ export interface VmOptions {
   profileDir?: string;
   /** Without an image: touch the RAM at start (prealloc=on). */
   prealloc?: boolean;
+  /** A second QMP monitor, for a client that measures round trips (QEMU's serve one each). */
+  probe?: boolean;
 }
 
 export class Vm {
@@ -102,6 +108,7 @@ export class Vm {
       '-qmp',
       `unix:${sock},server=on,wait=off`,
       ...(o.incoming ? ['-incoming', 'defer'] : []),
+      ...(o.probe ? ['-qmp', `unix:${join(o.dir, `${o.name}-probe.qmp`)},server=on,wait=off`] : []),
     ];
     if (o.engine === 'qmigrate') {
       if (o.workload) args.push('-object', `qmigrate-workload,id=w0,rate=${o.workload}`);
@@ -189,6 +196,8 @@ export interface SocketCase {
   workload: number;
   /** Preallocate the destination's RAM (default true). */
   prealloc?: boolean;
+  /** Measure QMP round trips on both sides during the migration. */
+  probe?: boolean;
 }
 
 /** Profile windows (monotonic µs) of the last profiled run, per VM name. */
@@ -213,6 +222,7 @@ export async function migrateSocket(
     image,
     workload: c.workload,
     profileDir: c.src === 'qmigrate' ? profileDir : undefined,
+    probe: c.probe,
   });
   const dst = new Vm({
     engine: c.dst,
@@ -222,6 +232,7 @@ export async function migrateSocket(
     incoming: true,
     prealloc: c.prealloc,
     profileDir: c.dst === 'qmigrate' ? profileDir : undefined,
+    probe: c.probe,
   });
   try {
     const [s, d] = await Promise.all([src.qmp, dst.qmp]);
@@ -236,13 +247,32 @@ export async function migrateSocket(
     if (addr.transport === 'socket' && addr.type === 'inet' && bound?.type === 'inet') addr.port = bound.port;
     // A running workload needs a moment to be at its rate.
     if (c.workload) await sleep(200);
+    // A management client's view: query-status on a monitor of its own, 1 ms after each reply.
+    const pings = c.probe
+      ? await Promise.all(
+          ['src', 'dst'].map(async (n) => {
+            const client = await LineClient.open(join(dir, `${n}-probe.qmp`));
+            await client.negotiate();
+            return { client, prober: new Prober(client, 1) };
+          }),
+        )
+      : [];
     const cpu0 = [src.cpu(), dst.cpu()];
     const from = nowUs();
     await s.migrate({ channels: [{ 'channel-type': 'main', addr }] });
     const info = await waitStatus(s, `${c.src} source`);
     await waitStatus(d, `${c.dst} destination`);
     const to = nowUs();
+    const [rttSrc, rttDst] = await Promise.all(
+      pings.map(async ({ client, prober }) => {
+        await prober.finish();
+        client.destroy();
+        return prober.rtts;
+      }),
+    );
     const sample: Sample = {
+      rttSrc,
+      rttDst,
       total: Number(info['total-time']),
       downtime: Number(info.downtime),
       bytes: Number(info.ram?.transferred),

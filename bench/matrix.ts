@@ -10,6 +10,7 @@ import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { quantile } from '../test/helpers/monitors.js';
 import { findQemu } from '../test/helpers/qemu.js';
 import {
   type Engine,
@@ -71,6 +72,8 @@ interface Row {
    */
   targets?: 'single' | 'multifd';
   note?: string;
+  /** Measure QMP round trips on both sides while the guest migrates. */
+  probe?: boolean;
 }
 
 const QQ: Pair = { label: 'QEMU -> QEMU', src: 'qemu', dst: 'qemu' };
@@ -128,6 +131,21 @@ function rows(): Row[] {
     pairs: [MM, { ...MM, label: 'qmigrate -> qmigrate, workload', workload: true }],
     note: 'As above: the reference is qmigrate idle.',
   });
+  for (const [transport, multifd] of [
+    ['unix', 0],
+    ['tcp', 4],
+  ] as const) {
+    out.push({
+      id: `monitor-${multifd ? `multifd${multifd}-` : ''}${transport}`,
+      title: `half, ${transport}, ${multifd ? `multifd ${multifd} channels` : 'single channel'}: QMP round trips during the migration`,
+      kind: 'socket',
+      pattern: 'half',
+      transport,
+      multifd,
+      pairs: [QQ, MM],
+      probe: true,
+    });
+  }
   // A file has one engine on it: the pair's other end is unused.
   const engines: Pair[] = [
     { label: 'QEMU', src: 'qemu', dst: 'qemu' },
@@ -236,6 +254,7 @@ async function once(
           multifd: row.multifd ?? 0,
           workload: pair.workload ? WORKLOAD : 0,
           prealloc: !pair.lazy,
+          probe: row.probe,
         },
         dir,
         MIB,
@@ -488,6 +507,29 @@ function report(results: Result[], bandwidth: { name: string; bw: Bandwidth }[],
     }
     if (r.row.note) L.push(`| | *${r.row.note}* | | | | | | |`);
     if (r.row.targets) verdicts.push(verdict(r, results, rssLimit));
+  }
+  const probed = results.filter((r) => r.row.probe);
+  if (probed.length) {
+    L.push('');
+    L.push('## Monitor round trips during a migration');
+    L.push('');
+    L.push(
+      "A second QMP client on each VM sends `query-status` 1 ms after each reply while the guest migrates; round trips in ms over every run of the row. QEMU migrates in a thread apart from its monitor; qmigrate's passes give the event loop back every 5 ms (`src/migration/time-slice.ts`).",
+    );
+    L.push('');
+    L.push('| row | pair | source p50 / p99 / max | destination p50 / p99 / max | round trips |');
+    L.push('| --- | --- | --- | --- | --- |');
+    for (const r of probed) {
+      for (const [k, pair] of r.row.pairs.entries()) {
+        const src = r.samples[k]!.flatMap((x) => x.rttSrc ?? []);
+        const dst = r.samples[k]!.flatMap((x) => x.rttDst ?? []);
+        const q = (xs: number[]) =>
+          `${fmt(quantile(xs, 0.5), 1)} / ${fmt(quantile(xs, 0.99), 1)} / ${fmt(quantile(xs, 1), 1)}`;
+        L.push(
+          `| ${k === 0 ? r.row.title : ''} | ${pair.label} | ${q(src)} | ${q(dst)} | ${src.length} / ${dst.length} |`,
+        );
+      }
+    }
   }
   L.push('');
   L.push('## Targets');

@@ -142,8 +142,8 @@ export class LineClient {
 }
 
 /**
- * Sends `query-status` on a negotiated QMP client every `everyMs` and records the slowest
- * answer; stop() returns it in ms, counting a probe still unanswered at that moment.
+ * Sends `query-status` on a negotiated QMP client every `everyMs` and records each round trip
+ * and the slowest answer; stop() returns that in ms, counting a probe still unanswered then.
  */
 export class Prober {
   #worst = 0;
@@ -151,6 +151,8 @@ export class Prober {
   #stopped = false;
   readonly #loop: Promise<void>;
   answered = 0;
+  /** Every answered round trip, in ms. */
+  readonly rtts: number[] = [];
 
   constructor(client: LineClient, everyMs = 50) {
     this.#loop = (async () => {
@@ -159,7 +161,9 @@ export class Prober {
         const n = client.lines.length + 1;
         client.socket.write('{"execute":"query-status"}\n');
         await client.waitLines(n, 600_000);
-        this.#worst = Math.max(this.#worst, performance.now() - this.#since);
+        const rtt = performance.now() - this.#since;
+        this.rtts.push(rtt);
+        this.#worst = Math.max(this.#worst, rtt);
         this.#since = 0;
         this.answered++;
         await sleep(everyMs);
@@ -184,4 +188,10 @@ export class Prober {
     await this.#loop;
     return Math.max(w, this.#worst);
   }
+}
+
+/** The p-th quantile (0..1) of `xs`, NaN for none. */
+export function quantile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))] ?? Number.NaN;
 }
