@@ -11,9 +11,10 @@ import type { ParsedInput } from '../qapi/migration-rules.js';
 import type { MigrationAddress } from '../qapi/types.js';
 import type { RunStateMachine } from '../vm/runstate.js';
 import { acceptChannel } from './channel.js';
-import { runIncoming } from './incoming.js';
+import { runIncoming as loadIncoming } from './incoming.js';
 import type { IncomingRun, Migration, MigrationEngine, OutgoingRun } from './migration.js';
 import { MultifdReceiver } from './multifd.js';
+import { checkCapabilitySupport, tlsChannelError } from './options.js';
 import { OutgoingMigration, type OutgoingTransport } from './outgoing.js';
 import type { QemuFileReader } from './stream/qemu-file.js';
 import { StreamError } from './stream/qemu-file.js';
@@ -33,27 +34,46 @@ export interface EngineHost {
   fatal(message: string): void;
 }
 
-/** Capabilities that change what goes over the wire in ways qmigrate does not implement. */
-const UNSUPPORTED_CAPS = [
-  'postcopy-ram',
-  'postcopy-preempt',
-  'xbzrle',
-  'mapped-ram',
-  'x-colo',
-  'x-ignore-shared',
-  'background-snapshot',
-  'switchover-ack',
-  'zero-copy-send',
-] as const;
-
+/** Migration.prepare has refused these already; this guards callers that skip it. */
 function checkCaps(m: Migration): void {
-  const on = UNSUPPORTED_CAPS.find((c) => m.options.caps[c]);
-  if (on) throw genericError(`Capability '${on}' is not supported by qmigrate`);
-  const compression = m.options.params['multifd-compression'];
-  if (m.options.caps.multifd && compression !== 'none') {
-    throw genericError(`multifd-compression '${compression}' is not supported by qmigrate (only 'none')`);
-  }
+  checkCapabilitySupport(m.options.caps, m.options.params);
 }
+
+/**
+ * QEMU's TLS step for an outgoing migration: once the main channel is connected (a connect
+ * error comes first), before a byte of the stream. Without TLS objects it always fails.
+ */
+function withTls(t: OutgoingTransport, m: Migration): OutgoingTransport {
+  const refused = tlsChannelError(m.options.params);
+  if (!refused) return t;
+  const stream = t.stream.then((): never => {
+    throw refused;
+  });
+  stream.catch(() => {});
+  return { ...t, stream };
+}
+
+/**
+ * The incoming side of the same step: the channel is there (accepted, or the exec child's
+ * output, or the file), nothing of it is read yet. With tls-creds set the migration fails
+ * there with QEMU 10.0's text, and with exit-on-error the process ends, as QEMU does. It
+ * bears the loader's name so that every load startIncoming starts passes through it.
+ */
+const runIncoming: typeof loadIncoming = (m, ram, runstate, input, rp, onDone, opts) => {
+  const refused = tlsChannelError(m.options.params);
+  if (!refused) return loadIncoming(m, ram, runstate, input, rp, onDone, opts);
+  return new Promise((resolve) =>
+    // After the migrate-incoming reply (exec and file channels are there at once).
+    setImmediate(() => {
+      m.error = refused.message;
+      m.incomingEnded();
+      input.destroy();
+      m.setIncomingStatus('failed');
+      onDone(refused.message);
+      resolve();
+    }),
+  );
+};
 
 const RDMA =
   'RDMA is not supported by qmigrate (the rdma transport needs InfiniBand verbs, which Node cannot reach)';
@@ -122,12 +142,8 @@ export class Engine implements MigrationEngine {
 
   startOutgoing(parsed: ParsedInput, m: Migration): OutgoingRun {
     checkCaps(m);
-    const run = new OutgoingMigration(
-      m,
-      this.#host.ram,
-      this.#host.runstate,
-      this.#outgoingTransport(parsed.main.addr),
-    );
+    const transport = withTls(this.#outgoingTransport(parsed.main.addr), m);
+    const run = new OutgoingMigration(m, this.#host.ram, this.#host.runstate, transport);
     void run.run();
     return run;
   }

@@ -35,8 +35,11 @@ function loadFile(path: string, size: number): { host: Buffer; filled: boolean }
 }
 
 /** Builds the guest RAM blocks QEMU would create for this configuration. */
-function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; backings: Backing[] } {
-  const ram: { idstr: string; host: Buffer; filled: boolean }[] = [];
+function buildRam(cfg: VmConfig): {
+  ram: { idstr: string; host: Buffer; shared: boolean }[];
+  backings: Backing[];
+} {
+  const ram: { idstr: string; host: Buffer; filled: boolean; shared: boolean }[] = [];
   const backings: Backing[] = [];
   if (cfg.memoryBackend !== undefined && !cfg.backends.some((b) => b.id === cfg.memoryBackend)) {
     throw new UsageError(`Memory backend '${cfg.memoryBackend}' not found`);
@@ -52,10 +55,10 @@ function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; back
       ? loadFile(b.memPath, size)
       : { host: Buffer.alloc(size), filled: false };
     if (b.memPath && b.share) backings.push({ path: b.memPath, host });
-    ram.push({ idstr: b.id, host, filled });
+    ram.push({ idstr: b.id, host, filled, shared: b.share });
   }
   if (cfg.memoryBackend === undefined && cfg.ramSizeGiven && cfg.ramSize > 0n) {
-    ram.push({ idstr: 'ram', host: Buffer.alloc(Number(cfg.ramSize)), filled: false });
+    ram.push({ idstr: 'ram', host: Buffer.alloc(Number(cfg.ramSize)), filled: false, shared: false });
   }
   return { ram, backings };
 }
