@@ -14,6 +14,7 @@ import { IncomingChannels } from './channel.js';
 import { runIncoming } from './incoming.js';
 import type { IncomingRun, Migration, MigrationEngine, OutgoingRun } from './migration.js';
 import { MultifdReceiver } from './multifd.js';
+import { checkCapabilitySupport, tlsChannelError } from './options.js';
 import { OutgoingMigration, type OutgoingTransport } from './outgoing.js';
 import { spawnExec } from './transport/exec.js';
 import { fdStream, resolveFd } from './transport/fd.js';
@@ -31,26 +32,23 @@ export interface EngineHost {
   fatal(message: string): void;
 }
 
-/** Capabilities that change what goes over the wire in ways qmigrate does not implement. */
-const UNSUPPORTED_CAPS = [
-  'postcopy-ram',
-  'postcopy-preempt',
-  'xbzrle',
-  'mapped-ram',
-  'x-colo',
-  'x-ignore-shared',
-  'background-snapshot',
-  'switchover-ack',
-  'zero-copy-send',
-] as const;
-
+/** Migration.prepare has refused these already; this guards callers that skip it. */
 function checkCaps(m: Migration): void {
-  const on = UNSUPPORTED_CAPS.find((c) => m.options.caps[c]);
-  if (on) throw genericError(`Capability '${on}' is not supported by qmigrate`);
-  const compression = m.options.params['multifd-compression'];
-  if (m.options.caps.multifd && compression !== 'none') {
-    throw genericError(`multifd-compression '${compression}' is not supported by qmigrate (only 'none')`);
-  }
+  checkCapabilitySupport(m.options.caps, m.options.params);
+}
+
+/**
+ * QEMU's TLS step for an outgoing migration: once the main channel is connected (a connect
+ * error comes first), before a byte of the stream. Without TLS objects it always fails.
+ */
+function withTls(t: OutgoingTransport, m: Migration): OutgoingTransport {
+  const refused = tlsChannelError(m.options.params);
+  if (!refused) return t;
+  const stream = t.stream.then((): never => {
+    throw refused;
+  });
+  stream.catch(() => {});
+  return { ...t, stream };
 }
 
 const RDMA =
@@ -120,12 +118,8 @@ export class Engine implements MigrationEngine {
 
   startOutgoing(parsed: ParsedInput, m: Migration): OutgoingRun {
     checkCaps(m);
-    const run = new OutgoingMigration(
-      m,
-      this.#host.ram,
-      this.#host.runstate,
-      this.#outgoingTransport(parsed.main.addr),
-    );
+    const transport = withTls(this.#outgoingTransport(parsed.main.addr), m);
+    const run = new OutgoingMigration(m, this.#host.ram, this.#host.runstate, transport);
     void run.run();
     return run;
   }
@@ -137,8 +131,24 @@ export class Engine implements MigrationEngine {
     const done = (error?: string) => {
       if (error && exitOnError) this.#host.fatal(error);
     };
-    const start = (input: Readable, rp: Writable | undefined) =>
-      void runIncoming(m, ram, runstate, input, rp, done);
+    /**
+     * QEMU's TLS step on the incoming side, then the load: the channel is there (accepted,
+     * the exec child's output, the file) and nothing of it is read. With tls-creds set it
+     * fails there with QEMU 10.0's text, and with exit-on-error the process ends.
+     */
+    const load = (input: Readable, rp: Writable | undefined, opts?: Parameters<typeof runIncoming>[6]) => {
+      const refused = tlsChannelError(m.options.params);
+      if (!refused) return void runIncoming(m, ram, runstate, input, rp, done, opts);
+      // After the migrate-incoming reply (exec and file channels are there at once).
+      setImmediate(() => {
+        m.error = refused.message;
+        m.incomingEnded();
+        input.destroy();
+        m.setIncomingStatus('failed');
+        done(refused.message);
+      });
+    };
+    const start = (input: Readable, rp: Writable | undefined) => load(input, rp);
     switch (addr.transport) {
       case 'socket': {
         if (addr.type === 'fd') {
@@ -153,7 +163,7 @@ export class Engine implements MigrationEngine {
           // Loading starts once the main channel and every multifd channel are there.
           start: (main, reader) => {
             listener.server.close();
-            void runIncoming(m, ram, runstate, main, main, done, {
+            load(main, main, {
               reader,
               onFlush: receiver ? () => receiver.syncMain() : undefined,
             });

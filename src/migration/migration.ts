@@ -27,13 +27,21 @@ import type {
   RunState,
   SocketAddress,
 } from '../qapi/types.js';
-import { MigrationOptions } from './options.js';
+import {
+  checkIncomingSupport,
+  checkListenAddress,
+  checkOutgoingSupport,
+  MigrationOptions,
+  type SupportContext,
+} from './options.js';
 
 /** What the state machine needs from the VM around it. */
 export interface MigrationHost {
   runstate(): RunState;
   /** Emits a QMP event to every monitor. */
   emit<N extends EventName>(event: N, data?: Events[N]): void;
+  /** RAM blocks not shared with another process (no share=on), by idstr, in order. */
+  unsharedRam?(): readonly string[];
 }
 
 /** A started outgoing migration, as the engine runs it. */
@@ -152,14 +160,25 @@ export class Migration {
 
   // ---- QMP ----------------------------------------------------------------------------
 
-  /** `migrate`: checks, then state `setup`, then the engine. */
-  async migrate(args: MigrationInput & { resume?: boolean }): Promise<void> {
+  /**
+   * Every check `migrate` makes before anything changes: QEMU 10.0's rules, then what
+   * qmigrate cannot do (options.ts). `qmigrate check` calls this too.
+   * @throws {QapiError}
+   */
+  prepare(args: MigrationInput & { resume?: boolean }): ParsedInput {
     const parsed = checkMigrate(args, {
       status: this.status,
       runstate: this.#host.runstate(),
       caps: this.options.caps,
       params: this.options.params,
     });
+    checkOutgoingSupport(parsed, this.#support());
+    return parsed;
+  }
+
+  /** `migrate`: checks, then state `setup`, then the engine. */
+  async migrate(args: MigrationInput & { resume?: boolean }): Promise<void> {
+    const parsed = this.prepare(args);
     this.error = undefined;
     this.stats = emptyStats();
     this.startTime = Date.now();
@@ -175,6 +194,10 @@ export class Migration {
     }
   }
 
+  #support(): SupportContext {
+    return { caps: this.options.caps, params: this.options.params, unsharedRam: this.#host.unsharedRam?.() };
+  }
+
   /** Ends an outgoing run in `failed` with an error-desc. */
   fail(desc: string): void {
     this.error = desc;
@@ -182,8 +205,12 @@ export class Migration {
     this.setStatus('failed');
   }
 
-  /** `migrate-incoming`: checks, then `setup`, then the listener. */
-  async migrateIncoming(args: MigrationInput & { 'exit-on-error'?: boolean }): Promise<void> {
+  /**
+   * Every check `migrate-incoming` makes before anything changes (QEMU 10.0's rules, then
+   * what qmigrate cannot do). `qmigrate check` calls this too.
+   * @throws {QapiError}
+   */
+  prepareIncoming(args: MigrationInput): ParsedInput {
     const parsed = checkMigrateIncoming(args, {
       incomingStarted: this.incomingStarted,
       runstate: this.#host.runstate(),
@@ -191,8 +218,21 @@ export class Migration {
       caps: this.options.caps,
       params: this.options.params,
     });
+    checkIncomingSupport(parsed, this.#support());
+    return parsed;
+  }
+
+  /** What `migrate-incoming` would refuse, with nothing changed (for `qmigrate check`). @throws {QapiError} */
+  checkIncoming(args: MigrationInput): void {
+    checkListenAddress(this.prepareIncoming(args).main.addr);
+  }
+
+  /** `migrate-incoming`: checks, then `setup`, then the listener. */
+  async migrateIncoming(args: MigrationInput & { 'exit-on-error'?: boolean }): Promise<void> {
+    const parsed = this.prepareIncoming(args);
     // QEMU moves to setup before the listener exists, so a listener failure leaves `setup`.
     this.setIncomingStatus('setup');
+    checkListenAddress(parsed.main.addr);
     this.#incoming = await this.#engine.startIncoming(parsed, this, args['exit-on-error'] ?? true);
     this.incomingStarted = true;
   }

@@ -9,6 +9,7 @@
 import { genericError } from './errors.js';
 import { schema } from './schema.js';
 import type {
+  BitmapMigrationNodeAlias,
   MigMode,
   MigrateSetParameters,
   MigrationAddress,
@@ -392,6 +393,8 @@ export function mergeParameters(
   if (big(p['announce-max']) > 100000n) throw range('announce_max', 'a value between 0 and 100000');
   if (big(p['announce-rounds']) > 1000n) throw range('announce_rounds', 'a value between 0 and 1000');
   if (!between(p['announce-step'], 1, 10000)) throw range('announce_step', 'a value between 0 and 10000');
+  const mappingError = p['block-bitmap-mapping'] && bitmapMappingError(p['block-bitmap-mapping']);
+  if (mappingError) throw genericError(`Invalid mapping given for block-bitmap-mapping: ${mappingError}`);
   if (caps['zero-copy-send'] && (p['multifd-compression'] !== 'none' || p['tls-creds'] !== '')) {
     throw genericError('Zero copy only available for non-compressed non-TLS multifd migration');
   }
@@ -401,6 +404,46 @@ export function mergeParameters(
   if (big(p['vcpu-dirty-limit']) < 1n)
     throw genericError("Parameter 'vcpu_dirty_limit' must be greater than 1 MB/s");
   return next;
+}
+
+/** QEMU's id_wellformed(): an ASCII letter, then letters, digits, '-', '.' and '_'. */
+const ID_WELLFORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
+const bytes = (s: string) => Buffer.byteLength(s, 'utf8');
+
+/**
+ * QEMU 10.0's check of `block-bitmap-mapping` (migration/block-dirty-bitmap.c), which builds
+ * the name-to-alias map and then the alias-to-name map; each pass checks every entry in order
+ * and stops at the first fault, so the first pass reports names mapped twice and the second
+ * aliases used twice. Lengths are in bytes of UTF-8.
+ * @returns what is wrong, or undefined.
+ */
+function bitmapMappingError(map: readonly BitmapMigrationNodeAlias[]): string | undefined {
+  for (const byName of [true, false]) {
+    const nodes = new Set<string>();
+    for (const n of map) {
+      const node = n['node-name'];
+      if (!ID_WELLFORMED.test(n.alias)) return `The node alias '${n.alias}' is not well-formed`;
+      if (bytes(n.alias) > 255) return `The node alias '${n.alias}' is longer than 255 bytes`;
+      if (bytes(node) > 31) return `The node name '${node}' is longer than 31 bytes`;
+      const key = byName ? node : n.alias;
+      if (nodes.has(key))
+        return byName ? `The node name '${key}' is mapped twice` : `The node alias '${key}' is used twice`;
+      nodes.add(key);
+      const bitmaps = new Set<string>();
+      for (const b of n.bitmaps) {
+        if (bytes(b.alias) > 255) return `The bitmap alias '${b.alias}' is longer than 255 bytes`;
+        if (bytes(b.name) > 1023) return `The bitmap name '${b.name}' is longer than 1023 bytes`;
+        const bkey = byName ? b.name : b.alias;
+        if (bitmaps.has(bkey)) {
+          return byName
+            ? `The bitmap '${node}'/'${bkey}' is mapped twice`
+            : `The bitmap alias '${n.alias}'/'${bkey}' is used twice`;
+        }
+        bitmaps.add(bkey);
+      }
+    }
+  }
+  return undefined;
 }
 
 // ---- the smaller commands -------------------------------------------------------------

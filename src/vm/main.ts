@@ -115,8 +115,11 @@ function openBackendFile(
 }
 
 /** Builds the guest RAM blocks QEMU would create for this configuration. */
-function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; backings: Backing[] } {
-  const ram: { idstr: string; host: Buffer; filled: boolean }[] = [];
+function buildRam(cfg: VmConfig): {
+  ram: { idstr: string; host: Buffer; shared: boolean }[];
+  backings: Backing[];
+} {
+  const ram: { idstr: string; host: Buffer; filled: boolean; shared: boolean }[] = [];
   const backings: Backing[] = [];
   if (cfg.memoryBackend !== undefined && !cfg.backends.some((b) => b.id === cfg.memoryBackend)) {
     throw new UsageError(`Memory backend '${cfg.memoryBackend}' not found`);
@@ -132,11 +135,11 @@ function buildRam(cfg: VmConfig): { ram: { idstr: string; host: Buffer }[]; back
       if (b.memPath) {
         const { host, filled, backing } = openBackendFile({ ...b, memPath: b.memPath }, size);
         if (backing) backings.push(backing);
-        ram.push({ idstr: b.id, host, filled });
-      } else ram.push({ idstr: b.id, host: allocRam(b.id, size), filled: false });
+        ram.push({ idstr: b.id, host, filled, shared: b.share });
+      } else ram.push({ idstr: b.id, host: allocRam(b.id, size), filled: false, shared: b.share });
     }
     if (cfg.memoryBackend === undefined && cfg.ramSizeGiven && cfg.ramSize > 0n) {
-      ram.push({ idstr: 'ram', host: allocRam('ram', Number(cfg.ramSize)), filled: false });
+      ram.push({ idstr: 'ram', host: allocRam('ram', Number(cfg.ramSize)), filled: false, shared: false });
     }
   } catch (e) {
     for (const b of backings) closeSync(b.fd);

@@ -31,7 +31,7 @@ export interface VmOptions {
   /** `-S`: start paused (prelaunch). */
   startPaused?: boolean;
   /** RAM blocks by id. */
-  ram?: { idstr: string; host: Buffer; filled?: boolean }[];
+  ram?: { idstr: string; host: Buffer; filled?: boolean; shared?: boolean }[];
   engine?: MigrationEngine;
 }
 
@@ -61,7 +61,11 @@ export class Vm {
       onRunning: (running) => this.#onRunning?.(running),
     });
     this.migration = new Migration(
-      { runstate: () => this.runstate.state, emit: (e, d) => this.emit(e, d) },
+      {
+        runstate: () => this.runstate.state,
+        emit: (e, d) => this.emit(e, d),
+        unsharedRam: () => (opts.ram ?? []).filter((r) => !r.shared).map((r) => r.idstr),
+      },
       opts.engine ??
         new Engine({
           ram: this.ram,

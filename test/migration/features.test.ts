@@ -161,7 +161,8 @@ test('capabilities that change the wire format qmigrate does not speak are refus
     src.qmp.migrate({ uri: `file:${join(dir, 'x.mig')}` }),
     /Capability 'xbzrle' is not supported by qmigrate/,
   );
-  assert.equal((await src.qmp.queryMigrate()).status, 'failed');
+  // Refused before anything started, as QEMU's own checks refuse.
+  assert.equal((await src.qmp.queryMigrate()).status, undefined);
   await waitRunstate(src.qmp, 'running');
 });
 

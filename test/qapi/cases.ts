@@ -600,6 +600,91 @@ const uris: Case[] = [
 ];
 
 /** Command-level rules: uri xor channels, channel counts, state, transport, caps, params. */
+/** block-bitmap-mapping: QEMU 10.0 checks it at set time although a RAM-only guest has no block node. */
+function bitmapMappingCases(): Case[] {
+  const node = (name: string, alias: string, bitmaps: { name: string; alias: string }[] = []) => ({
+    'node-name': name,
+    alias,
+    bitmaps,
+  });
+  const bad = (name: string, mapping: unknown[], why: string, extra: Record<string, unknown> = {}): Case => ({
+    name: `block-bitmap-mapping: ${name}`,
+    execute: 'migrate-set-parameters',
+    args: { 'block-bitmap-mapping': mapping, ...extra },
+    expect: err(`Invalid mapping given for block-bitmap-mapping: ${why}`),
+  });
+  const x = (n: number) => 'x'.repeat(n);
+  return [
+    bad('node name twice', [node('n', 'a'), node('n', 'b')], "The node name 'n' is mapped twice"),
+    bad(
+      'node alias twice',
+      [node('n', 'a'), node('m', 'b'), node('o', 'a')],
+      "The node alias 'a' is used twice",
+    ),
+    bad('alias with a space', [node('n', 'a b')], "The node alias 'a b' is not well-formed"),
+    bad('alias starting with a digit', [node('n', '1a')], "The node alias '1a' is not well-formed"),
+    bad('alias not ASCII', [node('n', '\u00e9')], "The node alias '\u00e9' is not well-formed"),
+    bad('alias of 256 bytes', [node(x(32), x(256))], `The node alias '${x(256)}' is longer than 255 bytes`),
+    bad('node name of 32 bytes', [node(x(32), 'a')], `The node name '${x(32)}' is longer than 31 bytes`),
+    bad(
+      'bitmap alias of 256 bytes',
+      [node('n', 'a', [{ name: x(1024), alias: x(256) }])],
+      `The bitmap alias '${x(256)}' is longer than 255 bytes`,
+    ),
+    bad(
+      'bitmap name of 1024 bytes',
+      [node('n', 'a', [{ name: x(1024), alias: 'c' }])],
+      `The bitmap name '${x(1024)}' is longer than 1023 bytes`,
+    ),
+    bad(
+      'bitmap twice',
+      [
+        node('n', 'a', [
+          { name: 'b', alias: 'c' },
+          { name: 'd', alias: 'c' },
+          { name: 'b', alias: 'e' },
+        ]),
+      ],
+      "The bitmap 'n'/'b' is mapped twice",
+    ),
+    bad(
+      'bitmap alias twice',
+      [
+        node('n', 'a', [
+          { name: 'b', alias: 'c' },
+          { name: 'd', alias: 'c' },
+        ]),
+      ],
+      "The bitmap alias 'a'/'c' is used twice",
+    ),
+    bad(
+      'name pass before bitmaps of the next node',
+      [node('n', 'a'), node('n', 'b', [{ name: 'b', alias: x(256) }])],
+      "The node name 'n' is mapped twice",
+    ),
+    bad('checked before vcpu-dirty-limit', [node('n', 'a b')], "The node alias 'a b' is not well-formed", {
+      'vcpu-dirty-limit': 0,
+    }),
+    {
+      name: 'block-bitmap-mapping: checked after announce-step',
+      execute: 'migrate-set-parameters',
+      args: { 'block-bitmap-mapping': [node('n', 'a b')], 'announce-step': 0 },
+      expect: err("Parameter 'announce_step' expects a value between 0 and 10000"),
+    },
+    {
+      name: 'block-bitmap-mapping: well-formed, at the limits, same bitmap names on two nodes',
+      execute: 'migrate-set-parameters',
+      args: {
+        'block-bitmap-mapping': [
+          node(x(31), 'A9', [{ name: x(1023), alias: x(255) }]),
+          node('m', 'b.-_', [{ name: x(1023), alias: '1 \u00e9' }]),
+        ],
+      },
+      expect: ok,
+    },
+  ];
+}
+
 const rules: Case[] = [
   {
     name: 'neither uri nor channels',
@@ -696,6 +781,12 @@ const rules: Case[] = [
     expect: err("exec migration needs a program to run: 'args' is empty"),
     qemu: 'crash',
     why: 'QEMU 10.0 passes an empty argv to g_spawn and crashes',
+  },
+  {
+    name: 'migrate resume without a paused migration',
+    execute: 'migrate',
+    args: { uri: 'exec:cat', resume: true },
+    expect: err('Cannot resume if there is no paused migration'),
   },
   {
     name: 'migrate on a destination',
@@ -1094,6 +1185,7 @@ const rules: Case[] = [
     args: { 'vcpu-dirty-limit': 0 },
     expect: err("Parameter 'vcpu_dirty_limit' must be greater than 1 MB/s"),
   },
+  ...bitmapMappingCases(),
   {
     name: 'max-bandwidth -1 wraps',
     setup: [params({ 'max-bandwidth': -1 })],

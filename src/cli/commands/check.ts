@@ -1,12 +1,69 @@
 /**
- * `qmigrate check COMMAND [ARGS_JSON]`: checks QMP arguments offline exactly as QEMU 10.0's
- * input visitor and migration rules would, and prints the typed arguments or QEMU's error.
+ * `qmigrate check COMMAND [ARGS_JSON]`: checks QMP arguments offline exactly as a freshly
+ * started qmigrate VM would (QEMU 10.0's input visitor, its migration rules, then what
+ * qmigrate does not implement), and prints the typed arguments or the VM's error. The
+ * migration commands run through the VM's own Migration object, so there is one set of rules.
  */
+
+import { Migration, type MigrationEngine } from '../../migration/migration.js';
 import { checkCommand } from '../../qapi/check.js';
-import { QapiError } from '../../qapi/errors.js';
+import { genericError, QapiError } from '../../qapi/errors.js';
 import { JsonSyntaxError, parseJson, stringifyJson } from '../../qapi/json.js';
-import { defaultParameters, parseMigrationInput } from '../../qapi/migration-rules.js';
-import type { MigrationChannel } from '../../qapi/types.js';
+import type { MigrationInput } from '../../qapi/migration-rules.js';
+import type { Commands } from '../../qapi/types.js';
+
+/** Never reached: check runs only the checks, which come before the engine. */
+const NO_ENGINE: MigrationEngine = {
+  startOutgoing: () => {
+    throw genericError('internal: qmigrate check reached the migration engine');
+  },
+  startIncoming: () => {
+    throw genericError('internal: qmigrate check reached the migration engine');
+  },
+};
+
+/**
+ * A fresh VM's migration state: running, or waiting with `-incoming defer` for
+ * migrate-incoming (the one command a running VM always refuses).
+ */
+function freshMigration(command: string): Migration {
+  const runstate = command === 'migrate-incoming' ? 'inmigrate' : 'running';
+  return new Migration({ runstate: () => runstate, emit: () => {} }, NO_ENGINE);
+}
+
+/** Runs the VM's checks for a migration command; other commands have only the visitor's. */
+function checkOnVm(command: string, args: Record<string, unknown>): void {
+  const m = freshMigration(command);
+  switch (command) {
+    case 'migrate':
+      m.prepare(args as MigrationInput);
+      break;
+    case 'migrate-incoming':
+      m.checkIncoming(args as MigrationInput);
+      break;
+    case 'migrate-set-capabilities':
+      m.setCapabilities((args as unknown as Commands['migrate-set-capabilities']['args']).capabilities);
+      break;
+    case 'migrate-set-parameters':
+      m.options.setParameters(args as Commands['migrate-set-parameters']['args']);
+      break;
+    case 'migrate-continue':
+      m.continue((args as unknown as Commands['migrate-continue']['args']).state);
+      break;
+    case 'migrate_cancel':
+      m.cancel();
+      break;
+    case 'migrate-pause':
+      m.pause();
+      break;
+    case 'migrate-recover':
+      m.recover();
+      break;
+    case 'migrate-start-postcopy':
+      m.startPostcopy();
+      break;
+  }
+}
 
 export function runCheck(
   command: string,
@@ -26,10 +83,7 @@ export function runCheck(
   }
   try {
     const typed = checkCommand(command, args);
-    if (command === 'migrate' || command === 'migrate-incoming') {
-      const input = typed as { uri?: string; channels?: MigrationChannel[] };
-      parseMigrationInput(input, command, defaultParameters().mode);
-    }
+    checkOnVm(command, typed);
     out(stringifyJson({ execute: command, arguments: typed }));
     return 0;
   } catch (e) {
