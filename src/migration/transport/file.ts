@@ -12,7 +12,7 @@ import {
   type WriteStream,
 } from 'node:fs';
 import { genericError } from '../../qapi/errors.js';
-import { strerror } from './errno.js';
+import { strerror } from '../../util/errno.js';
 
 export type FdSets = ReadonlyMap<number, number[]>;
 

@@ -10,7 +10,7 @@ import { createServer, isIPv4, isIPv6, connect as netConnect, type Server, Socke
 import { dirname } from 'node:path';
 import { genericError } from '../../qapi/errors.js';
 import type { SocketAddress } from '../../qapi/types.js';
-import { strerror } from './errno.js';
+import { strerror } from '../../util/errno.js';
 
 export interface Listener {
   server: Server;
