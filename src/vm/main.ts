@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readSync, statSync, writeFileSync } fr
 import { serveHmp } from '../hmp/index.js';
 import { Workload } from '../machine/workload.js';
 import { QapiError } from '../qapi/errors.js';
+import { SocketError } from '../util/sockets.js';
 import { ChardevError, openChardev } from './chardev.js';
 import { parseVmArgs, UsageError, type VmConfig } from './cmdline.js';
 import { QEMU_VERSION_TEXT, Vm } from './vm.js';
@@ -105,7 +106,11 @@ export async function startVm(
     try {
       await vm.migration.migrateIncoming({ uri: cfg.incoming });
     } catch (e) {
-      if (e instanceof QapiError) throw new UsageError(`-incoming ${cfg.incoming}: ${e.message}`);
+      if (e instanceof QapiError) {
+        // On the command line QEMU prints a socket error's hint line under the message.
+        const hint = e.cause instanceof SocketError && e.cause.hint ? `\n${e.cause.hint}` : '';
+        throw new UsageError(`-incoming ${cfg.incoming}: ${e.message}${hint}`);
+      }
       throw e;
     }
   }
