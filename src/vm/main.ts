@@ -4,7 +4,7 @@
  * workload, and serves the monitors (QMP and HMP) on the chardevs given, like
  * qemu-system-x86_64 -machine none.
  */
-import { closeSync, existsSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { serveHmp } from '../hmp/index.js';
 import { Workload } from '../machine/workload.js';
 import { QapiError } from '../qapi/errors.js';
@@ -33,6 +33,21 @@ function loadFile(path: string, size: number): { host: Buffer; filled: boolean }
     closeSync(fd);
   }
   return { host, filled: true };
+}
+
+/**
+ * Writes a shared backend's RAM back to its file in place, as QEMU's MAP_SHARED mapping
+ * leaves it: the first `size` bytes, created if missing, never truncated (a file longer than
+ * the backend keeps its tail).
+ */
+function writeBack(path: string, host: Buffer): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT, 0o644);
+  try {
+    for (let at = 0; at < host.length; )
+      at += writeSync(fd, host, at, Math.min(host.length - at, 64 << 20), at);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Builds the guest RAM blocks QEMU would create for this configuration. */
@@ -133,11 +148,11 @@ export async function vmMain(argv: readonly string[]): Promise<number> {
   const { vm, backings } = started;
   return new Promise<number>((resolve) => {
     let done = false;
-    const finish = (code: number, writeBack: boolean) => {
+    const finish = (code: number, write: boolean) => {
       if (done) return;
       done = true;
       // A shared memory-backend-file holds the guest's RAM once the process is gone.
-      if (writeBack) for (const b of backings) writeFileSync(b.path, b.host);
+      if (write) for (const b of backings) writeBack(b.path, b.host);
       void vm.close().finally(() => resolve(code));
     };
     exitFatal = (msg) => {
