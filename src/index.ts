@@ -22,3 +22,4 @@ export * from './qmp/errors.js';
 export { EventListener, type QmpEvent } from './qmp/events.js';
 export type { ExecuteOptions } from './qmp/methods.js';
 export { type ListenSpec, QmpServer, type QmpServerOptions } from './qmp/server.js';
+export { SocketError } from './util/sockets.js';

@@ -74,22 +74,29 @@ export class Engine implements MigrationEngine {
             close: () => s.destroy(),
           };
         }
-        let sock: Socket | undefined;
-        let closed = false;
-        const stream = connectSocket(addr).then((s) => {
-          sock = s;
-          if (closed) s.destroy();
+        // One signal for the main connect and every multifd channel's: cancel aborts a
+        // connect still pending (a peer that never answers would hold it for minutes).
+        const abort = new AbortController();
+        const socks = new Set<Socket>();
+        const open = async () => {
+          const s = await connectSocket(addr, abort.signal);
+          if (abort.signal.aborted) {
+            s.destroy();
+            throw abort.signal.reason;
+          }
+          socks.add(s);
           return s;
-        });
+        };
+        const stream = open();
         stream.catch(() => {});
         return {
           kind: 'socket',
           stream,
           bidirectional: true,
-          openChannel: () => connectSocket(addr),
+          openChannel: open,
           close: () => {
-            closed = true;
-            sock?.destroy();
+            abort.abort();
+            for (const s of socks) s.destroy();
           },
         };
       }

@@ -205,19 +205,13 @@ const isIpLiteral = (host: string) => isIpv4Literal(host) || host.includes(':');
 
 /**
  * Socket options qmigrate's transport does not apply. QEMU reads `to` and `numeric` only when
- * listening, so a source ignores them as QEMU does; the family options with an IP address
- * change nothing but what QEMU refuses too (checkListenAddress).
+ * listening, so a source ignores them as QEMU does; on a listener the family options with an
+ * IP address change nothing but what QEMU refuses too (checkListenAddress).
  */
 function checkSocketOptions(addr: MigrationAddress, side: Side): void {
-  if (addr.transport !== 'socket') return;
-  if (addr.type === 'unix' && addr.abstract && addr.tight !== false) {
-    throw notSupported(
-      "Socket option 'abstract' with 'tight' (its default)",
-      "Node pads abstract socket names to the whole address, as 'tight': false does",
-    );
-  }
-  if (addr.type !== 'inet') return;
-  if (addr['keep-alive']) throw notSupported("Socket option 'keep-alive'", 'SO_KEEPALIVE is not set');
+  // abstract/tight and keep-alive are applied by util/sockets.ts (and keepalive is on for
+  // every accepted migration connection).
+  if (addr.transport !== 'socket' || addr.type !== 'inet') return;
   if (addr.mptcp) throw notSupported("Socket option 'mptcp'", 'Node has no IPPROTO_MPTCP');
   if (side === 'destination' && addr.to !== undefined) {
     throw notSupported("Socket option 'to'", 'it listens on the one port given');
@@ -227,8 +221,10 @@ function checkSocketOptions(addr: MigrationAddress, side: Side): void {
   if (side === 'source' && addr.ipv4 === false && addr.ipv6 === false) {
     throw genericError('Cannot disable IPv4 and IPv6 at same time');
   }
-  // The one family restriction the listener applies: IPv6 only on every address.
-  const v6only = side === 'destination' && addr.host === '' && addr.ipv6 === true && addr.ipv4 === false;
+  // A source resolves with the family asked for (util/sockets.ts). A listener applies one
+  // family restriction only: IPv6 only on every address.
+  if (side === 'source') return;
+  const v6only = addr.host === '' && addr.ipv6 === true && addr.ipv4 === false;
   if (!isIpLiteral(addr.host) && !v6only && !(addr.ipv4 === false && addr.ipv6 === false)) {
     throw notSupported(
       "Socket option 'ipv4' or 'ipv6' without an IP address",

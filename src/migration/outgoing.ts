@@ -9,6 +9,7 @@ import type { Duplex, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GuestRam } from '../machine/ram.js';
 import { QapiError } from '../qapi/errors.js';
+import { strerror } from '../util/errno.js';
 import type { RunStateMachine } from '../vm/runstate.js';
 import type { Migration, OutgoingRun } from './migration.js';
 import { MultifdSender } from './multifd.js';
@@ -35,7 +36,6 @@ import {
   writeTrailer,
 } from './stream/savevm.js';
 import { TimeSlice } from './time-slice.js';
-import { strerror } from './transport/errno.js';
 
 /** QEMU's iteration budget and counter-update period. */
 const MAX_WAIT_MS = 50;

@@ -5,10 +5,11 @@
  * Migration helpers detect `channels` support and fall back to `uri` on QEMU older than 8.2.
  */
 import { channel as diagnosticsChannel } from 'node:diagnostics_channel';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { parseJson, stringifyJson } from '../qapi/json.js';
 import type { CommandName, Commands, EventName, MigrationChannel, VersionInfo } from '../qapi/types.js';
 import { addressToEquivalentUri } from '../qapi/uri.js';
+import { socketConnect } from '../util/sockets.js';
 import {
   BadReplyError,
   ConnectError,
@@ -26,8 +27,11 @@ import { QmpProtocol } from './protocol.js';
 
 export type { ExecuteOptions } from './methods.js';
 
-/** A unix socket path, `{ path }`, or `{ host, port }`. */
-export type QmpAddress = string | { path: string } | { host: string; port: number };
+/** A unix socket path, `{ path }` (a Linux abstract name with `abstract`), or `{ host, port }`. */
+export type QmpAddress =
+  | string
+  | { path: string; abstract?: boolean; tight?: boolean }
+  | { host: string; port: number };
 
 export interface ConnectOptions {
   /** Milliseconds for connect + greeting + negotiation (default 10000). */
@@ -98,28 +102,15 @@ export class QmpClient extends QmpCommandMethods {
     const signal = AbortSignal.any(signals);
     let socket: Socket | undefined;
     try {
-      socket = await new Promise<Socket>((resolve, reject) => {
-        const s =
-          typeof address === 'string'
-            ? netConnect(address)
-            : 'path' in address
-              ? netConnect(address.path)
-              : netConnect(address.port, address.host);
-        const onAbort = () => {
-          s.destroy();
-          reject(signal.reason);
-        };
-        if (signal.aborted) return onAbort();
-        signal.addEventListener('abort', onAbort, { once: true });
-        s.once('connect', () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(s);
-        });
-        s.once('error', (e) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e);
-        });
-      });
+      // A unix path is used as given or refused (too long), and a full backlog is waited for.
+      socket = await socketConnect(
+        typeof address === 'string'
+          ? { type: 'unix', path: address }
+          : 'path' in address
+            ? { type: 'unix', path: address.path, abstract: address.abstract, tight: address.tight }
+            : { type: 'inet', host: address.host, port: String(address.port) },
+        { signal },
+      );
       client.#protocol.start(socket);
       client.#greeting = await client.#protocol.greeting(signal);
       if (options.negotiate ?? true) {

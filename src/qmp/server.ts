@@ -7,7 +7,6 @@
  * replies unread.
  */
 
-import { unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { checkCommand } from '../qapi/check.js';
@@ -15,6 +14,7 @@ import { QapiError } from '../qapi/errors.js';
 import { introspect } from '../qapi/introspect.js';
 import { stringifyJson } from '../qapi/json.js';
 import type { EventName, Events, VersionInfo } from '../qapi/types.js';
+import { socketListen } from '../util/sockets.js';
 import { type Dispatcher, type Reply, reply, type SessionContext } from './dispatch.js';
 import { QmpServerError } from './errors.js';
 import { JsonStreamer, type StreamItem } from './json-stream.js';
@@ -22,7 +22,7 @@ import { QmpProtocol } from './protocol.js';
 
 /** Where a monitor listens, in the shape QEMU's socket chardev options give. */
 export type ListenSpec =
-  | { kind: 'unix'; path: string; wait?: boolean }
+  | { kind: 'unix'; path: string; wait?: boolean; abstract?: boolean; tight?: boolean }
   | { kind: 'tcp'; host: string; port: number; wait?: boolean }
   | { kind: 'stdio' };
 
@@ -69,7 +69,7 @@ export class QmpServer {
   /**
    * Starts listening. With `wait: true` resolves only once the first client has connected,
    * as QEMU's `wait=on` holds start-up until then.
-   * @throws the listen error (EADDRINUSE, EACCES, ...).
+   * @throws {SocketError} with QEMU's texts (path too long, `Failed to bind socket ...`).
    */
   async listen(spec: ListenSpec): Promise<{ address: string }> {
     if (spec.kind === 'stdio') {
@@ -78,21 +78,12 @@ export class QmpServer {
     }
     const server = createServer((sock: Socket) => this.attach(sock, `${describe(spec)}#${++this.#counter}`));
     const first = new Promise<void>((res) => server.once('connection', () => res()));
-    if (spec.kind === 'unix') {
-      // QEMU replaces a stale socket file at the path.
-      try {
-        unlinkSync(spec.path);
-      } catch {}
-    }
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      const done = () => {
-        server.off('error', reject);
-        resolve();
-      };
-      if (spec.kind === 'unix') server.listen(spec.path, done);
-      else server.listen(spec.port, spec.host, done);
-    });
+    await socketListen(
+      server,
+      spec.kind === 'unix'
+        ? { type: 'unix', path: spec.path, abstract: spec.abstract, tight: spec.tight }
+        : { type: 'inet', host: spec.host, port: String(spec.port) },
+    );
     this.#listeners.push(server);
     if ('wait' in spec && spec.wait) await first;
     const addr = server.address();

@@ -5,15 +5,23 @@
  * `-monitor ...`, `-chardev socket,id=ID,path=PATH,server=on,wait=off` with
  * `-mon chardev=ID,mode=control|readline`. Errors are QEMU's texts.
  */
-import { existsSync, statSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
-import { dirname } from 'node:path';
+import { createServer } from 'node:net';
 import { Duplex } from 'node:stream';
+import { SocketError, type StreamAddress, socketConnect, socketListen } from '../util/sockets.js';
 
 /** A parsed chardev: where it listens (server) or what it connects to (client). */
 export type Chardev =
   | { backend: 'stdio' }
-  | { backend: 'socket'; kind: 'unix'; path: string; server: boolean; wait: boolean }
+  | {
+      backend: 'socket';
+      kind: 'unix';
+      path: string;
+      server: boolean;
+      wait: boolean;
+      /** Linux abstract namespace; `tight` (default on) as QEMU's UnixSocketAddress. */
+      abstract?: boolean;
+      tight?: boolean;
+    }
   | { backend: 'socket'; kind: 'tcp'; host: string; port: string; server: boolean; wait: boolean };
 
 export class ChardevError extends Error {}
@@ -77,7 +85,8 @@ function socketOpts(opts: string[], spec: string, compat: boolean): Record<strin
     if (!SOCKET_OPTS.has(k)) {
       throw new ChardevError(`Invalid parameter '${k}'${compat ? `\nparse error: ${spec}` : ''}`);
     }
-    if (['server', 'wait', 'nodelay', 'telnet', 'websocket', 'mux'].includes(k) && BOOL[v] === undefined) {
+    const bools = ['server', 'wait', 'nodelay', 'telnet', 'websocket', 'mux', 'abstract', 'tight'];
+    if (bools.includes(k) && BOOL[v] === undefined) {
       throw new ChardevError(
         `Parameter '${k}' expects 'on' or 'off'${compat ? `\nparse error: ${spec}` : ''}`,
       );
@@ -89,6 +98,14 @@ function socketOpts(opts: string[], spec: string, compat: boolean): Record<strin
 
 function flag(o: Record<string, string>, k: string, dflt: boolean): boolean {
   return o[k] === undefined ? dflt : (BOOL[o[k]!] ?? dflt);
+}
+
+/** The abstract/tight options of a unix socket chardev, as given. */
+function unixOpts(o: Record<string, string>): { abstract?: boolean; tight?: boolean } {
+  return {
+    ...(o.abstract !== undefined && { abstract: flag(o, 'abstract', false) }),
+    ...(o.tight !== undefined && { tight: flag(o, 'tight', true) }),
+  };
 }
 
 /**
@@ -103,7 +120,8 @@ export function parseCompatChardev(spec: string): Chardev {
     const o = socketOpts(opts, spec, true);
     if (path === '') throw new ChardevError('Unable to parse FD number ');
     const server = flag(o, 'server', false);
-    return { backend: 'socket', kind: 'unix', path, server, wait: server && flag(o, 'wait', true) };
+    const wait = server && flag(o, 'wait', true);
+    return { backend: 'socket', kind: 'unix', path, server, wait, ...unixOpts(o) };
   }
   if (spec.startsWith('tcp:')) {
     const [addr = '', ...opts] = parse(spec.slice(4));
@@ -143,7 +161,7 @@ export function parseChardev(spec: string): { id: string; dev: Chardev } {
   const server = flag(o, 'server', false);
   const wait = server && flag(o, 'wait', true);
   if (o.path !== undefined)
-    return { id, dev: { backend: 'socket', kind: 'unix', path: o.path, server, wait } };
+    return { id, dev: { backend: 'socket', kind: 'unix', path: o.path, server, wait, ...unixOpts(o) } };
   if (o.host !== undefined || o.port !== undefined) {
     if (o.port === undefined) throw new ChardevError('chardev: socket: no port given');
     return { id, dev: { backend: 'socket', kind: 'tcp', host: o.host ?? '', port: o.port, server, wait } };
@@ -175,22 +193,18 @@ export function parseMon(
   return { dev, mode };
 }
 
-const ERRNO: Record<string, string> = {
-  ENOENT: 'No such file or directory',
-  EACCES: 'Permission denied',
-  EADDRINUSE: 'Address already in use',
-  ECONNREFUSED: 'Connection refused',
-  ENOTDIR: 'Not a directory',
-  EADDRNOTAVAIL: 'Cannot assign requested address',
-};
-const errnoText = (e: NodeJS.ErrnoException) => (e.code && ERRNO[e.code]) ?? e.message;
+/** A socket error as QEMU prints it on its command line: the message, then any hint line. */
+function chardevError(e: unknown): unknown {
+  if (!(e instanceof SocketError)) return e;
+  return new ChardevError(e.hint ? `${e.message}\n${e.hint}` : e.message, { cause: e });
+}
 
 /**
  * Opens a chardev and hands each connected stream to `onStream`: a listening socket (every
  * client; with `wait` the promise resolves only after the first one connected), an outgoing
  * connection (server=off), or stdio.
  * @returns a function that stops listening.
- * @throws {ChardevError} with QEMU's bind/connect texts.
+ * @throws {ChardevError} with QEMU's texts (path too long, bind and connect errors).
  */
 export async function openChardev(
   dev: Chardev,
@@ -200,12 +214,14 @@ export async function openChardev(
     onStream(Duplex.from({ readable: process.stdin, writable: process.stdout }), 'stdio');
     return () => {};
   }
+  const addr: StreamAddress =
+    dev.kind === 'unix'
+      ? { type: 'unix', path: dev.path, abstract: dev.abstract, tight: dev.tight }
+      : { type: 'inet', host: dev.host, port: dev.port };
   const where = dev.kind === 'unix' ? dev.path : `${dev.host}:${dev.port}`;
   if (!dev.server) {
-    const sock = await new Promise<Socket>((resolve, reject) => {
-      const s = dev.kind === 'unix' ? connect(dev.path) : connect(Number(dev.port), dev.host);
-      s.once('connect', () => resolve(s));
-      s.once('error', (e) => reject(new ChardevError(`Failed to connect to '${where}': ${errnoText(e)}`)));
+    const sock = await socketConnect(addr).catch((e) => {
+      throw chardevError(e);
     });
     onStream(sock, `${dev.kind}:${where}`);
     return () => sock.destroy();
@@ -213,28 +229,8 @@ export async function openChardev(
   let n = 0;
   const server = createServer((s) => onStream(s, `${dev.kind}:${where}#${++n}`));
   const first = new Promise<void>((res) => server.once('connection', () => res()));
-  if (dev.kind === 'unix') {
-    // A stale socket file from an earlier run would make bind fail; QEMU removes it too.
-    try {
-      if (statSync(dev.path).isSocket()) unlinkSync(dev.path);
-    } catch {}
-  }
-  if (dev.kind === 'unix' && !existsSync(dirname(dev.path))) {
-    // Node reports a missing directory as EACCES; bind(2) says ENOENT, as QEMU prints.
-    throw new ChardevError(`Failed to bind socket to ${dev.path}: No such file or directory`);
-  }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(
-        new ChardevError(
-          dev.kind === 'unix'
-            ? `Failed to bind socket to ${dev.path}: ${errnoText(e)}`
-            : `Failed to bind socket: ${errnoText(e)}`,
-        ),
-      ),
-    );
-    if (dev.kind === 'unix') server.listen(dev.path, resolve);
-    else server.listen(Number(dev.port), dev.host || undefined, resolve);
+  await socketListen(server, addr).catch((e) => {
+    throw chardevError(e);
   });
   if (dev.wait) await first;
   return () => server.close();

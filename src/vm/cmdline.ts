@@ -30,6 +30,7 @@ export interface VmConfig {
   incoming?: string;
   startPaused: boolean;
   name?: string;
+  /** `spec`: the option that gave the chardev, named in its errors (-chardev for -mon). */
   monitors: { dev: Chardev; mode: 'control' | 'readline'; spec: string }[];
   /** `-add-fd fd=N,set=M[,opaque=S]`: fds inherited from the parent. */
   addFds: { fd: number; set: number; opaque?: string }[];
@@ -112,6 +113,8 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
     exitWithParent: false,
   };
   const chardevs = new Map<string, Chardev>();
+  /** Where each chardev was given: QEMU names that option when opening it fails. */
+  const chardevSpecs = new Map<Chardev, string>();
   const mons: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const raw = argv[i]!;
@@ -206,6 +209,7 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           if (chardevs.has(id))
             throw new Error(`attempt to add duplicate property 'id' to object (type 'container')`);
           chardevs.set(id, dev);
+          chardevSpecs.set(dev, where);
           break;
         }
         case '-mon':
@@ -252,7 +256,8 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
   }
   for (const m of mons) {
     try {
-      cfg.monitors.push({ ...parseMon(m, chardevs), spec: `-mon ${m}` });
+      const mon = parseMon(m, chardevs);
+      cfg.monitors.push({ ...mon, spec: chardevSpecs.get(mon.dev) ?? `-mon ${m}` });
     } catch (e) {
       throw new UsageError(`-mon ${m}: ${(e as Error).message}`);
     }

@@ -17,8 +17,9 @@ import {
 } from 'node:fs';
 import { serveHmp } from '../hmp/index.js';
 import { Workload } from '../machine/workload.js';
-import { strerror } from '../migration/transport/errno.js';
 import { QapiError } from '../qapi/errors.js';
+import { strerror } from '../util/errno.js';
+import { SocketError } from '../util/sockets.js';
 import { ChardevError, openChardev } from './chardev.js';
 import {
   helpText,
@@ -194,7 +195,11 @@ export async function startVm(
       try {
         await vm.migration.migrateIncoming({ uri: cfg.incoming });
       } catch (e) {
-        if (e instanceof QapiError) throw new UsageError(`-incoming ${cfg.incoming}: ${e.message}`);
+        if (e instanceof QapiError) {
+          // On the command line QEMU prints a socket error's hint line under the message.
+          const hint = e.cause instanceof SocketError && e.cause.hint ? `\n${e.cause.hint}` : '';
+          throw new UsageError(`-incoming ${cfg.incoming}: ${e.message}${hint}`);
+        }
         throw e;
       }
     }

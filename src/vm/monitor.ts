@@ -3,11 +3,12 @@
  * state, migration, RAM, fds), which already enforce QEMU's rules. HMP reaches the same
  * handlers through the dispatcher, so both monitors behave alike.
  */
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { GuestRam } from '../machine/ram.js';
 import type { Migration } from '../migration/migration.js';
 import { genericError } from '../qapi/errors.js';
 import type { Dispatcher } from '../qmp/dispatch.js';
+import { strerror } from '../util/errno.js';
 import type { RunStateMachine } from './runstate.js';
 
 export interface MonitorVm {
@@ -20,18 +21,6 @@ export interface MonitorVm {
   hmp(commandLine: string): Promise<string>;
   /** Ends the process after the reply went out. */
   quit(): void;
-}
-
-function errnoText(e: NodeJS.ErrnoException): string {
-  const texts: Record<string, string> = {
-    ENOENT: 'No such file or directory',
-    EACCES: 'Permission denied',
-    EISDIR: 'Is a directory',
-    ENOTDIR: 'Not a directory',
-    EROFS: 'Read-only file system',
-    ENOSPC: 'No space left on device',
-  };
-  return (e.code && texts[e.code]) ?? e.message;
 }
 
 export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
@@ -113,18 +102,22 @@ export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
         `pmemsave: 0x${addr.toString(16)}+0x${size.toString(16)} is outside guest RAM (0x${vm.ram.size.toString(16)} bytes)`,
       );
     }
+    // As QEMU's fopen(filename, "wb"): created or truncated (a dump replaces the file).
+    let fh: FileHandle;
+    try {
+      fh = await open(a.filename, 'w');
+    } catch (e) {
+      throw genericError(`Could not open '${a.filename}': ${strerror(e)}`);
+    }
     try {
       // Straight from guest RAM, in pieces: no second copy of a large guest.
-      const fh = await open(a.filename, 'w');
-      try {
-        for (const v of data) {
-          for (let at = 0; at < v.length; at += 64 << 20) await fh.write(v.subarray(at, at + (64 << 20)));
-        }
-      } finally {
-        await fh.close();
+      for (const v of data) {
+        for (let at = 0; at < v.length; at += 64 << 20) await fh.write(v.subarray(at, at + (64 << 20)));
       }
-    } catch (e) {
-      throw genericError(`Could not open '${a.filename}': ${errnoText(e as NodeJS.ErrnoException)}`);
+    } catch {
+      throw genericError(`writing memory to '${a.filename}' failed`);
+    } finally {
+      await fh.close();
     }
     return {};
   });

@@ -232,14 +232,8 @@ test('abstract unix sockets with tight off carry a migration: QEMU 10.0 -> qmigr
   if (!src) return;
   const dst = (await startVm(t, 'qmigrate', [...emptyGuest(dir, 'dst.img'), '-incoming', 'defer'], dir))!;
   const path = `qmigrate-test-${process.pid}`;
-  const tight = { transport: 'socket', type: 'unix', path, abstract: true };
-  const loose = { ...tight, tight: false };
-  // Node names abstract sockets as QEMU does with tight off; the default is refused.
-  const refused = await dst.x('migrate-incoming', { channels: [{ 'channel-type': 'main', addr: tight }] });
-  assert.match(
-    JSON.stringify(refused),
-    /Socket option 'abstract' with 'tight' \(its default\) is not supported/,
-  );
+  const loose = { transport: 'socket', type: 'unix', path, abstract: true, tight: false };
+  // (The tight form, QEMU's default, is proven in socket-address.test.ts.)
   await dst.ok('migrate-incoming', { channels: [{ 'channel-type': 'main', addr: loose }] });
   await src.ok('migrate', { channels: [{ 'channel-type': 'main', addr: loose }] });
   assert.equal((await waitInfo(src, finished)).status, 'completed');

@@ -119,10 +119,10 @@ const CASES: Case[] = [
     qemu: ok,
   },
   {
-    name: 'migrate with keep-alive',
+    name: 'migrate with mptcp',
     command: 'migrate',
-    args: inet({ port: '1', 'keep-alive': true }),
-    expect: err("Socket option 'keep-alive' is not supported by qmigrate: SO_KEEPALIVE is not set"),
+    args: inet({ port: '1', mptcp: true }),
+    expect: err("Socket option 'mptcp' is not supported by qmigrate: Node has no IPPROTO_MPTCP"),
     qemu: ok,
   },
   {

@@ -4,6 +4,7 @@
  */
 import {
   closeSync,
+  constants,
   createReadStream,
   createWriteStream,
   ftruncateSync,
@@ -12,7 +13,7 @@ import {
   type WriteStream,
 } from 'node:fs';
 import { genericError } from '../../qapi/errors.js';
-import { strerror } from './errno.js';
+import { strerror } from '../../util/errno.js';
 
 export type FdSets = ReadonlyMap<number, number[]>;
 
@@ -24,12 +25,19 @@ function fdsetFd(filename: string, fdsets: FdSets): number | undefined {
   return fds[0];
 }
 
-/** Opens the outgoing file: created, truncated to `offset`, written from there. */
+/**
+ * Opens the outgoing file as QEMU 10.0 does: created if missing (mode 0600) but not truncated
+ * on open, then cut to `offset` and written from there. The bytes before the offset are left
+ * as they were: that is what the offset is for (a header of another program's format).
+ * @throws {QapiError} `Could not create '...'` or `failed to truncate migration file to offset X`.
+ */
 export function openFileOut(filename: string, offset: number, fdsets: FdSets): WriteStream {
+  // An fd set's descriptor stays in its set after the migration (QEMU works on a dup of it).
   let fd = fdsetFd(filename, fdsets);
+  const own = fd === undefined;
   if (fd === undefined) {
     try {
-      fd = openSync(filename, 'w', 0o600);
+      fd = openSync(filename, constants.O_WRONLY | constants.O_CREAT, 0o600);
     } catch (e) {
       throw genericError(`Could not create '${filename}': ${strerror(e)}`);
     }
@@ -37,15 +45,16 @@ export function openFileOut(filename: string, offset: number, fdsets: FdSets): W
   try {
     ftruncateSync(fd, offset);
   } catch (e) {
-    closeSync(fd);
+    if (own) closeSync(fd);
     throw genericError(`failed to truncate migration file to offset ${offset.toString(16)}: ${strerror(e)}`);
   }
-  return createWriteStream('', { fd, start: offset, highWaterMark: 4 << 20 });
+  return createWriteStream('', { fd, start: offset, highWaterMark: 4 << 20, autoClose: own });
 }
 
 /** Opens the incoming file and reads from `offset`. */
 export function openFileIn(filename: string, offset: number, fdsets: FdSets): ReadStream {
   let fd = fdsetFd(filename, fdsets);
+  const own = fd === undefined;
   if (fd === undefined) {
     try {
       fd = openSync(filename, 'r');
@@ -53,5 +62,5 @@ export function openFileIn(filename: string, offset: number, fdsets: FdSets): Re
       throw genericError(`Could not open '${filename}': ${strerror(e)}`);
     }
   }
-  return createReadStream('', { fd, start: offset, highWaterMark: 4 << 20 });
+  return createReadStream('', { fd, start: offset, highWaterMark: 4 << 20, autoClose: own });
 }

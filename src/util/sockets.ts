@@ -1,0 +1,282 @@
+/**
+ * Stream sockets as QEMU's util/qemu-sockets.c makes them, for every layer that binds or
+ * connects one (migration, chardevs, QMP): an address is used exactly as given or refused in
+ * QEMU's words (a unix path longer than sun_path; an abstract name in its tight or padded
+ * form), errors carry QEMU's texts, and a connect waits out a full backlog as QEMU's
+ * blocking connect does, until its AbortSignal fires.
+ */
+import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { isIPv4, isIPv6, connect as netConnect, type Server, Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { QmigrateError } from '../errors.js';
+import { connectTightAbstract, listenTightAbstract, NODE_HAS_TIGHT_ABSTRACT } from './abstract-unix.js';
+import { gaiStrerror, strerror } from './errno.js';
+
+/** QAPI's InetSocketAddress, as far as a stream socket uses it. */
+export interface InetAddress {
+  type: 'inet';
+  host: string;
+  port: string;
+  ipv4?: boolean;
+  ipv6?: boolean;
+  'keep-alive'?: boolean;
+}
+
+/** QAPI's UnixSocketAddress: `tight` (default true) matters only with `abstract`. */
+export interface UnixAddress {
+  type: 'unix';
+  path: string;
+  abstract?: boolean;
+  tight?: boolean;
+}
+
+export type StreamAddress = InetAddress | UnixAddress;
+
+/** sizeof(sockaddr_un.sun_path) on Linux. */
+export const UNIX_PATH_MAX = 108;
+
+/**
+ * A socket could not be set up; the message is QEMU's. `hint` is the second line QEMU prints
+ * under it on its command line (never in a QMP reply).
+ *
+ *   QmigrateError (src/errors.ts)
+ *    +-- SocketError  SOCKET_ADDRESS, SOCKET_RESOLVE, SOCKET_CONNECT, SOCKET_BIND, SOCKET_LISTEN
+ */
+export class SocketError extends QmigrateError {
+  readonly hint: string | undefined;
+
+  constructor(code: string, message: string, options?: { cause?: unknown; hint?: string }) {
+    super(code, message, options);
+    this.hint = options?.hint;
+  }
+}
+
+/** How QEMU's messages name an address. */
+export function describeAddress(addr: StreamAddress): string {
+  return addr.type === 'inet' ? `${addr.host}:${addr.port}` : addr.path;
+}
+
+/**
+ * Refuses a unix path the kernel would cut: longer than sun_path, or, for an abstract name
+ * (which follows a NUL), longer than sun_path less one byte.
+ * @throws {SocketError} `UNIX socket path '...' is too long`, as QEMU words it.
+ */
+export function checkUnixPath(addr: UnixAddress): void {
+  const max = addr.abstract ? UNIX_PATH_MAX - 1 : UNIX_PATH_MAX;
+  if (Buffer.byteLength(addr.path) > max) {
+    throw new SocketError('SOCKET_ADDRESS', `UNIX socket path '${addr.path}' is too long`, {
+      hint: `Path must be less than ${max} bytes`,
+    });
+  }
+}
+
+const isTight = (addr: UnixAddress) => addr.tight !== false;
+/** The tight abstract form is the one Node cannot name itself before libuv 1.48. */
+const needsLibc = (addr: UnixAddress) => addr.abstract === true && isTight(addr) && !NODE_HAS_TIGHT_ABSTRACT;
+
+/**
+ * The name to hand Node for a unix address. An abstract name is a leading NUL and the name;
+ * `tight=off` pads it with NULs to the whole sun_path, as QEMU then passes the whole
+ * sockaddr_un (a padded name is one the kernel tells apart from the bare one).
+ */
+function nodePath(addr: UnixAddress): string {
+  if (!addr.abstract) return addr.path;
+  const name = `\0${addr.path}`;
+  return isTight(addr) ? name : name + '\0'.repeat(UNIX_PATH_MAX - Buffer.byteLength(name));
+}
+
+/** Which getaddrinfo family QEMU asks for (inet_ai_family_from_address): 0, 4 or 6. */
+function inetFamily(addr: InetAddress): 0 | 4 | 6 {
+  const { ipv4, ipv6 } = addr;
+  if (ipv4 === false && ipv6 === false) {
+    throw new SocketError('SOCKET_ADDRESS', 'Cannot disable IPv4 and IPv6 at same time');
+  }
+  if (ipv4 === true && ipv6 === true) return 0;
+  if (ipv6 === true || ipv4 === false) return 6;
+  if (ipv4 === true || ipv6 === false) return 4;
+  return 0;
+}
+
+/** A numeric port, or getaddrinfo's answer to anything else (no service names here). */
+function inetPort(addr: InetAddress): number {
+  const n = Number(addr.port);
+  if (!/^\d+$/.test(addr.port) || n > 65535) {
+    throw new SocketError(
+      'SOCKET_RESOLVE',
+      `address resolution failed for ${addr.host}:${addr.port}: Servname not supported for ai_socktype`,
+    );
+  }
+  return n;
+}
+
+/** Waits for a connecting socket; on abort destroys it and rejects with the signal's reason. */
+function connected(s: Socket, signal: AbortSignal | undefined): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      s.destroy();
+      reject(signal?.reason);
+    };
+    const onError = (e: Error) => {
+      signal?.removeEventListener('abort', onAbort);
+      reject(e);
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    s.once('error', onError);
+    s.once('connect', () => {
+      signal?.removeEventListener('abort', onAbort);
+      s.off('error', onError);
+      resolve(s);
+    });
+  });
+}
+
+async function connectUnixOnce(addr: UnixAddress, opts: ConnectOptions): Promise<Socket> {
+  const allowHalfOpen = opts.allowHalfOpen ?? false;
+  if (needsLibc(addr)) {
+    const fd = connectTightAbstract(Buffer.from(addr.path));
+    return new Socket({ fd, readable: true, writable: true, allowHalfOpen });
+  }
+  return connected(netConnect({ path: nodePath(addr), allowHalfOpen }), opts.signal);
+}
+
+export interface ConnectOptions {
+  /** Aborts a pending connect (or the wait for a full backlog): rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Keep our side writable after the peer's FIN (Node's allowHalfOpen). */
+  allowHalfOpen?: boolean;
+}
+
+/**
+ * Connects to an inet or unix address as QEMU's socket_connect() does. A unix listener whose
+ * backlog is full makes a non-blocking connect fail with EAGAIN where QEMU's blocking one
+ * waits; this waits too, retrying, until it gets in or `signal` fires.
+ * @throws {SocketError} with QEMU's text: `UNIX socket path '...' is too long`,
+ *   `address resolution failed for HOST:PORT: ...`, `Failed to connect to '...': ...`.
+ * @throws the signal's reason once it is aborted.
+ */
+export async function socketConnect(addr: StreamAddress, opts: ConnectOptions = {}): Promise<Socket> {
+  const { signal } = opts;
+  signal?.throwIfAborted();
+  if (addr.type === 'unix') {
+    checkUnixPath(addr);
+    for (let pause = 1; ; pause = Math.min(pause * 2, 50)) {
+      try {
+        return await connectUnixOnce(addr, opts);
+      } catch (e) {
+        signal?.throwIfAborted();
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') {
+          throw new SocketError('SOCKET_CONNECT', `Failed to connect to '${addr.path}': ${strerror(e)}`, {
+            cause: e,
+          });
+        }
+      }
+      try {
+        await sleep(pause, undefined, { signal });
+      } catch {
+        signal?.throwIfAborted();
+      }
+    }
+  }
+  const s = netConnect({
+    host: addr.host || 'localhost',
+    port: inetPort(addr),
+    family: inetFamily(addr),
+    allowHalfOpen: opts.allowHalfOpen ?? false,
+  });
+  try {
+    await connected(s, signal);
+  } catch (e) {
+    signal?.throwIfAborted();
+    const gai = gaiStrerror(e);
+    if (gai !== undefined) {
+      throw new SocketError(
+        'SOCKET_RESOLVE',
+        `address resolution failed for ${describeAddress(addr)}: ${gai}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    throw new SocketError(
+      'SOCKET_CONNECT',
+      `Failed to connect to '${describeAddress(addr)}': ${strerror(e)}`,
+      {
+        cause: e,
+      },
+    );
+  }
+  if (addr['keep-alive']) s.setKeepAlive(true);
+  return s;
+}
+
+/**
+ * Binds `server` to an inet or unix address and listens, as QEMU's socket_listen() does. A
+ * stale socket file at a unix path is replaced (anything else there is left alone: bind then
+ * fails).
+ * @returns the addresses really bound (port 0 resolved), as query-migrate reports them.
+ * @throws {SocketError} with QEMU's texts (`Failed to bind socket to PATH: ...`, ...).
+ */
+export async function socketListen(
+  server: Server,
+  addr: StreamAddress,
+  opts: { backlog?: number } = {},
+): Promise<StreamAddress[]> {
+  const backlog = opts.backlog ?? 511;
+  const bindError = (e: unknown) =>
+    new SocketError(
+      'SOCKET_BIND',
+      addr.type === 'unix'
+        ? `Failed to bind socket to ${addr.path}: ${strerror(e)}`
+        : `Failed to bind socket: ${strerror(e)}`,
+      { cause: e },
+    );
+  if (addr.type === 'unix') {
+    checkUnixPath(addr);
+    if (!addr.abstract) {
+      // Node reports a missing directory as EACCES; bind(2) says ENOENT, as QEMU prints.
+      if (!existsSync(dirname(addr.path))) throw bindError({ code: 'ENOENT' });
+      try {
+        if (statSync(addr.path).isSocket()) unlinkSync(addr.path);
+      } catch {}
+    }
+  }
+  let fd: number | undefined;
+  if (addr.type === 'unix' && needsLibc(addr)) {
+    try {
+      fd = listenTightAbstract(Buffer.from(addr.path), backlog);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).syscall !== 'listen') throw bindError(e);
+      throw new SocketError('SOCKET_LISTEN', `Failed to listen on socket: ${strerror(e)}`, { cause: e });
+    }
+  }
+  const port = addr.type === 'inet' ? inetPort(addr) : 0;
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error) => reject(bindError(e));
+    server.once('error', onError);
+    const done = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    if (fd !== undefined) server.listen({ fd }, done);
+    else if (addr.type === 'unix') server.listen({ path: nodePath(addr), backlog }, done);
+    else {
+      const host = addr.host === '' ? undefined : addr.host;
+      server.listen({ host, port, backlog, ipv6Only: addr.ipv6 === true && addr.ipv4 === false }, done);
+    }
+  });
+  if (addr.type === 'unix') {
+    return [
+      addr.abstract
+        ? { type: 'unix', path: addr.path, abstract: true, tight: isTight(addr) }
+        : { type: 'unix', path: addr.path },
+    ];
+  }
+  const bound = server.address();
+  if (!bound || typeof bound === 'string') return [];
+  const a: InetAddress = { type: 'inet', host: bound.address, port: String(bound.port) };
+  if (isIPv4(bound.address)) a.ipv4 = true;
+  else if (isIPv6(bound.address)) a.ipv6 = true;
+  return [a];
+}
