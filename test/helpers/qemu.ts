@@ -106,6 +106,9 @@ export async function startQemu(
       qmp.close();
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
+      // A child QEMU spawned (an exec migration's) may still hold the stderr pipe open, which
+      // would keep this test process alive for as long as it lives.
+      child.stderr?.destroy();
       rmSync(dir, { recursive: true, force: true });
     };
     return { qmp, child, dir, stop };

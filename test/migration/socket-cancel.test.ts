@@ -113,7 +113,17 @@ for (const kind of ['qmigrate', '10.0'] as const) {
     const s = await source(t, kind, dir);
     if (!s) return;
     // A child that never reads its standard input: the stream stops at the pipe's capacity.
-    const addr = { transport: 'exec' as const, args: ['/bin/sleep', '600'] };
+    // It writes its pid, so that it is killed with the test whatever became of its parent.
+    const pidFile = join(dir, 'child.pid');
+    t.after(() => {
+      try {
+        process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+      } catch {}
+    });
+    const addr = {
+      transport: 'exec' as const,
+      args: ['/bin/sh', '-c', `echo $$ > ${pidFile}; exec sleep 600`],
+    };
     await s.src.qmp.migrate({ channels: [{ 'channel-type': 'main', addr }] });
     await sleep(600);
     assert.notEqual((await s.src.qmp.queryMigrate()).status, 'completed');
