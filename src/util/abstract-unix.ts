@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import { constants, endianness } from 'node:os';
+import { QmigrateError } from '../errors.js';
 
 /** Whether Node's own pipes give abstract names their exact length (libuv >= 1.48). */
 export const NODE_HAS_TIGHT_ABSTRACT = (() => {
@@ -37,11 +38,9 @@ function loadLibc(): Libc {
   try {
     koffi = createRequire(import.meta.url)('koffi');
   } catch {
-    throw Object.assign(
-      new Error(
-        `abstract unix sockets with tight=on need Node.js with libuv 1.48 or later (this one has ${process.versions.uv}) or the optional 'koffi' package`,
-      ),
-      { code: 'ENOTSUP_TIGHT' },
+    throw new QmigrateError(
+      'SOCKET_TIGHT_UNSUPPORTED',
+      `abstract unix sockets with tight=on need Node.js with libuv 1.48 or later (this one has ${process.versions.uv}) or the optional 'koffi' package`,
     );
   }
   const lib = koffi.load(null);
