@@ -232,7 +232,7 @@ export class RamLoader {
   #announced = false;
   /** Called at each MULTIFD_FLUSH (multifd sync point). */
   onFlush: (() => Promise<void>) | undefined;
-  /** A stream that arrives faster than it is applied must not hold the monitors off. */
+  /** A backlog of stream being applied must not hold the monitors off. */
   readonly #slice = new TimeSlice();
   #records = 0;
 
@@ -244,7 +244,11 @@ export class RamLoader {
   async loadChunk(r: QemuFileReader): Promise<void> {
     for (;;) {
       if ((++this.#records & 63) === 0 && this.#slice.due) await this.#slice.yield();
-      if (r.available < 8) await r.need(8, 'a RAM record');
+      if (r.available < 8) {
+        await r.need(8, 'a RAM record');
+        // Waiting for the stream let the event loop run: a new slice starts.
+        this.#slice.restart();
+      }
       const at = r.offset;
       const [hi, lo] = r.be64parts();
       const flags = lo & 0xfff;

@@ -34,6 +34,11 @@ export class TimeSlice {
     this.#start = performance.now();
   }
 
+  /** Starts a new slice without yielding: the caller has just let the event loop run. */
+  restart(): void {
+    this.#start = performance.now();
+  }
+
   /** Yields only if the slice is spent. */
   async maybeYield(): Promise<void> {
     if (this.due) await this.yield();

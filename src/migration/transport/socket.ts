@@ -9,6 +9,7 @@ import { createServer, type Server, Socket } from 'node:net';
 import { genericError, QapiError } from '../../qapi/errors.js';
 import type { SocketAddress } from '../../qapi/types.js';
 import { SocketError, socketConnect, socketListen } from '../../util/sockets.js';
+import { TimeSlice } from '../time-slice.js';
 
 export interface Listener {
   server: Server;
@@ -60,9 +61,27 @@ export function readInto(s: Socket, sink: ReadSink): Socket {
   const handle = old._handle;
   if (!handle) throw new Error('readInto: the socket has no handle (closed, or taken over already)');
   old._handle = null;
+  // libuv reads a ready socket up to 32 times in a row, and what each read delivers is applied
+  // at once: after a time slice of that, reading stops for one turn of the event loop so that
+  // the monitors' sockets are polled too (it resumes then, unless the sink itself stopped it).
+  const slice = new TimeSlice();
+  let last = 0;
+  const callback = (n: number) => {
+    const now = performance.now();
+    // Only a run of reads counts: a read after a pause in the stream starts a new slice.
+    if (now - last > 1) slice.restart();
+    last = now;
+    if (!sink.filled(n)) return false;
+    if (!slice.due) return true;
+    setImmediate(() => {
+      slice.restart();
+      d.resume();
+    });
+    return false;
+  };
   const d = new Socket({
     handle,
-    onread: { buffer: () => sink.target(), callback: (n: number) => sink.filled(n) },
+    onread: { buffer: () => sink.target(), callback },
   } as ConstructorParameters<typeof Socket>[0]);
   d.on('close', () => s.destroy());
   return d;
