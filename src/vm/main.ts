@@ -173,7 +173,12 @@ export async function startVm(
     if (cfg.workload) {
       const block = vm.ram.blocks[0];
       if (!block) throw new UsageError('-object qmigrate-workload: the guest has no RAM');
-      const w = new Workload(block, cfg.workload.rate);
+      let w: Workload;
+      try {
+        w = new Workload(block, cfg.workload.rate);
+      } catch (e) {
+        throw new UsageError(`-object qmigrate-workload: ${(e as Error).message}`);
+      }
       vm.onRunning = (running) => (running ? w.start() : w.stop());
     }
     for (const m of cfg.monitors) {

@@ -67,6 +67,13 @@ test('command lines QEMU 10.0 refuses at start are refused with its words', (t) 
   }
 });
 
+test('a workload on a guest too small for it is a clear error, not a stack trace', () => {
+  const r = runVm([...BASE, '-m', '1M', '-object', 'qmigrate-workload,id=w0,rate=10']);
+  assert.equal(r.code, 1);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  assert.match(r.stderr, /^qmigrate: -object qmigrate-workload.*more than 1 MiB/m);
+});
+
 test('-m is rounded up to 8 KiB as QEMU 10.0 rounds it', async (t) => {
   const qemu = requireQemu(t, '10.0');
   if (!qemu) return;
