@@ -87,7 +87,14 @@ export function acceptChannel(
   let mainReader: QemuFileReader | undefined;
   /** Makes this the main stream; `announce` once the socket exists. */
   const asMain = (first: Buffer | undefined, announce = true) => {
-    const reader = new QemuFileReader({ resume: () => socket.resume() });
+    // With multifd, loading waits for every channel, and QEMU reads nothing of the main
+    // channel meanwhile: a source that never opens them (no multifd on its side) must meet
+    // back-pressure and stay active, not hand a whole stream to a read-ahead and complete.
+    // That channel carries headers and flushes only, so a small read-ahead costs nothing.
+    const reader = new QemuFileReader(
+      { resume: () => socket.resume() },
+      receiver ? MULTIFD_MAIN_AHEAD : undefined,
+    );
     if (first?.length) reader.push(first);
     mainReader = reader;
     ended = () => reader.end();
@@ -149,6 +156,9 @@ export function acceptChannel(
   socket.resume();
   return socket;
 }
+
+/** What may be read ahead of the loader on a multifd main channel (bytes). */
+const MULTIFD_MAIN_AHEAD = 256 << 10;
 
 /** How long the other channels may still come once a channel closed during setup. */
 export const SETUP_GRACE_MS = 2000;
