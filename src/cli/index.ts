@@ -265,7 +265,9 @@ export async function main(argv: string[]): Promise<number> {
       code = EXIT.failed;
     }
   }
-  // An output closed while a quick command (uri, check) wrote is reported the same way.
+  // An output closed while a quick command (uri, check) wrote is reported the same way. Its
+  // EPIPE is emitted on a later tick than the write that met it: let those events come.
+  await new Promise((r) => setImmediate(r));
   if (interrupt.signal.aborted && interrupt.signal.reason instanceof Interrupted) {
     code = interrupt.signal.reason.exitCode;
   }

@@ -20,6 +20,12 @@ const INIT = 64;
  * loader pauses for the monitors) was measured to cost a fifth more CPU on a 1 GiB stream.
  */
 const READ_AHEAD = 2 << 20;
+/**
+ * What may be read ahead of the loader on a multifd main channel: with multifd, loading waits
+ * for every channel and QEMU reads nothing of the main one meanwhile, so a source that never
+ * opens them meets back-pressure and stays active. That channel carries headers only.
+ */
+const MULTIFD_MAIN_AHEAD = 256 << 10;
 
 /**
  * Feeds a QemuFileReader with views of large buffers: no allocation or copy per read. A
@@ -93,7 +99,14 @@ export function acceptChannel(
   let mainReader: QemuFileReader | undefined;
   /** Makes this the main stream; `announce` once the socket exists. */
   const asMain = (first: Buffer | undefined, announce = true) => {
-    const reader = new QemuFileReader({ resume: () => socket.resume() }, READ_AHEAD);
+    // With multifd, loading waits for every channel, and QEMU reads nothing of the main
+    // channel meanwhile: a source that never opens them (no multifd on its side) must meet
+    // back-pressure and stay active, not hand a whole stream to a read-ahead and complete.
+    // That channel carries headers and flushes only, so a small read-ahead costs nothing.
+    const reader = new QemuFileReader(
+      { resume: () => socket.resume() },
+      receiver ? MULTIFD_MAIN_AHEAD : READ_AHEAD,
+    );
     if (first?.length) reader.push(first);
     mainReader = reader;
     ended = () => reader.end();

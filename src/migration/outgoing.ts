@@ -9,6 +9,7 @@ import type { Duplex, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GuestRam } from '../machine/ram.js';
 import { QapiError } from '../qapi/errors.js';
+import type { RunState } from '../qapi/types.js';
 import { strerror } from '../util/errno.js';
 import type { RunStateMachine } from '../vm/runstate.js';
 import type { Migration, OutgoingRun } from './migration.js';
@@ -74,6 +75,11 @@ export class OutgoingMigration implements OutgoingRun {
   #multifd: MultifdSender | undefined;
   /** When stop-and-copy was done (Date.now()). */
   #doneAt = 0;
+  /**
+   * The run state the guest had when the migration stopped it for switchover (QEMU's
+   * vm_old_state); undefined while the migration has not stopped it.
+   */
+  #vmOldState: RunState | undefined;
 
   constructor(m: Migration, ram: GuestRam, runstate: RunStateMachine, transport: OutgoingTransport) {
     this.#m = m;
@@ -104,7 +110,6 @@ export class OutgoingMigration implements OutgoingRun {
   /** Runs the migration to its end; never throws (the outcome is in the migration state). */
   async run(): Promise<void> {
     const m = this.#m;
-    const wasRunning = this.#runstate.running;
     let stoppedAt = 0;
     try {
       const stream = await this.#transport.stream;
@@ -137,10 +142,14 @@ export class OutgoingMigration implements OutgoingRun {
       this.#transport.close();
       for (const c of this.#channels) c.destroy();
       m.outgoingEnded();
-      // The guest goes on where it was; its RAM was only read. QEMU's order: a cancelled
-      // migration resumes the guest before it reports `cancelled`, a failed one after `failed`.
+      // The guest goes on where it was; its RAM was only read. Only a guest the migration
+      // stopped is put back, as it was then (migration_iteration_finish): a guest the user
+      // paused meanwhile stays paused. QEMU's order: a cancelled migration resumes the guest
+      // before it reports `cancelled`, a failed one after `failed`.
       const resume = () => {
-        if (wasRunning && !this.#runstate.running) this.#runstate.start();
+        const old = this.#vmOldState;
+        if (old === 'running') this.#runstate.start();
+        else if (old !== undefined && this.#runstate.state === 'finish-migrate') this.#runstate.set(old);
       };
       if (this.#cancelled || e instanceof Cancelled) {
         resume();
@@ -300,12 +309,14 @@ export class OutgoingMigration implements OutgoingRun {
     onStop: (t: number) => void,
   ): Promise<void> {
     const m = this.#m;
-    const runstateBefore = this.#runstate.state;
     // What the passes queued goes out while the guest still runs: downtime is only what
     // stop-and-copy adds.
     await this.#settled(f, ram);
     this.#check();
     onStop(Date.now());
+    // Read as the guest is stopped, as QEMU does: `stop`/`cont` may have come meanwhile.
+    const runstateBefore = this.#runstate.state;
+    this.#vmOldState = runstateBefore;
     this.#runstate.stop('finish-migrate');
     if (this.#runstate.state !== 'finish-migrate') this.#runstate.set('finish-migrate');
     if (m.options.caps['pause-before-switchover']) {

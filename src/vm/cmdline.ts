@@ -3,6 +3,7 @@
  * needs (system/vl.c, qemu-options.hx), so scripts can swap one binary for the other.
  * Unknown or unsupported options are refused with QEMU's wording.
  */
+import { isInheritedFd } from '../migration/transport/fd.js';
 import { strtosz } from '../qapi/cutils.js';
 import { type Chardev, ChardevError, parseChardev, parseCompatChardev, parseMon } from './chardev.js';
 
@@ -74,6 +75,9 @@ const SIZE_HELP =
 
 const isHelp = (part: string) => part === 'help' || part === '?';
 
+/** What QEMU rounds `-m` up to. */
+const RAM_ALIGN = 8192n;
+
 /** `k=v,k=v` with an implied first key. */
 function keyval(text: string, implied?: string): Map<string, string> {
   const m = new Map<string, string>();
@@ -116,6 +120,16 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
   /** Where each chardev was given: QEMU names that option when opening it fails. */
   const chardevSpecs = new Map<Chardev, string>();
   const mons: string[] = [];
+  const objectIds = new Set<string>();
+  let stdioTaken = false;
+  /** A chardev is created for each of these options, in order: stdio only once (chardev/char-stdio.c). */
+  const created = (dev: Chardev): Chardev => {
+    if (dev.backend === 'stdio') {
+      if (stdioTaken) throw new Error('cannot use stdio by multiple character devices');
+      stdioTaken = true;
+    }
+    return dev;
+  };
   for (let i = 0; i < argv.length; i++) {
     const raw = argv[i]!;
     const opt = raw.startsWith('--') ? raw.slice(1) : raw;
@@ -154,7 +168,8 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
         }
         case '-m': {
           const kv = keyval(arg, 'size');
-          cfg.ramSize = size(kv.get('size') ?? '', 'M');
+          // QEMU rounds the size up to 8 KiB (system/vl.c set_memory_options).
+          cfg.ramSize = (size(kv.get('size') ?? '', 'M') + RAM_ALIGN - 1n) & ~(RAM_ALIGN - 1n);
           cfg.ramSizeGiven = true;
           break;
         }
@@ -162,6 +177,10 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           const kv = keyval(arg, 'qom-type');
           const type = kv.get('qom-type')!;
           const id = kv.get('id');
+          if (id !== undefined) {
+            if (objectIds.has(id)) throw new Error(`Duplicate ID '${id}' for object`);
+            objectIds.add(id);
+          }
           if (type === 'qmigrate-workload') {
             cfg.workload = { rate: Number(kv.get('rate') ?? '0') };
             if (!Number.isFinite(cfg.workload.rate) || cfg.workload.rate < 0) {
@@ -198,17 +217,17 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           break;
         case '-qmp':
         case '-qmp-pretty':
-          cfg.monitors.push({ dev: parseCompatChardev(arg), mode: 'control', spec: where });
+          cfg.monitors.push({ dev: created(parseCompatChardev(arg)), mode: 'control', spec: where });
           break;
         case '-monitor':
           if (arg !== 'none')
-            cfg.monitors.push({ dev: parseCompatChardev(arg), mode: 'readline', spec: where });
+            cfg.monitors.push({ dev: created(parseCompatChardev(arg)), mode: 'readline', spec: where });
           break;
         case '-chardev': {
           const { id, dev } = parseChardev(arg);
           if (chardevs.has(id))
             throw new Error(`attempt to add duplicate property 'id' to object (type 'container')`);
-          chardevs.set(id, dev);
+          chardevs.set(id, created(dev));
           chardevSpecs.set(dev, where);
           break;
         }
@@ -232,11 +251,21 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           break;
         }
         case '-add-fd': {
+          // QEMU's checks and their order (system/vl.c parse_add_fd).
           const kv = keyval(arg);
-          const fd = Number(kv.get('fd'));
-          const set = Number(kv.get('set'));
-          if (!kv.has('fd') || !Number.isInteger(fd)) throw new Error("parameter 'fd' missing");
-          if (!kv.has('set') || !Number.isInteger(set)) throw new Error("parameter 'set' missing");
+          const number = (name: string) => {
+            const v = kv.get(name);
+            if (v === undefined) return -1;
+            if (!/^-?\d+$/.test(v)) throw new Error(`Parameter '${name}' expects a number`);
+            return Number(v);
+          };
+          const fd = number('fd');
+          const set = number('set');
+          if (fd < 0) throw new Error('fd option is required and must be non-negative');
+          if (fd <= 2) throw new Error('fd cannot be a standard I/O stream');
+          // Not one the parent passed: writing the stream there would go into Node's own.
+          if (!isInheritedFd(fd)) throw new Error('fd is not valid or already in use');
+          if (set < 0) throw new Error('set option is required and must be non-negative');
           cfg.addFds.push({ fd, set, opaque: kv.get('opaque') });
           break;
         }

@@ -177,7 +177,12 @@ export async function startVm(
     if (cfg.workload) {
       const block = vm.ram.blocks[0];
       if (!block) throw new UsageError('-object qmigrate-workload: the guest has no RAM');
-      const w = new Workload(block, cfg.workload.rate);
+      let w: Workload;
+      try {
+        w = new Workload(block, cfg.workload.rate);
+      } catch (e) {
+        throw new UsageError(`-object qmigrate-workload: ${(e as Error).message}`);
+      }
       vm.onRunning = (running) => (running ? w.start() : w.stop());
     }
     for (const m of cfg.monitors) {
@@ -235,6 +240,9 @@ const PARENT_POLL_MS = 200;
  * `quit` or on SIGTERM/SIGINT/SIGHUP, 1 for a bad command line or a fatal incoming failure.
  */
 export async function vmMain(argv: readonly string[]): Promise<number> {
+  // A reader of stderr that went away (a supervisor's log pipe) makes its writes fail with
+  // EPIPE; QEMU ignores that, and an unhandled 'error' would end the VM with status 1.
+  process.stderr.on('error', () => {});
   // The parent that asked for exit-with-parent may pass its pid, so that a parent which is
   // gone before this line runs is noticed too (the pid would already be the reaper's).
   const expectedParent = Number(process.env.QMIGRATE_PARENT_PID) || process.ppid;

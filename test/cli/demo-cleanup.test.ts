@@ -29,11 +29,24 @@ function gone(pid: number): boolean {
   return s === undefined || s.state === 'Z';
 }
 
-function childrenOf(pid: number): number[] {
+/** The `qmigrate vm` processes `pid` started. */
+function vmsOf(pid: number): number[] {
   return readdirSync('/proc')
     .filter((n) => /^\d+$/.test(n))
     .map(Number)
-    .filter((p) => statOf(p)?.ppid === pid && !gone(p));
+    .filter((p) => statOf(p)?.ppid === pid && !gone(p) && isVm(p));
+}
+
+/**
+ * Whether `pid` runs `qmigrate vm`. The demo has other children at times: run from source
+ * with a cold tsx cache (as in CI after any change), tsx's esbuild service is one.
+ */
+function isVm(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('vm');
+  } catch {
+    return false;
+  }
 }
 
 /** The demo's temp directory, read from a VM's -qmp argument. */
@@ -83,7 +96,7 @@ function startDemo(t: TestContext, args: string[]): Demo {
 async function vmsUp(demo: Demo, sockets = true): Promise<void> {
   await until(
     () => {
-      const vms = childrenOf(demo.child.pid!);
+      const vms = vmsOf(demo.child.pid!);
       for (const v of vms) if (!demo.vms.includes(v)) demo.vms.push(v);
       demo.dir ??= vms.map(dirOf).find((d) => d);
       if (demo.vms.length !== 2 || !demo.dir) return false;
@@ -160,14 +173,14 @@ test('a VM that dies before its monitor answers: exit 3 with one line, nothing l
   // The VM's command line shows once it has exec'd, long before its monitor is up.
   for (const end = Date.now() + 60_000; victim === undefined || demo.dir === undefined; ) {
     assert.ok(Date.now() < end, 'no VM appeared');
-    victim ??= childrenOf(demo.child.pid!)[0];
+    victim ??= vmsOf(demo.child.pid!)[0];
     if (victim !== undefined) demo.dir = dirOf(victim);
     if (demo.dir === undefined) await sleep(2);
   }
   demo.vms.push(victim);
   assert.ok(!existsSync(`${demo.dir}/source.qmp`), 'the VM was already up');
   process.kill(victim, 'SIGKILL');
-  for (const v of childrenOf(demo.child.pid!)) if (!demo.vms.includes(v)) demo.vms.push(v);
+  for (const v of vmsOf(demo.child.pid!)) if (!demo.vms.includes(v)) demo.vms.push(v);
   assert.equal(await demo.exited, 3, demo.stderr());
   assert.match(
     demo.stderr(),

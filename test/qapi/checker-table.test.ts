@@ -1,16 +1,17 @@
 // The argument and rule table (cases.ts) against qmigrate's QAPI layer.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { parseJson } from '../../src/qapi/json.js';
 import { CASES } from './cases.js';
 import { QapiModel } from './model.js';
 import { argsText, assertReply, withTmp } from './run-case.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'qmigrate-table-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
 
 test('the table has at least 80 cases', () => {
   assert.ok(CASES.length >= 80, `${CASES.length} cases`);

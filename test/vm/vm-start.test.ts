@@ -286,3 +286,23 @@ test('-run-with takes exit-with-parent only, and QEMU 10.0’s text for an unkno
   assert.equal(chroot.code, 1);
   assert.match(chroot.stderr, /^qmigrate: -run-with chroot=\/: 'chroot' is not supported by qmigrate$/m);
 });
+
+test('a signal with stderr closed still exits 0, as QEMU 10.0 does', async (t) => {
+  const qemu = requireQemu(t, '10.0');
+  if (!qemu) return;
+  for (const who of ['qemu', 'qmigrate'] as const) {
+    const args = ['-machine', 'none', '-display', 'none', '-nodefaults'];
+    const child =
+      who === 'qemu'
+        ? spawnQemu(t, qemu, args)
+        : spawnQmigrate(['vm', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    t.after(() => child.kill('SIGKILL'));
+    const exited = new Promise<number | null>((r) => child.once('exit', r));
+    assert.equal(await Promise.race([exited, sleep(2500, 'running')]), 'running', `${who} did not start`);
+    // Whoever read its stderr (a supervisor's log pipe) went away: "terminating on signal"
+    // then meets EPIPE, which must not turn the exit into a failure.
+    child.stderr?.destroy();
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, who);
+  }
+});

@@ -4,16 +4,61 @@
  * `-add-fd fd=N,set=S,opaque=NAME` registers fd N under NAME (and in fd set S), and
  * `fd:NAME` then finds it; an incoming `fd:N` with a number uses inherited fd N directly.
  */
-import { createReadStream, createWriteStream, fstatSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  fstatSync,
+  readdirSync,
+  readlinkSync,
+} from 'node:fs';
 import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { genericError } from '../../qapi/errors.js';
+
+/**
+ * Whether `fd` is open and may be one the parent passed rather than one of Node's own.
+ * QEMU asks for close-on-exec (system/vl.c parse_add_fd: inherited fds have it clear), which
+ * tells nothing here: Node sets it on every fd it inherits (uv_disable_stdio_inheritance).
+ * What Node opens for itself is told apart by kind instead (Linux /proc): event-loop objects
+ * (anon inodes) and pipes with both ends in this process. A stream written into or read from
+ * one of those breaks the event loop or kills the process.
+ */
+export function isInheritedFd(fd: number): boolean {
+  if (!existsSync('/proc/self/fd')) {
+    // No /proc to ask: an open fd is all that can be checked.
+    try {
+      fstatSync(fd);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  let target: string;
+  try {
+    target = readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return false;
+  }
+  if (target.startsWith('anon_inode:')) return false;
+  if (!target.startsWith('pipe:')) return true;
+  let ends = 0;
+  for (const other of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${other}`) === target) ends++;
+    } catch {
+      // Closed meanwhile (the directory's own fd among them).
+    }
+  }
+  return ends < 2;
+}
 
 /** Resolves `fd:STR` to a descriptor, as QEMU's monitor_fd_param does. */
 export function resolveFd(str: string, names: ReadonlyMap<string, number>, incoming: boolean): number {
   if (incoming && /^\d/.test(str)) {
     const n = Number(str);
-    if (!Number.isInteger(n)) throw genericError(`Invalid file descriptor number '${str}'`);
+    if (!Number.isInteger(n) || !isInheritedFd(n))
+      throw genericError(`Invalid file descriptor number '${str}'`);
     return n;
   }
   const fd = names.get(str);
