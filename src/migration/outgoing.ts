@@ -65,7 +65,7 @@ export class OutgoingMigration implements OutgoingRun {
   readonly #runstate: RunStateMachine;
   readonly #transport: OutgoingTransport;
   #cancelled = false;
-  /** The stream's end is in the kernel for a peer that needs nothing more: too late to cancel. */
+  /** The stream's end is in the kernel with no word from the peer to wait for: too late to cancel. */
   #committed = false;
   #continue: (() => void) | undefined;
   #wake: (() => void) | undefined;
@@ -279,9 +279,11 @@ export class OutgoingMigration implements OutgoingRun {
       const bw = avail > 0 ? avail / 1000 : bandwidth;
       const threshold = bw * Number(params['downtime-limit']);
       // What stop-and-copy would still have to move: the dirty pages and whatever sits in
-      // the process's write queues. Until a rate has been measured it stays at
-      // downtime-limit, as QEMU reports it.
-      if (bw > 0) m.expectedDowntime = Math.round((ram.remainingBytes + this.#queued(f, ram)) / bw);
+      // the process's write queues. As in QEMU it stays at downtime-limit until both a rate
+      // and a dirtying guest have been measured (an idle guest keeps it there).
+      if (bw > 0 && m.stats['dirty-pages-rate'] > 0) {
+        m.expectedDowntime = Math.round((ram.remainingBytes + this.#queued(f, ram)) / bw);
+      }
       // QEMU syncs as soon as the estimate drops below the threshold and may then stop the
       // guest with a pass half done, sending its rest in downtime. Finishing the pass first
       // costs no total time (those pages go out either way) and shortens the downtime.
@@ -375,11 +377,12 @@ export class OutgoingMigration implements OutgoingRun {
       await f.end();
     } else {
       await f.settled();
-      // The end of the stream is in the kernel: a socket or file peer gets it whatever we do
-      // now, so a cancel could only resume a guest that is about to run there too. (Waits
-      // for the peer's word stay cancellable, as in QEMU: the return path's SHUT above, an
-      // exec child's exit below.)
-      if (this.#transport.kind !== 'command') this.#committed = true;
+      // The end of the stream is in the kernel: the peer (a socket's, a file, an exec child)
+      // gets it whatever we do now, so a cancel could only resume a guest that is about to run
+      // there too. QEMU's monitor is blocked until an exec child exits and then completes; we
+      // wait for the child's exit too, and its failure fails the migration. (The return
+      // path's SHUT, above, stays cancellable, as in QEMU.)
+      this.#committed = true;
       this.#doneAt = Date.now();
       await f.end();
       await this.#transport.finished;

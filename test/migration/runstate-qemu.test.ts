@@ -16,7 +16,7 @@ import { writeMixedImage } from '../helpers/guest.js';
 import { type Peer, type PeerKind, startPeer, waitMigration } from '../helpers/peers.js';
 
 const MiB = 32;
-type Table = Record<string, StatusInfo | string[]>;
+type Table = Record<string, StatusInfo | string[] | number>;
 
 function tmp(t: TestContext, kind: string): string {
   const dir = mkdtempSync(join(tmpdir(), `qmigrate-rs-${kind}-`));
@@ -94,6 +94,8 @@ async function sourceTable(t: TestContext, kind: PeerKind): Promise<Table | unde
   await a.qmp.migrate({ uri: `unix:${sock3}` });
   await waitStatus(a.qmp, 'pre-switchover');
   table['pre-switchover'] = await a.qmp.queryStatus();
+  // An idle guest: no dirtying rate was measured, so the estimate is still downtime-limit.
+  table['expected-downtime in pre-switchover'] = Number((await a.qmp.queryMigrate())['expected-downtime']);
   await a.qmp.migrateContinue({ state: 'pre-switchover' });
   await waitStatus(a.qmp, 'device');
   table.device = await a.qmp.queryStatus();
@@ -159,6 +161,7 @@ test('source run state in each migration state matches QEMU 10.0', async (t) => 
   // The values themselves, as QEMU 10.0 gave them here.
   assert.deepEqual(theirs['pre-switchover'], { status: 'finish-migrate', running: false });
   assert.deepEqual(theirs.active, { status: 'running', running: true });
+  assert.equal(theirs['expected-downtime in pre-switchover'], 300);
 });
 
 test('destination run state in each migration state matches QEMU 10.0', async (t) => {
