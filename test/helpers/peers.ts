@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { MigrationInfo } from '../../src/qapi/types.js';
+import type { MigrationInfo, MigrationStatus } from '../../src/qapi/types.js';
 import { QmpClient } from '../../src/qmp/client.js';
 import { guestArgs } from './guest.js';
 import { type QemuVersion, requireQemu, startQemu } from './qemu.js';
@@ -99,6 +99,17 @@ export async function waitMigration(qmp: QmpClient, ms = 120_000): Promise<Migra
     if (info.status === 'completed' || info.status === 'failed' || info.status === 'cancelled') return info;
     if (Date.now() > deadline) throw new Error(`migration still ${info.status} after ${ms} ms`);
     await sleep(20);
+  }
+}
+
+/** Polls query-migrate until the status is `want` (an intermediate state, say). */
+export async function waitMigrationStatus(qmp: QmpClient, want: MigrationStatus, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const { status } = await qmp.queryMigrate();
+    if (status === want) return;
+    if (Date.now() > deadline) throw new Error(`migration is ${status}, never ${want}`);
+    await sleep(10);
   }
 }
 

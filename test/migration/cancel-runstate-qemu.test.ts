@@ -9,23 +9,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { MigrationStatus, StatusInfo } from '../../src/qapi/types.js';
-import type { QmpClient } from '../../src/qmp/client.js';
+import type { StatusInfo } from '../../src/qapi/types.js';
 import { writeMixedImage } from '../helpers/guest.js';
-import { type PeerKind, startPeer, waitMigration } from '../helpers/peers.js';
+import { type PeerKind, startPeer, waitMigration, waitMigrationStatus } from '../helpers/peers.js';
 
 const MiB = 32;
-
-async function waitStatus(q: QmpClient, want: MigrationStatus, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const { status } = await q.queryMigrate();
-    if (status === want) return;
-    if (Date.now() > deadline) throw new Error(`migration is ${status}, never ${want}`);
-    await sleep(10);
-  }
-}
 
 type Scenario =
   | 'stop in active'
@@ -51,7 +39,7 @@ async function afterCancel(
   if (scenario === 'stop in active') {
     await q.migrateSetParameters({ 'max-bandwidth': 1 << 20 });
     await q.migrate({ uri: `unix:${sock}` });
-    await waitStatus(q, 'active');
+    await waitMigrationStatus(q, 'active');
     await q.stop();
   } else {
     await q.migrateSetCapabilities({
@@ -61,10 +49,10 @@ async function afterCancel(
     if (scenario.startsWith('cont')) await q.migrateSetParameters({ 'max-bandwidth': 4 << 20 });
     await q.migrate({ uri: `unix:${sock}` });
     if (scenario === 'cont in active, cancel in pre-switchover') {
-      await waitStatus(q, 'active');
+      await waitMigrationStatus(q, 'active');
       await q.cont();
     }
-    await waitStatus(q, 'pre-switchover');
+    await waitMigrationStatus(q, 'pre-switchover');
   }
   await q.migrateCancel();
   assert.equal((await waitMigration(q, 10_000)).status, 'cancelled');

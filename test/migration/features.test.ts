@@ -9,7 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { guestArgs, writeMixedImage } from '../helpers/guest.js';
-import { connectRetry, startPeer, waitMigration, waitRunstate } from '../helpers/peers.js';
+import {
+  connectRetry,
+  startPeer,
+  waitMigration,
+  waitMigrationStatus,
+  waitRunstate,
+} from '../helpers/peers.js';
 import { spawnQmigrate } from '../helpers/qmigrate.js';
 
 const MiB = 32;
@@ -18,14 +24,6 @@ function tmp(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-feat-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function waitStatus(q: import('../../src/qmp/client.js').QmpClient, status: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    if ((await q.queryMigrate()).status === status) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`never reached ${status}`);
 }
 
 /** A qmigrate source whose migration to a file waits in pre-switchover. */
@@ -37,7 +35,7 @@ async function pausedBeforeSwitchover(t: TestContext) {
     capabilities: [{ capability: 'pause-before-switchover', state: true }],
   });
   await src.qmp.migrate({ uri: `file:${join(dir, 'm.mig')}` });
-  await waitStatus(src.qmp, 'pre-switchover');
+  await waitMigrationStatus(src.qmp, 'pre-switchover');
   return { dir, src };
 }
 

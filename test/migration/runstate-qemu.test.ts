@@ -9,11 +9,9 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { MigrationStatus, StatusInfo } from '../../src/qapi/types.js';
-import type { QmpClient } from '../../src/qmp/client.js';
+import type { StatusInfo } from '../../src/qapi/types.js';
 import { writeMixedImage } from '../helpers/guest.js';
-import { type Peer, type PeerKind, startPeer, waitMigration } from '../helpers/peers.js';
+import { type Peer, type PeerKind, startPeer, waitMigration, waitMigrationStatus } from '../helpers/peers.js';
 
 const MiB = 32;
 type Table = Record<string, StatusInfo | string[] | number>;
@@ -22,16 +20,6 @@ function tmp(t: TestContext, kind: string): string {
   const dir = mkdtempSync(join(tmpdir(), `qmigrate-rs-${kind}-`));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function waitStatus(q: QmpClient, want: MigrationStatus, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const { status } = await q.queryMigrate();
-    if (status === want) return;
-    if (Date.now() > deadline) throw new Error(`migration is ${status}, never ${want}`);
-    await sleep(10);
-  }
 }
 
 /** A listener the test owns: `onConn` decides what the "destination" does. */
@@ -60,7 +48,7 @@ async function sourceTable(t: TestContext, kind: PeerKind): Promise<Table | unde
   await fakeDestination(t, sock, (s) => s.resume());
   await a.qmp.migrateSetParameters({ 'max-bandwidth': 1 << 20 });
   await a.qmp.migrate({ uri: `unix:${sock}` });
-  await waitStatus(a.qmp, 'active');
+  await waitMigrationStatus(a.qmp, 'active');
   table.active = await a.qmp.queryStatus();
   await a.qmp.migrateCancel();
   assert.equal((await waitMigration(a.qmp)).status, 'cancelled');
@@ -92,12 +80,12 @@ async function sourceTable(t: TestContext, kind: PeerKind): Promise<Table | unde
   const events = a.qmp.listen('MIGRATION', 'STOP', 'RESUME');
   await a.qmp.migrateSetParameters({ 'max-bandwidth': 0 });
   await a.qmp.migrate({ uri: `unix:${sock3}` });
-  await waitStatus(a.qmp, 'pre-switchover');
+  await waitMigrationStatus(a.qmp, 'pre-switchover');
   table['pre-switchover'] = await a.qmp.queryStatus();
   // An idle guest: no dirtying rate was measured, so the estimate is still downtime-limit.
   table['expected-downtime in pre-switchover'] = Number((await a.qmp.queryMigrate())['expected-downtime']);
   await a.qmp.migrateContinue({ state: 'pre-switchover' });
-  await waitStatus(a.qmp, 'device');
+  await waitMigrationStatus(a.qmp, 'device');
   table.device = await a.qmp.queryStatus();
   await a.qmp.migrateCancel();
   assert.equal((await waitMigration(a.qmp)).status, 'cancelled');
@@ -127,11 +115,11 @@ async function destinationTable(t: TestContext, kind: PeerKind): Promise<Table |
   const src = (await source(t, kind, dir, 'src'))!;
   const path = join(dir, 'm.sock');
   await dst.qmp.migrateIncoming({ uri: `unix:${path}` });
-  await waitStatus(dst.qmp, 'setup');
+  await waitMigrationStatus(dst.qmp, 'setup');
   table.setup = await dst.qmp.queryStatus();
   await src.qmp.migrateSetParameters({ 'max-bandwidth': 4 << 20 });
   await src.qmp.migrate({ uri: `unix:${path}` });
-  await waitStatus(dst.qmp, 'active');
+  await waitMigrationStatus(dst.qmp, 'active');
   table.active = await dst.qmp.queryStatus();
   await src.qmp.migrateSetParameters({ 'max-bandwidth': 0 });
   assert.equal((await waitMigration(dst.qmp)).status, 'completed');
@@ -146,7 +134,7 @@ async function destinationTable(t: TestContext, kind: PeerKind): Promise<Table |
   await dst.qmp.migrateIncoming({ uri: `unix:${path2}`, 'exit-on-error': false });
   await src2.qmp.migrateSetParameters({ 'max-bandwidth': 1 << 20 });
   await src2.qmp.migrate({ uri: `unix:${path2}` });
-  await waitStatus(dst.qmp, 'active');
+  await waitMigrationStatus(dst.qmp, 'active');
   src2.child.kill('SIGKILL');
   assert.equal((await waitMigration(dst.qmp)).status, 'failed');
   table.failed = await dst.qmp.queryStatus();
