@@ -5,9 +5,11 @@
  * form), errors carry QEMU's texts, and a connect waits out a full backlog as QEMU's
  * blocking connect does, until its AbortSignal fires.
  */
-import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { isIPv4, isIPv6, connect as netConnect, type Server, Socket } from 'node:net';
-import { dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QmigrateError } from '../errors.js';
 import { connectTightAbstract, listenTightAbstract, NODE_HAS_TIGHT_ABSTRACT } from './abstract-unix.js';
@@ -110,6 +112,20 @@ function inetPort(addr: InetAddress): number {
   return n;
 }
 
+/**
+ * What getaddrinfo() answers QEMU's connect before Node would get to it: Node takes an empty
+ * host for `localhost` and never resolves an IP address, so it would connect where QEMU
+ * refuses. An IPv4 address with only IPv6 allowed is left to Node: QEMU's AI_V4MAPPED
+ * reaches the same peer through its mapped IPv6 form.
+ * @throws {SocketError} `address resolution failed for HOST:PORT: ...`.
+ */
+function checkConnectHost(addr: InetAddress, family: 0 | 4 | 6): void {
+  const failed = (why: string) =>
+    new SocketError('SOCKET_RESOLVE', `address resolution failed for ${describeAddress(addr)}: ${why}`);
+  if (addr.host === '') throw failed('Name or service not known');
+  if (family === 4 && isIPv6(addr.host)) throw failed('Address family for hostname not supported');
+}
+
 /** Waits for a connecting socket; on abort destroys it and rejects with the signal's reason. */
 function connected(s: Socket, signal: AbortSignal | undefined): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -179,10 +195,12 @@ export async function socketConnect(addr: StreamAddress, opts: ConnectOptions = 
       }
     }
   }
+  const family = inetFamily(addr);
+  checkConnectHost(addr, family);
   const s = netConnect({
-    host: addr.host || 'localhost',
+    host: addr.host,
     port: inetPort(addr),
-    family: inetFamily(addr),
+    family,
     allowHalfOpen: opts.allowHalfOpen ?? false,
   });
   try {
@@ -212,6 +230,29 @@ export async function socketConnect(addr: StreamAddress, opts: ConnectOptions = 
 }
 
 /**
+ * An empty unix path names a fresh socket in the temporary directory, as QEMU's
+ * unix_listen_saddr() makes one: `qemu-socket-XXXXXX`, reserved as a file (mkstemp) that
+ * is removed again just before the bind.
+ * @throws {SocketError} `Failed to make a temporary socket ...`.
+ */
+function tempSocket(addr: UnixAddress): UnixAddress {
+  const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  for (let tries = 0; ; tries++) {
+    const path = join(tmpdir(), `qemu-socket-${Array.from(randomBytes(6), (b) => ALNUM[b % 62]).join('')}`);
+    checkUnixPath({ ...addr, path });
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+      return { ...addr, path };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && tries < 100) continue;
+      throw new SocketError('SOCKET_BIND', `Failed to make a temporary socket ${path}: ${strerror(e)}`, {
+        cause: e,
+      });
+    }
+  }
+}
+
+/**
  * Binds `server` to an inet or unix address and listens, as QEMU's socket_listen() does. A
  * stale socket file at a unix path is replaced (anything else there is left alone: bind then
  * fails).
@@ -220,10 +261,11 @@ export async function socketConnect(addr: StreamAddress, opts: ConnectOptions = 
  */
 export async function socketListen(
   server: Server,
-  addr: StreamAddress,
+  given: StreamAddress,
   opts: { backlog?: number } = {},
 ): Promise<StreamAddress[]> {
   const backlog = opts.backlog ?? 511;
+  const addr = given.type === 'unix' && given.path === '' && !given.abstract ? tempSocket(given) : given;
   const bindError = (e: unknown) =>
     new SocketError(
       'SOCKET_BIND',
@@ -238,7 +280,7 @@ export async function socketListen(
       // Node reports a missing directory as EACCES; bind(2) says ENOENT, as QEMU prints.
       if (!existsSync(dirname(addr.path))) throw bindError({ code: 'ENOENT' });
       try {
-        if (statSync(addr.path).isSocket()) unlinkSync(addr.path);
+        if (addr !== given || statSync(addr.path).isSocket()) unlinkSync(addr.path);
       } catch {}
     }
   }

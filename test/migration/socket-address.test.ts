@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -170,6 +171,80 @@ test('an unresolvable host fails as QEMU 10.0 says: address resolution failed fo
   }
   assert.match(descs[1] ?? '', /^address resolution failed for nonexistent\.invalid:4444: /);
   assert.equal(descs[1], descs[0]);
+});
+
+test('a connect is refused where QEMU 10.0 cannot resolve: an empty host, IPv6 with ipv4 only', async (t) => {
+  // A listener on every local address: taking '' for localhost, or ignoring the family of an
+  // address, would reach it and migrate the guest there.
+  const sink = createServer((s) => s.resume().on('error', () => {}));
+  await new Promise<void>((r) => sink.listen({ host: '::', port: 0 }, r));
+  t.after(() => sink.close());
+  const port = String((sink.address() as { port: number }).port);
+  const dir = tmp(t);
+  const results: Record<string, unknown>[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const src = await peer(t, kind, dir, `src-${kind}`);
+    if (!src) return;
+    const r: Record<string, unknown> = {};
+    for (const [name, addr] of [
+      ['empty host', { host: '', port }],
+      ['::1, ipv4 only', { host: '::1', port, ipv4: true, ipv6: false }],
+    ] as const) {
+      await src.qmp.migrate({
+        channels: [{ 'channel-type': 'main', addr: { transport: 'socket', type: 'inet', ...addr } }],
+      });
+      const info = await waitMigration(src.qmp, 20_000);
+      r[name] = [info.status, info['error-desc'], (await src.qmp.queryStatus()).status];
+    }
+    results.push(r);
+  }
+  assert.deepEqual(results[1], {
+    'empty host': ['failed', `address resolution failed for :${port}: Name or service not known`, 'running'],
+    '::1, ipv4 only': [
+      'failed',
+      `address resolution failed for ::1:${port}: Address family for hostname not supported`,
+      'running',
+    ],
+  });
+  assert.deepEqual(results[1], results[0]);
+  // The same rule for a QMP client and a client chardev.
+  await assert.rejects(
+    QmpClient.connect({ host: '', port: Number(port) }, { timeout: 2000 }),
+    (e: unknown) => {
+      assert.ok(e instanceof ConnectError);
+      assert.match(e.message, /address resolution failed for :\d+: Name or service not known$/);
+      return true;
+    },
+  );
+  const want = await qemuStderr(t, ['-qmp', `tcp::${port}`]);
+  assert.equal(
+    want,
+    `-qmp tcp::${port}: address resolution failed for :${port}: Name or service not known\n`,
+  );
+  const r = await runQmigrate(['vm', '-machine', 'none', '-qmp', `tcp::${port}`]);
+  assert.deepEqual([r.code, r.stderr.replaceAll('qmigrate: ', '')], [1, want]);
+});
+
+test('an empty unix path listens on a fresh temporary socket, as QEMU 10.0 makes one', async (t) => {
+  const dir = tmp(t);
+  const shown: unknown[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const dst = await peer(t, kind, dir, `dst-${kind}`, ['-incoming', 'defer']);
+    if (!dst) return;
+    await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: unix('') }] });
+    const sa = (await dst.qmp.queryMigrate())['socket-address'] as { type: string; path: string }[];
+    assert.equal(sa.length, 1);
+    const path = sa[0]!.path;
+    t.after(() => rmSync(path, { force: true }));
+    assert.match(path, /\/qemu-socket-[A-Za-z0-9]{6}$/);
+    shown.push({ ...sa[0], path: path.replace(/-[A-Za-z0-9]{6}$/, '-XXXXXX') });
+    // The source reaches the destination there.
+    const src = (await peer(t, 'qmigrate', dir, `src-${kind}`))!;
+    await src.qmp.migrate({ channels: [{ 'channel-type': 'main', addr: unix(path) }] });
+    assert.equal((await waitMigration(src.qmp)).status, 'completed');
+    assert.equal((await waitMigration(dst.qmp)).status, 'completed');
+  }
+  assert.deepEqual(shown[1], shown[0]);
 });
 
 /** Migrates `src` to `dst` over an abstract name; returns the source's end state. */
