@@ -100,8 +100,11 @@ function inetFamily(addr: InetAddress): 0 | 4 | 6 {
   return 0;
 }
 
-/** A numeric port, or getaddrinfo's answer to anything else (no service names here). */
-function inetPort(addr: InetAddress): number {
+/**
+ * A numeric port, or getaddrinfo's answer to anything else (no service names here).
+ * @throws {SocketError} `address resolution failed for HOST:PORT: Servname not supported ...`.
+ */
+export function inetPort(addr: InetAddress): number {
   const n = Number(addr.port);
   if (!/^\d+$/.test(addr.port) || n > 65535) {
     throw new SocketError(
