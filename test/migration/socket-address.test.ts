@@ -247,6 +247,36 @@ test('an empty unix path listens on a fresh temporary socket, as QEMU 10.0 makes
   assert.deepEqual(shown[1], shown[0]);
 });
 
+test('a unix path with a NUL is refused, never cut where the kernel would end it', async (t) => {
+  const dir = tmp(t);
+  // A destination listening on the path up to the NUL: the cut path must not reach it.
+  const cut = join(dir, 'u');
+  const withNul = `${cut}\u0000v`;
+  const dst = (await peer(t, 'qmigrate', dir, 'dst', ['-incoming', 'defer']))!;
+  await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: unix(cut) }] });
+  const refused = `UNIX socket path '${withNul}' has a NUL character, where the kernel would cut it`;
+  const results: unknown[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const src = await peer(t, kind, dir, `src-${kind}`);
+    if (!src) return;
+    await src.qmp.migrate({ channels: [{ 'channel-type': 'main', addr: unix(withNul) }] });
+    const info = await waitMigration(src.qmp, 20_000);
+    results.push([info.status, info['error-desc']]);
+  }
+  // QEMU 10.0 makes U+0000 the bytes C0 80, a path that does not exist.
+  assert.deepEqual(results, [
+    ['failed', `Failed to connect to '${withNul}': No such file or directory`],
+    ['failed', refused],
+  ]);
+  assert.equal((await dst.qmp.queryMigrate()).status, 'setup', 'the cut path was reached');
+  // A listener: the command is refused.
+  const dst2 = (await peer(t, 'qmigrate', dir, 'dst2', ['-incoming', 'defer']))!;
+  await assert.rejects(
+    dst2.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: unix(withNul) }] }),
+    (e: Error) => e.message === refused,
+  );
+});
+
 /** Migrates `src` to `dst` over an abstract name; returns the source's end state. */
 async function migrateAbstract(
   src: Peer,
