@@ -10,6 +10,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -273,4 +274,35 @@ test('an incoming file that cannot be read fails with glibcâ€™s text, not Nodeâ€
   await dst.qmp.migrateIncoming({ channels: fileAt(dir), 'exit-on-error': false });
   const info = await waitMigration(dst.qmp);
   assert.deepEqual([info.status, info['error-desc']], ['failed', 'load of migration failed: Is a directory']);
+});
+
+test('file: a name with U+0000 is the file QEMU 10.0 writes (C0 80); exec refuses one clearly', async (t) => {
+  const dir = tmp(t);
+  const image = join(dir, 'src.img');
+  writeMixedImage(image, MiB << 20, 11);
+  const names: Record<string, string[]> = {};
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const own = join(dir, kind);
+    mkdirSync(own);
+    const src = await startPeer(t, kind, dir, `src-${kind}`, image, MiB);
+    if (!src) return;
+    await src.qmp.migrate({ channels: fileAt(join(own, 'a\u0000b')) });
+    const info = await waitMigration(src.qmp);
+    assert.equal(info.status, 'completed', info['error-desc']);
+    names[kind] = readdirSync(own, { encoding: 'buffer' }).map((n) => n.toString('hex'));
+  }
+  assert.deepEqual(names.qmigrate, [Buffer.from('a\xc0\x80b', 'latin1').toString('hex')]);
+  assert.deepEqual(names.qmigrate, names['10.0']);
+  // Node cannot pass those bytes to a program: a clear refusal, not Node's own text.
+  writeFileSync(join(dir, 'e.img'), '');
+  const e = (await startPeer(t, 'qmigrate', dir, 'e', image, MiB))!;
+  await assert.rejects(
+    e.qmp.migrate({
+      channels: [{ 'channel-type': 'main', addr: { transport: 'exec', args: ['/bin/sh', '-c', 'x\u0000'] } }],
+    }),
+    (err: Error) =>
+      err.message ===
+      'Failed to execute child process \u201c/bin/sh\u201d (argument 2 has a NUL character, which qmigrate cannot pass on)',
+  );
+  assert.equal((await e.qmp.queryStatus()).status, 'running');
 });

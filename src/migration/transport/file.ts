@@ -59,6 +59,16 @@ function fdsetFd(filename: string, flags: number, fdsets: FdSets): number | unde
 }
 
 /**
+ * The name to open: QEMU's JSON parser turns U+0000 into the bytes C0 80 (modified UTF-8),
+ * so a name with one names that file; Node refuses a NUL in a path string.
+ */
+function fsName(filename: string): string | Buffer {
+  if (!filename.includes('\0')) return filename;
+  const parts = filename.split('\0').map((p) => Buffer.from(p));
+  return Buffer.concat(parts.flatMap((p, i) => (i ? [Buffer.from([0xc0, 0x80]), p] : [p])));
+}
+
+/**
  * Opens the outgoing file as QEMU 10.0 does: created if missing (mode 0600) but not truncated
  * on open, then cut to `offset` and written from there. The bytes before the offset are left
  * as they were: that is what the offset is for (a header of another program's format).
@@ -71,7 +81,7 @@ export function openFileOut(filename: string, offset: number, fdsets: FdSets): W
   const own = fd === undefined;
   if (fd === undefined) {
     try {
-      fd = openSync(filename, flags, 0o600);
+      fd = openSync(fsName(filename), flags, 0o600);
     } catch (e) {
       throw genericError(`Could not create '${filename}': ${strerror(e)}`);
     }
@@ -91,7 +101,7 @@ export function openFileIn(filename: string, offset: number, fdsets: FdSets): Re
   const own = fd === undefined;
   if (fd === undefined) {
     try {
-      fd = openSync(filename, constants.O_RDONLY);
+      fd = openSync(fsName(filename), constants.O_RDONLY);
     } catch (e) {
       throw genericError(`Could not open '${filename}': ${strerror(e)}`);
     }
