@@ -277,14 +277,26 @@ export async function socketListen(
 ): Promise<StreamAddress[]> {
   const backlog = opts.backlog ?? 511;
   const addr = given.type === 'unix' && given.path === '' && !given.abstract ? tempSocket(given) : given;
-  const bindError = (e: unknown) =>
-    new SocketError(
+  const bindError = (e: unknown) => {
+    // Node resolves a listener's host name inside listen(): QEMU's getaddrinfo() words that.
+    const gai = addr.type === 'inet' ? gaiStrerror(e) : undefined;
+    if (gai !== undefined) {
+      return new SocketError(
+        'SOCKET_RESOLVE',
+        `address resolution failed for ${describeAddress(addr)}: ${gai}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    return new SocketError(
       'SOCKET_BIND',
       addr.type === 'unix'
         ? `Failed to bind socket to ${addr.path}: ${strerror(e)}`
         : `Failed to bind socket: ${strerror(e)}`,
       { cause: e },
     );
+  };
   if (addr.type === 'unix') {
     checkUnixPath(addr);
     if (!addr.abstract) {

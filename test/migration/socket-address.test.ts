@@ -157,6 +157,30 @@ test('QmpServer.listen and QmpClient.connect refuse an over-long unix path', asy
   });
 });
 
+test('a listener on an unresolvable host fails as QEMU 10.0 says: address resolution failed', async (t) => {
+  const dir = tmp(t);
+  const results: unknown[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const dst = await peer(t, kind, dir, `dst-${kind}`, ['-incoming', 'defer']);
+    if (!dst) return;
+    const addr = { transport: 'socket', type: 'inet', host: 'nonexistent.invalid', port: '0' } as const;
+    results.push(
+      await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr }] }).then(
+        () => 'accepted',
+        (e: Error) => e.message,
+      ),
+    );
+  }
+  assert.match(String(results[1]), /^address resolution failed for nonexistent\.invalid:0: /);
+  assert.equal(results[1], results[0]);
+  // And a monitor listening there, on the command line.
+  const spec = 'tcp:nonexistent.invalid:0,server=on,wait=off';
+  const want = await qemuStderr(t, ['-qmp', spec]);
+  assert.match(want ?? '', /^-qmp \S+: address resolution failed for nonexistent\.invalid:0: /);
+  const r = await runQmigrate(['vm', '-machine', 'none', '-qmp', spec]);
+  assert.deepEqual([r.code, r.stderr.replaceAll('qmigrate: ', '')], [1, want]);
+});
+
 test('an unresolvable host fails as QEMU 10.0 says: address resolution failed for HOST:PORT', async (t) => {
   const dir = tmp(t);
   const descs: (string | undefined)[] = [];
