@@ -6,7 +6,7 @@
  * blocking connect does, until its AbortSignal fires.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, statSync, unlinkSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { isIPv4, isIPv6, connect as netConnect, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -241,6 +241,21 @@ export async function socketConnect(addr: StreamAddress, opts: ConnectOptions = 
 }
 
 /**
+ * libuv turns a unix bind's ENOENT into EACCES (for Windows' sake): a path where no socket
+ * can be made (in /proc, say) would read "Permission denied". Where the directory is
+ * writable, EACCES cannot be bind(2)'s own answer, so it is ENOENT again, as QEMU prints.
+ */
+function unixBindErrno(addr: StreamAddress, e: Error): Error {
+  if (addr.type !== 'unix' || addr.abstract || (e as NodeJS.ErrnoException).code !== 'EACCES') return e;
+  try {
+    accessSync(dirname(addr.path), constants.W_OK);
+  } catch {
+    return e;
+  }
+  return Object.assign(new Error(e.message), { code: 'ENOENT', syscall: 'bind' });
+}
+
+/**
  * An empty unix path names a fresh socket in the temporary directory, as QEMU's
  * unix_listen_saddr() makes one: `qemu-socket-XXXXXX`, reserved as a file (mkstemp) that
  * is removed again just before the bind.
@@ -318,7 +333,7 @@ export async function socketListen(
   }
   const port = addr.type === 'inet' ? inetPort(addr) : 0;
   await new Promise<void>((resolve, reject) => {
-    const onError = (e: Error) => reject(bindError(e));
+    const onError = (e: Error) => reject(bindError(unixBindErrno(addr, e)));
     server.once('error', onError);
     const done = () => {
       server.off('error', onError);

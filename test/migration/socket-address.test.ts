@@ -181,6 +181,27 @@ test('a listener on an unresolvable host fails as QEMU 10.0 says: address resolu
   assert.deepEqual([r.code, r.stderr.replaceAll('qmigrate: ', '')], [1, want]);
 });
 
+test('a unix listener where no socket can be made says ENOENT as QEMU 10.0, not libuv’s EACCES', async (t) => {
+  const dir = tmp(t);
+  // /proc takes no new files: bind(2) fails with ENOENT there.
+  const path = `/proc/qmigrate-${process.pid}.sock`;
+  const results: unknown[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const dst = await peer(t, kind, dir, `dst-${kind}`, ['-incoming', 'defer']);
+    if (!dst) return;
+    results.push(
+      await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: unix(path) }] }).then(
+        () => 'accepted',
+        (e: Error) => e.message,
+      ),
+    );
+  }
+  assert.deepEqual(results, [
+    `Failed to bind socket to ${path}: No such file or directory`,
+    `Failed to bind socket to ${path}: No such file or directory`,
+  ]);
+});
+
 test('an unresolvable host fails as QEMU 10.0 says: address resolution failed for HOST:PORT', async (t) => {
   const dir = tmp(t);
   const descs: (string | undefined)[] = [];
