@@ -3,7 +3,7 @@
 // the file at the offset), an fd set's descriptor stays usable for the next migration, and a
 // shared memory-backend-file longer than the backend keeps its tail.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   closeSync,
   constants,
@@ -19,6 +19,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { guestArgs, writeMixedImage } from '../helpers/guest.js';
 import { connectRetry, startPeer, waitMigration } from '../helpers/peers.js';
 import { requireQemu } from '../helpers/qemu.js';
@@ -305,4 +306,64 @@ test('file: a name with U+0000 is the file QEMU 10.0 writes (C0 80); exec refuse
       'Failed to execute child process \u201c/bin/sh\u201d (argument 2 has a NUL character, which qmigrate cannot pass on)',
   );
   assert.equal((await e.qmp.queryStatus()).status, 'running');
+});
+
+// Bounded: a qmigrate that opened the FIFO blocking would freeze as QEMU does.
+test('file: on a FIFO with no peer: a clear error or a wait with the monitors up (QEMU 10.0 freezes)', {
+  timeout: 60_000,
+}, async (t) => {
+  const dir = tmp(t);
+  const image = join(dir, 'src.img');
+  writeMixedImage(image, MiB << 20, 12);
+  // QEMU 10.0 opens the FIFO blocking: with nobody at the other end its monitor stops.
+  const q = await startPeer(t, '10.0', dir, 'q', image, MiB);
+  if (!q) return;
+  execFileSync('mkfifo', [join(dir, 'q.fifo')]);
+  void q.qmp.migrate({ channels: fileAt(join(dir, 'q.fifo')) }).catch(() => {});
+  await sleep(500);
+  const answer = await Promise.race([
+    q.qmp.queryStatus().then(() => 'answered'),
+    sleep(2000).then(() => 'frozen'),
+  ]);
+  assert.equal(answer, 'frozen', 'QEMU 10.0 hangs here');
+  q.child.kill('SIGKILL');
+
+  const src = (await startPeer(t, 'qmigrate', dir, 'src', image, MiB))!;
+  const out = join(dir, 'out.fifo');
+  execFileSync('mkfifo', [out]);
+  await assert.rejects(src.qmp.migrate({ channels: fileAt(out) }), (e: Error) => {
+    assert.equal(e.message, `Could not create '${out}': No such device or address`);
+    return true;
+  });
+  assert.equal((await src.qmp.queryStatus()).status, 'running');
+  // Incoming: the VM waits for a writer, answering meanwhile, then loads what it writes.
+  const saved = join(dir, 'saved.mig');
+  await src.qmp.migrate({ channels: fileAt(saved) });
+  assert.equal((await waitMigration(src.qmp)).status, 'completed');
+  writeFileSync(join(dir, 'dst.img'), '');
+  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
+    '-incoming',
+    'defer',
+  ]))!;
+  const inFifo = join(dir, 'in.fifo');
+  execFileSync('mkfifo', [inFifo]);
+  await dst.qmp.migrateIncoming({ channels: fileAt(inFifo) });
+  await sleep(500);
+  assert.equal((await dst.qmp.queryStatus()).status, 'inmigrate');
+  writeFileSync(inFifo, readFileSync(saved));
+  assert.equal((await waitMigration(dst.qmp)).status, 'completed');
+  // At an offset a FIFO cannot seek: QEMU 10.0's text.
+  const dst2 = (await startPeer(t, 'qmigrate', dir, 'dst2', join(dir, 'dst.img'), MiB, [
+    '-incoming',
+    'defer',
+  ]))!;
+  await assert.rejects(
+    dst2.qmp.migrateIncoming({
+      channels: [{ 'channel-type': 'main', addr: { transport: 'file', filename: inFifo, offset: OFFSET } }],
+    }),
+    (e: Error) => {
+      assert.equal(e.message, `Unable to seek to offset ${OFFSET} whence 0 in file: Illegal seek`);
+      return true;
+    },
+  );
 });

@@ -8,12 +8,14 @@ import {
   constants,
   createReadStream,
   createWriteStream,
+  fstatSync,
   ftruncateSync,
   openSync,
-  type ReadStream,
   readFileSync,
   type WriteStream,
 } from 'node:fs';
+import { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import { genericError } from '../../qapi/errors.js';
 import { strerror } from '../../util/errno.js';
 
@@ -81,7 +83,9 @@ export function openFileOut(filename: string, offset: number, fdsets: FdSets): W
   const own = fd === undefined;
   if (fd === undefined) {
     try {
-      fd = openSync(fsName(filename), flags, 0o600);
+      // Non-blocking: a FIFO nobody reads fails at once (ENXIO) where QEMU's open waits for
+      // a reader with the whole process frozen. (One with a reader fails at the truncate.)
+      fd = openSync(fsName(filename), flags | constants.O_NONBLOCK, 0o600);
     } catch (e) {
       throw genericError(`Could not create '${filename}': ${strerror(e)}`);
     }
@@ -95,15 +99,26 @@ export function openFileOut(filename: string, offset: number, fdsets: FdSets): W
   return createWriteStream('', { fd, start: offset, highWaterMark: 4 << 20, autoClose: own });
 }
 
-/** Opens the incoming file and reads from `offset`. */
-export function openFileIn(filename: string, offset: number, fdsets: FdSets): ReadStream {
+/**
+ * Opens the incoming file and reads from `offset`. A FIFO is read in the event loop, so the
+ * VM waits for its writer with its monitors answering (QEMU's open blocks the process).
+ * @throws {QapiError} `Could not open '...'`, or QEMU's seek error for an offset in a FIFO.
+ */
+export function openFileIn(filename: string, offset: number, fdsets: FdSets): Readable {
   let fd = fdsetFd(filename, constants.O_RDONLY, fdsets);
   const own = fd === undefined;
   if (fd === undefined) {
     try {
-      fd = openSync(fsName(filename), constants.O_RDONLY);
+      fd = openSync(fsName(filename), constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (e) {
       throw genericError(`Could not open '${filename}': ${strerror(e)}`);
+    }
+    if (fstatSync(fd).isFIFO()) {
+      if (offset) {
+        closeSync(fd);
+        throw genericError(`Unable to seek to offset ${offset} whence 0 in file: Illegal seek`);
+      }
+      return new Socket({ fd, readable: true, writable: false });
     }
   }
   return createReadStream('', { fd, start: offset, highWaterMark: 4 << 20, autoClose: own });
