@@ -196,7 +196,8 @@ export async function startVm(
           if (m.mode === 'control') vm.server.attach(stream, name);
           else serveHmp(stream, vm.hmp, { version: QEMU_VERSION_TEXT });
         });
-        stops.push(stop);
+        // Only listeners: a monitor connected out ends with the VM, its last reply sent.
+        if (m.dev.backend === 'socket' && m.dev.server) stops.push(stop);
       } catch (e) {
         if (e instanceof ChardevError) throw new UsageError(`${m.spec}: ${e.message}`);
         throw e;
