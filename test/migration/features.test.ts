@@ -3,7 +3,7 @@
 // -add-fd, -incoming URI on the command line, and a share=on memory-backend-file that holds
 // the guest's RAM once the process is gone.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -175,6 +175,26 @@ test('fd:NAME is used up as QEMU uses up a getfd name: its number may belong to 
     return true;
   });
   assert.equal((await other.queryStatus()).status, 'running');
+});
+
+test('migrate-incoming fd:N with the socket of one of its own monitors: refused, the VM lives on', async (t) => {
+  const dir = tmp(t);
+  writeFileSync(join(dir, 'dst.img'), '');
+  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
+    '-incoming',
+    'defer',
+  ]))!;
+  // The QMP listener's socket: libuv watches it already.
+  const pid = dst.child.pid!;
+  const n = readdirSync(`/proc/${pid}/fd`)
+    .map(Number)
+    .filter((fd) => fd > 2 && readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'))
+    .sort((a, b) => a - b)[0]!;
+  await assert.rejects(dst.qmp.migrateIncoming({ uri: `fd:${n}` }), (e: Error) => {
+    assert.equal(e.message, `Invalid file descriptor number '${n}'`);
+    return true;
+  });
+  assert.equal((await dst.qmp.queryStatus()).status, 'inmigrate');
 });
 
 test('-incoming URI starts listening at once; share=on backing file holds RAM after quit', async (t) => {
