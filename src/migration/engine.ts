@@ -24,10 +24,10 @@ import { connectSocket, listenSocket } from './transport/socket.js';
 export interface EngineHost {
   readonly ram: GuestRam;
   readonly runstate: RunStateMachine;
-  /** Named fds (getfd / -add-fd opaque names). */
-  readonly fds: ReadonlyMap<string, number>;
+  /** Named fds (getfd / -add-fd opaque names); an `fd:` channel uses its name up. */
+  readonly fds: Map<string, number>;
   /** fd sets from -add-fd, for /dev/fdset/N. */
-  readonly fdsets: ReadonlyMap<number, number[]>;
+  readonly fdsets: Map<number, number[]>;
   /** An incoming migration failed and exit-on-error is set: end the process like QEMU. */
   fatal(message: string): void;
 }
@@ -61,12 +61,30 @@ export class Engine implements MigrationEngine {
     this.#host = host;
   }
 
+  /**
+   * The descriptor of an `fd:` channel, taken as QEMU's monitor_get_fd() takes a named one:
+   * the name is used up. The channel closes the descriptor when it ends and the number may
+   * then be reused, so it also leaves every name and fd set it was in (QEMU's sets hold
+   * duplicates of their own; Node cannot dup).
+   * @throws {QapiError} with QEMU's text for an unknown name or a bad number.
+   */
+  #takeFd(str: string, incoming: boolean): number {
+    const fd = resolveFd(str, this.#host.fds, incoming);
+    for (const [name, n] of this.#host.fds) if (n === fd) this.#host.fds.delete(name);
+    for (const [id, set] of this.#host.fdsets) {
+      const rest = set.filter((n) => n !== fd);
+      if (rest.length) this.#host.fdsets.set(id, rest);
+      else this.#host.fdsets.delete(id);
+    }
+    return fd;
+  }
+
   /** @throws {QapiError} for errors QEMU reports synchronously (fd names, spawn, open, rdma). */
   #outgoingTransport(addr: MigrationAddress): OutgoingTransport {
     switch (addr.transport) {
       case 'socket': {
         if (addr.type === 'fd') {
-          const s = fdStream(resolveFd(addr.str, this.#host.fds, false), 'out');
+          const s = fdStream(this.#takeFd(addr.str, false), 'out');
           return {
             kind: 'socket',
             stream: Promise.resolve(s),
@@ -159,7 +177,7 @@ export class Engine implements MigrationEngine {
     switch (addr.transport) {
       case 'socket': {
         if (addr.type === 'fd') {
-          const s = fdStream(resolveFd(addr.str, this.#host.fds, true), 'in');
+          const s = fdStream(this.#takeFd(addr.str, true), 'in');
           start(s, s);
           return { cancel: () => s.destroy() };
         }

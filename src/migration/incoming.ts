@@ -8,6 +8,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { GuestRam } from '../machine/ram.js';
 import type { RunState } from '../qapi/types.js';
+import { strerror } from '../util/errno.js';
 import type { RunStateMachine } from '../vm/runstate.js';
 import type { Migration } from './migration.js';
 import { RamLoader } from './ram.js';
@@ -300,10 +301,12 @@ export async function runIncoming(
     m.setIncomingStatus('completed');
     onDone();
   } catch (e) {
+    // A read error of the channel in glibc's words, as QEMU's `load of migration failed:
+    // <strerror>` has them, never Node's ("EISDIR: illegal operation on a directory, read").
     const what =
       e instanceof StreamError
         ? `${e.message} (at byte ${e.offset}${e.section ? `, section '${e.section}'` : ''})`
-        : (e as Error).message;
+        : strerror(e);
     m.error = `load of migration failed: ${what}`;
     m.incomingEnded();
     input.destroy();

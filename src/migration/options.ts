@@ -5,7 +5,7 @@
  * Also what qmigrate does not implement: each such option is refused where it is used, never
  * ignored (docs/options.md lists every capability, parameter, mode and transport).
  */
-import { genericError, type QapiError } from '../qapi/errors.js';
+import { genericError, QapiError } from '../qapi/errors.js';
 import {
   type Capabilities,
   type CapabilityContext,
@@ -24,6 +24,7 @@ import type {
   MigrationCapabilityStatus,
   MigrationParameters,
 } from '../qapi/types.js';
+import { checkUnixPath, inetPort, SocketError } from '../util/sockets.js';
 
 export class MigrationOptions {
   #caps: Capabilities = defaultCapabilities();
@@ -239,7 +240,16 @@ function checkSocketOptions(addr: MigrationAddress, side: Side): void {
  * @throws {QapiError} with QEMU's text.
  */
 export function checkListenAddress(addr: MigrationAddress): void {
-  if (addr.transport !== 'socket' || addr.type !== 'inet') return;
+  if (addr.transport !== 'socket') return;
+  try {
+    // The listener's own refusals (util/sockets.ts), here too so that `qmigrate check` has them.
+    if (addr.type === 'unix') checkUnixPath(addr);
+    if (addr.type === 'inet') inetPort(addr);
+  } catch (e) {
+    if (!(e instanceof SocketError)) throw e;
+    throw new QapiError(e.message, 'GenericError', { cause: e });
+  }
+  if (addr.type !== 'inet') return;
   if (addr.ipv4 === false && addr.ipv6 === false)
     throw genericError('Cannot disable IPv4 and IPv6 at same time');
   const where = `${addr.host}:${addr.port}`;

@@ -5,9 +5,11 @@
  * form), errors carry QEMU's texts, and a connect waits out a full backlog as QEMU's
  * blocking connect does, until its AbortSignal fires.
  */
-import { existsSync, statSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { accessSync, closeSync, constants, existsSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { isIPv4, isIPv6, connect as netConnect, type Server, Socket } from 'node:net';
-import { dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QmigrateError } from '../errors.js';
 import { connectTightAbstract, listenTightAbstract, NODE_HAS_TIGHT_ABSTRACT } from './abstract-unix.js';
@@ -59,10 +61,18 @@ export function describeAddress(addr: StreamAddress): string {
 
 /**
  * Refuses a unix path the kernel would cut: longer than sun_path, or, for an abstract name
- * (which follows a NUL), longer than sun_path less one byte.
+ * (which follows a NUL), longer than sun_path less one byte; a path with a NUL in it.
  * @throws {SocketError} `UNIX socket path '...' is too long`, as QEMU words it.
  */
 export function checkUnixPath(addr: UnixAddress): void {
+  // The kernel ends a path at its first NUL, so it would reach another socket. (QEMU's JSON
+  // parser makes U+0000 the bytes C0 80, a name Node cannot pass; an abstract name keeps it.)
+  if (!addr.abstract && addr.path.includes('\0')) {
+    throw new SocketError(
+      'SOCKET_ADDRESS',
+      `UNIX socket path '${addr.path}' has a NUL character, where the kernel would cut it`,
+    );
+  }
   const max = addr.abstract ? UNIX_PATH_MAX - 1 : UNIX_PATH_MAX;
   if (Buffer.byteLength(addr.path) > max) {
     throw new SocketError('SOCKET_ADDRESS', `UNIX socket path '${addr.path}' is too long`, {
@@ -98,8 +108,11 @@ function inetFamily(addr: InetAddress): 0 | 4 | 6 {
   return 0;
 }
 
-/** A numeric port, or getaddrinfo's answer to anything else (no service names here). */
-function inetPort(addr: InetAddress): number {
+/**
+ * A numeric port, or getaddrinfo's answer to anything else (no service names here).
+ * @throws {SocketError} `address resolution failed for HOST:PORT: Servname not supported ...`.
+ */
+export function inetPort(addr: InetAddress): number {
   const n = Number(addr.port);
   if (!/^\d+$/.test(addr.port) || n > 65535) {
     throw new SocketError(
@@ -108,6 +121,20 @@ function inetPort(addr: InetAddress): number {
     );
   }
   return n;
+}
+
+/**
+ * What getaddrinfo() answers QEMU's connect before Node would get to it: Node takes an empty
+ * host for `localhost` and never resolves an IP address, so it would connect where QEMU
+ * refuses. An IPv4 address with only IPv6 allowed is left to Node: QEMU's AI_V4MAPPED
+ * reaches the same peer through its mapped IPv6 form.
+ * @throws {SocketError} `address resolution failed for HOST:PORT: ...`.
+ */
+function checkConnectHost(addr: InetAddress, family: 0 | 4 | 6): void {
+  const failed = (why: string) =>
+    new SocketError('SOCKET_RESOLVE', `address resolution failed for ${describeAddress(addr)}: ${why}`);
+  if (addr.host === '') throw failed('Name or service not known');
+  if (family === 4 && isIPv6(addr.host)) throw failed('Address family for hostname not supported');
 }
 
 /** Waits for a connecting socket; on abort destroys it and rejects with the signal's reason. */
@@ -179,10 +206,12 @@ export async function socketConnect(addr: StreamAddress, opts: ConnectOptions = 
       }
     }
   }
+  const family = inetFamily(addr);
+  checkConnectHost(addr, family);
   const s = netConnect({
-    host: addr.host || 'localhost',
+    host: addr.host,
     port: inetPort(addr),
-    family: inetFamily(addr),
+    family,
     allowHalfOpen: opts.allowHalfOpen ?? false,
   });
   try {
@@ -212,6 +241,44 @@ export async function socketConnect(addr: StreamAddress, opts: ConnectOptions = 
 }
 
 /**
+ * libuv turns a unix bind's ENOENT into EACCES (for Windows' sake): a path where no socket
+ * can be made (in /proc, say) would read "Permission denied". Where the directory is
+ * writable, EACCES cannot be bind(2)'s own answer, so it is ENOENT again, as QEMU prints.
+ */
+function unixBindErrno(addr: StreamAddress, e: Error): Error {
+  if (addr.type !== 'unix' || addr.abstract || (e as NodeJS.ErrnoException).code !== 'EACCES') return e;
+  try {
+    accessSync(dirname(addr.path), constants.W_OK);
+  } catch {
+    return e;
+  }
+  return Object.assign(new Error(e.message), { code: 'ENOENT', syscall: 'bind' });
+}
+
+/**
+ * An empty unix path names a fresh socket in the temporary directory, as QEMU's
+ * unix_listen_saddr() makes one: `qemu-socket-XXXXXX`, reserved as a file (mkstemp) that
+ * is removed again just before the bind.
+ * @throws {SocketError} `Failed to make a temporary socket ...`.
+ */
+function tempSocket(addr: UnixAddress): UnixAddress {
+  const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  for (let tries = 0; ; tries++) {
+    const path = join(tmpdir(), `qemu-socket-${Array.from(randomBytes(6), (b) => ALNUM[b % 62]).join('')}`);
+    checkUnixPath({ ...addr, path });
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+      return { ...addr, path };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && tries < 100) continue;
+      throw new SocketError('SOCKET_BIND', `Failed to make a temporary socket ${path}: ${strerror(e)}`, {
+        cause: e,
+      });
+    }
+  }
+}
+
+/**
  * Binds `server` to an inet or unix address and listens, as QEMU's socket_listen() does. A
  * stale socket file at a unix path is replaced (anything else there is left alone: bind then
  * fails).
@@ -220,25 +287,38 @@ export async function socketConnect(addr: StreamAddress, opts: ConnectOptions = 
  */
 export async function socketListen(
   server: Server,
-  addr: StreamAddress,
+  given: StreamAddress,
   opts: { backlog?: number } = {},
 ): Promise<StreamAddress[]> {
   const backlog = opts.backlog ?? 511;
-  const bindError = (e: unknown) =>
-    new SocketError(
+  const addr = given.type === 'unix' && given.path === '' && !given.abstract ? tempSocket(given) : given;
+  const bindError = (e: unknown) => {
+    // Node resolves a listener's host name inside listen(): QEMU's getaddrinfo() words that.
+    const gai = addr.type === 'inet' ? gaiStrerror(e) : undefined;
+    if (gai !== undefined) {
+      return new SocketError(
+        'SOCKET_RESOLVE',
+        `address resolution failed for ${describeAddress(addr)}: ${gai}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    return new SocketError(
       'SOCKET_BIND',
       addr.type === 'unix'
         ? `Failed to bind socket to ${addr.path}: ${strerror(e)}`
         : `Failed to bind socket: ${strerror(e)}`,
       { cause: e },
     );
+  };
   if (addr.type === 'unix') {
     checkUnixPath(addr);
     if (!addr.abstract) {
       // Node reports a missing directory as EACCES; bind(2) says ENOENT, as QEMU prints.
       if (!existsSync(dirname(addr.path))) throw bindError({ code: 'ENOENT' });
       try {
-        if (statSync(addr.path).isSocket()) unlinkSync(addr.path);
+        if (addr !== given || statSync(addr.path).isSocket()) unlinkSync(addr.path);
       } catch {}
     }
   }
@@ -253,7 +333,7 @@ export async function socketListen(
   }
   const port = addr.type === 'inet' ? inetPort(addr) : 0;
   await new Promise<void>((resolve, reject) => {
-    const onError = (e: Error) => reject(bindError(e));
+    const onError = (e: Error) => reject(bindError(unixBindErrno(addr, e)));
     server.once('error', onError);
     const done = () => {
       server.off('error', onError);

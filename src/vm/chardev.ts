@@ -118,7 +118,8 @@ export function parseCompatChardev(spec: string): Chardev {
   if (spec.startsWith('unix:')) {
     const [path = '', ...opts] = parse(spec.slice(5));
     const o = socketOpts(opts, spec, true);
-    if (path === '') throw new ChardevError('Unable to parse FD number ');
+    // `unix:` alone gives no path at all; `unix:,server=on` an empty one (a temporary socket).
+    if (spec === 'unix:') throw new ChardevError('Unable to parse FD number ');
     const server = flag(o, 'server', false);
     const wait = server && flag(o, 'wait', true);
     return { backend: 'socket', kind: 'unix', path, server, wait, ...unixOpts(o) };

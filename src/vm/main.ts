@@ -165,8 +165,13 @@ function prefault(vm: Vm): void {
 export async function startVm(
   cfg: VmConfig,
   fatal: (msg: string) => void = () => {},
-): Promise<{ vm: Vm; backings: Backing[] }> {
+): Promise<{ vm: Vm; backings: Backing[]; closeMonitors: () => void }> {
   const { ram, backings } = buildRam(cfg);
+  // A listening monitor's unix socket file goes with it, as QEMU removes it when it ends.
+  const stops: (() => void)[] = [];
+  const closeMonitors = () => {
+    for (const stop of stops.splice(0)) stop();
+  };
   try {
     const vm = new Vm({ incoming: cfg.incoming, startPaused: cfg.startPaused, ram, fatal });
     if (cfg.incoming !== undefined) prefault(vm);
@@ -187,10 +192,12 @@ export async function startVm(
     }
     for (const m of cfg.monitors) {
       try {
-        await openChardev(m.dev, (stream, name) => {
+        const stop = await openChardev(m.dev, (stream, name) => {
           if (m.mode === 'control') vm.server.attach(stream, name);
           else serveHmp(stream, vm.hmp, { version: QEMU_VERSION_TEXT });
         });
+        // Only listeners: a monitor connected out ends with the VM, its last reply sent.
+        if (m.dev.backend === 'socket' && m.dev.server) stops.push(stop);
       } catch (e) {
         if (e instanceof ChardevError) throw new UsageError(`${m.spec}: ${e.message}`);
         throw e;
@@ -208,8 +215,9 @@ export async function startVm(
         throw e;
       }
     }
-    return { vm, backings };
+    return { vm, backings, closeMonitors };
   } catch (e) {
+    closeMonitors();
     for (const b of backings) closeSync(b.fd);
     throw e;
   }
@@ -275,7 +283,7 @@ export async function vmMain(argv: readonly string[]): Promise<number> {
   const exited = new Promise<number>((r) => {
     resolveExit = r;
   });
-  let started: { vm: Vm; backings: Backing[] } | undefined;
+  let started: { vm: Vm; backings: Backing[]; closeMonitors: () => void } | undefined;
   let done = false;
   let startFatal: string | undefined;
   // Nothing else may hold the event loop (no monitor at all): QEMU runs until a signal.
@@ -287,7 +295,8 @@ export async function vmMain(argv: readonly string[]): Promise<number> {
     done = true;
     clearInterval(keepAlive);
     clearInterval(parentWatch);
-    const { vm, backings } = started;
+    const { vm, backings, closeMonitors } = started;
+    closeMonitors();
     for (const b of backings) {
       try {
         if (writeBackRam) writeBack(b);

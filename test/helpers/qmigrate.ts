@@ -10,9 +10,15 @@ const entry = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 /** Spawns `qmigrate ARGS` from the sources. */
 export function spawnQmigrate(
   args: string[],
-  options: { stdio?: 'pipe' | 'inherit' | import('node:child_process').StdioOptions } = {},
+  options: {
+    stdio?: 'pipe' | 'inherit' | import('node:child_process').StdioOptions;
+    env?: NodeJS.ProcessEnv;
+  } = {},
 ): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', entry, ...args], { stdio: options.stdio ?? 'pipe' });
+  return spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+    stdio: options.stdio ?? 'pipe',
+    env: options.env ?? process.env,
+  });
 }
 
 /** Runs `qmigrate ARGS` to completion and returns its exit code and output. */

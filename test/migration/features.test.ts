@@ -3,7 +3,7 @@
 // -add-fd, -incoming URI on the command line, and a share=on memory-backend-file that holds
 // the guest's RAM once the process is gone.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,6 +125,76 @@ test('fds inherited at start: -add-fd ... opaque=NAME on the source, fd:N on the
   assert.ok(readFileSync(join(dir, 'dst.dump')).equals(readFileSync(join(dir, 'img'))));
   await src.close();
   await dst.close();
+});
+
+test('fd:NAME is used up as QEMU uses up a getfd name: its number may belong to another by then', async (t) => {
+  const dir = tmp(t);
+  writeMixedImage(join(dir, 'img'), MiB << 20, 5);
+  // fd 3 is one end of a socket pair; the test reads and drops the stream at the other.
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(join(dir, 'pair.sock'), r));
+  const accepted = new Promise<Socket>((r) => server.once('connection', r));
+  const { connect } = await import('node:net');
+  const a = connect(join(dir, 'pair.sock'));
+  await new Promise((r) => a.once('connect', r));
+  const b = await accepted;
+  b.resume();
+  t.after(() => {
+    a.destroy();
+    b.destroy();
+    server.close();
+  });
+  const sock = join(dir, 'src.qmp');
+  const child = spawnQmigrate(
+    [
+      'vm',
+      ...guestArgs(join(dir, 'img'), MiB),
+      '-qmp',
+      `unix:${sock},server=on,wait=off`,
+      '-add-fd',
+      'fd=3,set=1,opaque=migfd',
+    ],
+    { stdio: ['ignore', 'inherit', 'inherit', a] },
+  );
+  t.after(() => child.kill('SIGKILL'));
+  const src = await connectRetry(sock);
+  t.after(() => src.close().catch(() => {}));
+  await src.migrate({ uri: 'fd:migfd' });
+  assert.equal((await waitMigration(src)).status, 'completed');
+  await src.cont();
+  // The channel closed fd 3 at its end: the next descriptor the VM opens, this client's
+  // connection, may get the number.
+  const other = await connectRetry(sock);
+  t.after(() => other.close().catch(() => {}));
+  await assert.rejects(src.migrate({ uri: 'fd:migfd' }), (e: Error) => {
+    assert.equal(e.message, "File descriptor named 'migfd' has not been found");
+    return true;
+  });
+  await assert.rejects(src.migrate({ uri: 'file:/dev/fdset/1' }), (e: Error) => {
+    assert.equal(e.message, 'Failed to find fdset /dev/fdset/1');
+    return true;
+  });
+  assert.equal((await other.queryStatus()).status, 'running');
+});
+
+test('migrate-incoming fd:N with the socket of one of its own monitors: refused, the VM lives on', async (t) => {
+  const dir = tmp(t);
+  writeFileSync(join(dir, 'dst.img'), '');
+  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
+    '-incoming',
+    'defer',
+  ]))!;
+  // The QMP listener's socket: libuv watches it already.
+  const pid = dst.child.pid!;
+  const n = readdirSync(`/proc/${pid}/fd`)
+    .map(Number)
+    .filter((fd) => fd > 2 && readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'))
+    .sort((a, b) => a - b)[0]!;
+  await assert.rejects(dst.qmp.migrateIncoming({ uri: `fd:${n}` }), (e: Error) => {
+    assert.equal(e.message, `Invalid file descriptor number '${n}'`);
+    return true;
+  });
+  assert.equal((await dst.qmp.queryStatus()).status, 'inmigrate');
 });
 
 test('-incoming URI starts listening at once; share=on backing file holds RAM after quit', async (t) => {

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -156,6 +157,51 @@ test('QmpServer.listen and QmpClient.connect refuse an over-long unix path', asy
   });
 });
 
+test('a listener on an unresolvable host fails as QEMU 10.0 says: address resolution failed', async (t) => {
+  const dir = tmp(t);
+  const results: unknown[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const dst = await peer(t, kind, dir, `dst-${kind}`, ['-incoming', 'defer']);
+    if (!dst) return;
+    const addr = { transport: 'socket', type: 'inet', host: 'nonexistent.invalid', port: '0' } as const;
+    results.push(
+      await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr }] }).then(
+        () => 'accepted',
+        (e: Error) => e.message,
+      ),
+    );
+  }
+  assert.match(String(results[1]), /^address resolution failed for nonexistent\.invalid:0: /);
+  assert.equal(results[1], results[0]);
+  // And a monitor listening there, on the command line.
+  const spec = 'tcp:nonexistent.invalid:0,server=on,wait=off';
+  const want = await qemuStderr(t, ['-qmp', spec]);
+  assert.match(want ?? '', /^-qmp \S+: address resolution failed for nonexistent\.invalid:0: /);
+  const r = await runQmigrate(['vm', '-machine', 'none', '-qmp', spec]);
+  assert.deepEqual([r.code, r.stderr.replaceAll('qmigrate: ', '')], [1, want]);
+});
+
+test('a unix listener where no socket can be made says ENOENT as QEMU 10.0, not libuv’s EACCES', async (t) => {
+  const dir = tmp(t);
+  // /proc takes no new files: bind(2) fails with ENOENT there.
+  const path = `/proc/qmigrate-${process.pid}.sock`;
+  const results: unknown[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const dst = await peer(t, kind, dir, `dst-${kind}`, ['-incoming', 'defer']);
+    if (!dst) return;
+    results.push(
+      await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: unix(path) }] }).then(
+        () => 'accepted',
+        (e: Error) => e.message,
+      ),
+    );
+  }
+  assert.deepEqual(results, [
+    `Failed to bind socket to ${path}: No such file or directory`,
+    `Failed to bind socket to ${path}: No such file or directory`,
+  ]);
+});
+
 test('an unresolvable host fails as QEMU 10.0 says: address resolution failed for HOST:PORT', async (t) => {
   const dir = tmp(t);
   const descs: (string | undefined)[] = [];
@@ -170,6 +216,110 @@ test('an unresolvable host fails as QEMU 10.0 says: address resolution failed fo
   }
   assert.match(descs[1] ?? '', /^address resolution failed for nonexistent\.invalid:4444: /);
   assert.equal(descs[1], descs[0]);
+});
+
+test('a connect is refused where QEMU 10.0 cannot resolve: an empty host, IPv6 with ipv4 only', async (t) => {
+  // A listener on every local address: taking '' for localhost, or ignoring the family of an
+  // address, would reach it and migrate the guest there.
+  const sink = createServer((s) => s.resume().on('error', () => {}));
+  await new Promise<void>((r) => sink.listen({ host: '::', port: 0 }, r));
+  t.after(() => sink.close());
+  const port = String((sink.address() as { port: number }).port);
+  const dir = tmp(t);
+  const results: Record<string, unknown>[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const src = await peer(t, kind, dir, `src-${kind}`);
+    if (!src) return;
+    const r: Record<string, unknown> = {};
+    for (const [name, addr] of [
+      ['empty host', { host: '', port }],
+      ['::1, ipv4 only', { host: '::1', port, ipv4: true, ipv6: false }],
+    ] as const) {
+      await src.qmp.migrate({
+        channels: [{ 'channel-type': 'main', addr: { transport: 'socket', type: 'inet', ...addr } }],
+      });
+      const info = await waitMigration(src.qmp, 20_000);
+      r[name] = [info.status, info['error-desc'], (await src.qmp.queryStatus()).status];
+    }
+    results.push(r);
+  }
+  assert.deepEqual(results[1], {
+    'empty host': ['failed', `address resolution failed for :${port}: Name or service not known`, 'running'],
+    '::1, ipv4 only': [
+      'failed',
+      `address resolution failed for ::1:${port}: Address family for hostname not supported`,
+      'running',
+    ],
+  });
+  assert.deepEqual(results[1], results[0]);
+  // The same rule for a QMP client and a client chardev.
+  await assert.rejects(
+    QmpClient.connect({ host: '', port: Number(port) }, { timeout: 2000 }),
+    (e: unknown) => {
+      assert.ok(e instanceof ConnectError);
+      assert.match(e.message, /address resolution failed for :\d+: Name or service not known$/);
+      return true;
+    },
+  );
+  const want = await qemuStderr(t, ['-qmp', `tcp::${port}`]);
+  assert.equal(
+    want,
+    `-qmp tcp::${port}: address resolution failed for :${port}: Name or service not known\n`,
+  );
+  const r = await runQmigrate(['vm', '-machine', 'none', '-qmp', `tcp::${port}`]);
+  assert.deepEqual([r.code, r.stderr.replaceAll('qmigrate: ', '')], [1, want]);
+});
+
+test('an empty unix path listens on a fresh temporary socket, as QEMU 10.0 makes one', async (t) => {
+  const dir = tmp(t);
+  const shown: unknown[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const dst = await peer(t, kind, dir, `dst-${kind}`, ['-incoming', 'defer']);
+    if (!dst) return;
+    await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: unix('') }] });
+    const sa = (await dst.qmp.queryMigrate())['socket-address'] as { type: string; path: string }[];
+    assert.equal(sa.length, 1);
+    const path = sa[0]!.path;
+    t.after(() => rmSync(path, { force: true }));
+    assert.match(path, /\/qemu-socket-[A-Za-z0-9]{6}$/);
+    shown.push({ ...sa[0], path: path.replace(/-[A-Za-z0-9]{6}$/, '-XXXXXX') });
+    // The source reaches the destination there.
+    const src = (await peer(t, 'qmigrate', dir, `src-${kind}`))!;
+    await src.qmp.migrate({ channels: [{ 'channel-type': 'main', addr: unix(path) }] });
+    assert.equal((await waitMigration(src.qmp)).status, 'completed');
+    assert.equal((await waitMigration(dst.qmp)).status, 'completed');
+  }
+  assert.deepEqual(shown[1], shown[0]);
+});
+
+test('a unix path with a NUL is refused, never cut where the kernel would end it', async (t) => {
+  const dir = tmp(t);
+  // A destination listening on the path up to the NUL: the cut path must not reach it.
+  const cut = join(dir, 'u');
+  const withNul = `${cut}\u0000v`;
+  const dst = (await peer(t, 'qmigrate', dir, 'dst', ['-incoming', 'defer']))!;
+  await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: unix(cut) }] });
+  const refused = `UNIX socket path '${withNul}' has a NUL character, where the kernel would cut it`;
+  const results: unknown[] = [];
+  for (const kind of ['10.0', 'qmigrate'] as const) {
+    const src = await peer(t, kind, dir, `src-${kind}`);
+    if (!src) return;
+    await src.qmp.migrate({ channels: [{ 'channel-type': 'main', addr: unix(withNul) }] });
+    const info = await waitMigration(src.qmp, 20_000);
+    results.push([info.status, info['error-desc']]);
+  }
+  // QEMU 10.0 makes U+0000 the bytes C0 80, a path that does not exist.
+  assert.deepEqual(results, [
+    ['failed', `Failed to connect to '${withNul}': No such file or directory`],
+    ['failed', refused],
+  ]);
+  assert.equal((await dst.qmp.queryMigrate()).status, 'setup', 'the cut path was reached');
+  // A listener: the command is refused.
+  const dst2 = (await peer(t, 'qmigrate', dir, 'dst2', ['-incoming', 'defer']))!;
+  await assert.rejects(
+    dst2.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: unix(withNul) }] }),
+    (e: Error) => e.message === refused,
+  );
 });
 
 /** Migrates `src` to `dst` over an abstract name; returns the source's end state. */

@@ -175,6 +175,20 @@ const CASES: Case[] = [
     qemu: ok,
   },
   {
+    name: 'listener: a unix path longer than sun_path',
+    command: 'migrate-incoming',
+    args: main({ transport: 'socket', type: 'unix', path: `/nonexistent/${'x'.repeat(120)}` }),
+    expect: err(`UNIX socket path '/nonexistent/${'x'.repeat(120)}' is too long`),
+  },
+  {
+    name: 'listener: a port that is no number nor service',
+    command: 'migrate-incoming',
+    args: inet({ port: 'no-such-service' }),
+    expect: err(
+      'address resolution failed for 127.0.0.1:no-such-service: Servname not supported for ai_socktype',
+    ),
+  },
+  {
     name: 'migrate-continue with nothing to continue',
     command: 'migrate-continue',
     args: { state: 'pre-switchover' },

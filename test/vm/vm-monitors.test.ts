@@ -1,13 +1,15 @@
 // `qmigrate vm` takes QEMU's monitor options: -qmp unix/tcp/stdio, -chardev socket + -mon,
 // -monitor for HMP; several QMP clients at once; QEMU's texts for bad command lines.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QmpClient } from '../../src/qmp/client.js';
+import { requireQemu } from '../helpers/qemu.js';
 import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
 
 function tmp(t: TestContext): string {
@@ -98,6 +100,55 @@ test('wait=on holds start-up until the first client connects', async (t) => {
   assert.deepEqual(await c.queryStatus(), { status: 'running', running: true });
   await c.close();
 });
+
+for (const end of ['quit', 'SIGTERM'] as const) {
+  test(`monitor sockets (one on an empty path: a temporary one) are gone after ${end}, as in QEMU 10.0`, async (t) => {
+    const dir = tmp(t);
+    const bin = requireQemu(t, '10.0');
+    if (!bin) return;
+    const seen: Record<string, unknown> = {};
+    for (const kind of ['10.0', 'qmigrate'] as const) {
+      const own = join(dir, kind);
+      mkdirSync(own);
+      // TMPDIR is where QEMU (g_get_tmp_dir) and qmigrate (os.tmpdir) put the temporary one.
+      const env = { ...process.env, TMPDIR: own };
+      const args = [
+        '-machine',
+        'none',
+        '-display',
+        'none',
+        '-nodefaults',
+        '-qmp',
+        `unix:${join(own, 'q.sock')},server=on,wait=off`,
+        '-chardev',
+        'socket,id=c0,path=,server=on,wait=off',
+        '-mon',
+        'chardev=c0,mode=control',
+        '-monitor',
+        `unix:${join(own, 'h.sock')},server=on,wait=off`,
+      ];
+      const child =
+        kind === 'qmigrate'
+          ? spawnQmigrate(['vm', ...args], { stdio: 'ignore', env })
+          : spawn(bin.path, [...bin.args, ...args], { env: { ...bin.env, TMPDIR: own }, stdio: 'ignore' });
+      const exited = new Promise<number | null>((r) => child.once('exit', r));
+      t.after(() => child.kill('SIGKILL'));
+      const q = await connectRetry(join(own, 'q.sock'));
+      const temp = readdirSync(own).filter((f) => /^qemu-socket-[A-Za-z0-9]{6}$/.test(f));
+      assert.equal(temp.length, 1, `${kind}: one temporary socket in TMPDIR`);
+      const c = await connectRetry(join(own, temp[0]!));
+      assert.equal((await c.queryStatus()).status, 'running');
+      await c.close();
+      if (end === 'quit') await q.quit();
+      else child.kill('SIGTERM');
+      await exited;
+      await q.close().catch(() => {});
+      // (tsx, which runs qmigrate from source here, keeps a cache directory in TMPDIR.)
+      seen[kind] = readdirSync(own).filter((f) => statSync(join(own, f)).isSocket());
+    }
+    assert.deepEqual(seen, { '10.0': [], qmigrate: [] });
+  });
+}
 
 const BAD: [string[], RegExp][] = [
   [['-bogus'], /^qmigrate: -bogus: invalid option$/m],

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { genericError } from '../../qapi/errors.js';
+import { strerror } from '../../util/errno.js';
 
 export interface ExecChannel {
   child: ChildProcess;
@@ -61,6 +62,13 @@ export function spawnExec(args: readonly string[], direction: 'out' | 'in'): Exe
       (e as NodeJS.ErrnoException).code === 'EACCES' ? 'Permission denied' : 'No such file or directory';
     throw genericError(`Failed to execute child process \u201c${prog}\u201d (${why})`);
   }
+  // QEMU passes U+0000 on as the bytes C0 80 (its JSON parser's); Node cannot pass those.
+  const nul = rest.findIndex((a) => a.includes('\0'));
+  if (nul >= 0) {
+    throw genericError(
+      `Failed to execute child process \u201c${prog}\u201d (argument ${nul + 1} has a NUL character, which qmigrate cannot pass on)`,
+    );
+  }
   const pipe = direction === 'out' ? kernelPipe() : undefined;
   let child: ChildProcess;
   try {
@@ -70,7 +78,7 @@ export function spawnExec(args: readonly string[], direction: 'out' | 'in'): Exe
     });
   } catch (e) {
     for (const fd of pipe ?? []) closeSync(fd);
-    throw genericError(`Failed to execute child process \u201c${prog}\u201d (${(e as Error).message})`);
+    throw genericError(`Failed to execute child process \u201c${prog}\u201d (${strerror(e)})`);
   }
   let stream: Writable | Readable;
   if (direction === 'in') stream = child.stdout as Readable;
@@ -80,7 +88,7 @@ export function spawnExec(args: readonly string[], direction: 'out' | 'in'): Exe
   } else stream = child.stdin as Writable;
   const exited = new Promise<void>((res, rej) => {
     child.once('error', (e) =>
-      rej(genericError(`Failed to execute child process \u201c${prog}\u201d (${e.message})`)),
+      rej(genericError(`Failed to execute child process \u201c${prog}\u201d (${strerror(e)})`)),
     );
     child.once('exit', (code, signal) => {
       if (code === 0) res();

@@ -76,7 +76,15 @@ export function fdStream(fd: number, direction: 'out' | 'in'): Duplex {
   }
   // Outgoing, the peer's FIN does not end our side (see connectSocket).
   if (st.isSocket() || st.isFIFO()) {
-    return new Socket({ fd, readable: true, writable: true, allowHalfOpen: direction === 'out' });
+    try {
+      return new Socket({ fd, readable: true, writable: true, allowHalfOpen: direction === 'out' });
+    } catch (e) {
+      // libuv watches it already: one of qmigrate's own sockets (a monitor's), never passed in.
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw genericError(`Invalid file descriptor number '${fd}'`);
+      }
+      throw e;
+    }
   }
   const half = direction === 'out' ? createWriteStream('', { fd }) : createReadStream('', { fd });
   return direction === 'out' ? Duplex.from({ writable: half }) : Duplex.from({ readable: half });
