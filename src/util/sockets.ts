@@ -61,16 +61,19 @@ export function describeAddress(addr: StreamAddress): string {
 
 /**
  * Refuses a unix path the kernel would cut: longer than sun_path, or, for an abstract name
- * (which follows a NUL), longer than sun_path less one byte; a path with a NUL in it.
+ * (which follows a NUL), longer than sun_path less one byte; a path or name with a NUL in it.
  * @throws {SocketError} `UNIX socket path '...' is too long`, as QEMU words it.
  */
 export function checkUnixPath(addr: UnixAddress): void {
-  // The kernel ends a path at its first NUL, so it would reach another socket. (QEMU's JSON
-  // parser makes U+0000 the bytes C0 80, a name Node cannot pass; an abstract name keeps it.)
-  if (!addr.abstract && addr.path.includes('\0')) {
+  // The kernel ends a path at its first NUL, so it would reach another socket. QEMU's JSON
+  // parser makes U+0000 the bytes C0 80, a name Node cannot pass; an abstract name with a
+  // real NUL would be one that no QEMU peer can name.
+  if (addr.path.includes('\0')) {
     throw new SocketError(
       'SOCKET_ADDRESS',
-      `UNIX socket path '${addr.path}' has a NUL character, where the kernel would cut it`,
+      addr.abstract
+        ? `UNIX socket name '${addr.path}' has a NUL character, which QEMU names by the bytes C0 80 and qmigrate cannot`
+        : `UNIX socket path '${addr.path}' has a NUL character, where the kernel would cut it`,
     );
   }
   const max = addr.abstract ? UNIX_PATH_MAX - 1 : UNIX_PATH_MAX;

@@ -322,6 +322,21 @@ test('a unix path with a NUL is refused, never cut where the kernel would end it
   );
 });
 
+test('an abstract name with a NUL is refused: QEMU names it by the bytes C0 80, Node cannot', async (t) => {
+  const dir = tmp(t);
+  const name = `${abstractName('nul')}\u0000x`;
+  const refused = `UNIX socket name '${name}' has a NUL character, which QEMU names by the bytes C0 80 and qmigrate cannot`;
+  const src = (await peer(t, 'qmigrate', dir, 'src'))!;
+  await src.qmp.migrate({ channels: [{ 'channel-type': 'main', addr: unix(name, { abstract: true }) }] });
+  const info = await waitMigration(src.qmp, 20_000);
+  assert.deepEqual([info.status, info['error-desc']], ['failed', refused]);
+  const dst = (await peer(t, 'qmigrate', dir, 'dst', ['-incoming', 'defer']))!;
+  await assert.rejects(
+    dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: unix(name, { abstract: true }) }] }),
+    (e: Error) => e.message === refused,
+  );
+});
+
 /** Migrates `src` to `dst` over an abstract name; returns the source's end state. */
 async function migrateAbstract(
   src: Peer,
