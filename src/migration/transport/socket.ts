@@ -51,6 +51,35 @@ export interface ReadSink {
 }
 
 /**
+ * One time slice for all the sockets read into sinks: libuv reads a ready socket up to 32
+ * times in a row, and what each read delivers is applied at once (pages loaded, multifd
+ * packets parsed). After a slice of that, across every channel of the event loop, each socket
+ * that reads stops for one turn of the event loop, so that the monitors' sockets are polled
+ * too. This is state of the process's event loop, so it lives here, not in a migration.
+ */
+const reads = new (class {
+  readonly #slice = new TimeSlice();
+  #last = 0;
+  #paused: Socket[] = [];
+
+  /** After a read of `s`: true to read on, false when `s` must wait for the next turn. */
+  take(s: Socket): boolean {
+    const now = performance.now();
+    // Only a run of reads counts: a read after a lull starts a new slice.
+    if (now - this.#last > 1) this.#slice.restart();
+    this.#last = now;
+    if (!this.#slice.due) return true;
+    if (this.#paused.push(s) === 1) {
+      setImmediate(() => {
+        this.#slice.restart();
+        for (const p of this.#paused.splice(0)) p.resume();
+      });
+    }
+    return false;
+  }
+})();
+
+/**
  * Takes over an accepted, not yet read socket so that every read lands in a buffer the sink
  * chooses (guest RAM, for multifd pages), with no copy and no allocation per read. Node offers
  * this (`onread`) only to sockets built from options, so the connection's handle moves into a
@@ -61,23 +90,9 @@ export function readInto(s: Socket, sink: ReadSink): Socket {
   const handle = old._handle;
   if (!handle) throw new Error('readInto: the socket has no handle (closed, or taken over already)');
   old._handle = null;
-  // libuv reads a ready socket up to 32 times in a row, and what each read delivers is applied
-  // at once: after a time slice of that, reading stops for one turn of the event loop so that
-  // the monitors' sockets are polled too (it resumes then, unless the sink itself stopped it).
-  const slice = new TimeSlice();
-  let last = 0;
   const callback = (n: number) => {
-    const now = performance.now();
-    // Only a run of reads counts: a read after a pause in the stream starts a new slice.
-    if (now - last > 1) slice.restart();
-    last = now;
     if (!sink.filled(n)) return false;
-    if (!slice.due) return true;
-    setImmediate(() => {
-      slice.restart();
-      d.resume();
-    });
-    return false;
+    return reads.take(d);
   };
   const d = new Socket({
     handle,
