@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   channels,
   emptyGuest,
@@ -83,6 +84,9 @@ test('cpr-transfer with shared RAM: QEMU 10.0 opens the cpr channel, qmigrate re
   const cpr = await listener(t, join(dir, 'cpr.sock'));
   await qemu.ok('migrate-set-parameters', { mode: 'cpr-transfer' });
   await qemu.ok('migrate', both(dir));
+  // QEMU connects the cpr channel inside `migrate`; this process may see its reply before the
+  // accepted connection.
+  for (let i = 0; i < 100 && cpr.connections === 0; i++) await sleep(10);
   assert.equal(cpr.connections, 1, 'QEMU sent its CPR state on the cpr channel');
   await waitInfo(qemu, finished);
   assert.equal(main.connections, 1, 'then the main stream');
