@@ -9,10 +9,9 @@ import type { GuestRam } from '../machine/ram.js';
 import { genericError } from '../qapi/errors.js';
 import type { ParsedInput } from '../qapi/migration-rules.js';
 import type { MigrationAddress } from '../qapi/types.js';
-import type { RunStateMachine } from '../vm/runstate.js';
 import { IncomingChannels } from './channel.js';
 import { runIncoming } from './incoming.js';
-import type { IncomingRun, Migration, MigrationEngine, OutgoingRun } from './migration.js';
+import type { GuestRunState, IncomingRun, Migration, MigrationEngine, OutgoingRun } from './migration.js';
 import { MultifdReceiver } from './multifd.js';
 import { checkCapabilitySupport, tlsChannelError } from './options.js';
 import { OutgoingMigration, type OutgoingTransport } from './outgoing.js';
@@ -23,7 +22,7 @@ import { connectSocket, listenSocket } from './transport/socket.js';
 
 export interface EngineHost {
   readonly ram: GuestRam;
-  readonly runstate: RunStateMachine;
+  readonly runstate: GuestRunState;
   /** Named fds (getfd / -add-fd opaque names); an `fd:` channel uses its name up. */
   readonly fds: Map<string, number>;
   /** fd sets from -add-fd, for /dev/fdset/N. */

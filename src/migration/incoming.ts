@@ -9,8 +9,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { GuestRam } from '../machine/ram.js';
 import type { RunState } from '../qapi/types.js';
 import { strerror } from '../util/errno.js';
-import type { RunStateMachine } from '../vm/runstate.js';
-import type { Migration } from './migration.js';
+import type { GuestRunState, Migration } from './migration.js';
 import { RamLoader } from './ram.js';
 import { QemuFileReader, StreamError } from './stream/qemu-file.js';
 import {
@@ -270,7 +269,7 @@ export async function loadVmState(
  * run state starts the guest if autostart says so (suspended, if it was), else `paused`; any
  * other state is taken as it is.
  */
-export function finishIncoming(runstate: RunStateMachine, received: LoadResult): void {
+export function finishIncoming(runstate: GuestRunState, received: LoadResult): void {
   const state = received.runstate ?? 'running';
   if (state === 'running' || state === 'suspended') {
     if (!runstate.autostart) runstate.set('paused');
@@ -285,7 +284,7 @@ export function finishIncoming(runstate: RunStateMachine, received: LoadResult):
 export async function runIncoming(
   m: Migration,
   ram: GuestRam,
-  runstate: RunStateMachine,
+  runstate: GuestRunState,
   input: Readable,
   rp: Writable | undefined,
   onDone: (error?: string) => void,

@@ -44,6 +44,23 @@ export interface MigrationHost {
   unsharedRam?(): readonly string[];
 }
 
+/**
+ * The guest's run state as migration drives it (system/runstate.c); the VM implements it.
+ * The source stops the guest for the last pass and resumes it after a failure; the
+ * destination starts it, or leaves it paused, once the stream is loaded.
+ */
+export interface GuestRunState {
+  readonly state: RunState;
+  /** Start the guest when an incoming migration completes (QEMU's autostart, -S clears it). */
+  readonly autostart: boolean;
+  /** Sets a state without STOP / RESUME (migration's own steps: finish-migrate, postmigrate). */
+  set(s: RunState): void;
+  /** vm_stop(): a live guest stops in state `to` and STOP is sent; otherwise nothing happens. */
+  stop(to?: RunState): void;
+  /** vm_start(): a stopped guest runs and RESUME is sent. */
+  start(): void;
+}
+
 /** A started outgoing migration, as the engine runs it. */
 export interface OutgoingRun {
   /**

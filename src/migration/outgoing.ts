@@ -11,8 +11,7 @@ import type { GuestRam } from '../machine/ram.js';
 import { QapiError } from '../qapi/errors.js';
 import type { RunState } from '../qapi/types.js';
 import { strerror } from '../util/errno.js';
-import type { RunStateMachine } from '../vm/runstate.js';
-import type { Migration, OutgoingRun } from './migration.js';
+import type { GuestRunState, Migration, OutgoingRun } from './migration.js';
 import { MultifdSender } from './multifd.js';
 import { RAM_SAVE_FLAG_MULTIFD_FLUSH, RamSaver } from './ram.js';
 import { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
@@ -62,7 +61,7 @@ class Cancelled extends Error {}
 export class OutgoingMigration implements OutgoingRun {
   readonly #m: Migration;
   readonly #ram: GuestRam;
-  readonly #runstate: RunStateMachine;
+  readonly #runstate: GuestRunState;
   readonly #transport: OutgoingTransport;
   #cancelled = false;
   /** The stream's end is in the kernel with no word from the peer to wait for: too late to cancel. */
@@ -81,7 +80,7 @@ export class OutgoingMigration implements OutgoingRun {
    */
   #vmOldState: RunState | undefined;
 
-  constructor(m: Migration, ram: GuestRam, runstate: RunStateMachine, transport: OutgoingTransport) {
+  constructor(m: Migration, ram: GuestRam, runstate: GuestRunState, transport: OutgoingTransport) {
     this.#m = m;
     this.#ram = ram;
     this.#runstate = runstate;

@@ -2,6 +2,7 @@
  * The VM run state (system/runstate.c): the states QEMU reports in `query-status`, the
  * transitions `stop` / `cont` and migration make, and the STOP / RESUME events they emit.
  */
+import type { GuestRunState } from '../migration/migration.js';
 import { genericError } from '../qapi/errors.js';
 import type { RunState } from '../qapi/types.js';
 
@@ -14,7 +15,8 @@ export interface RunStateHost {
   onRunning?(running: boolean): void;
 }
 
-export class RunStateMachine {
+/** The guest's run state; migration drives it through the GuestRunState it declares. */
+export class RunStateMachine implements GuestRunState {
   #state: RunState;
   /** Start the guest when an incoming migration completes (cleared by `stop` in inmigrate). */
   autostart: boolean;
