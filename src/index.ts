@@ -3,10 +3,35 @@
  * codec and the command-level migration rules, all with QEMU 10.0's semantics and texts.
  */
 export { QmigrateError } from './errors.js';
+export { type MigrationInput, type ParsedInput, parseMigrationInput } from './migration/channel-rules.js';
+export {
+  checkMigrate,
+  checkMigrateCancel,
+  checkMigrateContinue,
+  checkMigrateIncoming,
+  checkMigratePause,
+  checkMigrateRecover,
+  checkStartPostcopy,
+  type IncomingSnapshot,
+  type MigrationSnapshot,
+} from './migration/migration.js';
+export {
+  type Capabilities,
+  type CapabilityContext,
+  checkTransport,
+  defaultCapabilities,
+  defaultParameters,
+  type HostSupport,
+  MIGRATION_CAPABILITIES,
+  mergeCapabilities,
+  mergeParameters,
+  type Parameters,
+  supportsMultiChannel,
+} from './migration/options.js';
+export { isRunning, RUNNING_STATES } from './migration/status.js';
 export { checkCommand, checkType } from './qapi/check.js';
 export { QapiError, type QmpErrorClass } from './qapi/errors.js';
 export { JsonDouble, parseJson, stringifyJson } from './qapi/json.js';
-export * from './qapi/migration-rules.js';
 export { Schema, schema } from './qapi/schema.js';
 export type * from './qapi/types.js';
 export {

@@ -1,22 +1,10 @@
 /**
  * The migration state machine of one VM (migration/migration.c): outgoing and incoming
  * status, the error, timings and RAM statistics, and the QMP commands that read or drive
- * them. It checks every command with the QAPI layer's rules before changing anything, and
- * leaves moving bytes to a MigrationEngine (outgoing.ts / incoming.ts).
+ * them. Each command's rules (below, as pure functions over a snapshot of the state, and
+ * options.ts's) run before anything changes; moving bytes is a MigrationEngine's work.
  */
 import { genericError, QapiError } from '../qapi/errors.js';
-import {
-  checkMigrate,
-  checkMigrateCancel,
-  checkMigrateContinue,
-  checkMigrateIncoming,
-  checkMigratePause,
-  checkMigrateRecover,
-  checkStartPostcopy,
-  isRunning,
-  type MigrationInput,
-  type ParsedInput,
-} from '../qapi/migration-rules.js';
 import type {
   EventName,
   Events,
@@ -27,13 +15,19 @@ import type {
   RunState,
   SocketAddress,
 } from '../qapi/types.js';
+import { type MigrationInput, type ParsedInput, parseMigrationInput } from './channel-rules.js';
 import {
+  type Capabilities,
   checkIncomingSupport,
   checkListenAddress,
+  checkMigrateOptions,
   checkOutgoingSupport,
+  checkTransport,
   MigrationOptions,
+  type Parameters,
   type SupportContext,
 } from './options.js';
+import { INCOMING_REPORTED, isRunning, POSTCOPY_STATES, RAM_STATES } from './status.js';
 
 /** What the state machine needs from the VM around it. */
 export interface MigrationHost {
@@ -87,29 +81,100 @@ export interface MigrationEngine {
   startIncoming(parsed: ParsedInput, m: Migration, exitOnError: boolean): IncomingRun | Promise<IncomingRun>;
 }
 
-const RAM_STATES: readonly MigrationStatus[] = [
-  'active',
-  'cancelling',
-  'postcopy-active',
-  'pre-switchover',
-  'device',
-  'postcopy-paused',
-  'postcopy-recover-setup',
-  'postcopy-recover',
-  'completed',
-];
-const INCOMING_REPORTED: readonly MigrationStatus[] = [
-  'setup',
-  'cancelling',
-  'cancelled',
-  'active',
-  'postcopy-active',
-  'postcopy-paused',
-  'postcopy-recover',
-  'failed',
-  'colo',
-  'completed',
-];
+// ---- the commands' rules (qmp_migrate, migrate_prepare, qmp_migrate_incoming, ...) -----
+
+export interface MigrationSnapshot {
+  /** Outgoing migration status. */
+  status: MigrationStatus;
+  runstate: RunState;
+  caps: Capabilities;
+  params: Parameters;
+}
+
+/**
+ * `migrate`: everything checked before the state moves to `setup` (qmp_migrate's input
+ * checks, then migrate_prepare).
+ * @throws {QapiError}
+ */
+export function checkMigrate(args: MigrationInput & { resume?: boolean }, s: MigrationSnapshot): ParsedInput {
+  const parsed = parseMigrationInput(args, 'migrate', s.params.mode);
+  checkTransport(parsed.main.addr, s.caps, s.params);
+  if (args.resume) {
+    if (s.status !== 'postcopy-paused') throw genericError('Cannot resume if there is no paused migration');
+    if (s.caps['release-ram']) {
+      throw genericError('Postcopy recovery cannot work when release-ram capability is set');
+    }
+    return parsed;
+  }
+  if (isRunning(s.status)) throw genericError("There's a migration process in progress");
+  if (s.runstate === 'inmigrate') throw genericError('Guest is waiting for an incoming migration');
+  if (s.runstate === 'postmigrate') {
+    throw genericError("Can't migrate the vm that was paused due to previous migration");
+  }
+  checkMigrateOptions(s.caps, s.params);
+  return parsed;
+}
+
+export interface IncomingSnapshot {
+  /** A previous migrate-incoming (or a non-defer -incoming) succeeded. */
+  incomingStarted: boolean;
+  runstate: RunState;
+  /** Incoming migration status. */
+  incomingStatus: MigrationStatus;
+  caps: Capabilities;
+  params: Parameters;
+}
+
+/**
+ * `migrate-incoming`: everything checked before the listener is set up.
+ * @throws {QapiError}
+ */
+export function checkMigrateIncoming(args: MigrationInput, s: IncomingSnapshot): ParsedInput {
+  if (s.incomingStarted) throw genericError('The incoming migration has already been started');
+  if (s.runstate !== 'inmigrate') throw genericError("'-incoming' was not specified on the command line");
+  const parsed = parseMigrationInput(args, 'migrate-incoming', s.params.mode);
+  checkTransport(parsed.main.addr, s.caps, s.params);
+  if (s.incomingStatus !== 'none' && s.incomingStatus !== 'postcopy-paused') {
+    throw genericError(`Illegal migration incoming state: ${s.incomingStatus}`);
+  }
+  return parsed;
+}
+
+/** `migrate-continue state=S`: only from state S (pause-before-switchover). */
+export function checkMigrateContinue(state: MigrationStatus, current: MigrationStatus): void {
+  if (state !== current) throw genericError(`Migration not in expected state: ${current}`);
+}
+
+/** `migrate_cancel`: refused only while postcopy runs; a no-op otherwise. */
+export function checkMigrateCancel(current: MigrationStatus): void {
+  if (POSTCOPY_STATES.includes(current)) throw genericError('Postcopy migration in progress, cannot cancel.');
+}
+
+/** `migrate-start-postcopy`. */
+export function checkStartPostcopy(caps: Capabilities, current: MigrationStatus): void {
+  if (!caps['postcopy-ram'] && !caps['dirty-bitmaps']) {
+    throw genericError('Enable postcopy with migrate_set_capability before the start of migration');
+  }
+  if (current === 'none') throw genericError('Postcopy must be started after migration has been started');
+}
+
+/** `migrate-pause`, on either side. */
+export function checkMigratePause(outgoing: MigrationStatus, incoming: MigrationStatus): void {
+  const ok = (s: MigrationStatus) => s === 'postcopy-active' || s === 'postcopy-recover';
+  if (!ok(outgoing) && !ok(incoming)) {
+    throw genericError(
+      'migrate-pause is currently only supported during postcopy-active or postcopy-recover state',
+    );
+  }
+}
+
+/** `migrate-recover` on a destination. */
+export function checkMigrateRecover(incoming: MigrationStatus): void {
+  if (incoming !== 'postcopy-paused')
+    throw genericError('Migrate recover can only be run when postcopy is paused.');
+}
+
+// ---- the state machine ----------------------------------------------------------------
 
 export function emptyStats(): MigrationStats {
   return {

@@ -4,10 +4,8 @@
  * alike. It holds the little state those rules read: capabilities, parameters, runstate and
  * whether an incoming migration was started. It never migrates anything.
  */
-import { checkCommand } from '../../src/qapi/check.js';
-import { QapiError } from '../../src/qapi/errors.js';
+
 import {
-  type Capabilities,
   checkMigrate,
   checkMigrateCancel,
   checkMigrateContinue,
@@ -15,12 +13,17 @@ import {
   checkMigratePause,
   checkMigrateRecover,
   checkStartPostcopy,
+} from '../../src/migration/migration.js';
+import {
+  type Capabilities,
   defaultCapabilities,
   defaultParameters,
   mergeCapabilities,
   mergeParameters,
   type Parameters,
-} from '../../src/qapi/migration-rules.js';
+} from '../../src/migration/options.js';
+import { checkCommand } from '../../src/qapi/check.js';
+import { QapiError } from '../../src/qapi/errors.js';
 import type { MigrationCapabilityStatus, MigrationStatus, RunState } from '../../src/qapi/types.js';
 
 export type Reply = { return: unknown } | { error: { class: string; desc: string } };

@@ -5,11 +5,11 @@
  * migration commands run through the VM's own Migration object, so there is one set of rules.
  */
 
+import type { MigrationInput } from '../../migration/channel-rules.js';
 import { Migration, type MigrationEngine } from '../../migration/migration.js';
 import { checkCommand } from '../../qapi/check.js';
 import { genericError, QapiError } from '../../qapi/errors.js';
 import { JsonSyntaxError, parseJson, stringifyJson } from '../../qapi/json.js';
-import type { MigrationInput } from '../../qapi/migration-rules.js';
 import type { Commands } from '../../qapi/types.js';
 
 /** Never reached: check runs only the checks, which come before the engine. */
