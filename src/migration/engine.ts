@@ -1,13 +1,19 @@
 /**
- * The migration engine of a qmigrate VM: turns a MigrationAddress into a transport (one
- * place, cf. migration/channel.c) and runs the outgoing or incoming side over it. URIs never
- * get here; the QAPI layer has already made them addresses.
+ * The migration engine of a qmigrate VM: one table maps each MigrationAddress transport to
+ * how the source connects and the destination listens (one place, cf. migration/channel.c),
+ * then runs the outgoing or incoming side over it. URIs never get here; the channel rules
+ * have already made them addresses.
  */
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import type { GuestRam } from '../machine/ram.js';
 import { genericError } from '../qapi/errors.js';
-import type { MigrationAddress } from '../qapi/types.js';
+import type {
+  FileMigrationArgs,
+  MigrationAddress,
+  MigrationExecCommand,
+  SocketAddress,
+} from '../qapi/types.js';
 import { IncomingChannels } from './channel.js';
 import type { ParsedInput } from './channel-rules.js';
 import { runIncoming } from './incoming.js';
@@ -31,6 +37,171 @@ export interface EngineHost {
   fatal(message: string): void;
 }
 
+/** What a transport's connect needs of the VM. */
+interface ConnectContext {
+  /** The descriptor an `fd:` channel names, its name used up (Engine.#takeFd). */
+  takeFd(str: string): number;
+  /** fd sets from -add-fd, for /dev/fdset/N. */
+  readonly fdsets: Map<number, number[]>;
+}
+
+type LoadOptions = NonNullable<Parameters<typeof runIncoming>[6]>;
+
+/** What a transport's listen needs: the VM's fds, and where an arrived channel goes. */
+interface ListenContext extends ConnectContext {
+  readonly m: Migration;
+  readonly ram: GuestRam;
+  /** Loads the stream of a channel that is there (QEMU's TLS step first). */
+  load(input: Readable, rp: Writable | undefined, opts?: LoadOptions): void;
+  /** The incoming migration failed: with exit-on-error, the process ends like QEMU. */
+  fatal(report: string): void;
+}
+
+/** One MigrationAddress transport, as both sides open it. */
+interface Transport<A extends MigrationAddress> {
+  /** The source's channel. @throws {QapiError} for errors QEMU reports at once (fd names, spawn, open). */
+  connect(addr: A, ctx: ConnectContext): OutgoingTransport;
+  /**
+   * The destination's: a listener, or a channel that is there at once, given to ctx.load.
+   * @throws {QapiError} when the listener or channel cannot be set up.
+   */
+  listen(addr: A, ctx: ListenContext): IncomingRun | Promise<IncomingRun>;
+}
+
+const RDMA =
+  'RDMA is not supported by qmigrate (the rdma transport needs InfiniBand verbs, which Node cannot reach)';
+const refuseRdma = (): never => {
+  throw genericError(RDMA);
+};
+
+/** Every transport of a MigrationAddress; socket covers tcp, unix, vsock and fd. */
+const TRANSPORTS: {
+  [T in MigrationAddress['transport']]: Transport<Extract<MigrationAddress, { transport: T }>>;
+} = {
+  socket: {
+    connect: (addr, ctx) => (addr.type === 'fd' ? connectFd(addr.str, ctx) : connectStream(addr)),
+    listen: (addr, ctx) => (addr.type === 'fd' ? listenFd(addr.str, ctx) : listenStream(addr, ctx)),
+  },
+  exec: { connect: connectExec, listen: listenExec },
+  file: { connect: connectFile, listen: listenFile },
+  rdma: { connect: refuseRdma, listen: refuseRdma },
+};
+
+/** The table's entry for an address (TypeScript cannot tie the entry to the address's variant). */
+const transportOf = <A extends MigrationAddress>(addr: A) =>
+  TRANSPORTS[addr.transport] as unknown as Transport<A>;
+
+// ---- the source's side ----------------------------------------------------------------
+
+function connectFd(str: string, ctx: ConnectContext): OutgoingTransport {
+  const s = fdStream(ctx.takeFd(str), 'out');
+  return { kind: 'socket', stream: Promise.resolve(s), bidirectional: true, close: () => s.destroy() };
+}
+
+/** tcp, unix or vsock: the main connection, and one more per multifd channel. */
+function connectStream(addr: Exclude<SocketAddress, { type: 'fd' }>): OutgoingTransport {
+  // One signal for the main connect and every multifd channel's: cancel aborts a
+  // connect still pending (a peer that never answers would hold it for minutes).
+  const abort = new AbortController();
+  const socks = new Set<Socket>();
+  const open = async () => {
+    const s = await connectSocket(addr, abort.signal);
+    if (abort.signal.aborted) {
+      s.destroy();
+      throw abort.signal.reason;
+    }
+    socks.add(s);
+    return s;
+  };
+  const stream = open();
+  stream.catch(() => {});
+  return {
+    kind: 'socket',
+    stream,
+    bidirectional: true,
+    openChannel: open,
+    close: () => {
+      abort.abort();
+      for (const s of socks) s.destroy();
+    },
+  };
+}
+
+function connectExec(addr: MigrationExecCommand): OutgoingTransport {
+  const { child, stream, exited } = spawnExec(addr.args, 'out');
+  const stdin = stream as Writable;
+  return {
+    kind: 'command',
+    stream: Promise.resolve(stdin),
+    bidirectional: false,
+    finished: exited,
+    close: () => {
+      stdin.destroy();
+      child.kill('SIGKILL');
+    },
+  };
+}
+
+function connectFile(addr: FileMigrationArgs, ctx: ConnectContext): OutgoingTransport {
+  const w = openFileOut(addr.filename, Number(addr.offset), ctx.fdsets);
+  return { kind: 'file', stream: Promise.resolve(w), bidirectional: false, close: () => w.destroy() };
+}
+
+// ---- the destination's side -----------------------------------------------------------
+
+function listenFd(str: string, ctx: ListenContext): IncomingRun {
+  const s = fdStream(ctx.takeFd(str), 'in');
+  ctx.load(s, s);
+  return { cancel: () => s.destroy() };
+}
+
+/** tcp, unix or vsock: loading starts once the main channel and every multifd channel are there. */
+async function listenStream(
+  addr: Exclude<SocketAddress, { type: 'fd' }>,
+  ctx: ListenContext,
+): Promise<IncomingRun> {
+  const { m } = ctx;
+  const n = m.options.caps.multifd ? m.options.params['multifd-channels'] : 0;
+  const receiver = n ? new MultifdReceiver(ctx.ram, n) : undefined;
+  const channels = new IncomingChannels(receiver, n, {
+    start: (main, reader) => {
+      listener.server.close();
+      ctx.load(main, main, { reader, onFlush: receiver ? () => receiver.syncMain() : undefined });
+    },
+    // As QEMU: failed at once, the error kept, the listener's address still reported.
+    fail: (desc, report) => {
+      listener.server.close();
+      m.error = desc;
+      m.setIncomingStatus('failed');
+      ctx.fatal(report);
+    },
+  });
+  const listener = await listenSocket(addr, (accepted) => channels.accept(accepted));
+  return {
+    socketAddress: listener.addresses,
+    cancel: () => {
+      listener.close();
+      channels.close();
+    },
+  };
+}
+
+function listenExec(addr: MigrationExecCommand, ctx: ListenContext): IncomingRun {
+  const { child, stream, exited } = spawnExec(addr.args, 'in');
+  const out = stream as Readable;
+  exited.catch((e: Error) => out.destroy(e));
+  ctx.load(out, undefined);
+  return { cancel: () => child.kill('SIGKILL') };
+}
+
+function listenFile(addr: FileMigrationArgs, ctx: ListenContext): IncomingRun {
+  const rs = openFileIn(addr.filename, Number(addr.offset), ctx.fdsets);
+  ctx.load(rs, undefined);
+  return { cancel: () => rs.destroy() };
+}
+
+// ---- the engine -----------------------------------------------------------------------
+
 /** Migration.prepare has refused these already; this guards callers that skip it. */
 function checkCaps(m: Migration): void {
   checkCapabilitySupport(m.options.caps, m.options.params);
@@ -49,9 +220,6 @@ function withTls(t: OutgoingTransport, m: Migration): OutgoingTransport {
   stream.catch(() => {});
   return { ...t, stream };
 }
-
-const RDMA =
-  'RDMA is not supported by qmigrate (the rdma transport needs InfiniBand verbs, which Node cannot reach)';
 
 export class Engine implements MigrationEngine {
   readonly #host: EngineHost;
@@ -79,70 +247,11 @@ export class Engine implements MigrationEngine {
   }
 
   /** @throws {QapiError} for errors QEMU reports synchronously (fd names, spawn, open, rdma). */
-  #outgoingTransport(addr: MigrationAddress): OutgoingTransport {
-    switch (addr.transport) {
-      case 'socket': {
-        if (addr.type === 'fd') {
-          const s = fdStream(this.#takeFd(addr.str, false), 'out');
-          return {
-            kind: 'socket',
-            stream: Promise.resolve(s),
-            bidirectional: true,
-            close: () => s.destroy(),
-          };
-        }
-        // One signal for the main connect and every multifd channel's: cancel aborts a
-        // connect still pending (a peer that never answers would hold it for minutes).
-        const abort = new AbortController();
-        const socks = new Set<Socket>();
-        const open = async () => {
-          const s = await connectSocket(addr, abort.signal);
-          if (abort.signal.aborted) {
-            s.destroy();
-            throw abort.signal.reason;
-          }
-          socks.add(s);
-          return s;
-        };
-        const stream = open();
-        stream.catch(() => {});
-        return {
-          kind: 'socket',
-          stream,
-          bidirectional: true,
-          openChannel: open,
-          close: () => {
-            abort.abort();
-            for (const s of socks) s.destroy();
-          },
-        };
-      }
-      case 'exec': {
-        const { child, stream, exited } = spawnExec(addr.args, 'out');
-        const stdin = stream as Writable;
-        return {
-          kind: 'command',
-          stream: Promise.resolve(stdin),
-          bidirectional: false,
-          finished: exited,
-          close: () => {
-            stdin.destroy();
-            child.kill('SIGKILL');
-          },
-        };
-      }
-      case 'file': {
-        const w = openFileOut(addr.filename, Number(addr.offset), this.#host.fdsets);
-        return { kind: 'file', stream: Promise.resolve(w), bidirectional: false, close: () => w.destroy() };
-      }
-      case 'rdma':
-        throw genericError(RDMA);
-    }
-  }
-
   startOutgoing(parsed: ParsedInput, m: Migration): OutgoingRun {
     checkCaps(m);
-    const transport = withTls(this.#outgoingTransport(parsed.main.addr), m);
+    const addr = parsed.main.addr;
+    const ctx: ConnectContext = { takeFd: (str) => this.#takeFd(str, false), fdsets: this.#host.fdsets };
+    const transport = withTls(transportOf(addr).connect(addr, ctx), m);
     const run = new OutgoingMigration(m, this.#host.ram, this.#host.runstate, transport);
     void run.run();
     return run;
@@ -150,78 +259,41 @@ export class Engine implements MigrationEngine {
 
   async startIncoming(parsed: ParsedInput, m: Migration, exitOnError: boolean): Promise<IncomingRun> {
     checkCaps(m);
-    const { ram, runstate } = this.#host;
     const addr = parsed.main.addr;
+    return transportOf(addr).listen(addr, this.#listenContext(m, exitOnError));
+  }
+
+  #listenContext(m: Migration, exitOnError: boolean): ListenContext {
+    const { ram, runstate } = this.#host;
+    const fatal = (report: string) => {
+      if (exitOnError) this.#host.fatal(report);
+    };
     const done = (error?: string) => {
-      if (error && exitOnError) this.#host.fatal(error);
+      if (error) fatal(error);
     };
-    /**
-     * QEMU's TLS step on the incoming side, then the load: the channel is there (accepted,
-     * the exec child's output, the file) and nothing of it is read. With tls-creds set it
-     * fails there with QEMU 10.0's text, and with exit-on-error the process ends.
-     */
-    const load = (input: Readable, rp: Writable | undefined, opts?: Parameters<typeof runIncoming>[6]) => {
-      const refused = tlsChannelError(m.options.params);
-      if (!refused) return void runIncoming(m, ram, runstate, input, rp, done, opts);
-      // After the migrate-incoming reply (exec and file channels are there at once).
-      setImmediate(() => {
-        m.error = refused.message;
-        m.incomingEnded();
-        input.destroy();
-        m.setIncomingStatus('failed');
-        done(refused.message);
-      });
-    };
-    const start = (input: Readable, rp: Writable | undefined) => load(input, rp);
-    switch (addr.transport) {
-      case 'socket': {
-        if (addr.type === 'fd') {
-          const s = fdStream(this.#takeFd(addr.str, true), 'in');
-          start(s, s);
-          return { cancel: () => s.destroy() };
-        }
-        const run: IncomingRun = { cancel: () => {} };
-        const n = m.options.caps.multifd ? m.options.params['multifd-channels'] : 0;
-        const receiver = n ? new MultifdReceiver(ram, n) : undefined;
-        const channels = new IncomingChannels(receiver, n, {
-          // Loading starts once the main channel and every multifd channel are there.
-          start: (main, reader) => {
-            listener.server.close();
-            load(main, main, {
-              reader,
-              onFlush: receiver ? () => receiver.syncMain() : undefined,
-            });
-          },
-          // As QEMU: failed at once, the error kept, the listener's address still reported.
-          fail: (desc, report) => {
-            listener.server.close();
-            m.error = desc;
-            m.setIncomingStatus('failed');
-            if (exitOnError) this.#host.fatal(report);
-          },
+    return {
+      m,
+      ram,
+      fdsets: this.#host.fdsets,
+      takeFd: (str) => this.#takeFd(str, true),
+      fatal,
+      /**
+       * QEMU's TLS step on the incoming side, then the load: the channel is there (accepted,
+       * the exec child's output, the file) and nothing of it is read. With tls-creds set it
+       * fails there with QEMU 10.0's text, and with exit-on-error the process ends.
+       */
+      load: (input, rp, opts) => {
+        const refused = tlsChannelError(m.options.params);
+        if (!refused) return void runIncoming(m, ram, runstate, input, rp, done, opts);
+        // After the migrate-incoming reply (exec and file channels are there at once).
+        setImmediate(() => {
+          m.error = refused.message;
+          m.incomingEnded();
+          input.destroy();
+          m.setIncomingStatus('failed');
+          done(refused.message);
         });
-        const listener = await listenSocket(addr, (accepted) => channels.accept(accepted));
-        run.socketAddress = listener.addresses;
-        run.cancel = () => {
-          listener.close();
-          channels.close();
-        };
-        return run;
-      }
-      case 'exec': {
-        const { child, stream, exited } = spawnExec(addr.args, 'in');
-        const out = stream as Readable;
-        exited.catch((e: Error) => out.destroy(e));
-        start(out, undefined);
-        return { cancel: () => child.kill('SIGKILL') };
-      }
-      case 'file': {
-        const rs = openFileIn(addr.filename, Number(addr.offset), this.#host.fdsets);
-        start(rs, undefined);
-        return { cancel: () => rs.destroy() };
-      }
-      case 'rdma':
-        throw genericError(RDMA);
-    }
+      },
+    };
   }
 }
