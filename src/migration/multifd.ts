@@ -8,8 +8,8 @@
 import type { Writable } from 'node:stream';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
-import { isZeroPage } from './ram.js';
 import { StreamError } from './stream/qemu-file.js';
+import { handleZeroPage, pageHasData } from './zero-page.js';
 
 export const MULTIFD_MAGIC = 0x11223344;
 export const MULTIFD_VERSION = 1;
@@ -144,7 +144,7 @@ export class MultifdSender {
     if (this.#detectZero) {
       while (i <= j) {
         const off = offsets[i]!;
-        if (block.mayBeWritten(off / PAGE) && !isZeroPage(block.host, off)) {
+        if (pageHasData(block, off / PAGE)) {
           i++;
           continue;
         }
@@ -529,11 +529,6 @@ export class MultifdChannel {
       this.#runs.push(b.host.subarray(off, off + pages * PAGE));
       b.markDirtyRange(off / PAGE, pages);
     });
-    for (let k = normal; k < normal + zero; k++) {
-      const off = offsets[k]!;
-      if (b.mayBeWritten(off / PAGE) && !isZeroPage(b.host, off)) {
-        b.host.fill(0, off, off + PAGE);
-      }
-    }
+    for (let k = normal; k < normal + zero; k++) handleZeroPage(b, offsets[k]! / PAGE);
   }
 }
