@@ -22,7 +22,6 @@ export const RAM_SAVE_FLAG_XBZRLE = 0x40;
 export const RAM_SAVE_FLAG_MULTIFD_FLUSH = 0x200;
 
 const PAGE = TARGET_PAGE_SIZE;
-const TWO32 = 0x100000000;
 
 /** Counters behind query-migrate's `ram` member. */
 export interface RamCounters {
@@ -242,9 +241,11 @@ export class RamLoader {
         this.#slice.restart();
       }
       const at = r.offset;
-      const [hi, lo] = r.be64parts();
-      const flags = lo & 0xfff;
-      const addr = hi * TWO32 + (lo - flags);
+      // The page offset and the flags in its low bits (below TARGET_PAGE_SIZE): `&` keeps the
+      // low 32 bits of the number exactly, and the word is exact below 2^53.
+      const word = r.be64();
+      const flags = word & (PAGE - 1);
+      const addr = word - flags;
       switch (flags & ~RAM_SAVE_FLAG_CONTINUE) {
         case RAM_SAVE_FLAG_MEM_SIZE:
           await this.#memSize(r, addr, at);
@@ -291,8 +292,7 @@ export class RamLoader {
       const b = this.#ram.block(idstr);
       if (!b) throw new StreamError(`Unknown ramblock "${idstr}", cannot accept migration`, r.offset, 'ram');
       await r.need(8, 'a RAM block size');
-      const [hi, lo] = r.be64parts();
-      const len = hi * TWO32 + lo;
+      const len = r.be64();
       if (len !== b.length) {
         throw new StreamError(
           `Size mismatch: ${idstr}: 0x${len.toString(16)} != 0x${b.length.toString(16)}`,
