@@ -4,7 +4,7 @@
 // path from the live socket (checked below, as the difference README documents); a directory
 // stops both, with QEMU's words.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import {
   lstatSync,
   mkdirSync,
@@ -25,7 +25,7 @@ import { Dispatcher } from '../../src/qmp/dispatch.js';
 import { QmpServer } from '../../src/qmp/server.js';
 import { SocketError } from '../../src/util/sockets.js';
 import { VERSION_INFO } from '../../src/vm/vm.js';
-import { requireQemu } from '../helpers/qemu.js';
+import { qemuStderr, requireQemu } from '../helpers/qemu.js';
 import { runQmigrate } from '../helpers/qmigrate.js';
 
 function tmp(t: TestContext): string {
@@ -146,20 +146,6 @@ test('a live socket bound under another name (relative) is refused too, by a pro
   );
   assert.ok(lstatSync(path).isSocket());
 });
-
-/** Runs QEMU 10.0 with `args` until it exits; its stderr with the program prefix cut. */
-async function qemuStderr(t: TestContext, args: string[]): Promise<string | undefined> {
-  const bin = requireQemu(t, '10.0');
-  if (!bin) return undefined;
-  return new Promise((resolve) => {
-    execFile(
-      bin.path,
-      [...bin.args, '-machine', 'none', '-display', 'none', '-nodefaults', ...args],
-      { env: bin.env, timeout: 10_000 },
-      (_e, _out, err) => resolve(err.replaceAll('qemu-system-x86_64: ', '')),
-    );
-  });
-}
 
 for (const args of [
   (p: string) => ['-qmp', `unix:${p},server=on,wait=off`],
