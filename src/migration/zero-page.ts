@@ -2,20 +2,11 @@
  * Zero pages, for the main channel (migration/ram.c: save_zero_page, ram_handle_zero) and for
  * multifd (migration/multifd-zero-page.c) alike: whether a guest page may hold data, and
  * making a page zero on the destination. A page never written since its block was filled
- * is zero without a look: reading it would map it.
+ * is zero without a look (reading it would map it); the others are looked at (isZeroPage).
  */
-import { type RamBlock, TARGET_PAGE_SIZE } from '../machine/ram.js';
+import { isZeroPage, type RamBlock, TARGET_PAGE_SIZE } from '../machine/ram.js';
 
 const PAGE = TARGET_PAGE_SIZE;
-const ZERO_PAGE = Buffer.alloc(PAGE);
-
-/** Whether the page at byte `off` of `host` is all zeros (QEMU's buffer_is_zero). */
-export function isZeroPage(host: Buffer, off: number): boolean {
-  // A page with data nearly always shows it in its first or last byte: looking there first
-  // spares the call into the full comparison for almost all of them.
-  if (host[off] !== 0 || host[off + PAGE - 1] !== 0) return false;
-  return ZERO_PAGE.compare(host, off, off + PAGE) === 0;
-}
 
 /**
  * Whether page `page` of `block` may hold data: written since the block was filled, and
