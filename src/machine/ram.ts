@@ -5,6 +5,16 @@
  */
 export const TARGET_PAGE_SIZE = 4096;
 
+const ZERO_PAGE = Buffer.alloc(TARGET_PAGE_SIZE);
+
+/** Whether the page at byte `off` of `host` is all zeros (QEMU's buffer_is_zero). */
+export function isZeroPage(host: Buffer, off: number): boolean {
+  // A page with data nearly always shows it in its first or last byte: looking there first
+  // spares the call into the full comparison for almost all of them.
+  if (host[off] !== 0 || host[off + TARGET_PAGE_SIZE - 1] !== 0) return false;
+  return ZERO_PAGE.compare(host, off, off + TARGET_PAGE_SIZE) === 0;
+}
+
 export class RamBlock {
   readonly idstr: string;
   /** Guest-physical address of the first byte. */
@@ -62,10 +72,9 @@ export class RamBlock {
 
   /** Marks the pages that hold anything but zeros (after content was loaded). */
   scanWritten(): void {
-    const zero = Buffer.alloc(TARGET_PAGE_SIZE);
     this.written.fill(0);
     for (let p = 0, off = 0; off < this.host.length; p++, off += TARGET_PAGE_SIZE) {
-      if (zero.compare(this.host, off, off + TARGET_PAGE_SIZE) !== 0) this.written[p >>> 5]! |= 1 << (p & 31);
+      if (!isZeroPage(this.host, off)) this.written[p >>> 5]! |= 1 << (p & 31);
     }
   }
 

@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { MultifdReceiver } from './multifd.js';
+import { MULTIFD_INIT_SIZE } from './stream/multifd-packet.js';
 import { QemuFileReader, StreamError } from './stream/qemu-file.js';
 import { QEMU_VM_FILE_MAGIC } from './stream/savevm.js';
 import { type ReadSink, readInto } from './transport/socket.js';
@@ -13,7 +14,6 @@ import { type ReadSink, readInto } from './transport/socket.js';
 /** Reads go to the free tail of a 1 MiB buffer, and a new one starts below 64 KiB of tail. */
 const POOL = 1 << 20;
 const MIN_READ = 64 << 10;
-const INIT = 64;
 /**
  * How far the main stream is read ahead of the loader. Little: the loader copies each read's
  * pages while the kernel's copy is still in the CPU's cache; a backlog of many MiB (the
@@ -93,7 +93,7 @@ export function acceptChannel(
 ): Socket {
   let sink: ReadSink | undefined;
   let ended: (() => void) | undefined;
-  const head = Buffer.allocUnsafe(INIT);
+  const head = Buffer.allocUnsafe(MULTIFD_INIT_SIZE);
   let got = 0;
 
   let mainReader: QemuFileReader | undefined;
@@ -122,7 +122,7 @@ export function acceptChannel(
       asMain(head.subarray(0, got));
       return true;
     }
-    if (got < INIT) return true;
+    if (got < MULTIFD_INIT_SIZE) return true;
     let initial = true;
     try {
       const id = MultifdReceiver.parseInit(head, count);

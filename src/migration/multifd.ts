@@ -8,15 +8,23 @@
 import type { Writable } from 'node:stream';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
-import { isZeroPage } from './ram.js';
+import {
+  decodeMultifdHeader,
+  decodeMultifdInit,
+  encodeMultifdHeader,
+  encodeMultifdInit,
+  MULTIFD_FLAG_COMPRESSION_MASK,
+  MULTIFD_FLAG_DEVICE_STATE,
+  MULTIFD_FLAG_SYNC,
+  MULTIFD_HEADER,
+  MULTIFD_INIT_SIZE,
+  MULTIFD_MAGIC,
+  MULTIFD_PAGES,
+  MULTIFD_VERSION,
+} from './stream/multifd-packet.js';
 import { StreamError } from './stream/qemu-file.js';
+import { handleZeroPage, pageHasData } from './zero-page.js';
 
-export const MULTIFD_MAGIC = 0x11223344;
-export const MULTIFD_VERSION = 1;
-export const MULTIFD_FLAG_SYNC = 1;
-export const MULTIFD_FLAG_COMPRESSION_MASK = 0x1f << 1;
-export const MULTIFD_PAGES = 128;
-export const MULTIFD_HEADER = 320 + 8 * MULTIFD_PAGES;
 const PAGE = TARGET_PAGE_SIZE;
 
 /** Bytes a channel may have queued before it counts as busy. */
@@ -30,15 +38,6 @@ function forEachRun(offsets: number[], n: number, f: (off: number, pages: number
     f(offsets[k]!, run);
     k += run;
   }
-}
-
-/** The 64-byte MultiFDInit_t a channel starts with. */
-export function initPacket(id: number): Buffer {
-  const b = Buffer.alloc(64);
-  b.writeUInt32BE(MULTIFD_MAGIC, 0);
-  b.writeUInt32BE(MULTIFD_VERSION, 4);
-  b.writeUInt8(id, 24);
-  return b;
 }
 
 interface Channel {
@@ -70,8 +69,8 @@ export class MultifdSender {
       c.out.on('close', () => {
         if (!this.#ending) this.error ??= Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
       });
-      c.out.write(initPacket(c.id));
-      this.bytes += 64;
+      c.out.write(encodeMultifdInit({ id: c.id }));
+      this.bytes += MULTIFD_INIT_SIZE;
     }
   }
 
@@ -144,7 +143,7 @@ export class MultifdSender {
     if (this.#detectZero) {
       while (i <= j) {
         const off = offsets[i]!;
-        if (block.mayBeWritten(off / PAGE) && !isZeroPage(block.host, off)) {
+        if (pageHasData(block, off / PAGE)) {
           i++;
           continue;
         }
@@ -155,21 +154,15 @@ export class MultifdSender {
     } else i = offsets.length;
     const normal = i;
     const zero = offsets.length - normal;
-    const hdr = Buffer.alloc(MULTIFD_HEADER);
-    hdr.writeUInt32BE(MULTIFD_MAGIC, 0);
-    hdr.writeUInt32BE(MULTIFD_VERSION, 4);
-    hdr.writeUInt32BE(0, 8);
-    hdr.writeUInt32BE(MULTIFD_PAGES, 12);
-    hdr.writeUInt32BE(normal, 16);
-    hdr.writeUInt32BE(normal * PAGE, 20);
-    hdr.writeUInt32BE(Math.floor(this.#packetNum / 0x100000000), 24);
-    hdr.writeUInt32BE(this.#packetNum++ >>> 0, 28);
-    hdr.writeUInt32BE(zero, 32);
-    hdr.write(block.idstr, 64, 'latin1');
-    for (let k = 0; k < offsets.length; k++) {
-      hdr.writeUInt32BE(Math.floor(offsets[k]! / 0x100000000), 320 + 8 * k);
-      hdr.writeUInt32BE(offsets[k]! >>> 0, 324 + 8 * k);
-    }
+    const hdr = encodeMultifdHeader({
+      pagesAlloc: MULTIFD_PAGES,
+      normalPages: normal,
+      nextPacketSize: normal * PAGE,
+      packetNum: this.#packetNum++,
+      zeroPages: zero,
+      ramblock: block.idstr,
+      offsets,
+    });
     const c = this.#pick();
     c.out.cork();
     c.out.write(hdr);
@@ -194,13 +187,7 @@ export class MultifdSender {
     this.flushBatch();
     this.check();
     for (const c of this.#channels) {
-      const hdr = Buffer.alloc(MULTIFD_HEADER);
-      hdr.writeUInt32BE(MULTIFD_MAGIC, 0);
-      hdr.writeUInt32BE(MULTIFD_VERSION, 4);
-      hdr.writeUInt32BE(MULTIFD_FLAG_SYNC, 8);
-      hdr.writeUInt32BE(Math.floor(this.#packetNum / 0x100000000), 24);
-      hdr.writeUInt32BE(this.#packetNum++ >>> 0, 28);
-      c.out.write(hdr);
+      c.out.write(encodeMultifdHeader({ flags: MULTIFD_FLAG_SYNC, packetNum: this.#packetNum++ }));
       this.bytes += MULTIFD_HEADER;
     }
   }
@@ -272,9 +259,7 @@ export class MultifdReceiver {
    * @throws {StreamError}
    */
   static parseInit(b: Buffer, count: number): number {
-    const magic = b.readUInt32BE(0);
-    const version = b.readUInt32BE(4);
-    const id = b[24]!;
+    const { magic, version, uuid, id } = decodeMultifdInit(b);
     if (magic !== MULTIFD_MAGIC)
       throw new StreamError(
         `multifd: received packet magic ${magic.toString(16)} expected ${MULTIFD_MAGIC.toString(16)}`,
@@ -288,7 +273,6 @@ export class MultifdReceiver {
         'multifd',
       );
     // The source's -uuid; this side has none, which QEMU compares as all zeros.
-    const uuid = b.subarray(8, 24);
     if (uuid.some((x) => x !== 0)) {
       throw new StreamError(
         `multifd: received uuid '${unparseUuid(uuid)}' and expected uuid '${unparseUuid(Buffer.alloc(16))}' for channel ${(id << 24) >> 24}`,
@@ -381,9 +365,6 @@ function unparseUuid(b: Buffer): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-/** A packet of device state rather than pages (multifd.h). */
-const MULTIFD_FLAG_DEVICE_STATE = 32 << 1;
-
 interface ChannelEvents {
   sync(): void;
   fail(e: Error): void;
@@ -406,9 +387,9 @@ export class MultifdChannel {
   #sync = false;
   #failed = false;
   #ended = false;
-  /** Stream offset of the next byte (the init packet was 64). */
-  #offset = 64;
-  #packetAt = 64;
+  /** Stream offset of the next byte (after the init packet). */
+  #offset = MULTIFD_INIT_SIZE;
+  #packetAt = MULTIFD_INIT_SIZE;
 
   constructor(ram: GuestRam, id: number, on: ChannelEvents) {
     this.#ram = ram;
@@ -476,26 +457,23 @@ export class MultifdChannel {
    * @throws {StreamError}
    */
   #parse(): void {
-    const hdr = this.#hdr;
     const at = this.#packetAt;
     const where = this.#where;
     const fail = (what: string): never => {
       throw new StreamError(what, at, where);
     };
-    const magic = hdr.readUInt32BE(0);
-    if (magic !== MULTIFD_MAGIC)
-      fail(`multifd: received packet magic ${magic.toString(16)}, expected ${MULTIFD_MAGIC.toString(16)}`);
-    const version = hdr.readUInt32BE(4);
-    if (version !== MULTIFD_VERSION)
-      fail(`multifd: received packet version ${version}, expected ${MULTIFD_VERSION}`);
-    const flags = hdr.readUInt32BE(8);
+    const pkt = decodeMultifdHeader(this.#hdr);
+    const { flags, pagesAlloc: alloc, normalPages: normal, zeroPages: zero } = pkt;
+    if (pkt.magic !== MULTIFD_MAGIC)
+      fail(
+        `multifd: received packet magic ${pkt.magic.toString(16)}, expected ${MULTIFD_MAGIC.toString(16)}`,
+      );
+    if (pkt.version !== MULTIFD_VERSION)
+      fail(`multifd: received packet version ${pkt.version}, expected ${MULTIFD_VERSION}`);
     // A device state packet: this guest has no device that could take one.
     if (flags & MULTIFD_FLAG_DEVICE_STATE)
       fail('multifd: received a device state packet; this guest has no devices');
     this.#sync = (flags & MULTIFD_FLAG_SYNC) !== 0;
-    const alloc = hdr.readUInt32BE(12);
-    const normal = hdr.readUInt32BE(16);
-    const zero = hdr.readUInt32BE(32);
     if (alloc > MULTIFD_PAGES)
       fail(`multifd: received packet with ${alloc} pages, expected ${MULTIFD_PAGES}`);
     if (normal > alloc)
@@ -505,19 +483,16 @@ export class MultifdChannel {
     if (zero > alloc - normal)
       fail(`multifd: received packet with ${zero} zero pages, expected maximum ${alloc - normal}`);
     if (normal + zero === 0) return;
-    const name = hdr.subarray(64, 320);
-    const end = name.indexOf(0);
-    const idstr = name.subarray(0, end < 0 ? 255 : end).toString('latin1');
+    const idstr = pkt.ramblock;
     const block = this.#ram.block(idstr);
     if (!block) fail(`multifd: unknown ram block ${idstr}`);
     const b = block!;
-    const offsets: number[] = [];
-    for (let k = 0; k < normal + zero; k++) {
-      const off = hdr.readUInt32BE(320 + 8 * k) * 0x100000000 + hdr.readUInt32BE(324 + 8 * k);
+    // The checks above bound normal + zero by MULTIFD_PAGES: every offset was decoded.
+    const offsets = pkt.offsets;
+    for (const off of offsets) {
       if (off > b.length - PAGE) fail(`multifd: offset too long ${off} (max ${b.length.toString(16)})`);
       // QEMU writes a page at any offset; pages are page-aligned in every stream it sends.
       if (off % PAGE !== 0) fail(`multifd: offset 0x${off.toString(16)} in ${idstr} is not page-aligned`);
-      offsets.push(off);
     }
     if (flags & MULTIFD_FLAG_COMPRESSION_MASK)
       fail(
@@ -529,11 +504,6 @@ export class MultifdChannel {
       this.#runs.push(b.host.subarray(off, off + pages * PAGE));
       b.markDirtyRange(off / PAGE, pages);
     });
-    for (let k = normal; k < normal + zero; k++) {
-      const off = offsets[k]!;
-      if (b.mayBeWritten(off / PAGE) && !isZeroPage(b.host, off)) {
-        b.host.fill(0, off, off + PAGE);
-      }
-    }
+    for (let k = normal; k < normal + zero; k++) handleZeroPage(b, offsets[k]! / PAGE);
   }
 }

@@ -10,6 +10,7 @@ import type { MultifdSender } from './multifd.js';
 import type { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
 import { StreamError } from './stream/qemu-file.js';
 import { TimeSlice } from './time-slice.js';
+import { handleZeroPage, pageHasData } from './zero-page.js';
 
 export const RAM_SAVE_FLAG_FULL = 0x01;
 export const RAM_SAVE_FLAG_ZERO = 0x02;
@@ -21,8 +22,6 @@ export const RAM_SAVE_FLAG_XBZRLE = 0x40;
 export const RAM_SAVE_FLAG_MULTIFD_FLUSH = 0x200;
 
 const PAGE = TARGET_PAGE_SIZE;
-const ZERO_PAGE = Buffer.alloc(PAGE);
-const TWO32 = 0x100000000;
 
 /** Counters behind query-migrate's `ram` member. */
 export interface RamCounters {
@@ -32,13 +31,6 @@ export interface RamCounters {
   precopyBytes: number;
   downtimeBytes: number;
   syncCount: number;
-}
-
-export function isZeroPage(host: Buffer, off: number): boolean {
-  // A page with data nearly always shows it in its first or last byte: looking there first
-  // spares the call into the full comparison for almost all of them.
-  if (host[off] !== 0 || host[off + PAGE - 1] !== 0) return false;
-  return ZERO_PAGE.compare(host, off, off + PAGE) === 0;
 }
 
 export class RamSaver {
@@ -187,14 +179,13 @@ export class RamSaver {
     const off = p * PAGE;
     if (this.multifd) {
       // multifd detects zero pages itself, unless zero-page-detection is legacy.
-      if (!this.#legacyZero || (b.mayBeWritten(p) && !isZeroPage(b.host, off))) {
+      if (!this.#legacyZero || pageHasData(b, p)) {
         this.multifd.addPage(b, p);
         return;
       }
     }
     const cont = this.#lastBlock === b ? RAM_SAVE_FLAG_CONTINUE : 0;
-    // A page never written since the block was filled is zero without looking at it.
-    const zero = this.#detectZero && (!b.mayBeWritten(p) || isZeroPage(b.host, off));
+    const zero = this.#detectZero && !pageHasData(b, p);
     const before = f.pendingBytes;
     f.be64(off + (zero ? RAM_SAVE_FLAG_ZERO : RAM_SAVE_FLAG_PAGE) + cont);
     if (!cont) {
@@ -250,9 +241,11 @@ export class RamLoader {
         this.#slice.restart();
       }
       const at = r.offset;
-      const [hi, lo] = r.be64parts();
-      const flags = lo & 0xfff;
-      const addr = hi * TWO32 + (lo - flags);
+      // The page offset and the flags in its low bits (below TARGET_PAGE_SIZE): `&` keeps the
+      // low 32 bits of the number exactly, and the word is exact below 2^53.
+      const word = r.be64();
+      const flags = word & (PAGE - 1);
+      const addr = word - flags;
       switch (flags & ~RAM_SAVE_FLAG_CONTINUE) {
         case RAM_SAVE_FLAG_MEM_SIZE:
           await this.#memSize(r, addr, at);
@@ -263,9 +256,7 @@ export class RamLoader {
           const fill = r.u8();
           if (fill !== 0) throw new StreamError(`Found a zero page with value ${fill}`, r.offset - 1, 'ram');
           this.#check(b, addr, at);
-          // Leave untouched pages alone (writing, or even reading, one maps it); clear a
-          // page only if it may hold data.
-          if (b.mayBeWritten(addr / PAGE) && !isZeroPage(b.host, addr)) b.host.fill(0, addr, addr + PAGE);
+          handleZeroPage(b, addr / PAGE);
           break;
         }
         case RAM_SAVE_FLAG_PAGE: {
@@ -301,8 +292,7 @@ export class RamLoader {
       const b = this.#ram.block(idstr);
       if (!b) throw new StreamError(`Unknown ramblock "${idstr}", cannot accept migration`, r.offset, 'ram');
       await r.need(8, 'a RAM block size');
-      const [hi, lo] = r.be64parts();
-      const len = hi * TWO32 + lo;
+      const len = r.be64();
       if (len !== b.length) {
         throw new StreamError(
           `Size mismatch: ${idstr}: 0x${len.toString(16)} != 0x${b.length.toString(16)}`,

@@ -2,18 +2,28 @@
  * Stream sockets as QEMU's util/qemu-sockets.c makes them, for every layer that binds or
  * connects one (migration, chardevs, QMP): an address is used exactly as given or refused in
  * QEMU's words (a unix path longer than sun_path; an abstract name in its tight or padded
- * form), errors carry QEMU's texts, and a connect waits out a full backlog as QEMU's
- * blocking connect does, until its AbortSignal fires.
+ * form), errors carry QEMU's texts, a connect waits out a full backlog as QEMU's blocking
+ * connect does, until its AbortSignal fires, and a unix listener replaces only a stale socket.
  */
 import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants, existsSync, openSync, statSync, unlinkSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  type Stats,
+  unlinkSync,
+} from 'node:fs';
 import { isIPv4, isIPv6, connect as netConnect, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QmigrateError } from '../errors.js';
 import { connectTightAbstract, listenTightAbstract, NODE_HAS_TIGHT_ABSTRACT } from './abstract-unix.js';
-import { gaiStrerror, strerror } from './errno.js';
+import { errnoText, gaiStrerror, strerror } from './errno.js';
 
 /** QAPI's InetSocketAddress, as far as a stream socket uses it. */
 export interface InetAddress {
@@ -126,6 +136,13 @@ export function inetPort(addr: InetAddress): number {
   return n;
 }
 
+/** util/qemu-sockets.c's words for a failed getaddrinfo(): `why` is gai_strerror()'s text. */
+function resolveFailed(addr: InetAddress, why: string, cause?: unknown): SocketError {
+  return new SocketError('SOCKET_RESOLVE', `address resolution failed for ${describeAddress(addr)}: ${why}`, {
+    cause,
+  });
+}
+
 /**
  * What getaddrinfo() answers QEMU's connect before Node would get to it: Node takes an empty
  * host for `localhost` and never resolves an IP address, so it would connect where QEMU
@@ -134,10 +151,9 @@ export function inetPort(addr: InetAddress): number {
  * @throws {SocketError} `address resolution failed for HOST:PORT: ...`.
  */
 function checkConnectHost(addr: InetAddress, family: 0 | 4 | 6): void {
-  const failed = (why: string) =>
-    new SocketError('SOCKET_RESOLVE', `address resolution failed for ${describeAddress(addr)}: ${why}`);
-  if (addr.host === '') throw failed('Name or service not known');
-  if (family === 4 && isIPv6(addr.host)) throw failed('Address family for hostname not supported');
+  if (addr.host === '') throw resolveFailed(addr, 'Name or service not known');
+  if (family === 4 && isIPv6(addr.host))
+    throw resolveFailed(addr, 'Address family for hostname not supported');
 }
 
 /** Waits for a connecting socket; on abort destroys it and rejects with the signal's reason. */
@@ -222,15 +238,7 @@ export async function socketConnect(addr: StreamAddress, opts: ConnectOptions = 
   } catch (e) {
     signal?.throwIfAborted();
     const gai = gaiStrerror(e);
-    if (gai !== undefined) {
-      throw new SocketError(
-        'SOCKET_RESOLVE',
-        `address resolution failed for ${describeAddress(addr)}: ${gai}`,
-        {
-          cause: e,
-        },
-      );
-    }
+    if (gai !== undefined) throw resolveFailed(addr, gai, e);
     throw new SocketError(
       'SOCKET_CONNECT',
       `Failed to connect to '${describeAddress(addr)}': ${strerror(e)}`,
@@ -281,12 +289,116 @@ function tempSocket(addr: UnixAddress): UnixAddress {
   }
 }
 
+/** What a file that is not a socket is, for the message that refuses to remove it. */
+function fileKind(st: Stats): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'a file';
+}
+
+/** Linux's __SO_ACCEPTCON: the Flags column of /proc/net/unix has it on a listening socket. */
+const SO_ACCEPTCON = 0x10000;
+
 /**
- * Binds `server` to an inet or unix address and listens, as QEMU's socket_listen() does. A
- * stale socket file at a unix path is replaced (anything else there is left alone: bind then
- * fails).
+ * Whether /proc/net/unix lists a socket listening at `path` (this network namespace's
+ * sockets, each under the path it was bound with). Asking the kernel spares the listener the
+ * probe connection, which a migration destination would take for its stream and fail on.
+ */
+function listedListening(path: string): boolean {
+  let table: string;
+  try {
+    table = readFileSync('/proc/net/unix', 'latin1');
+  } catch {
+    return false;
+  }
+  // The table holds the path's bytes; compare them as bytes (latin1 keeps each one).
+  const names = new Set([path, resolve(path)].map((p) => Buffer.from(p).toString('latin1')));
+  for (const line of table.split('\n')) {
+    // Num: RefCount Protocol Flags Type St Inode Path
+    const m = /^\S+: \S+ \S+ ([0-9A-Fa-f]+) \S+ \S+ \S+ (.+)$/.exec(line);
+    if (m && (Number.parseInt(m[1]!, 16) & SO_ACCEPTCON) !== 0 && names.has(m[2]!)) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether something accepts connections on the socket at `path`: a refused connect means
+ * stale, a full backlog means live.
+ * @throws {SocketError} when the connect fails otherwise (no permission, say): whether the
+ *   socket is in use cannot be told, so it stays.
+ */
+function accepts(path: string): Promise<boolean> {
+  return new Promise((res, rej) => {
+    const s = netConnect({ path });
+    s.once('connect', () => {
+      s.destroy();
+      res(true);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ECONNREFUSED' || e.code === 'ENOENT') res(false);
+      else if (e.code === 'EAGAIN') res(true);
+      else
+        rej(
+          new SocketError(
+            'SOCKET_BIND',
+            `Failed to bind socket to ${path}: cannot tell whether the socket there is in use: ${strerror(e)}`,
+            { cause: e },
+          ),
+        );
+    });
+  });
+}
+
+/**
+ * Makes way for a unix listener at `path`: a stale socket (one whose connect is refused) is
+ * removed; anything else stays and is refused by name. QEMU's unix_listen_saddr()
+ * (util/qemu-sockets.c) unlinks whatever is there first: QEMU 10.0 deletes a regular file at
+ * a `-qmp` or `-incoming` path and takes the path from a socket another process listens on;
+ * only a directory stops it (its text is kept here).
+ * @throws {SocketError} `Failed to unlink socket PATH: Is a directory`, `Failed to bind
+ *   socket to PATH: a regular file is there, ...`, `...: a live socket is there ...`.
+ */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return; // nothing there, or nothing we may look at: bind(2) says which
+  }
+  if (st.isDirectory()) {
+    throw new SocketError('SOCKET_BIND', `Failed to unlink socket ${path}: ${errnoText('EISDIR')}`);
+  }
+  if (!st.isSocket()) {
+    throw new SocketError(
+      'SOCKET_BIND',
+      `Failed to bind socket to ${path}: ${fileKind(st)} is there, not a socket (only a stale socket is replaced)`,
+    );
+  }
+  if (listedListening(path) || (await accepts(path))) {
+    throw new SocketError(
+      'SOCKET_BIND',
+      `Failed to bind socket to ${path}: a live socket is there (something accepts connections on it)`,
+    );
+  }
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new SocketError('SOCKET_BIND', `Failed to unlink socket ${path}: ${strerror(e)}`, { cause: e });
+    }
+  }
+}
+
+/**
+ * Binds `server` to an inet or unix address and listens, as QEMU's socket_listen() does. At
+ * a unix path only a stale socket is replaced; a file, a directory or a socket in use makes
+ * the listen fail and stays as it was.
  * @returns the addresses really bound (port 0 resolved), as query-migrate reports them.
- * @throws {SocketError} with QEMU's texts (`Failed to bind socket to PATH: ...`, ...).
+ * @throws {SocketError} with QEMU's texts (`Failed to bind socket to PATH: ...`, ...), and
+ *   clearStaleSocket's for what is at a unix path.
  */
 export async function socketListen(
   server: Server,
@@ -298,15 +410,7 @@ export async function socketListen(
   const bindError = (e: unknown) => {
     // Node resolves a listener's host name inside listen(): QEMU's getaddrinfo() words that.
     const gai = addr.type === 'inet' ? gaiStrerror(e) : undefined;
-    if (gai !== undefined) {
-      return new SocketError(
-        'SOCKET_RESOLVE',
-        `address resolution failed for ${describeAddress(addr)}: ${gai}`,
-        {
-          cause: e,
-        },
-      );
-    }
+    if (addr.type === 'inet' && gai !== undefined) return resolveFailed(addr, gai, e);
     return new SocketError(
       'SOCKET_BIND',
       addr.type === 'unix'
@@ -320,9 +424,13 @@ export async function socketListen(
     if (!addr.abstract) {
       // Node reports a missing directory as EACCES; bind(2) says ENOENT, as QEMU prints.
       if (!existsSync(dirname(addr.path))) throw bindError({ code: 'ENOENT' });
-      try {
-        if (addr !== given || statSync(addr.path).isSocket()) unlinkSync(addr.path);
-      } catch {}
+      if (addr === given) await clearStaleSocket(addr.path);
+      else {
+        // The temporary name is our own reservation (see tempSocket): bind fails if it is back.
+        try {
+          unlinkSync(addr.path);
+        } catch {}
+      }
     }
   }
   let fd: number | undefined;

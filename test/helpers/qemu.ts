@@ -3,7 +3,7 @@
  * QEMU_10 / QEMU_7 name other binaries. Where a binary is missing, tests skip loudly; with
  * QMIGRATE_REQUIRE_QEMU=1 (as CI sets it) they fail instead.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -63,6 +63,23 @@ export function requireQemu(t: TestContext, version: QemuVersion): QemuBinary | 
   process.stderr.write(`\n*** SKIPPED: ${why} ***\n`);
   t.skip(why);
   return undefined;
+}
+
+/**
+ * Runs QEMU 10.0 (`-machine none`, no display, no defaults) with `args` until it exits (at
+ * most 10 s); its stderr with the program prefix cut. Undefined when the test skipped.
+ */
+export async function qemuStderr(t: TestContext, args: string[]): Promise<string | undefined> {
+  const bin = requireQemu(t, '10.0');
+  if (!bin) return undefined;
+  return new Promise((resolve) => {
+    execFile(
+      bin.path,
+      [...bin.args, '-machine', 'none', '-display', 'none', '-nodefaults', ...args],
+      { env: bin.env, timeout: 10_000 },
+      (_e, _out, err) => resolve(err.replaceAll('qemu-system-x86_64: ', '')),
+    );
+  });
 }
 
 export interface RunningQemu {

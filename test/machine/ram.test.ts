@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { RamBlock, TARGET_PAGE_SIZE } from '../../src/machine/ram.js';
-import { isZeroPage } from '../../src/migration/ram.js';
+import { isZeroPage, RamBlock, TARGET_PAGE_SIZE } from '../../src/machine/ram.js';
 
 test('markDirtyRange sets exactly the bits markDirty would, logging on or off', () => {
   fc.assert(

@@ -129,9 +129,10 @@ test('tls-hostname / tls-authz without tls-creds: QEMU 10.0 ignores them, qmigra
     assert.deepEqual(await src.ok('query-migrate'), {}, 'nothing started');
     const dst = (await startVm(t, 'qmigrate', [...sharedGuest(dir, 'dst.img'), '-incoming', 'defer'], dir))!;
     await dst.ok('migrate-set-parameters', { [p]: 'x' });
-    const r = await dst.x('migrate-incoming', { uri: `unix:${join(dir, 'in.sock')}` });
+    // One path per round: the last round's destination still listens on its own.
+    const r = await dst.x('migrate-incoming', { uri: `unix:${join(dir, `in-${p}.sock`)}` });
     assert.match(JSON.stringify(r), new RegExp(`Parameter '${p}' is set but 'tls-creds' is empty`));
     await dst.ok('migrate-set-parameters', { [p]: '' });
-    await dst.ok('migrate-incoming', { uri: `unix:${join(dir, 'in.sock')}` });
+    await dst.ok('migrate-incoming', { uri: `unix:${join(dir, `in-${p}.sock`)}` });
   }
 });

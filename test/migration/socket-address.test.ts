@@ -4,7 +4,7 @@
 // query-migrate reporting `abstract`/`tight`, and a host that does not resolve. Each case is
 // checked against QEMU 10.0 itself, over migration, -qmp/-chardev and the QMP classes.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ import { SocketError } from '../../src/util/sockets.js';
 import { VERSION_INFO } from '../../src/vm/vm.js';
 import { writeMixedImage } from '../helpers/guest.js';
 import { type Peer, type PeerKind, startPeer, waitMigration } from '../helpers/peers.js';
-import { requireQemu } from '../helpers/qemu.js';
+import { qemuStderr, requireQemu } from '../helpers/qemu.js';
 import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
 
 const MiB = 16;
@@ -101,20 +101,6 @@ test('a 108-byte unix path (all of sun_path) works and is reported whole, as by 
   }
   assert.deepEqual(shown[1], shown[0]);
 });
-
-/** Runs QEMU 10.0 with `args` until it exits; its stderr with the program prefix cut. */
-async function qemuStderr(t: TestContext, args: string[]): Promise<string | undefined> {
-  const bin = requireQemu(t, '10.0');
-  if (!bin) return undefined;
-  return new Promise((resolve) => {
-    execFile(
-      bin.path,
-      [...bin.args, '-machine', 'none', '-display', 'none', '-nodefaults', ...args],
-      { env: bin.env, timeout: 10_000 },
-      (_e, _out, err) => resolve(err.replaceAll('qemu-system-x86_64: ', '')),
-    );
-  });
-}
 
 for (const args of [
   (long: string) => ['-incoming', `unix:${long}`],

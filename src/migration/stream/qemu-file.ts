@@ -6,6 +6,7 @@
  * waits only when it runs dry. The first error is sticky on both sides.
  */
 import type { Readable, Writable } from 'node:stream';
+import { readBe64, writeBe64 } from '../../util/be64.js';
 
 /** An error in the incoming stream, with where it happened. */
 export class StreamError extends Error {
@@ -100,11 +101,13 @@ export class QemuFileWriter {
     this.#pendingBytes += 4;
   }
 
-  /** A 64-bit value given as a JS number below 2^53 (offsets, lengths, flag words). */
+  /**
+   * A 64-bit value given as a JS number below 2^53 (offsets, lengths, flag words).
+   * @throws {QmigrateError} `BE64_RANGE` for anything else (see writeBe64).
+   */
   be64(v: number): void {
     this.#room(8);
-    this.#small.writeUInt32BE(Math.floor(v / 0x100000000), this.#smallEnd);
-    this.#small.writeUInt32BE(v >>> 0, this.#smallEnd + 4);
+    writeBe64(this.#small, this.#smallEnd, v);
     this.#smallEnd += 8;
     this.#pendingBytes += 8;
   }
@@ -392,19 +395,12 @@ export class QemuFileReader {
     return v;
   }
 
-  /** A be64 as [high 32 bits, low 32 bits]. */
-  be64parts(): [number, number] {
+  /** A be64 as a number: exact below 2^53, at least 2^53 above (see readBe64). */
+  be64(): number {
     const [b, o] = this.#contiguous(8);
-    const hi = b.readUInt32BE(o);
-    const lo = b.readUInt32BE(o + 4);
+    const v = readBe64(b, o);
     this.#advance(8);
-    return [hi, lo];
-  }
-
-  /** A be64 as a bigint (rare fields only). */
-  be64big(): bigint {
-    const [hi, lo] = this.be64parts();
-    return (BigInt(hi) << 32n) | BigInt(lo);
+    return v;
   }
 
   /** `n` bytes as a new Buffer. */

@@ -58,9 +58,8 @@ export function spawnExec(args: readonly string[], direction: 'out' | 'in'): Exe
   try {
     accessSync(path, constants.X_OK);
   } catch (e) {
-    const why =
-      (e as NodeJS.ErrnoException).code === 'EACCES' ? 'Permission denied' : 'No such file or directory';
-    throw genericError(`Failed to execute child process \u201c${prog}\u201d (${why})`);
+    // execve(2) fails for the same reasons access(2) does here: ENOENT, EACCES, ENOTDIR, ELOOP.
+    throw genericError(`Failed to execute child process \u201c${prog}\u201d (${strerror(e)})`);
   }
   // QEMU passes U+0000 on as the bytes C0 80 (its JSON parser's); Node cannot pass those.
   const nul = rest.findIndex((a) => a.includes('\0'));

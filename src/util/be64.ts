@@ -1,0 +1,31 @@
+/**
+ * 64-bit big-endian fields as JS numbers, the one place that splits them into two 32-bit
+ * halves: QEMU's qemu_put_be64/qemu_get_be64 (migration/qemu-file.c) and the u64 fields of
+ * its multifd packets (migration/multifd.h). Offsets, lengths and counters stay below 2^53,
+ * where a number is exact; two 32-bit accesses are cheaper than a BigInt per field.
+ */
+import { QmigrateError } from '../errors.js';
+
+const TWO32 = 0x1_0000_0000;
+
+/**
+ * The big-endian u64 at `off`. Exact below 2^53; a larger value (only a corrupt stream has
+ * one) comes back rounded but never below 2^53, so a bound check against any real size or
+ * offset still refuses it.
+ */
+export function readBe64(b: Buffer, off: number): number {
+  return b.readUInt32BE(off) * TWO32 + b.readUInt32BE(off + 4);
+}
+
+/**
+ * Writes `v` as a big-endian u64 at `off`.
+ * @throws {QmigrateError} `BE64_RANGE` when `v` is not an integer in 0..2^53-1 (a caller's
+ *   bug: the halves of anything else would not be the value).
+ */
+export function writeBe64(b: Buffer, off: number, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) {
+    throw new QmigrateError('BE64_RANGE', `internal: ${v} is not a u64 a number holds exactly`);
+  }
+  b.writeUInt32BE(Math.floor(v / TWO32), off);
+  b.writeUInt32BE(v >>> 0, off + 4);
+}
