@@ -8,6 +8,7 @@
 import type { Writable } from 'node:stream';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
+import { systemError } from '../util/errno.js';
 import { isZeroPage } from './ram.js';
 import { StreamError } from './stream/qemu-file.js';
 
@@ -68,7 +69,7 @@ export class MultifdSender {
         this.error ??= e;
       });
       c.out.on('close', () => {
-        if (!this.#ending) this.error ??= Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+        if (!this.#ending) this.error ??= systemError('EPIPE', 'write');
       });
       c.out.write(initPacket(c.id));
       this.bytes += 64;

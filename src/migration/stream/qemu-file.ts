@@ -6,6 +6,7 @@
  * waits only when it runs dry. The first error is sticky on both sides.
  */
 import type { Readable, Writable } from 'node:stream';
+import { systemError } from '../../util/errno.js';
 
 /** An error in the incoming stream, with where it happened. */
 export class StreamError extends Error {
@@ -21,7 +22,7 @@ export class StreamError extends Error {
 const SMALL = 64 * 1024;
 
 function epipe(): Error {
-  return Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+  return systemError('EPIPE', 'write');
 }
 
 export class QemuFileWriter {
