@@ -7,6 +7,7 @@
  */
 import type { Duplex, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { QmigrateError } from '../errors.js';
 import type { GuestRam } from '../machine/ram.js';
 import { QapiError } from '../qapi/errors.js';
 import type { RunState } from '../qapi/types.js';
@@ -57,7 +58,12 @@ export interface OutgoingTransport {
   close(): void;
 }
 
-class Cancelled extends Error {}
+/** The user cancelled: thrown and caught inside run() only, which reports `cancelled`. */
+class Cancelled extends QmigrateError {
+  constructor() {
+    super('MIGRATION_CANCELLED', 'migration was cancelled');
+  }
+}
 
 export class OutgoingMigration implements OutgoingRun {
   readonly #m: Migration;

@@ -6,16 +6,17 @@
  * waits only when it runs dry. The first error is sticky on both sides.
  */
 import type { Readable, Writable } from 'node:stream';
+import { QmigrateError } from '../../errors.js';
 import { systemError } from '../../util/errno.js';
 
-/** An error in the incoming stream, with where it happened. */
-export class StreamError extends Error {
+/** An error in the incoming stream, with where it happened (byte offset, section name). */
+export class StreamError extends QmigrateError {
   constructor(
     message: string,
     readonly offset: number,
     public section?: string,
   ) {
-    super(message);
+    super('MIGRATION_STREAM', message);
   }
 }
 
