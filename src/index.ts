@@ -2,10 +2,10 @@
  * qmigrate's public API. The QAPI layer: the schema's types, the argument checker, the URI
  * codec and the command-level migration rules, all with QEMU 10.0's semantics and texts.
  */
-export { QmigrateError } from './errors.js';
+export { ArgumentError, InternalError, QmigrateError } from './errors.js';
 export { checkCommand, checkType } from './qapi/check.js';
 export { QapiError, type QmpErrorClass } from './qapi/errors.js';
-export { JsonDouble, parseJson, stringifyJson } from './qapi/json.js';
+export { JsonDouble, JsonSyntaxError, parseJson, stringifyJson } from './qapi/json.js';
 export * from './qapi/migration-rules.js';
 export { Schema, schema } from './qapi/schema.js';
 export type * from './qapi/types.js';

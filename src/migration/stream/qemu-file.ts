@@ -7,6 +7,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { QmigrateError } from '../../errors.js';
+import { genericError } from '../../qapi/errors.js';
 import { systemError } from '../../util/errno.js';
 
 /** An error in the incoming stream, with where it happened (byte offset, section name). */
@@ -123,10 +124,13 @@ export class QemuFileWriter {
     this.#pendingBytes += b.length;
   }
 
-  /** A counted string: u8 length and the bytes (at most 255). */
+  /**
+   * A counted string: u8 length and the bytes.
+   * @throws {QapiError} when `s` has more than 255 bytes (a RAM block's id can).
+   */
   cstr(s: string): void {
     const b = Buffer.from(s, 'utf8');
-    if (b.length > 255) throw new Error(`name too long for the stream: ${s}`);
+    if (b.length > 255) throw genericError(`name too long for the stream: ${s}`);
     this.u8(b.length);
     this.bytes(b);
   }
