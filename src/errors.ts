@@ -32,8 +32,9 @@
  *    +-- CliFailure              cli/errors.ts        CLI_FAILED
  *    +-- Interrupted             cli/errors.ts        CLI_INTERRUPTED
  *
- * Codes are UPPER_SNAKE with the layer first. Layers draw their own subtrees in their
- * errors.ts. Private to migration/outgoing.ts, `Cancelled` (MIGRATION_CANCELLED) never
+ * Codes are UPPER_SNAKE, most with their layer first; QapiError's ends in QEMU's ErrorClass.
+ * qapi/, qmp/ and cli/ draw their subtrees again in their errors.ts, util/sockets.ts its
+ * SocketError. Private to migration/outgoing.ts, `Cancelled` (MIGRATION_CANCELLED) never
  * leaves OutgoingMigration.run().
  */
 export class QmigrateError extends Error {
