@@ -2,7 +2,7 @@
  * qmigrate's public API. The QAPI layer: the schema's types, the argument checker, the URI
  * codec and the command-level migration rules, all with QEMU 10.0's semantics and texts.
  */
-export { QmigrateError } from './errors.js';
+export { ArgumentError, InternalError, QmigrateError } from './errors.js';
 export { type MigrationInput, type ParsedInput, parseMigrationInput } from './migration/channel-rules.js';
 export {
   checkMigrate,
@@ -31,7 +31,7 @@ export {
 export { isRunning, RUNNING_STATES } from './migration/status.js';
 export { checkCommand, checkType } from './qapi/check.js';
 export { QapiError, type QmpErrorClass } from './qapi/errors.js';
-export { JsonDouble, parseJson, stringifyJson } from './qapi/json.js';
+export { JsonDouble, JsonSyntaxError, parseJson, stringifyJson } from './qapi/json.js';
 export { Schema, schema } from './qapi/schema.js';
 export type * from './qapi/types.js';
 export {

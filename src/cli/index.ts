@@ -7,7 +7,7 @@ import { constants as buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { constants as os } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { QmigrateError } from '../errors.js';
+import { InternalError, QmigrateError } from '../errors.js';
 import { ConnectError } from '../qmp/errors.js';
 import { CliFailure, CliUsageError, Interrupted, PeerUnreachableError } from './errors.js';
 
@@ -255,7 +255,10 @@ export async function main(argv: string[]): Promise<number> {
     } else if (reason instanceof PeerUnreachableError || reason instanceof ConnectError) {
       complain(`qmigrate: ${reason.message}`);
       code = EXIT.unreachable;
-    } else if (reason instanceof CliFailure || reason instanceof QmigrateError) {
+    } else if (
+      reason instanceof CliFailure ||
+      (reason instanceof QmigrateError && !(reason instanceof InternalError))
+    ) {
       complain(`qmigrate: ${reason.message}`);
       code = EXIT.failed;
     } else {

@@ -6,6 +6,7 @@
  * monitor_find_completion; migration/migration-hmp-cmds.c *_completion).
  */
 import type { Duplex } from 'node:stream';
+import { InternalError } from '../errors.js';
 import { schema } from '../qapi/schema.js';
 import { isSpace } from './bytes.js';
 import { type CommandDef, compareCmd, HMP_COMMANDS } from './commands.js';
@@ -112,7 +113,8 @@ export function serveHmp(stream: Duplex, hmp: Hmp, info: { version: string }): v
       }
       rl.showPrompt();
     } catch (e) {
-      finish(e instanceof Error ? e : new Error(String(e)));
+      // HMP reports command errors as output: anything thrown here is a bug.
+      finish(e instanceof Error ? e : new InternalError(`HMP command threw ${String(e)}`));
       return;
     }
     busy = false;

@@ -6,6 +6,7 @@
  * so a migrated guest carries on where the source stopped. `checkGuestRam` is the check
  * QEMU's test applies (check_guests_ram in tests/qtest/migration/framework.c).
  */
+import { ArgumentError } from '../errors.js';
 import { type RamBlock, TARGET_PAGE_SIZE } from './ram.js';
 
 export const WORKLOAD_START = 1 << 20;
@@ -53,12 +54,13 @@ export class Workload {
   /** Page increments done since start (for reports). */
   writes = 0;
 
+  /** @throws {ArgumentError} when `block` has no page beyond its first MiB to write. */
   constructor(block: RamBlock, rate: number) {
     this.#block = block;
     this.rate = rate;
     this.#first = WORKLOAD_START / TARGET_PAGE_SIZE;
     this.#last = block.pages;
-    if (this.#last <= this.#first + 1) throw new Error('the workload needs more than 1 MiB of RAM');
+    if (this.#last <= this.#first + 1) throw new ArgumentError('the workload needs more than 1 MiB of RAM');
     this.#next = findNextPage(block.host);
   }
 

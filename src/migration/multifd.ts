@@ -8,6 +8,7 @@
 import type { Writable } from 'node:stream';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
+import { systemError } from '../util/errno.js';
 import {
   decodeMultifdHeader,
   decodeMultifdInit,
@@ -67,7 +68,7 @@ export class MultifdSender {
         this.error ??= e;
       });
       c.out.on('close', () => {
-        if (!this.#ending) this.error ??= Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+        if (!this.#ending) this.error ??= systemError('EPIPE', 'write');
       });
       c.out.write(encodeMultifdInit({ id: c.id }));
       this.bytes += MULTIFD_INIT_SIZE;

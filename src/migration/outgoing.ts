@@ -7,6 +7,7 @@
  */
 import type { Duplex, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { InternalError, QmigrateError } from '../errors.js';
 import type { GuestRam } from '../machine/ram.js';
 import { QapiError } from '../qapi/errors.js';
 import type { RunState } from '../qapi/types.js';
@@ -56,7 +57,12 @@ export interface OutgoingTransport {
   close(): void;
 }
 
-class Cancelled extends Error {}
+/** The user cancelled: thrown and caught inside run() only, which reports `cancelled`. */
+class Cancelled extends QmigrateError {
+  constructor() {
+    super('MIGRATION_CANCELLED', 'migration was cancelled');
+  }
+}
 
 export class OutgoingMigration implements OutgoingRun {
   readonly #m: Migration;
@@ -163,7 +169,7 @@ export class OutgoingMigration implements OutgoingRun {
 
   /** QEMU's words for a failure, naming the transport for I/O errors. */
   #describe(e: unknown): string {
-    if (e instanceof QapiError) return e.message;
+    if (e instanceof QapiError || e instanceof InternalError) return e.message;
     const code = (e as NodeJS.ErrnoException)?.code;
     if (code) return `Unable to write to ${this.#transport.kind}: ${strerror(e)}`;
     return (e as Error)?.message ?? String(e);

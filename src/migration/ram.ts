@@ -4,6 +4,7 @@
  * with 4096 bytes sent as a view of guest RAM); on the destination, the same records applied
  * to the local RAM blocks after checking every name, size, offset and flag against them.
  */
+import { InternalError } from '../errors.js';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
 import type { MultifdSender } from './multifd.js';
@@ -168,7 +169,7 @@ export class RamSaver {
       this.#page = 0;
       this.#blockIdx = (this.#blockIdx + 1) % blocks.length;
       if (++scannedBlocks > blocks.length + 1 && this.#dirtyPages > 0) {
-        throw new Error(`internal: ${this.#dirtyPages} dirty pages counted but none found`);
+        throw new InternalError(`internal: ${this.#dirtyPages} dirty pages counted but none found`);
       }
     }
     return true;

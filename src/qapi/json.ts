@@ -6,6 +6,7 @@
  * exact up to 2^64 - 1. This module keeps both: integers that are not safe JS numbers become
  * bigint, and doubles with an integral value are wrapped in {@link JsonDouble}.
  */
+import { QmigrateError } from '../errors.js';
 
 /** A JSON number written as a double (`1.0`, `1e3`) whose value happens to be integral. */
 export class JsonDouble {
@@ -59,12 +60,13 @@ function numberFromLexeme(text: string): unknown {
   return Number.isInteger(d) ? new JsonDouble(d) : d;
 }
 
-export class JsonSyntaxError extends SyntaxError {
+/** A text that is not one well-formed JSON value; `offset` is where parsing stopped. */
+export class JsonSyntaxError extends QmigrateError {
   constructor(
     message: string,
     readonly offset: number,
   ) {
-    super(`${message} at offset ${offset}`);
+    super('JSON_SYNTAX', `${message} at offset ${offset}`);
   }
 }
 

@@ -4,6 +4,7 @@
  * type generator and introspection walk. Mirrors scripts/qapi/schema.py in QEMU: inline
  * member lists become implicit object types named as QEMU names them (`q_obj_<name>-arg`).
  */
+import { ArgumentError } from '../errors.js';
 import rawSchema from './schema.json' with { type: 'json' };
 
 /** The integer builtins: introspection reports all of them as `int`. */
@@ -109,13 +110,14 @@ export class Schema {
   readonly commands = new Map<string, Command>();
   readonly events = new Map<string, Event>();
 
+  /** @throws {ArgumentError} for a duplicate type, an unknown expression or an unknown type name. */
   constructor(exprs: readonly RawExpr[]) {
     for (const e of exprs) this.#add(e);
     this.#checkRefs();
   }
 
   #addObject(t: ObjectType): void {
-    if (this.types.has(t.name)) throw new Error(`schema: duplicate type ${t.name}`);
+    if (this.types.has(t.name)) throw new ArgumentError(`schema: duplicate type ${t.name}`);
     this.types.set(t.name, t);
   }
 
@@ -199,7 +201,7 @@ export class Schema {
         this.events.set(name, { meta: 'event', name, doc, features, argType, boxed });
       }
     } else {
-      throw new Error(`schema: unknown expression ${JSON.stringify(e).slice(0, 80)}`);
+      throw new ArgumentError(`schema: unknown expression ${JSON.stringify(e).slice(0, 80)}`);
     }
   }
 
@@ -208,7 +210,7 @@ export class Schema {
       if (ref === undefined) return;
       const name = typeof ref === 'string' ? ref : ref[0];
       if (!this.isBuiltin(name) && !this.types.has(name))
-        throw new Error(`schema: ${where} uses unknown ${name}`);
+        throw new ArgumentError(`schema: ${where} uses unknown ${name}`);
     };
     for (const t of this.types.values()) {
       if (t.meta === 'object') {
@@ -228,15 +230,17 @@ export class Schema {
     return (BUILTIN_TYPES as readonly string[]).includes(name);
   }
 
+  /** @throws {ArgumentError} when the schema has no type `name`. */
   type(name: string): NamedType {
     const t = this.types.get(name);
-    if (!t) throw new Error(`schema: no type ${name}`);
+    if (!t) throw new ArgumentError(`schema: no type ${name}`);
     return t;
   }
 
+  /** @throws {ArgumentError} when `name` is not an object type of the schema. */
   object(name: string): ObjectType {
     const t = this.type(name);
-    if (t.meta !== 'object') throw new Error(`schema: ${name} is not an object type`);
+    if (t.meta !== 'object') throw new ArgumentError(`schema: ${name} is not an object type`);
     return t;
   }
 
@@ -246,9 +250,10 @@ export class Schema {
     return [...(t.base ? this.allMembers(t.base) : []), ...t.members];
   }
 
+  /** @throws {ArgumentError} when `name` is not an enum type of the schema. */
   enumValues(name: string): string[] {
     const t = this.type(name);
-    if (t.meta !== 'enum') throw new Error(`schema: ${name} is not an enum`);
+    if (t.meta !== 'enum') throw new ArgumentError(`schema: ${name} is not an enum`);
     return t.values.map((v) => v.name);
   }
 }

@@ -421,7 +421,7 @@ class ClientProtocol extends QmpProtocol {
   }
 
   protected onClose(error: Error | undefined): void {
-    if (!this.#greeted) this.#noGreeting(error ?? new Error('connection closed before the greeting'));
+    if (!this.#greeted) this.#noGreeting(error ?? new ConnectError('connection closed before the greeting'));
     this.#client.handleClose(error);
   }
 }

@@ -3,6 +3,7 @@
  * object's own members, the command lookup, OOB permission, then the command's arguments
  * through the schema checker, then the handler. Replies carry the request's `id` verbatim.
  */
+import { ArgumentError } from '../errors.js';
 import { checkCommand } from '../qapi/check.js';
 import { QapiError, type QmpErrorClass } from '../qapi/errors.js';
 import { qdictOrder } from '../qapi/json.js';
@@ -34,9 +35,13 @@ export class Dispatcher {
     this.schema = schema;
   }
 
-  /** Installs the handler of a schema command (replacing any earlier one). */
+  /**
+   * Installs the handler of a schema command (replacing any earlier one).
+   * @throws {ArgumentError} when the schema has no such command.
+   */
   register<C extends CommandName>(command: C, handler: Handler<C>): this {
-    if (!this.schema.commands.has(command)) throw new Error(`register: ${command} is not in the schema`);
+    if (!this.schema.commands.has(command))
+      throw new ArgumentError(`register: ${command} is not in the schema`);
     this.#handlers.set(command, handler as unknown as Handler);
     return this;
   }

@@ -33,7 +33,7 @@ export class StateError extends QmpClientError {
 }
 
 /** The error a command returned. `errorClass` and `desc` are QEMU's, verbatim. */
-export class QmpError extends QmigrateError {
+export class QmpError extends QmpClientError {
   readonly errorClass: string;
   readonly desc: string;
   /** The message that was sent, and the reply, as evidence. */

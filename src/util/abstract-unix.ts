@@ -7,6 +7,7 @@
 import { createRequire } from 'node:module';
 import { constants, endianness } from 'node:os';
 import { QmigrateError } from '../errors.js';
+import { systemError } from './errno.js';
 
 /** Whether Node's own pipes give abstract names their exact length (libuv >= 1.48). */
 export const NODE_HAS_TIGHT_ABSTRACT = (() => {
@@ -55,10 +56,10 @@ function loadLibc(): Libc {
   return libc;
 }
 
-/** An error shaped as Node's system errors are, so that strerror() words it. */
+/** libc's errno `n` as Node's system errors carry it, so that strerror() words it. */
 function sysError(syscall: string, n: number): NodeJS.ErrnoException {
   const code = Object.entries(constants.errno).find(([, v]) => v === n)?.[0] ?? `E${n}`;
-  return Object.assign(new Error(`${syscall} ${code}`), { code, errno: -n, syscall });
+  return systemError(code, syscall, { errno: -n });
 }
 
 /** sockaddr_un for abstract `name`, and the length that covers only the name. */

@@ -4,7 +4,7 @@
  * its multifd packets (migration/multifd.h). Offsets, lengths and counters stay below 2^53,
  * where a number is exact; two 32-bit accesses are cheaper than a BigInt per field.
  */
-import { QmigrateError } from '../errors.js';
+import { InternalError } from '../errors.js';
 
 const TWO32 = 0x1_0000_0000;
 
@@ -19,12 +19,12 @@ export function readBe64(b: Buffer, off: number): number {
 
 /**
  * Writes `v` as a big-endian u64 at `off`.
- * @throws {QmigrateError} `BE64_RANGE` when `v` is not an integer in 0..2^53-1 (a caller's
+ * @throws {InternalError} when `v` is not an integer in 0..2^53-1 (a caller's
  *   bug: the halves of anything else would not be the value).
  */
 export function writeBe64(b: Buffer, off: number, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) {
-    throw new QmigrateError('BE64_RANGE', `internal: ${v} is not a u64 a number holds exactly`);
+    throw new InternalError(`internal: ${v} is not a u64 a number holds exactly`);
   }
   b.writeUInt32BE(Math.floor(v / TWO32), off);
   b.writeUInt32BE(v >>> 0, off + 4);

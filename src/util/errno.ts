@@ -236,3 +236,21 @@ export function strerror(e: unknown): string {
   }
   return typeof err.message === 'string' ? err.message : String(e);
 }
+
+/**
+ * An error shaped as Node's system errors are (`code`, `syscall`, a message `SYSCALL CODE`),
+ * for a failure qmigrate meets where the kernel would report it (a channel closed under a
+ * write: EPIPE), so that strerror() and `code` checks treat it as Node's own. Like Node's,
+ * these are not QmigrateErrors: they reach users only as a `cause` or as strerror() text.
+ */
+export function systemError(
+  code: string,
+  syscall: string,
+  options: { errno?: number; message?: string } = {},
+): NodeJS.ErrnoException {
+  const e: NodeJS.ErrnoException = new Error(options.message ?? `${syscall} ${code}`);
+  e.code = code;
+  e.syscall = syscall;
+  if (options.errno !== undefined) e.errno = options.errno;
+  return e;
+}

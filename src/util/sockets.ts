@@ -23,7 +23,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QmigrateError } from '../errors.js';
 import { connectTightAbstract, listenTightAbstract, NODE_HAS_TIGHT_ABSTRACT } from './abstract-unix.js';
-import { errnoText, gaiStrerror, strerror } from './errno.js';
+import { errnoText, gaiStrerror, strerror, systemError } from './errno.js';
 
 /** QAPI's InetSocketAddress, as far as a stream socket uses it. */
 export interface InetAddress {
@@ -263,7 +263,7 @@ function unixBindErrno(addr: StreamAddress, e: Error): Error {
   } catch {
     return e;
   }
-  return Object.assign(new Error(e.message), { code: 'ENOENT', syscall: 'bind' });
+  return systemError('ENOENT', 'bind', { message: e.message });
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import { createServer } from 'node:net';
 import { Duplex } from 'node:stream';
+import { QmigrateError } from '../errors.js';
 import { SocketError, type StreamAddress, socketConnect, socketListen } from '../util/sockets.js';
 
 /** A parsed chardev: where it listens (server) or what it connects to (client). */
@@ -24,7 +25,12 @@ export type Chardev =
     }
   | { backend: 'socket'; kind: 'tcp'; host: string; port: string; server: boolean; wait: boolean };
 
-export class ChardevError extends Error {}
+/** A chardev option QEMU would refuse, or a chardev that cannot be opened, in QEMU's words. */
+export class ChardevError extends QmigrateError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CHARDEV', message, options);
+  }
+}
 
 const BOOL: Record<string, boolean> = {
   on: true,

@@ -3,8 +3,10 @@
  * needs (system/vl.c, qemu-options.hx), so scripts can swap one binary for the other.
  * Unknown or unsupported options are refused with QEMU's wording.
  */
+import { QmigrateError } from '../errors.js';
 import { isInheritedFd } from '../migration/transport/fd.js';
 import { strtosz } from '../qapi/cutils.js';
+import { genericError } from '../qapi/errors.js';
 import { type Chardev, ChardevError, parseChardev, parseCompatChardev, parseMon } from './chardev.js';
 
 export interface MemoryBackend {
@@ -45,7 +47,15 @@ export interface VmConfig {
   info?: 'help' | 'version' | 'machines' | 'none-machine';
 }
 
-export class UsageError extends Error {}
+/**
+ * A command line `qmigrate vm` cannot run with, worded as QEMU prints it after its program
+ * name (`OPTION ARG: message`); vmMain prints it and exits 1, as QEMU does.
+ */
+export class UsageError extends QmigrateError {
+  constructor(message: string) {
+    super('VM_USAGE', message);
+  }
+}
 
 const NO_ARG = new Set(['-S', '-nodefaults', '-no-user-config', '-no-shutdown', '-no-reboot']);
 const HELP = new Set(['-h', '-help']);
@@ -93,12 +103,12 @@ function onOff(v: string | undefined, name: string, dflt: boolean): boolean {
   if (v === undefined) return dflt;
   if (v === 'on' || v === 'true' || v === 'yes') return true;
   if (v === 'off' || v === 'false' || v === 'no') return false;
-  throw new Error(`Parameter '${name}' expects 'on' or 'off'`);
+  throw genericError(`Parameter '${name}' expects 'on' or 'off'`);
 }
 
 function size(text: string, defaultSuffix: 'B' | 'M'): bigint {
   const r = strtosz(text, defaultSuffix);
-  if (!r.ok) throw new Error(SIZE_HELP);
+  if (!r.ok) throw genericError(SIZE_HELP);
   return r.value;
 }
 
@@ -125,7 +135,7 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
   /** A chardev is created for each of these options, in order: stdio only once (chardev/char-stdio.c). */
   const created = (dev: Chardev): Chardev => {
     if (dev.backend === 'stdio') {
-      if (stdioTaken) throw new Error('cannot use stdio by multiple character devices');
+      if (stdioTaken) throw genericError('cannot use stdio by multiple character devices');
       stdioTaken = true;
     }
     return dev;
@@ -162,7 +172,8 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           }
           for (const [k, v] of kv) {
             if (k === 'memory-backend') cfg.memoryBackend = v;
-            else if (k !== 'type' && k !== 'accel') throw new Error(`Property 'none-machine.${k}' not found`);
+            else if (k !== 'type' && k !== 'accel')
+              throw genericError(`Property 'none-machine.${k}' not found`);
           }
           break;
         }
@@ -178,22 +189,22 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           const type = kv.get('qom-type')!;
           const id = kv.get('id');
           if (id !== undefined) {
-            if (objectIds.has(id)) throw new Error(`Duplicate ID '${id}' for object`);
+            if (objectIds.has(id)) throw genericError(`Duplicate ID '${id}' for object`);
             objectIds.add(id);
           }
           if (type === 'qmigrate-workload') {
             cfg.workload = { rate: Number(kv.get('rate') ?? '0') };
             if (!Number.isFinite(cfg.workload.rate) || cfg.workload.rate < 0) {
-              throw new Error("Parameter 'rate' expects a non-negative number of pages per second");
+              throw genericError("Parameter 'rate' expects a non-negative number of pages per second");
             }
             break;
           }
           if (type !== 'memory-backend-ram' && type !== 'memory-backend-file') {
-            throw new Error(`invalid object type: ${type}`);
+            throw genericError(`invalid object type: ${type}`);
           }
-          if (!id) throw new Error("Parameter 'id' is missing");
+          if (!id) throw genericError("Parameter 'id' is missing");
           const s = kv.get('size');
-          if (s === undefined) throw new Error("can't create backend with size 0");
+          if (s === undefined) throw genericError("can't create backend with size 0");
           const b: MemoryBackend = {
             id,
             type,
@@ -202,11 +213,11 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           };
           if (type === 'memory-backend-file') {
             b.memPath = kv.get('mem-path');
-            if (!b.memPath) throw new Error('mem-path property not set');
+            if (!b.memPath) throw genericError('mem-path property not set');
           }
           for (const k of kv.keys()) {
             if (!['qom-type', 'id', 'size', 'share', 'mem-path', 'prealloc', 'merge', 'dump'].includes(k)) {
-              throw new Error(`Property '${type}.${k}' not found`);
+              throw genericError(`Property '${type}.${k}' not found`);
             }
           }
           cfg.backends.push(b);
@@ -226,7 +237,7 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
         case '-chardev': {
           const { id, dev } = parseChardev(arg);
           if (chardevs.has(id))
-            throw new Error(`attempt to add duplicate property 'id' to object (type 'container')`);
+            throw genericError(`attempt to add duplicate property 'id' to object (type 'container')`);
           chardevs.set(id, created(dev));
           chardevSpecs.set(dev, where);
           break;
@@ -235,7 +246,7 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           mons.push(arg);
           break;
         case '-display':
-          if (arg.split(',')[0] !== 'none') throw new Error(`Display '${arg}' is not available.`);
+          if (arg.split(',')[0] !== 'none') throw genericError(`Display '${arg}' is not available.`);
           break;
         case '-name':
           cfg.name = keyval(arg, 'guest').get('guest');
@@ -245,8 +256,8 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           for (const [k, v] of keyval(arg)) {
             if (k === 'exit-with-parent') cfg.exitWithParent = onOff(v, k, false);
             else if (k === 'async-teardown' || k === 'chroot' || k === 'user') {
-              throw new Error(`'${k}' is not supported by qmigrate`);
-            } else throw new Error(`Invalid parameter '${k}'`);
+              throw genericError(`'${k}' is not supported by qmigrate`);
+            } else throw genericError(`Invalid parameter '${k}'`);
           }
           break;
         }
@@ -256,16 +267,16 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           const number = (name: string) => {
             const v = kv.get(name);
             if (v === undefined) return -1;
-            if (!/^-?\d+$/.test(v)) throw new Error(`Parameter '${name}' expects a number`);
+            if (!/^-?\d+$/.test(v)) throw genericError(`Parameter '${name}' expects a number`);
             return Number(v);
           };
           const fd = number('fd');
           const set = number('set');
-          if (fd < 0) throw new Error('fd option is required and must be non-negative');
-          if (fd <= 2) throw new Error('fd cannot be a standard I/O stream');
+          if (fd < 0) throw genericError('fd option is required and must be non-negative');
+          if (fd <= 2) throw genericError('fd cannot be a standard I/O stream');
           // Not one the parent passed: writing the stream there would go into Node's own.
-          if (!isInheritedFd(fd)) throw new Error('fd is not valid or already in use');
-          if (set < 0) throw new Error('set option is required and must be non-negative');
+          if (!isInheritedFd(fd)) throw genericError('fd is not valid or already in use');
+          if (set < 0) throw genericError('set option is required and must be non-negative');
           cfg.addFds.push({ fd, set, opaque: kv.get('opaque') });
           break;
         }
@@ -274,6 +285,8 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
           break;
       }
     } catch (e) {
+      // The checks above throw QEMU's Error (genericError) or a ChardevError; here each gets
+      // the option it is about, as QEMU reports errors under the option's location.
       if (e instanceof UsageError) throw e;
       // QEMU prefixes every line of a chardev error, only the first line of the others.
       const [first, ...rest] = (e as Error).message.split('\n');

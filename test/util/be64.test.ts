@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { QmigrateError } from '../../src/errors.js';
+import { InternalError } from '../../src/errors.js';
 import { QemuFileReader, QemuFileWriter } from '../../src/migration/stream/qemu-file.js';
 import { readBe64, writeBe64 } from '../../src/util/be64.js';
 
@@ -42,7 +42,7 @@ test('a value a number cannot hold exactly is refused, the buffer left as it was
     const b = Buffer.alloc(8, 0x55);
     assert.throws(
       () => writeBe64(b, 0, v),
-      (e: unknown) => e instanceof QmigrateError && e.code === 'BE64_RANGE',
+      (e: unknown) => e instanceof InternalError && e.code === 'INTERNAL',
       String(v),
     );
     assert.ok(
@@ -71,7 +71,7 @@ test('the stream writer and reader carry be64 through the helper, across chunk b
   const w = new QemuFileWriter(out);
   const values = [0, 0x1234_5678_9abc, Number.MAX_SAFE_INTEGER, 2 ** 32, 0x10 /* RAM EOS */];
   for (const v of values) w.be64(v);
-  assert.throws(() => w.be64(2 ** 53), /BE64_RANGE|not a u64/);
+  assert.throws(() => w.be64(2 ** 53), /not a u64/);
   await w.end();
   const bytes = Buffer.concat(chunks);
   assert.deepEqual(bytes, Buffer.concat(values.map((v) => bigBytes(BigInt(v)))));

@@ -6,23 +6,26 @@
  * waits only when it runs dry. The first error is sticky on both sides.
  */
 import type { Readable, Writable } from 'node:stream';
+import { QmigrateError } from '../../errors.js';
+import { genericError } from '../../qapi/errors.js';
 import { readBe64, writeBe64 } from '../../util/be64.js';
+import { systemError } from '../../util/errno.js';
 
-/** An error in the incoming stream, with where it happened. */
-export class StreamError extends Error {
+/** An error in the incoming stream, with where it happened (byte offset, section name). */
+export class StreamError extends QmigrateError {
   constructor(
     message: string,
     readonly offset: number,
     public section?: string,
   ) {
-    super(message);
+    super('MIGRATION_STREAM', message);
   }
 }
 
 const SMALL = 64 * 1024;
 
 function epipe(): Error {
-  return Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+  return systemError('EPIPE', 'write');
 }
 
 export class QemuFileWriter {
@@ -124,10 +127,13 @@ export class QemuFileWriter {
     this.#pendingBytes += b.length;
   }
 
-  /** A counted string: u8 length and the bytes (at most 255). */
+  /**
+   * A counted string: u8 length and the bytes.
+   * @throws {QapiError} when `s` has more than 255 bytes (a RAM block's id can).
+   */
   cstr(s: string): void {
     const b = Buffer.from(s, 'utf8');
-    if (b.length > 255) throw new Error(`name too long for the stream: ${s}`);
+    if (b.length > 255) throw genericError(`name too long for the stream: ${s}`);
     this.u8(b.length);
     this.bytes(b);
   }

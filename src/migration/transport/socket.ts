@@ -6,6 +6,7 @@
  */
 
 import { createServer, type Server, Socket } from 'node:net';
+import { InternalError } from '../../errors.js';
 import { genericError, QapiError } from '../../qapi/errors.js';
 import type { SocketAddress } from '../../qapi/types.js';
 import { SocketError, socketConnect, socketListen } from '../../util/sockets.js';
@@ -88,7 +89,7 @@ const reads = new (class {
 export function readInto(s: Socket, sink: ReadSink): Socket {
   const old = s as unknown as { _handle: unknown };
   const handle = old._handle;
-  if (!handle) throw new Error('readInto: the socket has no handle (closed, or taken over already)');
+  if (!handle) throw new InternalError('readInto: the socket has no handle (closed, or taken over already)');
   old._handle = null;
   const callback = (n: number) => {
     if (!sink.filled(n)) return false;
