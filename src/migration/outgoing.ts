@@ -374,7 +374,8 @@ export class OutgoingMigration implements OutgoingRun {
       const code = await Promise.race([
         this.#shut,
         new Promise<number>((_, rej) => {
-          this.#wake = () => rej(new Cancelled());
+          // Woken by a cancel, or by the return path failing (then its error is the outcome).
+          this.#wake = () => rej(this.#cancelled ? new Cancelled() : (this.#rpError ?? new Cancelled()));
         }),
       ]);
       if (code !== 0) throw new QapiError(`RP: Sibling indicated error ${code}`);
