@@ -349,3 +349,21 @@ test('the drawing parser reads nesting, continuation lines and codes', () => {
   assert.ok(codeMatches('QAPI_<class>', 'QAPI_GenericError'));
   assert.ok(!codeMatches('QAPI_<class>', 'QMP_STATE'));
 });
+
+test("the README's drawing is src/errors.ts's: the same classes, parents and codes", () => {
+  const readme = readFileSync(join(SRC, '..', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## Errors\n'));
+  assert.ok(section.length > 1, 'README.md has no Errors section');
+  // The README indents its drawing as a code block; as a comment it parses the same way.
+  const block = section
+    .split('\n')
+    .filter((l) => l.startsWith('    '))
+    .map((l) => ` * ${l}`)
+    .join('\n');
+  const shape = (d: Drawn[] | undefined) =>
+    d?.map((x) => `${x.name} < ${x.parent}: ${[...x.codes].sort()}`).sort();
+  assert.deepEqual(
+    shape(parseDrawing(`${block}\n */`)),
+    shape(parseDrawing(readFileSync(join(SRC, 'errors.ts'), 'utf8'))),
+  );
+});
