@@ -24,7 +24,7 @@ export type ParseResult =
  * escapes. Undefined when there is no word or the quoting is bad (QEMU reports that on its
  * stdout, not on the monitor).
  */
-export function getStr(s: string, at: number): { value: string; end: number } | undefined {
+function getStr(s: string, at: number): { value: string; end: number } | undefined {
   let p = at;
   while (isSpace(s[p])) p++;
   if (p >= s.length) return undefined;

@@ -118,8 +118,3 @@ export function introspect(schema: Schema): SchemaInfo[] {
   }
   return out;
 }
-
-/** `query-commands`: every command name. */
-export function commandList(schema: Schema): { name: string }[] {
-  return [...schema.commands.keys()].map((name) => ({ name }));
-}

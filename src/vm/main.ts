@@ -162,7 +162,7 @@ function prefault(vm: Vm): void {
 }
 
 /** Builds and starts the VM of a parsed configuration. Exported for tests. */
-export async function startVm(
+async function startVm(
   cfg: VmConfig,
   fatal: (msg: string) => void = () => {},
 ): Promise<{ vm: Vm; backings: Backing[]; closeMonitors: () => void }> {
