@@ -1,6 +1,8 @@
 /**
- * qmigrate's public API. The QAPI layer: the schema's types, the argument checker, the URI
- * codec and the command-level migration rules, all with QEMU 10.0's semantics and texts.
+ * qmigrate's public API, the package's main entry: the typed QMP client, the QMP server and
+ * its dispatcher, and the QAPI layer under them (the schema and its types, the argument
+ * checker, JSON as QEMU reads it, the URI codec, the migration command rules), with QEMU
+ * 10.0's semantics and texts. The migration engine and `qmigrate vm` are run by the CLI.
  */
 export { ArgumentError, InternalError, QmigrateError } from './errors.js';
 export { type MigrationInput, type ParsedInput, parseMigrationInput } from './migration/channel-rules.js';

@@ -1,7 +1,8 @@
 /**
- * The `qmigrate` command line: commander parses and validates every option (choices,
- * parsers, defaults), each subcommand is imported lazily so `--help` stays fast, and one
- * catch maps errors to the exit codes the help text lists.
+ * The `qmigrate` command line, run by bin.ts. `vm` goes straight to vm/main.ts with QEMU's own
+ * options; commander parses and validates the others' (choices, parsers, defaults), each
+ * imported only when it runs so `--help` stays fast. SIGINT, SIGTERM, SIGHUP and a closed
+ * output stop the running command, and one catch maps errors to the exit codes --help lists.
  */
 import { constants as buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
@@ -49,16 +50,7 @@ function subcommand(name: string): Command {
   return new Command(name).exitOverride().showHelpAfterError(`(run qmigrate ${name} --help for usage)`);
 }
 
-export function buildProgram(signal?: AbortSignal): Command {
-  return new Command('qmigrate')
-    .description(
-      "Live migration of VMs through QEMU's own QMP API: a typed client, a QEMU-compatible migration engine, and tools to drive both.",
-    )
-    .version(pkg.version, '-V, --version', 'print the version and exit')
-    .helpOption('-h, --help', 'show this help')
-    .addHelpText(
-      'after',
-      `
+const EXIT_CODES_HELP = `
 Exit codes:
   0    success
   1    the operation failed (demo: the migration failed, or its result did not check out)
@@ -70,112 +62,93 @@ Exit codes:
   141  the output was closed (e.g. piped into head)
   143  terminated (SIGTERM)
 A demo stopped early ends its VMs and removes its temp files before it exits.
-\`qmigrate vm\` exits as QEMU does: 0 at quit or on a signal, 1 on an error.`,
+\`qmigrate vm\` exits as QEMU does: 0 at quit or on a signal, 1 on an error.`;
+
+/**
+ * The whole command tree. Only `demo` can run long, so only it gets `signal`, which stops it
+ * (and which silences its output once aborted).
+ */
+export function buildProgram(signal?: AbortSignal): Command {
+  return new Command('qmigrate')
+    .description(
+      "Live migration of VMs through QEMU's own QMP API: a typed client, a QEMU-compatible migration engine, and tools to drive both.",
     )
+    .version(pkg.version, '-V, --version', 'print the version and exit')
+    .helpOption('-h, --help', 'show this help')
+    .addHelpText('after', EXIT_CODES_HELP)
     .showHelpAfterError('(run qmigrate --help for usage)')
     .exitOverride()
-    .addCommand(
-      subcommand('vm')
-        .description("run a VM host process from qemu-system-x86_64's options (-machine none, -m, -qmp, ...)")
-        .helpOption(false)
-        .allowUnknownOption()
-        .argument(
-          '[qemu-options...]',
-          'e.g. -machine none -m 1G -incoming defer -qmp unix:/tmp/q.sock,server=on,wait=off (see qmigrate vm -h)',
-        ),
-    )
-    .addCommand(
-      subcommand('demo')
-        .description('migrate a writing guest live between two qmigrate VMs and prove the result')
-        .addOption(
-          new Option('--size <MiB>', `[number] guest RAM in MiB, 2 to ${MAX_SIZE_MIB}`)
-            .argParser(
-              wholeNumber(
-                2,
-                MAX_SIZE_MIB,
-                `The guest needs a whole number of MiB from 2 (its workload writes from 1 MiB up) to ${MAX_SIZE_MIB} (the most one qmigrate VM holds).`,
-              ),
-            )
-            .default(1024),
-        )
-        .addOption(
-          new Option('--transport <kind>', 'migration transport')
-            .choices(['unix', 'tcp', 'exec', 'file'])
-            .default('unix'),
-        )
-        .addOption(
-          new Option('--rate <pages/s>', '[number] pages the guest writes per second, 0 = as fast as it can')
-            .argParser(
-              wholeNumber(
-                0,
-                Number.MAX_SAFE_INTEGER,
-                'Expected a whole number of pages per second (0: as fast as it can).',
-              ),
-            )
-            .default(20000),
-        )
-        .addOption(
-          new Option('--downtime-limit <ms>', '[number] downtime-limit parameter, 0 to 2000000')
-            .argParser(
-              // QEMU's own range for downtime-limit (MAX_MIGRATE_DOWNTIME, migration/options.c).
-              wholeNumber(0, 2_000_000, 'Expected a whole number of milliseconds from 0 to 2000000.'),
-            )
-            .default(300),
-        )
-        .addOption(
-          new Option('--max-bandwidth <bytes/s>', '[number] max-bandwidth parameter, 0 = unlimited')
-            .argParser(
-              wholeNumber(
-                0,
-                Number.MAX_SAFE_INTEGER,
-                'Expected a whole number of bytes per second (0: unlimited).',
-              ),
-            )
-            .default(0),
-        )
-        .option('--json', 'print only the summary, as one JSON line on stdout (progress goes to stderr)')
-        .action(async (opts: DemoFlags) => {
-          const { runDemo } = await import('./commands/demo.js');
-          process.exitCode = await runDemo(
-            {
-              sizeMiB: opts.size,
-              transport: opts.transport,
-              rate: opts.rate,
-              downtimeLimit: opts.downtimeLimit,
-              maxBandwidth: opts.maxBandwidth,
-              json: opts.json === true,
-            },
-            {
-              out: (line) => {
-                if (!signal?.aborted) process.stdout.write(`${line}\n`);
-              },
-              err: (line) => {
-                if (!signal?.aborted) process.stderr.write(`${line}\n`);
-              },
-            },
-            signal,
-          );
-        }),
-    )
-    .addCommand(
-      subcommand('uri')
-        .description('show the migration channel QEMU 10.0 builds from each legacy URI')
-        .argument('<uri...>', 'migration URIs, e.g. tcp:host:port, unix:/path, exec:cmd, file:/path,offset=N')
-        .action(async (uris: string[]) => {
-          const { runUri } = await import('./commands/uri.js');
-          process.exitCode = runUri(uris, console.log, console.error);
-        }),
-    )
-    .addCommand(
-      subcommand('check')
-        .description("check QMP command arguments offline, answering with QEMU 10.0's own errors")
-        .argument('<command>', 'a QMP command, e.g. migrate')
-        .argument('[args]', 'its arguments as JSON (default: none)')
-        .action(async (command: string, args: string | undefined) => {
-          const { runCheck } = await import('./commands/check.js');
-          process.exitCode = runCheck(command, args, console.log, console.error);
-        }),
+    .addCommand(vmCommand())
+    .addCommand(demoCommand(signal))
+    .addCommand(uriCommand())
+    .addCommand(checkCommand());
+}
+
+/**
+ * `qmigrate vm`, for --help only: main() hands its arguments, which are QEMU's options, to
+ * vmMain before commander sees them.
+ */
+function vmCommand(): Command {
+  return subcommand('vm')
+    .description("run a VM host process from qemu-system-x86_64's options (-machine none, -m, -qmp, ...)")
+    .helpOption(false)
+    .allowUnknownOption()
+    .argument(
+      '[qemu-options...]',
+      'e.g. -machine none -m 1G -incoming defer -qmp unix:/tmp/q.sock,server=on,wait=off (see qmigrate vm -h)',
     );
+}
+
+function demoCommand(signal?: AbortSignal): Command {
+  const demo = subcommand('demo').description(
+    'migrate a writing guest live between two qmigrate VMs and prove the result',
+  );
+  for (const option of demoOptions()) demo.addOption(option);
+  return demo
+    .option('--json', 'print only the summary, as one JSON line on stdout (progress goes to stderr)')
+    .action((opts: DemoFlags) => demoAction(opts, signal));
+}
+
+/** The demo's flags with their parsers and defaults, in the order --help lists them. */
+function demoOptions(): Option[] {
+  return [
+    new Option('--size <MiB>', `[number] guest RAM in MiB, 2 to ${MAX_SIZE_MIB}`)
+      .argParser(
+        wholeNumber(
+          2,
+          MAX_SIZE_MIB,
+          `The guest needs a whole number of MiB from 2 (its workload writes from 1 MiB up) to ${MAX_SIZE_MIB} (the most one qmigrate VM holds).`,
+        ),
+      )
+      .default(1024),
+    new Option('--transport <kind>', 'migration transport')
+      .choices(['unix', 'tcp', 'exec', 'file'])
+      .default('unix'),
+    new Option('--rate <pages/s>', '[number] pages the guest writes per second, 0 = as fast as it can')
+      .argParser(
+        wholeNumber(
+          0,
+          Number.MAX_SAFE_INTEGER,
+          'Expected a whole number of pages per second (0: as fast as it can).',
+        ),
+      )
+      .default(20000),
+    new Option('--downtime-limit <ms>', '[number] downtime-limit parameter, 0 to 2000000')
+      .argParser(
+        // QEMU's own range for downtime-limit (MAX_MIGRATE_DOWNTIME, migration/options.c).
+        wholeNumber(0, 2_000_000, 'Expected a whole number of milliseconds from 0 to 2000000.'),
+      )
+      .default(300),
+    new Option('--max-bandwidth <bytes/s>', '[number] max-bandwidth parameter, 0 = unlimited')
+      .argParser(
+        wholeNumber(
+          0,
+          Number.MAX_SAFE_INTEGER,
+          'Expected a whole number of bytes per second (0: unlimited).',
+        ),
+      )
+      .default(0),
+  ];
 }
 
 interface DemoFlags {
@@ -185,6 +158,47 @@ interface DemoFlags {
   downtimeLimit: number;
   maxBandwidth: number;
   json?: boolean;
+}
+
+/** Runs the demo (imported only now); once `signal` aborts, its output stops. */
+async function demoAction(opts: DemoFlags, signal?: AbortSignal): Promise<void> {
+  const { runDemo } = await import('./commands/demo.js');
+  const writer = (stream: NodeJS.WriteStream) => (line: string) => {
+    if (!signal?.aborted) stream.write(`${line}\n`);
+  };
+  process.exitCode = await runDemo(
+    {
+      sizeMiB: opts.size,
+      transport: opts.transport,
+      rate: opts.rate,
+      downtimeLimit: opts.downtimeLimit,
+      maxBandwidth: opts.maxBandwidth,
+      json: opts.json === true,
+    },
+    { out: writer(process.stdout), err: writer(process.stderr) },
+    signal,
+  );
+}
+
+function uriCommand(): Command {
+  return subcommand('uri')
+    .description('show the migration channel QEMU 10.0 builds from each legacy URI')
+    .argument('<uri...>', 'migration URIs, e.g. tcp:host:port, unix:/path, exec:cmd, file:/path,offset=N')
+    .action(async (uris: string[]) => {
+      const { runUri } = await import('./commands/uri.js');
+      process.exitCode = runUri(uris, console.log, console.error);
+    });
+}
+
+function checkCommand(): Command {
+  return subcommand('check')
+    .description("check QMP command arguments offline, answering with QEMU 10.0's own errors")
+    .argument('<command>', 'a QMP command, e.g. migrate')
+    .argument('[args]', 'its arguments as JSON (default: none)')
+    .action(async (command: string, args: string | undefined) => {
+      const { runCheck } = await import('./commands/check.js');
+      process.exitCode = runCheck(command, args, console.log, console.error);
+    });
 }
 
 /**

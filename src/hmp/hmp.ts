@@ -17,7 +17,7 @@ import type {
 } from '../qapi/types.js';
 import { uriToChannel } from '../qapi/uri.js';
 import { fromBytes, MonitorOutput, toBytes } from './bytes.js';
-import { type CommandDef, compareCmd, HMP_COMMANDS } from './commands.js';
+import { type CommandDef, type CommandId, compareCmd, HMP_COMMANDS } from './commands.js';
 import {
   formatCapabilities,
   formatInfoMigrate,
@@ -127,6 +127,10 @@ export class Hmp {
     }
   }
 
+  /**
+   * Runs a parsed command through its handler (hmp-commands.hx), printing into `out`.
+   * @returns true for `quit`.
+   */
   async #dispatch(
     cmd: CommandDef,
     args: Map<string, ArgValue>,
@@ -161,17 +165,9 @@ export class Hmp {
       case 'migrate_cancel':
         await this.#callIgnoringErrors('migrate_cancel');
         break;
-      case 'migrate_set_capability': {
-        const cap = str('capability');
-        if (!schema.enumValues('MigrationCapability').includes(fromBytes(cap))) {
-          out.printBytes(`Error: invalid parameter value: ${cap}\n`);
-          break;
-        }
-        await this.#call(out, 'migrate-set-capabilities', {
-          capabilities: [{ capability: fromBytes(cap), state: args.get('state') === true }],
-        });
+      case 'migrate_set_capability':
+        await this.#migrateSetCapability(out, str('capability'), args.get('state') === true);
         break;
-      }
       case 'migrate_set_parameter': {
         const r = parameterArgs(fromBytes(str('parameter')), fromBytes(str('value')));
         if (r.ok) await this.#call(out, 'migrate-set-parameters', r.args);
@@ -187,6 +183,20 @@ export class Hmp {
       case 'quit':
         await this.#callIgnoringErrors('quit');
         return true;
+      case 'info migrate':
+      case 'info migrate_capabilities':
+      case 'info migrate_parameters':
+      case 'info status':
+      case 'info version':
+        await this.#info(cmd.id, out);
+        break;
+    }
+    return false;
+  }
+
+  /** The `info` commands (hmp-commands-info.hx): a query, printed as QEMU prints it. */
+  async #info(id: CommandId, out: MonitorOutput): Promise<void> {
+    switch (id) {
       case 'info migrate': {
         const info = await this.#call(out, 'query-migrate');
         if (info !== FAILED) out.print(formatInfoMigrate(info as MigrationInfo));
@@ -221,7 +231,17 @@ export class Hmp {
         }
         break;
     }
-    return false;
+  }
+
+  /** hmp_migrate_set_capability(): the name must be a MigrationCapability. */
+  async #migrateSetCapability(out: MonitorOutput, cap: string, state: boolean): Promise<void> {
+    if (!schema.enumValues('MigrationCapability').includes(fromBytes(cap))) {
+      out.printBytes(`Error: invalid parameter value: ${cap}\n`);
+      return;
+    }
+    await this.#call(out, 'migrate-set-capabilities', {
+      capabilities: [{ capability: fromBytes(cap), state }],
+    });
   }
 
   /** hmp_migrate(): channels from the URI, then wait unless -d (readline monitors only). */

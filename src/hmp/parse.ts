@@ -24,7 +24,7 @@ export type ParseResult =
  * escapes. Undefined when there is no word or the quoting is bad (QEMU reports that on its
  * stdout, not on the monitor).
  */
-export function getStr(s: string, at: number): { value: string; end: number } | undefined {
+function getStr(s: string, at: number): { value: string; end: number } | undefined {
   let p = at;
   while (isSpace(s[p])) p++;
   if (p >= s.length) return undefined;
@@ -107,6 +107,128 @@ function isValidOption(c: string | undefined, typestr: string): boolean {
 }
 
 /**
+ * monitor_parse_arguments()'s two cursors, `#t` in the command's args_type and `#p` in the
+ * line, and the arguments read so far. Each reader returns QEMU's message for the monitor
+ * when its argument does not parse, else undefined.
+ */
+class ArgReader {
+  readonly args = new Map<string, ArgValue>();
+  readonly #cmd: CommandDef;
+  readonly #type: string;
+  readonly #line: string;
+  #t = 0;
+  #p: number;
+
+  constructor(cmd: CommandDef, line: string, at: number) {
+    this.#cmd = cmd;
+    this.#type = cmd.argsType;
+    this.#line = line;
+    this.#p = at;
+  }
+
+  /** key_get_info(): an optional ',' then `key:`; undefined at the end of args_type. */
+  nextKey(): string | undefined {
+    if (this.#type[this.#t] === ',') this.#t++;
+    const colon = this.#type.indexOf(':', this.#t);
+    if (colon < 0) return undefined;
+    const key = this.#type.slice(this.#t, colon);
+    this.#t = colon + 1;
+    return key;
+  }
+
+  /** The argument's type letter, consumed. */
+  nextType(): string | undefined {
+    return this.#type[this.#t++];
+  }
+
+  /** What is left after the arguments: QEMU's message unless only spaces. */
+  end(): string | undefined {
+    while (isSpace(this.#line[this.#p])) this.#p++;
+    if (this.#p < this.#line.length) return `${this.#cmd.name}: extraneous characters at the end of line\n`;
+    return undefined;
+  }
+
+  /** Skips spaces; true for an optional argument (`?`) with the line at its end. */
+  #absent(): boolean {
+    while (isSpace(this.#line[this.#p])) this.#p++;
+    if (this.#type[this.#t] === '?') {
+      this.#t++;
+      if (this.#p >= this.#line.length) return true;
+    }
+    return false;
+  }
+
+  /** `s`: one word, or a quoted string (get_str). */
+  word(key: string): string | undefined {
+    if (this.#absent()) return undefined;
+    const w = getStr(this.#line, this.#p);
+    if (!w) return `${this.#cmd.name}: string expected\n`;
+    this.args.set(key, w.value);
+    this.#p = w.end;
+    return undefined;
+  }
+
+  /** `S`: the rest of the line. */
+  rest(key: string): string | undefined {
+    if (this.#absent()) return undefined;
+    if (this.#p >= this.#line.length) return `${this.#cmd.name}: string expected\n`;
+    this.args.set(key, this.#line.slice(this.#p));
+    this.#p = this.#line.length;
+    return undefined;
+  }
+
+  /** `b`: on or off. */
+  onOff(key: string): string | undefined {
+    const line = this.#line;
+    while (isSpace(line[this.#p])) this.#p++;
+    const beg = this.#p;
+    while (isGraph(line[this.#p])) this.#p++;
+    const word = line.slice(beg, this.#p);
+    if (word === 'on') this.args.set(key, true);
+    else if (word === 'off') this.args.set(key, false);
+    else return "Expected 'on' or 'off'\n";
+    return undefined;
+  }
+
+  /** `-x`: an optional flag (true when given); `-xs`: one with a word after it. */
+  flag(key: string): string | undefined {
+    const type = this.#type;
+    const line = this.#line;
+    const name = this.#cmd.name;
+    const tmp = this.#p;
+    const letter = type[this.#t++];
+    if (letter === undefined) return `${name}: unknown type '-'\n`;
+    while (isSpace(line[this.#p])) this.#p++;
+    if (line[this.#p] !== '-') {
+      if (type[this.#t] === 's') this.#t++;
+      return undefined;
+    }
+    this.#p++;
+    if (letter !== line[this.#p]) {
+      if (!isValidOption(line[this.#p], type.slice(this.#t))) {
+        // A bare '-' at the end makes QEMU print a NUL here, which cuts the line short.
+        return `${name}: unsupported option -${line[this.#p] ?? '\0'}\n`;
+      }
+      // Another flag of this command: left for its own key.
+      this.#p = tmp;
+      return undefined;
+    }
+    if (type[this.#t] === 's') {
+      this.#t++;
+      const opt = line[this.#p++];
+      const w = getStr(line, this.#p);
+      if (!w) return `${name}: value expected for -${opt ?? '\0'}\n`;
+      this.args.set(key, w.value);
+      this.#p = w.end;
+    } else {
+      this.#p++;
+      this.args.set(key, true);
+    }
+    return undefined;
+  }
+}
+
+/**
  * monitor_parse_arguments() for the types our commands use (s, S, b and -x flags); prints
  * QEMU's message and returns undefined when the arguments do not parse.
  */
@@ -116,109 +238,30 @@ function parseArguments(
   at: number,
   out: MonitorOutput,
 ): Map<string, ArgValue> | undefined {
-  const args = new Map<string, ArgValue>();
-  const type = cmd.argsType;
-  let t = 0;
-  let p = at;
-  for (;;) {
-    // key_get_info(): an optional ',' then `key:`.
-    if (type[t] === ',') t++;
-    const colon = type.indexOf(':', t);
-    if (colon < 0) break;
-    const key = type.slice(t, colon);
-    t = colon + 1;
-    const c = type[t++];
-    switch (c) {
-      case 's': {
-        while (isSpace(line[p])) p++;
-        if (type[t] === '?') {
-          t++;
-          if (p >= line.length) break;
-        }
-        const w = getStr(line, p);
-        if (!w) {
-          out.printBytes(`${cmd.name}: string expected\n`);
-          return undefined;
-        }
-        args.set(key, w.value);
-        p = w.end;
-        break;
-      }
-      case 'S': {
-        while (isSpace(line[p])) p++;
-        if (type[t] === '?') {
-          t++;
-          if (p >= line.length) break;
-        }
-        if (p >= line.length) {
-          out.printBytes(`${cmd.name}: string expected\n`);
-          return undefined;
-        }
-        args.set(key, line.slice(p));
-        p = line.length;
-        break;
-      }
-      case 'b': {
-        while (isSpace(line[p])) p++;
-        const beg = p;
-        while (isGraph(line[p])) p++;
-        const word = line.slice(beg, p);
-        if (word === 'on') args.set(key, true);
-        else if (word === 'off') args.set(key, false);
-        else {
-          out.printBytes("Expected 'on' or 'off'\n");
-          return undefined;
-        }
-        break;
-      }
-      case '-': {
-        const tmp = p;
-        const letter = type[t++];
-        if (letter === undefined) {
-          out.printBytes(`${cmd.name}: unknown type '${c}'\n`);
-          return undefined;
-        }
-        while (isSpace(line[p])) p++;
-        if (line[p] === '-') {
-          p++;
-          let skip = false;
-          if (letter !== line[p]) {
-            if (!isValidOption(line[p], type.slice(t))) {
-              // A bare '-' at the end makes QEMU print a NUL here, which cuts the line short.
-              out.printBytes(`${cmd.name}: unsupported option -${line[p] ?? '\0'}\n`);
-              return undefined;
-            }
-            skip = true;
-          }
-          if (skip) p = tmp;
-          else if (type[t] === 's') {
-            t++;
-            const opt = line[p++];
-            const w = getStr(line, p);
-            if (!w) {
-              out.printBytes(`${cmd.name}: value expected for -${opt ?? '\0'}\n`);
-              return undefined;
-            }
-            args.set(key, w.value);
-            p = w.end;
-          } else {
-            p++;
-            args.set(key, true);
-          }
-        } else if (type[t] === 's') t++;
-        break;
-      }
-      default:
-        out.printBytes(`${cmd.name}: unknown type '${c ?? '\0'}'\n`);
-        return undefined;
+  const a = new ArgReader(cmd, line, at);
+  for (let key = a.nextKey(); key !== undefined; key = a.nextKey()) {
+    const c = a.nextType();
+    const error =
+      c === 's'
+        ? a.word(key)
+        : c === 'S'
+          ? a.rest(key)
+          : c === 'b'
+            ? a.onOff(key)
+            : c === '-'
+              ? a.flag(key)
+              : `${cmd.name}: unknown type '${c ?? '\0'}'\n`;
+    if (error !== undefined) {
+      out.printBytes(error);
+      return undefined;
     }
   }
-  while (isSpace(line[p])) p++;
-  if (p < line.length) {
-    out.printBytes(`${cmd.name}: extraneous characters at the end of line\n`);
+  const error = a.end();
+  if (error !== undefined) {
+    out.printBytes(error);
     return undefined;
   }
-  return args;
+  return a.args;
 }
 
 /**

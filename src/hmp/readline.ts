@@ -59,103 +59,16 @@ export class Readline {
    */
   handleByte(ch: number): string | undefined {
     switch (this.#esc) {
-      case 'norm':
-        switch (ch) {
-          case 1:
-            this.#index = 0;
-            break;
-          case 4:
-            this.#deleteChar();
-            break;
-          case 5:
-            this.#index = this.#buf.length;
-            break;
-          case 9:
-            this.#completion();
-            break;
-          case 12:
-            this.#write('\x1b[2J\x1b[1;1H');
-            this.showPrompt();
-            break;
-          case 10:
-          case 13: {
-            const line = this.#buf;
-            this.#histAdd(line);
-            this.#write('\n');
-            this.#buf = '';
-            this.#index = 0;
-            this.#lastBuf = '';
-            this.#lastIndex = 0;
-            // QEMU redraws after running the command, which prints nothing here.
-            return line;
-          }
-          case 14:
-            this.#downChar();
-            break;
-          case 16:
-            this.#upChar();
-            break;
-          case 21:
-            this.#buf = this.#buf.slice(this.#index);
-            this.#index = 0;
-            break;
-          case 23:
-            this.#backWord();
-            break;
-          case 27:
-            this.#esc = 'esc';
-            break;
-          case 8:
-          case 127:
-            if (this.#index > 0) {
-              this.#index--;
-              this.#deleteChar();
-            }
-            break;
-          case 155:
-            this.#esc = 'csi';
-            break;
-          default:
-            if (ch >= 32) this.#insert(String.fromCharCode(ch));
-        }
+      case 'norm': {
+        const line = this.#normalByte(ch);
+        if (line !== undefined) return line;
         break;
+      }
       case 'esc':
-        if (ch === 0x5b) {
-          this.#esc = 'csi';
-          this.#escParam = 0;
-        } else if (ch === 0x4f) {
-          this.#esc = 'ss3';
-          this.#escParam = 0;
-        } else this.#esc = 'norm';
+        this.#escByte(ch);
         break;
       case 'csi':
-        if (ch >= 0x30 && ch <= 0x39) {
-          // Only the digits of a parameter keep the sequence going.
-          this.#escParam = this.#escParam * 10 + (ch - 0x30);
-          break;
-        }
-        switch (String.fromCharCode(ch)) {
-          case 'A':
-          case 'F':
-            this.#upChar();
-            break;
-          case 'B':
-          case 'E':
-            this.#downChar();
-            break;
-          case 'D':
-            if (this.#index > 0) this.#index--;
-            break;
-          case 'C':
-            if (this.#index < this.#buf.length) this.#index++;
-            break;
-          case '~':
-            if (this.#escParam === 1) this.#index = 0;
-            else if (this.#escParam === 3) this.#deleteChar();
-            else if (this.#escParam === 4) this.#index = this.#buf.length;
-            break;
-        }
-        this.#esc = 'norm';
+        this.#csiByte(ch);
         break;
       case 'ss3':
         if (ch === 0x46) this.#index = this.#buf.length;
@@ -165,6 +78,115 @@ export class Readline {
     }
     this.#update();
     return undefined;
+  }
+
+  /**
+   * A byte outside an escape sequence: a control key (the emacs bindings QEMU has) or a
+   * character to insert.
+   * @returns the command line at Enter, without redrawing (QEMU redraws after running it).
+   */
+  #normalByte(ch: number): string | undefined {
+    switch (ch) {
+      case 1:
+        this.#index = 0;
+        break;
+      case 4:
+        this.#deleteChar();
+        break;
+      case 5:
+        this.#index = this.#buf.length;
+        break;
+      case 9:
+        this.#completion();
+        break;
+      case 12:
+        this.#write('\x1b[2J\x1b[1;1H');
+        this.showPrompt();
+        break;
+      case 10:
+      case 13: {
+        const line = this.#buf;
+        this.#histAdd(line);
+        this.#write('\n');
+        this.#buf = '';
+        this.#index = 0;
+        this.#lastBuf = '';
+        this.#lastIndex = 0;
+        // QEMU redraws after running the command, which prints nothing here.
+        return line;
+      }
+      case 14:
+        this.#downChar();
+        break;
+      case 16:
+        this.#upChar();
+        break;
+      case 21:
+        this.#buf = this.#buf.slice(this.#index);
+        this.#index = 0;
+        break;
+      case 23:
+        this.#backWord();
+        break;
+      case 27:
+        this.#esc = 'esc';
+        break;
+      case 8:
+      case 127:
+        if (this.#index > 0) {
+          this.#index--;
+          this.#deleteChar();
+        }
+        break;
+      case 155:
+        this.#esc = 'csi';
+        break;
+      default:
+        if (ch >= 32) this.#insert(String.fromCharCode(ch));
+    }
+    return undefined;
+  }
+
+  /** The byte after ESC: `[` starts a CSI sequence, `O` an SS3 one; anything else ends it. */
+  #escByte(ch: number): void {
+    if (ch === 0x5b) {
+      this.#esc = 'csi';
+      this.#escParam = 0;
+    } else if (ch === 0x4f) {
+      this.#esc = 'ss3';
+      this.#escParam = 0;
+    } else this.#esc = 'norm';
+  }
+
+  /** A byte of a CSI sequence: parameter digits, then the final byte (arrows, Home, Del, End). */
+  #csiByte(ch: number): void {
+    if (ch >= 0x30 && ch <= 0x39) {
+      // Only the digits of a parameter keep the sequence going.
+      this.#escParam = this.#escParam * 10 + (ch - 0x30);
+      return;
+    }
+    switch (String.fromCharCode(ch)) {
+      case 'A':
+      case 'F':
+        this.#upChar();
+        break;
+      case 'B':
+      case 'E':
+        this.#downChar();
+        break;
+      case 'D':
+        if (this.#index > 0) this.#index--;
+        break;
+      case 'C':
+        if (this.#index < this.#buf.length) this.#index++;
+        break;
+      case '~':
+        if (this.#escParam === 1) this.#index = 0;
+        else if (this.#escParam === 3) this.#deleteChar();
+        else if (this.#escParam === 4) this.#index = this.#buf.length;
+        break;
+    }
+    this.#esc = 'norm';
   }
 
   /** readline_update(): redraw the line if it changed, then move the cursor. */

@@ -79,97 +79,121 @@ const BURST = 4096;
  * the error).
  */
 export function serveHmp(stream: Duplex, hmp: Hmp, info: { version: string }): void {
-  let closed = false;
-  const writeRaw = (bytes: string) => {
-    if (!closed && bytes) stream.write(Buffer.from(bytes, 'latin1'));
-  };
-  // Readline and the banner print as monitor_printf does: \n goes out as \r\n.
-  const write = (bytes: string) => writeRaw(bytes.replaceAll('\n', '\r\n'));
-  const rl = new Readline(write, completeLine);
-  /** Input read and not yet handled: the rest of the last chunk, from `pos`. */
-  let input: Buffer | undefined;
-  let pos = 0;
-  let busy = false;
-  let burst = 0;
-  let yielding = false;
+  new HmpSession(stream, hmp).open(info.version);
+}
 
-  const finish = (error?: Error) => {
-    if (closed) return;
-    closed = true;
-    input = undefined;
-    if (error) stream.destroy(error);
-    else stream.end();
-  };
+/** One monitor's session: its readline, the input not yet handled, and the command running. */
+class HmpSession {
+  readonly #stream: Duplex;
+  readonly #hmp: Hmp;
+  readonly #rl: Readline;
+  #closed = false;
+  /** Input read and not yet handled: the rest of the last chunk, from `#pos`. */
+  #input: Buffer | undefined;
+  #pos = 0;
+  #busy = false;
+  #burst = 0;
+  #yielding = false;
 
-  // A command keeps the monitor suspended: its output, then the prompt, then more input.
-  const runLine = async (line: string) => {
-    busy = true;
+  constructor(stream: Duplex, hmp: Hmp) {
+    this.#stream = stream;
+    this.#hmp = hmp;
+    // Readline and the banner print as monitor_printf does: \n goes out as \r\n.
+    this.#rl = new Readline((bytes) => this.#write(bytes), completeLine);
+  }
+
+  /** CHR_EVENT_OPENED: the banner names QEMU_VERSION, without the package string. */
+  open(version: string): void {
+    const stream = this.#stream;
+    this.#write(`QEMU ${version} monitor - type 'help' for more information\n`);
+    this.#rl.showPrompt();
+    stream.on('data', (chunk: Buffer | string) => {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+      // Reading is paused while input is held, so the concat is only a guard.
+      this.#input = this.#input ? Buffer.concat([this.#input.subarray(this.#pos), bytes]) : bytes;
+      this.#pos = 0;
+      this.#pump();
+    });
+    stream.on('drain', () => this.#pump());
+    stream.on('end', () => this.#finish());
+    stream.on('close', () => this.#gone());
+    stream.on('error', () => this.#gone());
+  }
+
+  #writeRaw(bytes: string): void {
+    if (!this.#closed && bytes) this.#stream.write(Buffer.from(bytes, 'latin1'));
+  }
+
+  #write(bytes: string): void {
+    this.#writeRaw(bytes.replaceAll('\n', '\r\n'));
+  }
+
+  #finish(error?: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#input = undefined;
+    if (error) this.#stream.destroy(error);
+    else this.#stream.end();
+  }
+
+  /** The stream closed or failed under the session: nothing more goes out. */
+  #gone(): void {
+    this.#closed = true;
+    this.#input = undefined;
+  }
+
+  /** A command keeps the monitor suspended: its output, then the prompt, then more input. */
+  async #runLine(line: string): Promise<void> {
+    this.#busy = true;
     try {
-      const r = await executeLine(hmp, line, { interactive: true });
-      writeRaw(r.output);
+      const r = await executeLine(this.#hmp, line, { interactive: true });
+      this.#writeRaw(r.output);
       if (r.quit) {
-        finish();
+        this.#finish();
         return;
       }
-      rl.showPrompt();
+      this.#rl.showPrompt();
     } catch (e) {
       // HMP reports command errors as output: anything thrown here is a bug.
-      finish(e instanceof Error ? e : new InternalError(`HMP command threw ${String(e)}`));
+      this.#finish(e instanceof Error ? e : new InternalError(`HMP command threw ${String(e)}`));
       return;
     }
-    busy = false;
-    pump();
-  };
+    this.#busy = false;
+    this.#pump();
+  }
 
-  const pump = () => {
-    while (input && !busy && !closed && !yielding) {
+  /**
+   * Feeds held input to readline while no command runs and the client reads its output, a
+   * burst at a time; reading from the stream stops while input is held.
+   */
+  #pump(): void {
+    const stream = this.#stream;
+    while (this.#input && !this.#busy && !this.#closed && !this.#yielding) {
       if (stream.writableLength > HMP_OUTPUT_LIMIT) break; // 'drain' calls pump again
-      if (burst >= BURST) {
-        yielding = true;
+      if (this.#burst >= BURST) {
+        this.#yielding = true;
         setImmediate(() => {
-          yielding = false;
-          burst = 0;
-          pump();
+          this.#yielding = false;
+          this.#burst = 0;
+          this.#pump();
         });
         break;
       }
-      burst++;
-      const b = input[pos++]!;
-      if (pos === input.length) {
-        input = undefined;
-        pos = 0;
+      this.#burst++;
+      const b = this.#input[this.#pos++]!;
+      if (this.#pos === this.#input.length) {
+        this.#input = undefined;
+        this.#pos = 0;
       }
-      const line = rl.handleByte(b);
+      const line = this.#rl.handleByte(b);
       if (line !== undefined) {
-        burst += 63;
-        void runLine(line);
+        this.#burst += 63;
+        void this.#runLine(line);
       }
     }
-    if (!input) burst = 0;
-    if (closed) return;
-    if (input) stream.pause();
+    if (!this.#input) this.#burst = 0;
+    if (this.#closed) return;
+    if (this.#input) stream.pause();
     else stream.resume();
-  };
-
-  // CHR_EVENT_OPENED: the banner names QEMU_VERSION, without the package string.
-  write(`QEMU ${info.version} monitor - type 'help' for more information\n`);
-  rl.showPrompt();
-
-  stream.on('data', (chunk: Buffer | string) => {
-    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
-    // Reading is paused while input is held, so the concat is only a guard.
-    input = input ? Buffer.concat([input.subarray(pos), bytes]) : bytes;
-    pos = 0;
-    pump();
-  });
-  stream.on('drain', pump);
-  stream.on('end', () => finish());
-  stream.on('close', () => {
-    closed = true;
-    input = undefined;
-  });
-  stream.on('error', () => {
-    closed = true;
-    input = undefined;
-  });
+  }
 }

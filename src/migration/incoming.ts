@@ -109,8 +109,24 @@ function drained(w: Writable): Promise<void> {
   });
 }
 
+/** What one load keeps from section to section (part of QEMU's MigrationIncomingState). */
+interface LoadState {
+  r: QemuFileReader;
+  loader: RamLoader;
+  /** Where return-path messages go, if the transport has a way back. */
+  rp: Writable | undefined;
+  /** The iterative sections announced so far, by section id. */
+  sections: Map<number, string>;
+  result: LoadResult;
+  /** OPEN_RETURN_PATH came (QEMU opens one on any transport; writes to none fail quietly). */
+  rpOpen: boolean;
+  /** The section being read, to name it in errors raised below it. */
+  current: string | undefined;
+}
+
 /**
- * Reads a whole migration stream into `ram`.
+ * Reads a whole migration stream into `ram` (qemu_loadvm_state_main): one section, command
+ * or the end at a time.
  * @param rp where return-path messages go (the socket's write side), if bidirectional.
  * @throws {StreamError} saying what is wrong and at which byte.
  */
@@ -123,144 +139,156 @@ export async function loadVmState(
   await readHeader(r, []);
   const loader = new RamLoader(ram);
   loader.onFlush = onFlush;
-  const sections = new Map<number, string>();
-  const result: LoadResult = {};
-  /** OPEN_RETURN_PATH came (QEMU opens one on any transport; writes to none fail quietly). */
-  let rpOpen = false;
-  /** The section being read, to name it in errors raised below it. */
-  let current: string | undefined;
-  const send = (type: number, value: number) => {
-    if (!rp || rp.destroyed || rp.writableEnded) return;
-    const b = Buffer.alloc(8);
-    b.writeUInt16BE(type, 0);
-    b.writeUInt16BE(4, 2);
-    b.writeUInt32BE(value, 4);
-    rp.write(b);
-  };
+  const s: LoadState = { r, loader, rp, sections: new Map(), result: {}, rpOpen: false, current: undefined };
   try {
     for (;;) {
-      current = undefined;
+      s.current = undefined;
       await r.need(1, 'the next section');
       const at = r.offset;
       const type = r.u8();
       switch (type) {
         case QEMU_VM_SECTION_START:
-        case QEMU_VM_SECTION_FULL: {
-          await r.need(4, 'a section header');
-          const id = r.be32();
-          const idstr = await r.cstr('a section name');
-          await r.need(8, 'a section header');
-          const instance = r.be32();
-          const version = r.be32();
-          const local = LOCAL_VERSIONS[idstr];
-          if (local === undefined || instance !== 0) {
-            throw new StreamError(
-              `Unknown savevm section or instance '${idstr}' ${instance}: this guest has only ram, timer and globalstate`,
-              at,
-            );
-          }
-          if (version > local)
-            throw new StreamError(
-              `savevm: unsupported version ${version} for '${idstr}' v${local}`,
-              at,
-              idstr,
-            );
-          current = idstr;
-          if (idstr === 'ram') {
-            if (type !== QEMU_VM_SECTION_START)
-              throw new StreamError('ram sent as a FULL section', at, 'ram');
-            // ram_load takes version 4 only.
-            if (version !== RAM_VERSION)
-              throw new StreamError(`ram: unsupported version ${version} (only ${RAM_VERSION})`, at, 'ram');
-            sections.set(id, idstr);
-            await loader.loadChunk(r);
-          } else if (type !== QEMU_VM_SECTION_FULL) {
-            throw new StreamError(`${idstr} sent as an iterative section`, at, idstr);
-          } else if (idstr === 'timer') await readTimer(r, version);
-          else {
-            const gs = await readGlobalState(r, version);
-            if (!FINAL_STATES.includes(gs.runstate)) {
-              throw new StreamError(
-                `invalid runstate transition: 'inmigrate' -> '${gs.runstate}'`,
-                r.offset - 100,
-                'globalstate',
-              );
-            }
-            result.runstate = gs.runstate;
-            result.suspended = gs.suspended;
-          }
-          await readFooter(r, id, idstr);
+        case QEMU_VM_SECTION_FULL:
+          await loadSectionStartFull(s, type, at);
           break;
-        }
         case QEMU_VM_SECTION_PART:
-        case QEMU_VM_SECTION_END: {
-          await r.need(4, 'a section header');
-          const id = r.be32();
-          const idstr = sections.get(id);
-          if (idstr === undefined) throw new StreamError(`Unknown savevm section ${id}`, at);
-          current = idstr;
-          await loader.loadChunk(r);
-          await readFooter(r, id, idstr);
+        case QEMU_VM_SECTION_END:
+          await loadSectionPartEnd(s, at);
           break;
-        }
-        case QEMU_VM_COMMAND: {
-          await r.need(4, 'a command');
-          const cmd = r.be16();
-          const len = r.be16();
-          // Checked before the payload is waited for, as loadvm_process_command does.
-          const args = MIG_CMD_ARGS[cmd];
-          if (cmd === 0 || !args)
-            throw new StreamError(`MIG_CMD 0x${cmd.toString(16)} unknown (len 0x${len.toString(16)})`, at);
-          if (args.len !== -1 && args.len !== len) {
-            throw new StreamError(
-              `${args.name} received with bad length - expecting ${args.len}, got ${len}`,
-              at,
-            );
-          }
-          if (cmd === MIG_CMD_OPEN_RETURN_PATH) rpOpen = true;
-          else if (cmd === MIG_CMD_PING) {
-            await r.need(4, 'a command');
-            const value = r.be32();
-            if (!rpOpen) {
-              throw new StreamError(`CMD_PING (0x${value.toString(16)}) received with no return path`, at);
-            }
-            send(MIG_RP_MSG_PONG, value);
-            // The source must take its replies before we read on (see RP_QUEUE_MAX).
-            if (rp && rp.writableLength > RP_QUEUE_MAX) await drained(rp);
-          } else if (cmd === MIG_CMD_SWITCHOVER_START) {
-            // Nothing to prepare for a guest without devices.
-          } else if (cmd === MIG_CMD_POSTCOPY_ADVISE) {
-            throw new StreamError('the source enabled postcopy, which qmigrate does not support', at);
-          } else {
-            throw new StreamError(`migration command ${args.name} (length ${len}) is not supported here`, at);
-          }
+        case QEMU_VM_COMMAND:
+          await processCommand(s, at);
           break;
-        }
-        case QEMU_VM_EOF: {
-          // A VM description may follow (QEMU reads any length and ignores it); a source may
-          // also just end the stream here.
-          if (!(await r.atEnd()) && r.peekU8() === QEMU_VM_VMDESCRIPTION) {
-            r.u8();
-            await r.need(4, 'the VM description');
-            let left = r.be32();
-            while (left > 0) {
-              const n = Math.min(left, 1 << 20);
-              await r.need(n, 'the VM description');
-              r.skip(n);
-              left -= n;
-            }
-          }
-          if (rpOpen) send(MIG_RP_MSG_SHUT, 0);
-          return result;
-        }
+        case QEMU_VM_EOF:
+          await skipVmDescription(r);
+          if (s.rpOpen) sendRp(s, MIG_RP_MSG_SHUT, 0);
+          return s.result;
         default:
           throw new StreamError(`Unknown savevm section type ${type}`, at);
       }
     }
   } catch (e) {
-    if (e instanceof StreamError && e.section === undefined) e.section = current;
-    if (rpOpen) send(MIG_RP_MSG_SHUT, 1);
+    if (e instanceof StreamError && e.section === undefined) e.section = s.current;
+    if (s.rpOpen) sendRp(s, MIG_RP_MSG_SHUT, 1);
     throw e;
+  }
+}
+
+/** Sends a return-path message with a 32-bit value, unless there is no way back (any more). */
+function sendRp(s: LoadState, type: number, value: number): void {
+  const rp = s.rp;
+  if (!rp || rp.destroyed || rp.writableEnded) return;
+  const b = Buffer.alloc(8);
+  b.writeUInt16BE(type, 0);
+  b.writeUInt16BE(4, 2);
+  b.writeUInt32BE(value, 4);
+  rp.write(b);
+}
+
+/**
+ * QEMU_VM_SECTION_START or _FULL (qemu_loadvm_section_start_full): the section's header, then
+ * RAM's first part or a device's whole state, then the footer.
+ */
+async function loadSectionStartFull(s: LoadState, type: number, at: number): Promise<void> {
+  const r = s.r;
+  await r.need(4, 'a section header');
+  const id = r.be32();
+  const idstr = await r.cstr('a section name');
+  await r.need(8, 'a section header');
+  const instance = r.be32();
+  const version = r.be32();
+  const local = LOCAL_VERSIONS[idstr];
+  if (local === undefined || instance !== 0) {
+    throw new StreamError(
+      `Unknown savevm section or instance '${idstr}' ${instance}: this guest has only ram, timer and globalstate`,
+      at,
+    );
+  }
+  if (version > local)
+    throw new StreamError(`savevm: unsupported version ${version} for '${idstr}' v${local}`, at, idstr);
+  s.current = idstr;
+  if (idstr === 'ram') {
+    if (type !== QEMU_VM_SECTION_START) throw new StreamError('ram sent as a FULL section', at, 'ram');
+    // ram_load takes version 4 only.
+    if (version !== RAM_VERSION)
+      throw new StreamError(`ram: unsupported version ${version} (only ${RAM_VERSION})`, at, 'ram');
+    s.sections.set(id, idstr);
+    await s.loader.loadChunk(r);
+  } else if (type !== QEMU_VM_SECTION_FULL) {
+    throw new StreamError(`${idstr} sent as an iterative section`, at, idstr);
+  } else if (idstr === 'timer') await readTimer(r, version);
+  else {
+    const gs = await readGlobalState(r, version);
+    if (!FINAL_STATES.includes(gs.runstate)) {
+      throw new StreamError(
+        `invalid runstate transition: 'inmigrate' -> '${gs.runstate}'`,
+        r.offset - 100,
+        'globalstate',
+      );
+    }
+    s.result.runstate = gs.runstate;
+    s.result.suspended = gs.suspended;
+  }
+  await readFooter(r, id, idstr);
+}
+
+/** QEMU_VM_SECTION_PART or _END (qemu_loadvm_section_part_end): more of an announced section. */
+async function loadSectionPartEnd(s: LoadState, at: number): Promise<void> {
+  const r = s.r;
+  await r.need(4, 'a section header');
+  const id = r.be32();
+  const idstr = s.sections.get(id);
+  if (idstr === undefined) throw new StreamError(`Unknown savevm section ${id}`, at);
+  s.current = idstr;
+  await s.loader.loadChunk(r);
+  await readFooter(r, id, idstr);
+}
+
+/** QEMU_VM_COMMAND (loadvm_process_command): the few commands a precopy of RAM carries. */
+async function processCommand(s: LoadState, at: number): Promise<void> {
+  const { r, rp } = s;
+  await r.need(4, 'a command');
+  const cmd = r.be16();
+  const len = r.be16();
+  // Checked before the payload is waited for, as loadvm_process_command does.
+  const args = MIG_CMD_ARGS[cmd];
+  if (cmd === 0 || !args)
+    throw new StreamError(`MIG_CMD 0x${cmd.toString(16)} unknown (len 0x${len.toString(16)})`, at);
+  if (args.len !== -1 && args.len !== len) {
+    throw new StreamError(`${args.name} received with bad length - expecting ${args.len}, got ${len}`, at);
+  }
+  if (cmd === MIG_CMD_OPEN_RETURN_PATH) s.rpOpen = true;
+  else if (cmd === MIG_CMD_PING) {
+    await r.need(4, 'a command');
+    const value = r.be32();
+    if (!s.rpOpen) {
+      throw new StreamError(`CMD_PING (0x${value.toString(16)}) received with no return path`, at);
+    }
+    sendRp(s, MIG_RP_MSG_PONG, value);
+    // The source must take its replies before we read on (see RP_QUEUE_MAX).
+    if (rp && rp.writableLength > RP_QUEUE_MAX) await drained(rp);
+  } else if (cmd === MIG_CMD_SWITCHOVER_START) {
+    // Nothing to prepare for a guest without devices.
+  } else if (cmd === MIG_CMD_POSTCOPY_ADVISE) {
+    throw new StreamError('the source enabled postcopy, which qmigrate does not support', at);
+  } else {
+    throw new StreamError(`migration command ${args.name} (length ${len}) is not supported here`, at);
+  }
+}
+
+/**
+ * After QEMU_VM_EOF: a VM description may follow (QEMU reads any length and ignores it); a
+ * source may also just end the stream here.
+ */
+async function skipVmDescription(r: QemuFileReader): Promise<void> {
+  if ((await r.atEnd()) || r.peekU8() !== QEMU_VM_VMDESCRIPTION) return;
+  r.u8();
+  await r.need(4, 'the VM description');
+  let left = r.be32();
+  while (left > 0) {
+    const n = Math.min(left, 1 << 20);
+    await r.need(n, 'the VM description');
+    r.skip(n);
+    left -= n;
   }
 }
 

@@ -64,6 +64,21 @@ class Cancelled extends QmigrateError {
   }
 }
 
+/** The rate limit's current window: when it began, and the bytes handed over by then. */
+interface RateWindow {
+  start: number;
+  bytes: number;
+}
+
+/** What the counters were at their last update (performance.now(), bytes written, pages sent). */
+interface Counters {
+  at: number;
+  bytes: number;
+  pages: number;
+  /** Bytes per ms over the last period. */
+  bandwidth: number;
+}
+
 export class OutgoingMigration implements OutgoingRun {
   readonly #m: Migration;
   readonly #ram: GuestRam;
@@ -181,12 +196,30 @@ export class OutgoingMigration implements OutgoingRun {
     this.#multifd?.check();
   }
 
+  /**
+   * The whole precopy on the main channel (migration_thread): setup, iterations until what
+   * is left fits the downtime limit, then switchover and completion.
+   * @param onStop receives the time (Date.now()) the guest was stopped.
+   */
   async #precopy(f: QemuFileWriter, ram: RamSaver, onStop: (t: number) => void): Promise<void> {
+    const slice = new TimeSlice();
+    await this.#setup(f, ram);
+    await this.#iterate(f, ram, slice);
+    // Stop-and-copy.
+    const runstateBefore = await this.#switchover(f, ram, onStop);
+    await this.#completePrecopy(f, ram, slice, runstateBefore);
+    await this.#complete(f, ram, slice);
+  }
+
+  /**
+   * The stream's header, the return path's opening and the RAM section's setup: every page
+   * dirty, the block list (qemu_savevm_state_header, qemu_savevm_state_setup). Ends in `active`.
+   */
+  async #setup(f: QemuFileWriter, ram: RamSaver): Promise<void> {
     const m = this.#m;
     const caps = m.options.caps;
     const returnPath = (caps['return-path'] || caps['postcopy-ram']) && this.#transport.bidirectional;
     const stream = await this.#transport.stream;
-    const slice = new TimeSlice();
     writeHeader(f);
     if (returnPath) {
       writeCommand(f, MIG_CMD_OPEN_RETURN_PATH);
@@ -208,113 +241,167 @@ export class OutgoingMigration implements OutgoingRun {
     m.setupTime = Date.now() - m.startTime;
     this.#updateStats(f, ram);
     m.setStatus('active');
+  }
 
-    // Iterations. The rate limit counts bytes as they are queued (QEMU's does, into its
-    // QEMUFile); bandwidth and progress count bytes the transport has passed on.
-    let windowStart = performance.now();
-    let windowBytes = this.#handed(f, ram);
-    let bandwidth = 0; // bytes per ms
-    let lastCounters = performance.now();
-    let lastCountersBytes = this.#written(f, ram);
-    let lastPagesSent = 0;
+  /**
+   * Iterations (migration_iteration_run) while the guest runs: one RAM section part per turn
+   * under the rate limit, until a finished pass leaves no more than the downtime limit allows.
+   */
+  async #iterate(f: QemuFileWriter, ram: RamSaver, slice: TimeSlice): Promise<void> {
+    const m = this.#m;
+    // The rate limit counts bytes as they are queued (QEMU's does, into its QEMUFile);
+    // bandwidth and progress count bytes the transport has passed on.
+    const window: RateWindow = { start: performance.now(), bytes: this.#handed(f, ram) };
+    const counters: Counters = {
+      at: performance.now(),
+      bytes: this.#written(f, ram),
+      pages: 0,
+      bandwidth: 0,
+    };
     for (;;) {
       this.#check();
+      // Read once per turn: migrate-set-parameters may replace them meanwhile.
       const params = m.options.params;
       const maxBw = Number(params['max-bandwidth']);
       const budget = maxBw > 0 ? (maxBw * BUFFER_DELAY_MS) / 1000 : Number.POSITIVE_INFINITY;
-      const now = performance.now();
-      if (now - windowStart >= BUFFER_DELAY_MS) {
-        windowStart = now;
-        windowBytes = this.#handed(f, ram);
-      }
-      if (this.#handed(f, ram) - windowBytes >= budget) {
+      const wait = this.#rateLimitWait(f, ram, window, budget);
+      if (wait > 0) {
         // Rate limited: wait for the next window, as QEMU's migration thread does.
-        await this.#sleep(Math.max(1, BUFFER_DELAY_MS - (performance.now() - windowStart)));
+        await this.#sleep(wait);
         continue;
       }
-      const chunkStart = performance.now();
-      writeSectionPart(f, QEMU_VM_SECTION_PART, SECTION_ID.ram);
-      // Double buffering: this chunk's pages are prepared while the previous chunk is still
-      // draining into the transport, and written as soon as it has, so the destination is
-      // never left waiting while the next batch is built.
-      const allSent = await this.#fill(
-        f,
-        ram,
-        slice,
-        () => {
-          if (f.pendingBytes >= FLUSH_BYTES || ram.multifd) {
-            // The transport still busy with the last batch: end the chunk here and wait.
-            if (f.busy || ram.multifd?.busy) return true;
-            f.flush();
-          }
-          return (
-            this.#handed(f, ram) + f.pendingBytes - windowBytes >= budget ||
-            performance.now() - chunkStart >= MAX_WAIT_MS
-          );
-        },
-        Number.isFinite(budget) ? 1 : 64,
-      );
-      if (allSent) this.#multifdSync(f, ram);
-      ram.eos();
-      writeFooter(f, SECTION_ID.ram);
-      await f.drained();
-      await ram.multifd?.drained();
-      f.flush();
-      // A pass is over when its bytes have left the process, not when they were queued: the
-      // dirty log is read and convergence judged only then, so a peer that stops reading
-      // holds the migration in `active`, with the guest running and the pass unfinished.
-      if (allSent) await this.#settled(f, ram);
-      await slice.maybeYield();
-      this.#check();
-      this.#updateStats(f, ram);
-
-      // Counters, bandwidth and the convergence check, every BUFFER_DELAY.
+      const allSent = await this.#iterateSection(f, ram, slice, window.bytes, budget);
       const t = performance.now();
-      if (t - lastCounters >= BUFFER_DELAY_MS || allSent) {
-        const dt = t - lastCounters;
-        const written = this.#written(f, ram);
-        if (dt > 0) bandwidth = (written - lastCountersBytes) / dt;
-        const pagesSent = ram.counters.normal + ram.counters.duplicate;
-        m.stats['pages-per-second'] = dt > 0 ? Math.round(((pagesSent - lastPagesSent) * 1000) / dt) : 0;
-        lastPagesSent = pagesSent;
-        lastCounters = t;
-        lastCountersBytes = written;
-      }
-      const avail = Number(params['avail-switchover-bandwidth']);
-      const bw = avail > 0 ? avail / 1000 : bandwidth;
-      const threshold = bw * Number(params['downtime-limit']);
-      // What stop-and-copy would still have to move: the dirty pages and whatever sits in
-      // the process's write queues. As in QEMU it stays at downtime-limit until both a rate
-      // and a dirtying guest have been measured (an idle guest keeps it there).
-      if (bw > 0 && m.stats['dirty-pages-rate'] > 0) {
-        m.expectedDowntime = Math.round((ram.remainingBytes + this.#queued(f, ram)) / bw);
-      }
-      // QEMU syncs as soon as the estimate drops below the threshold and may then stop the
-      // guest with a pass half done, sending its rest in downtime. Finishing the pass first
-      // costs no total time (those pages go out either way) and shortens the downtime.
-      if (allSent) {
-        const before = ram.dirtyPages;
-        ram.sync();
-        m.pass(ram.counters.syncCount);
-        const syncTime = performance.now();
-        m.stats['dirty-pages-rate'] = Math.round(
-          ((ram.dirtyPages - before) * 1000) / Math.max(1, syncTime - t + 1),
-        );
-        if (bw > 0 && ram.remainingBytes <= threshold) break;
-        if (bw === 0 && ram.dirtyPages === 0) break;
-      }
+      this.#updateCounters(f, ram, counters, t, allSent);
+      if (this.#pendingFits(f, ram, params, counters.bandwidth, t, allSent)) break;
     }
-
-    // Stop-and-copy.
-    await this.#switchover(f, ram, slice, onStop);
   }
 
-  async #switchover(
+  /**
+   * The rate limit (migration_rate_limit): starts a new window every BUFFER_DELAY and says how
+   * long to wait once the window's budget is spent.
+   * @returns milliseconds to wait for the next window, or 0 when the budget allows more.
+   */
+  #rateLimitWait(f: QemuFileWriter, ram: RamSaver, window: RateWindow, budget: number): number {
+    const now = performance.now();
+    if (now - window.start >= BUFFER_DELAY_MS) {
+      window.start = now;
+      window.bytes = this.#handed(f, ram);
+    }
+    if (this.#handed(f, ram) - window.bytes < budget) return 0;
+    return Math.max(1, BUFFER_DELAY_MS - (performance.now() - window.start));
+  }
+
+  /**
+   * One RAM section part (qemu_savevm_state_iterate): dirty pages until the rate budget or
+   * MAX_WAIT is spent, or the pass is done; then waits for its bytes to leave.
+   * @param windowBytes bytes handed over when the rate window began.
+   * @returns true when the pass is done (no dirty page left).
+   */
+  async #iterateSection(
     f: QemuFileWriter,
     ram: RamSaver,
     slice: TimeSlice,
-    onStop: (t: number) => void,
-  ): Promise<void> {
+    windowBytes: number,
+    budget: number,
+  ): Promise<boolean> {
+    const chunkStart = performance.now();
+    writeSectionPart(f, QEMU_VM_SECTION_PART, SECTION_ID.ram);
+    // Double buffering: this chunk's pages are prepared while the previous chunk is still
+    // draining into the transport, and written as soon as it has, so the destination is
+    // never left waiting while the next batch is built.
+    const allSent = await this.#fill(
+      f,
+      ram,
+      slice,
+      () => {
+        if (f.pendingBytes >= FLUSH_BYTES || ram.multifd) {
+          // The transport still busy with the last batch: end the chunk here and wait.
+          if (f.busy || ram.multifd?.busy) return true;
+          f.flush();
+        }
+        return (
+          this.#handed(f, ram) + f.pendingBytes - windowBytes >= budget ||
+          performance.now() - chunkStart >= MAX_WAIT_MS
+        );
+      },
+      Number.isFinite(budget) ? 1 : 64,
+    );
+    if (allSent) this.#multifdSync(f, ram);
+    ram.eos();
+    writeFooter(f, SECTION_ID.ram);
+    await f.drained();
+    await ram.multifd?.drained();
+    f.flush();
+    // A pass is over when its bytes have left the process, not when they were queued: the
+    // dirty log is read and convergence judged only then, so a peer that stops reading
+    // holds the migration in `active`, with the guest running and the pass unfinished.
+    if (allSent) await this.#settled(f, ram);
+    await slice.maybeYield();
+    this.#check();
+    this.#updateStats(f, ram);
+    return allSent;
+  }
+
+  /** Bandwidth and pages per second, every BUFFER_DELAY and at the end of each pass (migration_update_counters). */
+  #updateCounters(f: QemuFileWriter, ram: RamSaver, counters: Counters, t: number, allSent: boolean): void {
+    if (t - counters.at < BUFFER_DELAY_MS && !allSent) return;
+    const dt = t - counters.at;
+    const written = this.#written(f, ram);
+    if (dt > 0) counters.bandwidth = (written - counters.bytes) / dt;
+    const pagesSent = ram.counters.normal + ram.counters.duplicate;
+    this.#m.stats['pages-per-second'] = dt > 0 ? Math.round(((pagesSent - counters.pages) * 1000) / dt) : 0;
+    counters.pages = pagesSent;
+    counters.at = t;
+    counters.bytes = written;
+  }
+
+  /**
+   * The convergence check: updates the expected downtime and, at the end of a pass, syncs the
+   * dirty log and judges whether what is left fits `downtime-limit` at the measured bandwidth.
+   * @param bandwidth bytes per ms, as last measured.
+   * @param t when the turn's counters were taken (performance.now()).
+   * @returns true when it is time for the switchover.
+   */
+  #pendingFits(
+    f: QemuFileWriter,
+    ram: RamSaver,
+    params: Migration['options']['params'],
+    bandwidth: number,
+    t: number,
+    allSent: boolean,
+  ): boolean {
+    const m = this.#m;
+    const avail = Number(params['avail-switchover-bandwidth']);
+    const bw = avail > 0 ? avail / 1000 : bandwidth;
+    const threshold = bw * Number(params['downtime-limit']);
+    // What stop-and-copy would still have to move: the dirty pages and whatever sits in
+    // the process's write queues. As in QEMU it stays at downtime-limit until both a rate
+    // and a dirtying guest have been measured (an idle guest keeps it there).
+    if (bw > 0 && m.stats['dirty-pages-rate'] > 0) {
+      m.expectedDowntime = Math.round((ram.remainingBytes + this.#queued(f, ram)) / bw);
+    }
+    // QEMU syncs as soon as the estimate drops below the threshold and may then stop the
+    // guest with a pass half done, sending its rest in downtime. Finishing the pass first
+    // costs no total time (those pages go out either way) and shortens the downtime.
+    if (!allSent) return false;
+    const before = ram.dirtyPages;
+    ram.sync();
+    m.pass(ram.counters.syncCount);
+    const syncTime = performance.now();
+    m.stats['dirty-pages-rate'] = Math.round(
+      ((ram.dirtyPages - before) * 1000) / Math.max(1, syncTime - t + 1),
+    );
+    if (bw > 0 && ram.remainingBytes <= threshold) return true;
+    return bw === 0 && ram.dirtyPages === 0;
+  }
+
+  /**
+   * Stops the guest for stop-and-copy (migration_stop_vm) and, with pause-before-switchover,
+   * waits in `pre-switchover` for migrate-continue; ends in `device`.
+   * @returns the run state the guest had before the migration stopped it.
+   */
+  async #switchover(f: QemuFileWriter, ram: RamSaver, onStop: (t: number) => void): Promise<RunState> {
     const m = this.#m;
     // What the passes queued goes out while the guest still runs: downtime is only what
     // stop-and-copy adds.
@@ -337,6 +424,21 @@ export class OutgoingMigration implements OutgoingRun {
       this.#check();
     }
     m.setStatus('device');
+    return runstateBefore;
+  }
+
+  /**
+   * The last dirty pages and the device sections with the guest stopped
+   * (qemu_savevm_state_complete_precopy), all handed to the kernel but QEMU_VM_EOF.
+   * @param runstateBefore the guest's run state before the switchover, for the global state.
+   */
+  async #completePrecopy(
+    f: QemuFileWriter,
+    ram: RamSaver,
+    slice: TimeSlice,
+    runstateBefore: RunState,
+  ): Promise<void> {
+    const m = this.#m;
     ram.completing = true;
     ram.sync();
     m.pass(ram.counters.syncCount);
@@ -362,6 +464,14 @@ export class OutgoingMigration implements OutgoingRun {
     ram.cleanup();
     await ram.multifd?.finish();
     await f.settled();
+  }
+
+  /**
+   * QEMU_VM_EOF, then the end as the peer confirms it: the return path's SHUT
+   * (close_return_path_on_source), or the stream's end in the kernel and the transport's end.
+   * From there on a cancel is too late (see cancel()).
+   */
+  async #complete(f: QemuFileWriter, ram: RamSaver, slice: TimeSlice): Promise<void> {
     // Once QEMU_VM_EOF is out the destination may start the guest. A cancel that reached the
     // monitor before that must win: two turns of the event loop guarantee one poll of the
     // monitors' sockets after everything queued before them.

@@ -18,7 +18,7 @@ function pascal(name: string): string {
 }
 
 /** TS name of a schema type; implicit argument types get `<Command>Arguments`. */
-export function tsTypeName(name: string): string {
+function tsTypeName(name: string): string {
   const m = /^q_obj_(.*)-(arg|base)$/.exec(name);
   if (m && /^[A-Z0-9_]+$/.test(m[1]!)) return `${pascal(m[1]!.toLowerCase())}Event`;
   if (m) return `${pascal(m[1]!)}${m[2] === 'arg' ? 'Arguments' : 'Base'}`;
@@ -111,7 +111,7 @@ export function generateTypes(schema: Schema): string {
 }
 
 /** camelCase method name of a command: `migrate-set-capabilities` -> `migrateSetCapabilities`. */
-export function methodName(command: string): string {
+function methodName(command: string): string {
   const p = pascal(command);
   return p[0]!.toLowerCase() + p.slice(1);
 }

@@ -20,106 +20,125 @@ export type SchemaInfo = Record<string, unknown> & { name: string; 'meta-type': 
 const withFeatures = <T extends object>(o: T, features: readonly string[]) =>
   features.length ? { ...o, features: [...features] } : o;
 
+/**
+ * The schema as `query-qmp-schema` returns it: commands, then events, then every type they
+ * reach, in the order first reached, each under its masked name.
+ */
 export function introspect(schema: Schema): SchemaInfo[] {
-  const masked = new Map<string, string>();
-  const queue: string[] = [];
-  const EMPTY = '';
-  const name = (key: string): string => {
-    let n = masked.get(key);
-    if (n === undefined) {
-      n = String(masked.size);
-      masked.set(key, n);
-      queue.push(key);
-    }
-    return n;
-  };
-  const use = (ref: TypeRef | undefined): string => {
-    if (ref === undefined) return name(EMPTY);
-    if (typeof ref !== 'string') {
-      const elem = use(ref[0]);
-      const arr = `[${elem}]`;
-      if (!masked.has(arr)) {
-        masked.set(arr, arr);
-        queue.push(arr);
-      }
-      return arr;
-    }
-    if (schema.isBuiltin(ref)) {
-      const b = (INTEGER_TYPES as readonly string[]).includes(ref) ? 'int' : ref;
-      if (!masked.has(b)) {
-        masked.set(b, b);
-        queue.push(b);
-      }
-      return b;
-    }
-    return name(ref);
-  };
-
-  const out: SchemaInfo[] = [];
-  for (const c of schema.commands.values()) {
-    const info: SchemaInfo = {
-      name: c.name,
-      'meta-type': 'command',
-      'arg-type': use(c.argType),
-      'ret-type': use(c.returns),
-    };
-    if (c.allowOob) info['allow-oob'] = true;
-    out.push(withFeatures(info, c.features));
-  }
-  for (const e of schema.events.values()) {
-    out.push(withFeatures({ name: e.name, 'meta-type': 'event', 'arg-type': use(e.argType) }, e.features));
-  }
-  for (let i = 0; i < queue.length; i++) {
-    const key = queue[i]!;
-    const id = masked.get(key)!;
-    if (key === EMPTY) {
-      out.push({ name: id, 'meta-type': 'object', members: [] });
-    } else if (key.startsWith('[')) {
-      out.push({ name: id, 'meta-type': 'array', 'element-type': key.slice(1, -1) });
-    } else if (JSON_TYPE[key]) {
-      out.push({ name: key, 'meta-type': 'builtin', 'json-type': JSON_TYPE[key] });
-    } else {
-      const t = schema.type(key);
-      if (t.meta === 'enum') {
-        out.push(
-          withFeatures(
-            {
-              name: id,
-              'meta-type': 'enum',
-              members: t.values.map((v) => withFeatures({ name: v.name }, v.features)),
-              values: t.values.map((v) => v.name),
-            },
-            t.features,
-          ),
-        );
-      } else if (t.meta === 'alternate') {
-        out.push({
-          name: id,
-          'meta-type': 'alternate',
-          members: t.variants.map((v) => ({ type: use(v.type) })),
-        });
-      } else {
-        const members = schema
-          .allMembers(key)
-          .map((m) =>
-            withFeatures(
-              { name: m.name, ...(m.optional ? { default: null } : {}), type: use(m.type) },
-              m.features,
-            ),
-          );
-        const info: SchemaInfo = { name: id, 'meta-type': 'object', members };
-        if (t.discriminator && t.variants) {
-          info.tag = t.discriminator;
-          info.variants = [...t.variants].map(([c, branch]) => ({ case: c, type: use(branch) }));
-        }
-        out.push(withFeatures(info, t.features));
-      }
-    }
-  }
-  return out;
+  return new Introspection(schema).run();
 }
 
-/** `query-commands`: every command name. */
-export function commandList(schema: Schema): { name: string }[] {
-  return [...schema.commands.keys()].map((name) => ({ name }));
+/** The empty object type's key: commands without arguments or return value refer to it. */
+const EMPTY = '';
+
+/**
+ * One run of the introspection (as scripts/qapi/introspect.py's visitor): names are handed
+ * out as types are first used, and each used type is described once, in that order.
+ */
+class Introspection {
+  readonly #schema: Schema;
+  /** Type key -> the name it is shown under (a number, a builtin or an array's `[elem]`). */
+  readonly #masked = new Map<string, string>();
+  /** The types to describe, in the order they were first used. */
+  readonly #queue: string[] = [];
+
+  constructor(schema: Schema) {
+    this.#schema = schema;
+  }
+
+  run(): SchemaInfo[] {
+    const schema = this.#schema;
+    const out: SchemaInfo[] = [];
+    for (const c of schema.commands.values()) {
+      const info: SchemaInfo = {
+        name: c.name,
+        'meta-type': 'command',
+        'arg-type': this.#use(c.argType),
+        'ret-type': this.#use(c.returns),
+      };
+      if (c.allowOob) info['allow-oob'] = true;
+      out.push(withFeatures(info, c.features));
+    }
+    for (const e of schema.events.values()) {
+      out.push(
+        withFeatures({ name: e.name, 'meta-type': 'event', 'arg-type': this.#use(e.argType) }, e.features),
+      );
+    }
+    // Describing a type may use more types: the queue grows as it is walked.
+    for (let i = 0; i < this.#queue.length; i++) {
+      const key = this.#queue[i]!;
+      out.push(this.#describe(key, this.#masked.get(key)!));
+    }
+    return out;
+  }
+
+  /** The masked name of a named type, numbered in order of first use. */
+  #name(key: string): string {
+    let n = this.#masked.get(key);
+    if (n === undefined) {
+      n = String(this.#masked.size);
+      this.#masked.set(key, n);
+      this.#queue.push(key);
+    }
+    return n;
+  }
+
+  /** A name that is shown as it is (a builtin, an array), queued on first use. */
+  #plain(key: string): string {
+    if (!this.#masked.has(key)) {
+      this.#masked.set(key, key);
+      this.#queue.push(key);
+    }
+    return key;
+  }
+
+  /** The name a reference to `ref` shows: every integer width is `int`, arrays `[elem]`. */
+  #use(ref: TypeRef | undefined): string {
+    if (ref === undefined) return this.#name(EMPTY);
+    if (typeof ref !== 'string') return this.#plain(`[${this.#use(ref[0])}]`);
+    if (this.#schema.isBuiltin(ref)) {
+      return this.#plain((INTEGER_TYPES as readonly string[]).includes(ref) ? 'int' : ref);
+    }
+    return this.#name(ref);
+  }
+
+  /** One SchemaInfo for the type `key`, shown as `id`. */
+  #describe(key: string, id: string): SchemaInfo {
+    if (key === EMPTY) return { name: id, 'meta-type': 'object', members: [] };
+    if (key.startsWith('[')) return { name: id, 'meta-type': 'array', 'element-type': key.slice(1, -1) };
+    if (JSON_TYPE[key]) return { name: key, 'meta-type': 'builtin', 'json-type': JSON_TYPE[key] };
+    const t = this.#schema.type(key);
+    if (t.meta === 'enum') {
+      return withFeatures(
+        {
+          name: id,
+          'meta-type': 'enum',
+          members: t.values.map((v) => withFeatures({ name: v.name }, v.features)),
+          values: t.values.map((v) => v.name),
+        },
+        t.features,
+      );
+    }
+    if (t.meta === 'alternate') {
+      return {
+        name: id,
+        'meta-type': 'alternate',
+        members: t.variants.map((v) => ({ type: this.#use(v.type) })),
+      };
+    }
+    const members = this.#schema
+      .allMembers(key)
+      .map((m) =>
+        withFeatures(
+          { name: m.name, ...(m.optional ? { default: null } : {}), type: this.#use(m.type) },
+          m.features,
+        ),
+      );
+    const info: SchemaInfo = { name: id, 'meta-type': 'object', members };
+    if (t.discriminator && t.variants) {
+      info.tag = t.discriminator;
+      info.variants = [...t.variants].map(([c, branch]) => ({ case: c, type: this.#use(branch) }));
+    }
+    return withFeatures(info, t.features);
+  }
 }

@@ -76,77 +76,97 @@ export class JsonSyntaxError extends QmigrateError {
  * @throws {JsonSyntaxError} when the text is not one well-formed JSON value.
  */
 export function parseJson(text: string): unknown {
-  let pos = 0;
-  const ws = () => {
-    while (pos < text.length) {
-      const c = text.charCodeAt(pos);
-      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) pos++;
+  return new JsonParser(text).parse();
+}
+
+/** A recursive-descent parser over one text; `#pos` is where it reads next. */
+class JsonParser {
+  readonly #text: string;
+  #pos = 0;
+
+  constructor(text: string) {
+    this.#text = text;
+  }
+
+  parse(): unknown {
+    const v = this.#value(0);
+    this.#ws();
+    if (this.#pos !== this.#text.length) this.#fail('trailing characters');
+    return v;
+  }
+
+  #ws(): void {
+    const text = this.#text;
+    while (this.#pos < text.length) {
+      const c = text.charCodeAt(this.#pos);
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) this.#pos++;
       else break;
     }
-  };
-  const fail = (what: string): never => {
-    throw new JsonSyntaxError(what, pos);
-  };
-  const value = (depth: number): unknown => {
-    if (depth > 1024) fail('nesting too deep');
-    ws();
-    const c = text[pos];
-    if (c === '{') {
-      pos++;
-      const obj: Record<string, unknown> = {};
-      ws();
-      if (text[pos] === '}') {
-        pos++;
-        return obj;
-      }
-      for (;;) {
-        ws();
-        const q = text[pos];
-        if (q !== '"' && q !== "'") fail('expected a string key');
-        const key = string();
-        ws();
-        if (text[pos] !== ':') fail("expected ':'");
-        pos++;
-        const v = value(depth + 1);
-        Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
-        ws();
-        if (text[pos] === ',') {
-          pos++;
-          continue;
-        }
-        if (text[pos] === '}') {
-          pos++;
-          return obj;
-        }
-        fail("expected ',' or '}'");
-      }
+  }
+
+  #fail(what: string): never {
+    throw new JsonSyntaxError(what, this.#pos);
+  }
+
+  /** Reads `c` if it comes next. */
+  #eat(c: string): boolean {
+    if (this.#text[this.#pos] !== c) return false;
+    this.#pos++;
+    return true;
+  }
+
+  #value(depth: number): unknown {
+    if (depth > 1024) this.#fail('nesting too deep');
+    this.#ws();
+    const c = this.#text[this.#pos];
+    if (c === '{') return this.#object(depth);
+    if (c === '[') return this.#array(depth);
+    if (c === '"' || c === "'") return this.#string();
+    return this.#scalar();
+  }
+
+  #object(depth: number): Record<string, unknown> {
+    this.#pos++;
+    const obj: Record<string, unknown> = {};
+    this.#ws();
+    if (this.#eat('}')) return obj;
+    for (;;) {
+      this.#ws();
+      const q = this.#text[this.#pos];
+      if (q !== '"' && q !== "'") this.#fail('expected a string key');
+      const key = this.#string();
+      this.#ws();
+      if (!this.#eat(':')) this.#fail("expected ':'");
+      const v = this.#value(depth + 1);
+      // Not `obj[key] = v`: a key `__proto__` must become a member, not the prototype.
+      Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
+      this.#ws();
+      if (this.#eat(',')) continue;
+      if (this.#eat('}')) return obj;
+      this.#fail("expected ',' or '}'");
     }
-    if (c === '[') {
-      pos++;
-      const arr: unknown[] = [];
-      ws();
-      if (text[pos] === ']') {
-        pos++;
-        return arr;
-      }
-      for (;;) {
-        arr.push(value(depth + 1));
-        ws();
-        if (text[pos] === ',') {
-          pos++;
-          continue;
-        }
-        if (text[pos] === ']') {
-          pos++;
-          return arr;
-        }
-        fail("expected ',' or ']'");
-      }
+  }
+
+  #array(depth: number): unknown[] {
+    this.#pos++;
+    const arr: unknown[] = [];
+    this.#ws();
+    if (this.#eat(']')) return arr;
+    for (;;) {
+      arr.push(this.#value(depth + 1));
+      this.#ws();
+      if (this.#eat(',')) continue;
+      if (this.#eat(']')) return arr;
+      this.#fail("expected ',' or ']'");
     }
-    if (c === '"' || c === "'") return string();
-    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(pos, pos + 400));
+  }
+
+  /** A number or a literal word. */
+  #scalar(): unknown {
+    const text = this.#text;
+    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(this.#pos, this.#pos + 400));
     if (m && m[0].length > 0) {
-      pos += m[0].length;
+      this.#pos += m[0].length;
       return numberFromLexeme(m[0]);
     }
     for (const [word, v] of [
@@ -158,72 +178,70 @@ export function parseJson(text: string): unknown {
       ['inf', Number.POSITIVE_INFINITY],
       ['nan', Number.NaN],
     ] as const) {
-      if (text.startsWith(word, pos)) {
-        pos += word.length;
+      if (text.startsWith(word, this.#pos)) {
+        this.#pos += word.length;
         return v;
       }
     }
-    return fail('unexpected token');
-  };
-  const string = (): string => {
-    const quote = text[pos++];
+    return this.#fail('unexpected token');
+  }
+
+  /** A string in double or single quotes; the runs between escapes are copied in one slice. */
+  #string(): string {
+    const text = this.#text;
+    const quote = text[this.#pos++];
     let out = '';
-    let start = pos;
+    let start = this.#pos;
     for (;;) {
-      if (pos >= text.length) fail('unterminated string');
-      const c = text[pos];
+      if (this.#pos >= text.length) this.#fail('unterminated string');
+      const c = text[this.#pos];
       if (c === quote) {
-        out += text.slice(start, pos);
-        pos++;
+        out += text.slice(start, this.#pos);
+        this.#pos++;
         return out;
       }
-      if (c !== undefined && c.charCodeAt(0) < 0x20) fail('control character in string');
+      if (c !== undefined && c.charCodeAt(0) < 0x20) this.#fail('control character in string');
       if (c === '\\') {
-        out += text.slice(start, pos);
-        const e = text[pos + 1];
-        pos += 2;
-        switch (e) {
-          case '"':
-          case "'":
-          case '\\':
-          case '/':
-            out += e;
-            break;
-          case 'b':
-            out += '\b';
-            break;
-          case 'f':
-            out += '\f';
-            break;
-          case 'n':
-            out += '\n';
-            break;
-          case 'r':
-            out += '\r';
-            break;
-          case 't':
-            out += '\t';
-            break;
-          case 'u': {
-            const hex = text.slice(pos, pos + 4);
-            if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('bad \\u escape');
-            out += String.fromCharCode(Number.parseInt(hex, 16));
-            pos += 4;
-            break;
-          }
-          default:
-            fail('bad escape');
-        }
-        start = pos;
+        out += text.slice(start, this.#pos);
+        out += this.#escape();
+        start = this.#pos;
         continue;
       }
-      pos++;
+      this.#pos++;
     }
-  };
-  const v = value(0);
-  ws();
-  if (pos !== text.length) fail('trailing characters');
-  return v;
+  }
+
+  /** The escape at `#pos` (its backslash included), read and decoded. */
+  #escape(): string {
+    const text = this.#text;
+    const e = text[this.#pos + 1];
+    this.#pos += 2;
+    switch (e) {
+      case '"':
+      case "'":
+      case '\\':
+      case '/':
+        return e;
+      case 'b':
+        return '\b';
+      case 'f':
+        return '\f';
+      case 'n':
+        return '\n';
+      case 'r':
+        return '\r';
+      case 't':
+        return '\t';
+      case 'u': {
+        const hex = text.slice(this.#pos, this.#pos + 4);
+        if (!/^[0-9a-fA-F]{4}$/.test(hex)) this.#fail('bad \\u escape');
+        this.#pos += 4;
+        return String.fromCharCode(Number.parseInt(hex, 16));
+      }
+      default:
+        return this.#fail('bad escape');
+    }
+  }
 }
 
 /**

@@ -121,6 +121,7 @@ export class Schema {
     this.types.set(t.name, t);
   }
 
+  /** One expression of the schema file, by kind (scripts/qapi/schema.py _def_exprs). */
   #add(e: RawExpr): void {
     const features = featureNames(e.features);
     const doc = e.doc;
@@ -135,33 +136,7 @@ export class Schema {
       // Base members are looked up lazily: a base may be defined later in the file.
       this.#addObject({ meta: 'object', name: e.struct, doc, features, members: own, base, implicit: false });
     } else if (e.union !== undefined) {
-      let base: string;
-      if (typeof e.base === 'string') base = e.base;
-      else {
-        base = `q_obj_${e.union}-base`;
-        this.#addObject({
-          meta: 'object',
-          name: base,
-          features: [],
-          members: members(e.base),
-          implicit: true,
-        });
-      }
-      const variants = new Map<string, string>();
-      for (const [k, v] of Object.entries(e.data as Record<string, string | { type: string }>)) {
-        variants.set(k, typeof v === 'string' ? v : v.type);
-      }
-      this.#addObject({
-        meta: 'object',
-        name: e.union,
-        doc,
-        features,
-        members: [],
-        base,
-        discriminator: e.discriminator,
-        variants,
-        implicit: false,
-      });
+      this.#addUnion(e, e.union, doc, features);
     } else if (e.alternate !== undefined) {
       const variants = Object.entries(e.data as Record<string, string | { type: string }>).map(
         ([name, v]) => ({
@@ -171,37 +146,73 @@ export class Schema {
       );
       this.types.set(e.alternate, { meta: 'alternate', name: e.alternate, doc, features, variants });
     } else if (e.command !== undefined || e.event !== undefined) {
-      const name = (e.command ?? e.event) as string;
-      let argType: string | undefined;
-      if (typeof e.data === 'string') argType = e.data;
-      else if (e.data !== undefined && Object.keys(e.data as object).length > 0) {
-        argType = `q_obj_${name}-arg`;
-        this.#addObject({
-          meta: 'object',
-          name: argType,
-          features: [],
-          members: members(e.data as RawMembers),
-          implicit: true,
-        });
-      }
-      const boxed = e.boxed === true;
-      if (e.command !== undefined) {
-        this.commands.set(name, {
-          meta: 'command',
-          name,
-          doc,
-          features,
-          argType,
-          boxed,
-          returns: e.returns,
-          allowOob: e['allow-oob'] === true,
-          allowPreconfig: e['allow-preconfig'] === true,
-        });
-      } else {
-        this.events.set(name, { meta: 'event', name, doc, features, argType, boxed });
-      }
+      this.#addCommandOrEvent(e, doc, features);
     } else {
       throw new ArgumentError(`schema: unknown expression ${JSON.stringify(e).slice(0, 80)}`);
+    }
+  }
+
+  /** A union: its base (named, or implicit from inline members) and its variants by tag value. */
+  #addUnion(e: RawExpr, union: string, doc: RawExpr['doc'], features: string[]): void {
+    let base: string;
+    if (typeof e.base === 'string') base = e.base;
+    else {
+      base = `q_obj_${union}-base`;
+      this.#addObject({
+        meta: 'object',
+        name: base,
+        features: [],
+        members: members(e.base),
+        implicit: true,
+      });
+    }
+    const variants = new Map<string, string>();
+    for (const [k, v] of Object.entries(e.data as Record<string, string | { type: string }>)) {
+      variants.set(k, typeof v === 'string' ? v : v.type);
+    }
+    this.#addObject({
+      meta: 'object',
+      name: union,
+      doc,
+      features,
+      members: [],
+      base,
+      discriminator: e.discriminator,
+      variants,
+      implicit: false,
+    });
+  }
+
+  /** A command or an event, with an implicit argument type for inline members. */
+  #addCommandOrEvent(e: RawExpr, doc: RawExpr['doc'], features: string[]): void {
+    const name = (e.command ?? e.event) as string;
+    let argType: string | undefined;
+    if (typeof e.data === 'string') argType = e.data;
+    else if (e.data !== undefined && Object.keys(e.data as object).length > 0) {
+      argType = `q_obj_${name}-arg`;
+      this.#addObject({
+        meta: 'object',
+        name: argType,
+        features: [],
+        members: members(e.data as RawMembers),
+        implicit: true,
+      });
+    }
+    const boxed = e.boxed === true;
+    if (e.command !== undefined) {
+      this.commands.set(name, {
+        meta: 'command',
+        name,
+        doc,
+        features,
+        argType,
+        boxed,
+        returns: e.returns,
+        allowOob: e['allow-oob'] === true,
+        allowPreconfig: e['allow-preconfig'] === true,
+      });
+    } else {
+      this.events.set(name, { meta: 'event', name, doc, features, argType, boxed });
     }
   }
 

@@ -51,7 +51,7 @@ function inetTo(optstr: string): number | undefined {
  * QEMU 10.0's inet_parse(): `host:port`, `:port`, `[v6host]:port`, then `,to=`, `,ipv4`,
  * `,ipv6`, `,keep-alive`, `,mptcp` options; anything else after the port is ignored.
  */
-export function parseInet(str: string): InetSocketAddress {
+function parseInet(str: string): InetSocketAddress {
   let host: string | undefined;
   let port: string | undefined;
   let pos: number;
@@ -85,7 +85,7 @@ export function parseInet(str: string): InetSocketAddress {
 }
 
 /** QEMU 10.0's socket_parse() for the prefixes migration hands it. */
-export function parseSocketUri(uri: string): SocketAddress {
+function parseSocketUri(uri: string): SocketAddress {
   if (uri.startsWith('unix:')) {
     if (uri.length === 5) throw genericError('invalid Unix socket address');
     return { type: 'unix', path: uri.slice(5) };

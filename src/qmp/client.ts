@@ -61,6 +61,13 @@ interface Pending {
   cleanup: () => void;
 }
 
+/**
+ * How many commands given up on (timed out or aborted after they were sent) the client
+ * remembers, so that their late replies are dropped rather than taken for a broken peer. The
+ * oldest is forgotten first: a reply that comes after 1024 later give-ups is unknown again.
+ */
+export const MAX_ABANDONED_IDS = 1024;
+
 const sendChannel = diagnosticsChannel('qmigrate:qmp:client:send');
 const receiveChannel = diagnosticsChannel('qmigrate:qmp:client:receive');
 
@@ -73,6 +80,8 @@ export class QmpClient extends QmpCommandMethods {
   #greeting: Greeting | undefined;
   #nextId = 1;
   readonly #pending = new Map<string, Pending>();
+  /** Ids of commands sent and then given up on, oldest first (at most MAX_ABANDONED_IDS). */
+  readonly #abandoned = new Set<string>();
   readonly #listeners = new Set<EventListener<EventName>>();
   readonly #handlers = new Map<string, Set<(e: QmpEvent) => void>>();
   readonly #options: ConnectOptions;
@@ -150,6 +159,8 @@ export class QmpClient extends QmpCommandMethods {
    * Runs a command and resolves to its `return` value.
    * @throws {QmpError} when the server answers with an error (class and desc verbatim).
    * @throws {ExecTimeoutError} / {ExecAbortedError} when the timeout passes or the signal aborts.
+   *   The server still runs the command; its reply, when it comes, is dropped (for the last
+   *   {@link MAX_ABANDONED_IDS} commands given up on) and the session goes on.
    * @throws {ExecInterruptedError} when the connection ends before the reply.
    * @throws {StateError} when the client is closed.
    */
@@ -179,8 +190,8 @@ export class QmpClient extends QmpCommandMethods {
       const timer =
         timeout === undefined
           ? undefined
-          : setTimeout(() => fail(new ExecTimeoutError(command, timeout)), timeout);
-      const onAbort = () => fail(new ExecAbortedError(command, options.signal?.reason));
+          : setTimeout(() => giveUp(new ExecTimeoutError(command, timeout)), timeout);
+      const onAbort = () => giveUp(new ExecAbortedError(command, options.signal?.reason));
       const cleanup = () => {
         if (timer) clearTimeout(timer);
         options.signal?.removeEventListener('abort', onAbort);
@@ -189,6 +200,12 @@ export class QmpClient extends QmpCommandMethods {
       const fail = (e: unknown) => {
         cleanup();
         reject(e);
+      };
+      // The server still runs a command it was sent and will answer it (QMP has no way to
+      // call one back); only a command that went out can have a reply to drop.
+      const giveUp = (e: unknown) => {
+        if (this.#pending.has(id)) this.#abandon(id);
+        fail(e);
       };
       if (options.signal?.aborted) return onAbort();
       options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -319,14 +336,28 @@ export class QmpClient extends QmpCommandMethods {
     }
     const id = typeof msg.id === 'string' ? msg.id : undefined;
     const p = id === undefined ? undefined : this.#pending.get(id);
+    const isReply = 'return' in msg || (msg.error !== null && typeof msg.error === 'object');
+    // The late reply to a command given up on: qmp-spec.rst ("Commands Responses") has
+    // clients drop replies whose id they do not know. An id this client never sent still
+    // means a confused peer.
+    if (!p && isReply && id !== undefined && this.#abandoned.delete(id)) return;
     if (!p)
       throw new BadReplyError(msg, id === undefined ? 'reply without our id' : `reply to unknown id ${id}`);
     p.cleanup();
     if ('return' in msg) p.resolve(msg.return);
-    else if (msg.error && typeof msg.error === 'object') {
+    else if (isReply) {
       const err = msg.error as { class?: unknown; desc?: unknown };
       p.reject(new QmpError(String(err.class), String(err.desc), p.sent, msg));
     } else throw new BadReplyError(msg, 'neither return nor error');
+  }
+
+  /** Remembers a sent command's id so that its reply, should it still come, is dropped. */
+  #abandon(id: string): void {
+    this.#abandoned.add(id);
+    if (this.#abandoned.size > MAX_ABANDONED_IDS) {
+      const oldest = this.#abandoned.values().next().value;
+      if (oldest !== undefined) this.#abandoned.delete(oldest);
+    }
   }
 
   /** @internal */

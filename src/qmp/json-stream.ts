@@ -337,87 +337,123 @@ function parseError(message: string): { error: string } {
  * first error.
  */
 function parseTokens(types: number[], vals: unknown[]): StreamItem {
-  const count = types.length;
-  const premature = () => parseError('premature EOI');
-  type Frame =
-    | { arr: unknown[]; obj?: undefined }
-    | { obj: Record<string, unknown>; key: string | undefined };
-  const stack: Frame[] = [];
-  let pos = 0;
-  for (;;) {
-    // A value starts at pos.
-    if (pos >= count) return premature();
-    let value: unknown;
-    switch (types[pos++]) {
+  return new TokenParser(types, vals).parse();
+}
+
+/** An open container: an array, or an object with the key whose value comes next. */
+type Frame = { arr: unknown[]; obj?: undefined } | { obj: Record<string, unknown>; key: string | undefined };
+
+/** What #value() returns for a container with members: they come next. */
+const OPENED = Symbol('opened');
+
+/** What #value() returns for an error: the item to emit. */
+class Failed {
+  constructor(readonly item: StreamItem) {}
+}
+
+const premature = () => parseError('premature EOI');
+
+/** The parser's position in the tokens and its stack of open containers. */
+class TokenParser {
+  readonly #types: number[];
+  readonly #vals: unknown[];
+  readonly #stack: Frame[] = [];
+  #pos = 0;
+
+  constructor(types: number[], vals: unknown[]) {
+    this.#types = types;
+    this.#vals = vals;
+  }
+
+  parse(): StreamItem {
+    for (;;) {
+      const value = this.#value();
+      if (value === OPENED) continue;
+      if (value instanceof Failed) return value.item;
+      const item = this.#settle(value);
+      if (item) return item;
+    }
+  }
+
+  /** The value that starts at `#pos`: a scalar or an empty container, else OPENED or Failed. */
+  #value(): unknown {
+    const types = this.#types;
+    const count = types.length;
+    if (this.#pos >= count) return new Failed(premature());
+    switch (types[this.#pos++]) {
       case T_LCURLY:
-        if (pos >= count) return premature();
-        if (types[pos] === T_RCURLY) {
-          pos++;
-          value = {};
-          break;
+        if (this.#pos >= count) return new Failed(premature());
+        if (types[this.#pos] === T_RCURLY) {
+          this.#pos++;
+          return {};
         }
-        stack.push({ obj: {}, key: undefined });
-        continue;
+        this.#stack.push({ obj: {}, key: undefined });
+        return OPENED;
       case T_LSQUARE:
-        if (pos >= count) return premature();
-        if (types[pos] === T_RSQUARE) {
-          pos++;
-          value = [];
-          break;
+        if (this.#pos >= count) return new Failed(premature());
+        if (types[this.#pos] === T_RSQUARE) {
+          this.#pos++;
+          return [];
         }
-        stack.push({ arr: [] });
-        continue;
+        this.#stack.push({ arr: [] });
+        return OPENED;
       case T_INTEGER:
       case T_FLOAT:
-        value = vals[pos - 1];
-        break;
-      case T_STRING:
-        value = vals[pos - 1];
-        if (value instanceof BadString) return { error: value.desc };
-        break;
+        return this.#vals[this.#pos - 1];
+      case T_STRING: {
+        const value = this.#vals[this.#pos - 1];
+        if (value instanceof BadString) return new Failed({ error: value.desc });
+        return value;
+      }
       case T_KEYWORD: {
-        const word = vals[pos - 1] as string;
-        if (word === 'true') value = true;
-        else if (word === 'false') value = false;
-        else if (word === 'null') value = null;
+        const word = this.#vals[this.#pos - 1] as string;
+        if (word === 'true') return true;
+        if (word === 'false') return false;
+        if (word === 'null') return null;
         // QEMU formats parser messages into a 1024-byte buffer, cutting long keywords short.
-        else return parseError(`invalid keyword '${word}'`.slice(0, 1023));
-        break;
+        return new Failed(parseError(`invalid keyword '${word}'`.slice(0, 1023)));
       }
       default:
-        return parseError('expecting value');
+        return new Failed(parseError('expecting value'));
     }
+  }
 
-    // A value is complete: give it to the enclosing containers, closing those that end here.
+  /**
+   * A value is complete: gives it to the enclosing containers, closing those that end here.
+   * @returns the message (or its error) once it is done; undefined when a value comes next.
+   */
+  #settle(value: unknown): StreamItem | undefined {
+    const types = this.#types;
+    const count = types.length;
     for (;;) {
-      const f = stack[stack.length - 1];
+      const f = this.#stack[this.#stack.length - 1];
       if (!f) return { value };
       if (f.obj === undefined) {
         f.arr.push(value);
-        if (pos >= count) return premature();
-        const sep = types[pos++];
-        if (sep === T_COMMA) break;
+        if (this.#pos >= count) return premature();
+        const sep = types[this.#pos++];
+        if (sep === T_COMMA) return undefined;
         if (sep !== T_RSQUARE) return parseError('expected separator in list');
         value = f.arr;
-        stack.pop();
+        this.#stack.pop();
         continue;
       }
       if (f.key === undefined) {
         if (typeof value !== 'string') return parseError('key is not a string in object');
-        if (pos >= count) return premature();
-        if (types[pos++] !== T_COLON) return parseError('missing : in object pair');
+        if (this.#pos >= count) return premature();
+        if (types[this.#pos++] !== T_COLON) return parseError('missing : in object pair');
         f.key = value;
-        break;
+        return undefined;
       }
       if (Object.hasOwn(f.obj, f.key)) return parseError('duplicate key');
       Object.defineProperty(f.obj, f.key, { value, enumerable: true, writable: true, configurable: true });
       f.key = undefined;
-      if (pos >= count) return premature();
-      const sep = types[pos++];
-      if (sep === T_COMMA) break;
+      if (this.#pos >= count) return premature();
+      const sep = types[this.#pos++];
+      if (sep === T_COMMA) return undefined;
       if (sep !== T_RCURLY) return parseError('expected separator in dict');
       value = f.obj;
-      stack.pop();
+      this.#stack.pop();
     }
   }
 }

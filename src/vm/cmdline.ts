@@ -113,11 +113,157 @@ function size(text: string, defaultSuffix: 'B' | 'M'): bigint {
 }
 
 /**
- * Parses the options after `qmigrate vm`.
- * @throws {UsageError} `OPTION ARG: message`, as QEMU prints it after its program name.
+ * The chardevs the command line creates, in order (-chardev, -qmp, -monitor), and the -mon
+ * options that refer to them by id, resolved once every -chardev has been read.
  */
-export function parseVmArgs(argv: readonly string[]): VmConfig {
-  const cfg: VmConfig = {
+class Chardevs {
+  readonly #byId = new Map<string, Chardev>();
+  /** Where each chardev was given: QEMU names that option when opening it fails. */
+  readonly #specs = new Map<Chardev, string>();
+  readonly #mons: string[] = [];
+  #stdioTaken = false;
+
+  /** A chardev is created for each of these options, in order: stdio only once (chardev/char-stdio.c). */
+  created(dev: Chardev): Chardev {
+    if (dev.backend === 'stdio') {
+      if (this.#stdioTaken) throw genericError('cannot use stdio by multiple character devices');
+      this.#stdioTaken = true;
+    }
+    return dev;
+  }
+
+  /** `-chardev BACKEND,id=ID,...`. */
+  add(arg: string, where: string): void {
+    const { id, dev } = parseChardev(arg);
+    if (this.#byId.has(id))
+      throw genericError(`attempt to add duplicate property 'id' to object (type 'container')`);
+    this.#byId.set(id, this.created(dev));
+    this.#specs.set(dev, where);
+  }
+
+  mon(arg: string): void {
+    this.#mons.push(arg);
+  }
+
+  /** The monitors the -mon options make. @throws {UsageError} naming the -mon. */
+  monitors(): VmConfig['monitors'] {
+    return this.#mons.map((m) => {
+      try {
+        const mon = parseMon(m, this.#byId);
+        return { ...mon, spec: this.#specs.get(mon.dev) ?? `-mon ${m}` };
+      } catch (e) {
+        throw new UsageError(`-mon ${m}: ${(e as Error).message}`);
+      }
+    });
+  }
+}
+
+/**
+ * `-machine`: only `none`, with `memory-backend`.
+ * @returns what to print instead of running, for a request for help.
+ */
+function machineOption(arg: string, cfg: VmConfig): VmConfig['info'] {
+  const kv = keyval(arg, 'type');
+  const type = kv.get('type');
+  // QEMU's keyval parser takes a bare `help` or `?` as a request for help: in first
+  // place it lists the machines, after a type that type's properties.
+  const parts = arg.split(',');
+  if (isHelp(parts[0]!)) return 'machines';
+  if (parts.slice(1).some(isHelp)) return type === 'none' ? 'none-machine' : 'machines';
+  if (type !== 'none' && type !== undefined) {
+    throw new UsageError(`unsupported machine type: "${type}"\nUse -machine help to list supported machines`);
+  }
+  for (const [k, v] of kv) {
+    if (k === 'memory-backend') cfg.memoryBackend = v;
+    else if (k !== 'type' && k !== 'accel') throw genericError(`Property 'none-machine.${k}' not found`);
+  }
+  return undefined;
+}
+
+/** `-object`: a memory backend or qmigrate's workload; ids are unique among objects. */
+function objectOption(arg: string, cfg: VmConfig, objectIds: Set<string>): void {
+  const kv = keyval(arg, 'qom-type');
+  const type = kv.get('qom-type')!;
+  const id = kv.get('id');
+  if (id !== undefined) {
+    if (objectIds.has(id)) throw genericError(`Duplicate ID '${id}' for object`);
+    objectIds.add(id);
+  }
+  if (type === 'qmigrate-workload') {
+    cfg.workload = { rate: Number(kv.get('rate') ?? '0') };
+    if (!Number.isFinite(cfg.workload.rate) || cfg.workload.rate < 0) {
+      throw genericError("Parameter 'rate' expects a non-negative number of pages per second");
+    }
+    return;
+  }
+  if (type !== 'memory-backend-ram' && type !== 'memory-backend-file') {
+    throw genericError(`invalid object type: ${type}`);
+  }
+  if (!id) throw genericError("Parameter 'id' is missing");
+  const s = kv.get('size');
+  if (s === undefined) throw genericError("can't create backend with size 0");
+  const b: MemoryBackend = {
+    id,
+    type,
+    size: size(s, 'B'),
+    share: onOff(kv.get('share'), 'share', false),
+  };
+  if (type === 'memory-backend-file') {
+    b.memPath = kv.get('mem-path');
+    if (!b.memPath) throw genericError('mem-path property not set');
+  }
+  for (const k of kv.keys()) {
+    if (!['qom-type', 'id', 'size', 'share', 'mem-path', 'prealloc', 'merge', 'dump'].includes(k)) {
+      throw genericError(`Property '${type}.${k}' not found`);
+    }
+  }
+  cfg.backends.push(b);
+}
+
+/** `-run-with`: exit-with-parent is QEMU 10.1's (10.0 has only async-teardown, chroot and user). */
+function runWithOption(arg: string, cfg: VmConfig): void {
+  for (const [k, v] of keyval(arg)) {
+    if (k === 'exit-with-parent') cfg.exitWithParent = onOff(v, k, false);
+    else if (k === 'async-teardown' || k === 'chroot' || k === 'user') {
+      throw genericError(`'${k}' is not supported by qmigrate`);
+    } else throw genericError(`Invalid parameter '${k}'`);
+  }
+}
+
+/** `-add-fd fd=N,set=M[,opaque=S]`, with QEMU's checks in their order (system/vl.c parse_add_fd). */
+function addFdOption(arg: string, cfg: VmConfig): void {
+  const kv = keyval(arg);
+  const number = (name: string) => {
+    const v = kv.get(name);
+    if (v === undefined) return -1;
+    if (!/^-?\d+$/.test(v)) throw genericError(`Parameter '${name}' expects a number`);
+    return Number(v);
+  };
+  const fd = number('fd');
+  const set = number('set');
+  if (fd < 0) throw genericError('fd option is required and must be non-negative');
+  if (fd <= 2) throw genericError('fd cannot be a standard I/O stream');
+  // Not one the parent passed: writing the stream there would go into Node's own.
+  if (!isInheritedFd(fd)) throw genericError('fd is not valid or already in use');
+  if (set < 0) throw genericError('set option is required and must be non-negative');
+  cfg.addFds.push({ fd, set, opaque: kv.get('opaque') });
+}
+
+/** An option's error as QEMU prints it: every line of a chardev error prefixed, only the first of others. */
+function usageError(e: unknown, where: string): UsageError {
+  // The checks throw QEMU's Error (genericError) or a ChardevError; each gets the option it is
+  // about here, as QEMU reports errors under the option's location.
+  if (e instanceof UsageError) return e;
+  const [first, ...rest] = (e as Error).message.split('\n');
+  if (e instanceof ChardevError) {
+    return new UsageError([first, ...rest].map((l) => `${where}: ${l}`).join('\nqmigrate: '));
+  }
+  return new UsageError([`${where}: ${first}`, ...rest].join('\n'));
+}
+
+/** A VM without options: QEMU's 128 MiB of RAM, started at once, no monitor. */
+function defaultConfig(): VmConfig {
+  return {
     ramSize: 128n << 20n,
     ramSizeGiven: false,
     backends: [],
@@ -126,20 +272,16 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
     addFds: [],
     exitWithParent: false,
   };
-  const chardevs = new Map<string, Chardev>();
-  /** Where each chardev was given: QEMU names that option when opening it fails. */
-  const chardevSpecs = new Map<Chardev, string>();
-  const mons: string[] = [];
+}
+
+/**
+ * Parses the options after `qmigrate vm`.
+ * @throws {UsageError} `OPTION ARG: message`, as QEMU prints it after its program name.
+ */
+export function parseVmArgs(argv: readonly string[]): VmConfig {
+  const cfg = defaultConfig();
+  const chardevs = new Chardevs();
   const objectIds = new Set<string>();
-  let stdioTaken = false;
-  /** A chardev is created for each of these options, in order: stdio only once (chardev/char-stdio.c). */
-  const created = (dev: Chardev): Chardev => {
-    if (dev.backend === 'stdio') {
-      if (stdioTaken) throw genericError('cannot use stdio by multiple character devices');
-      stdioTaken = true;
-    }
-    return dev;
-  };
   for (let i = 0; i < argv.length; i++) {
     const raw = argv[i]!;
     const opt = raw.startsWith('--') ? raw.slice(1) : raw;
@@ -157,93 +299,39 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
       switch (opt) {
         case '-machine':
         case '-M': {
-          const kv = keyval(arg, 'type');
-          const type = kv.get('type');
-          // QEMU's keyval parser takes a bare `help` or `?` as a request for help: in first
-          // place it lists the machines, after a type that type's properties.
-          const parts = arg.split(',');
-          if (isHelp(parts[0]!)) return { ...cfg, info: 'machines' };
-          if (parts.slice(1).some(isHelp))
-            return { ...cfg, info: type === 'none' ? 'none-machine' : 'machines' };
-          if (type !== 'none' && type !== undefined) {
-            throw new UsageError(
-              `unsupported machine type: "${type}"\nUse -machine help to list supported machines`,
-            );
-          }
-          for (const [k, v] of kv) {
-            if (k === 'memory-backend') cfg.memoryBackend = v;
-            else if (k !== 'type' && k !== 'accel')
-              throw genericError(`Property 'none-machine.${k}' not found`);
-          }
+          const info = machineOption(arg, cfg);
+          if (info) return { ...cfg, info };
           break;
         }
-        case '-m': {
-          const kv = keyval(arg, 'size');
+        case '-m':
           // QEMU rounds the size up to 8 KiB (system/vl.c set_memory_options).
-          cfg.ramSize = (size(kv.get('size') ?? '', 'M') + RAM_ALIGN - 1n) & ~(RAM_ALIGN - 1n);
+          cfg.ramSize =
+            (size(keyval(arg, 'size').get('size') ?? '', 'M') + RAM_ALIGN - 1n) & ~(RAM_ALIGN - 1n);
           cfg.ramSizeGiven = true;
           break;
-        }
-        case '-object': {
-          const kv = keyval(arg, 'qom-type');
-          const type = kv.get('qom-type')!;
-          const id = kv.get('id');
-          if (id !== undefined) {
-            if (objectIds.has(id)) throw genericError(`Duplicate ID '${id}' for object`);
-            objectIds.add(id);
-          }
-          if (type === 'qmigrate-workload') {
-            cfg.workload = { rate: Number(kv.get('rate') ?? '0') };
-            if (!Number.isFinite(cfg.workload.rate) || cfg.workload.rate < 0) {
-              throw genericError("Parameter 'rate' expects a non-negative number of pages per second");
-            }
-            break;
-          }
-          if (type !== 'memory-backend-ram' && type !== 'memory-backend-file') {
-            throw genericError(`invalid object type: ${type}`);
-          }
-          if (!id) throw genericError("Parameter 'id' is missing");
-          const s = kv.get('size');
-          if (s === undefined) throw genericError("can't create backend with size 0");
-          const b: MemoryBackend = {
-            id,
-            type,
-            size: size(s, 'B'),
-            share: onOff(kv.get('share'), 'share', false),
-          };
-          if (type === 'memory-backend-file') {
-            b.memPath = kv.get('mem-path');
-            if (!b.memPath) throw genericError('mem-path property not set');
-          }
-          for (const k of kv.keys()) {
-            if (!['qom-type', 'id', 'size', 'share', 'mem-path', 'prealloc', 'merge', 'dump'].includes(k)) {
-              throw genericError(`Property '${type}.${k}' not found`);
-            }
-          }
-          cfg.backends.push(b);
+        case '-object':
+          objectOption(arg, cfg, objectIds);
           break;
-        }
         case '-incoming':
           cfg.incoming = arg;
           break;
         case '-qmp':
         case '-qmp-pretty':
-          cfg.monitors.push({ dev: created(parseCompatChardev(arg)), mode: 'control', spec: where });
+          cfg.monitors.push({ dev: chardevs.created(parseCompatChardev(arg)), mode: 'control', spec: where });
           break;
         case '-monitor':
           if (arg !== 'none')
-            cfg.monitors.push({ dev: created(parseCompatChardev(arg)), mode: 'readline', spec: where });
+            cfg.monitors.push({
+              dev: chardevs.created(parseCompatChardev(arg)),
+              mode: 'readline',
+              spec: where,
+            });
           break;
-        case '-chardev': {
-          const { id, dev } = parseChardev(arg);
-          if (chardevs.has(id))
-            throw genericError(`attempt to add duplicate property 'id' to object (type 'container')`);
-          chardevs.set(id, created(dev));
-          chardevSpecs.set(dev, where);
+        case '-chardev':
+          chardevs.add(arg, where);
           break;
-        }
         case '-mon':
-          mons.push(arg);
+          chardevs.mon(arg);
           break;
         case '-display':
           if (arg.split(',')[0] !== 'none') throw genericError(`Display '${arg}' is not available.`);
@@ -251,59 +339,21 @@ export function parseVmArgs(argv: readonly string[]): VmConfig {
         case '-name':
           cfg.name = keyval(arg, 'guest').get('guest');
           break;
-        case '-run-with': {
-          // exit-with-parent is QEMU 10.1's (10.0 has only async-teardown, chroot and user).
-          for (const [k, v] of keyval(arg)) {
-            if (k === 'exit-with-parent') cfg.exitWithParent = onOff(v, k, false);
-            else if (k === 'async-teardown' || k === 'chroot' || k === 'user') {
-              throw genericError(`'${k}' is not supported by qmigrate`);
-            } else throw genericError(`Invalid parameter '${k}'`);
-          }
+        case '-run-with':
+          runWithOption(arg, cfg);
           break;
-        }
-        case '-add-fd': {
-          // QEMU's checks and their order (system/vl.c parse_add_fd).
-          const kv = keyval(arg);
-          const number = (name: string) => {
-            const v = kv.get(name);
-            if (v === undefined) return -1;
-            if (!/^-?\d+$/.test(v)) throw genericError(`Parameter '${name}' expects a number`);
-            return Number(v);
-          };
-          const fd = number('fd');
-          const set = number('set');
-          if (fd < 0) throw genericError('fd option is required and must be non-negative');
-          if (fd <= 2) throw genericError('fd cannot be a standard I/O stream');
-          // Not one the parent passed: writing the stream there would go into Node's own.
-          if (!isInheritedFd(fd)) throw genericError('fd is not valid or already in use');
-          if (set < 0) throw genericError('set option is required and must be non-negative');
-          cfg.addFds.push({ fd, set, opaque: kv.get('opaque') });
+        case '-add-fd':
+          addFdOption(arg, cfg);
           break;
-        }
         default:
           // -accel, -L, -serial, -vga: accepted for compatibility, meaningless here.
           break;
       }
     } catch (e) {
-      // The checks above throw QEMU's Error (genericError) or a ChardevError; here each gets
-      // the option it is about, as QEMU reports errors under the option's location.
-      if (e instanceof UsageError) throw e;
-      // QEMU prefixes every line of a chardev error, only the first line of the others.
-      const [first, ...rest] = (e as Error).message.split('\n');
-      if (e instanceof ChardevError) {
-        throw new UsageError([first, ...rest].map((l) => `${where}: ${l}`).join('\nqmigrate: '));
-      }
-      throw new UsageError([`${where}: ${first}`, ...rest].join('\n'));
+      throw usageError(e, where);
     }
   }
-  for (const m of mons) {
-    try {
-      const mon = parseMon(m, chardevs);
-      cfg.monitors.push({ ...mon, spec: chardevSpecs.get(mon.dev) ?? `-mon ${m}` });
-    } catch (e) {
-      throw new UsageError(`-mon ${m}: ${(e as Error).message}`);
-    }
-  }
+  cfg.monitors.push(...chardevs.monitors());
   return cfg;
 }
 

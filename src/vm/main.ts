@@ -161,8 +161,8 @@ function prefault(vm: Vm): void {
   }
 }
 
-/** Builds and starts the VM of a parsed configuration. Exported for tests. */
-export async function startVm(
+/** Builds and starts the VM of a parsed configuration. */
+async function startVm(
   cfg: VmConfig,
   fatal: (msg: string) => void = () => {},
 ): Promise<{ vm: Vm; backings: Backing[]; closeMonitors: () => void }> {
@@ -244,17 +244,10 @@ function writeBack(b: Backing): void {
 const PARENT_POLL_MS = 200;
 
 /**
- * Runs `qmigrate vm ARGS`; resolves with the exit code when the VM quits, as QEMU's: 0 at
- * `quit` or on SIGTERM/SIGINT/SIGHUP, 1 for a bad command line or a fatal incoming failure.
+ * The command line, or the exit code when there is nothing to run: 0 after printing what
+ * -h, -version or -machine help ask for, 1 after a usage error.
  */
-export async function vmMain(argv: readonly string[]): Promise<number> {
-  // A reader of stderr that went away (a supervisor's log pipe) makes its writes fail with
-  // EPIPE; QEMU ignores that, and an unhandled 'error' would end the VM with status 1.
-  process.stderr.on('error', () => {});
-  // The parent that asked for exit-with-parent may pass its pid, so that a parent which is
-  // gone before this line runs is noticed too (the pid would already be the reaper's).
-  const expectedParent = Number(process.env.QMIGRATE_PARENT_PID) || process.ppid;
-  delete process.env.QMIGRATE_PARENT_PID;
+function readCommandLine(argv: readonly string[]): VmConfig | number {
   let cfg: VmConfig;
   try {
     cfg = parseVmArgs(argv);
@@ -265,37 +258,96 @@ export async function vmMain(argv: readonly string[]): Promise<number> {
     }
     throw e;
   }
-  if (cfg.info) {
-    const pkg = VERSION_INFO.package.replace(/^qmigrate /, '');
-    process.stdout.write(
-      cfg.info === 'help'
-        ? helpText(QEMU_VERSION_TEXT, pkg)
-        : cfg.info === 'version'
-          ? versionText(QEMU_VERSION_TEXT, pkg)
-          : cfg.info === 'machines'
-            ? MACHINES_TEXT
-            : NONE_MACHINE_TEXT,
-    );
-    return 0;
+  if (!cfg.info) return cfg;
+  const pkg = VERSION_INFO.package.replace(/^qmigrate /, '');
+  process.stdout.write(
+    cfg.info === 'help'
+      ? helpText(QEMU_VERSION_TEXT, pkg)
+      : cfg.info === 'version'
+        ? versionText(QEMU_VERSION_TEXT, pkg)
+        : cfg.info === 'machines'
+          ? MACHINES_TEXT
+          : NONE_MACHINE_TEXT,
+  );
+  return 0;
+}
+
+type Started = Awaited<ReturnType<typeof startVm>>;
+
+/**
+ * A `qmigrate vm` process from start to exit: it stays alive until `quit`, a signal, a fatal
+ * error or (with exit-with-parent) its parent's end, and ends only once, writing a shared
+ * backing file's RAM back when the guest in it is whole.
+ */
+class VmLifetime {
+  #started: Started | undefined;
+  #done = false;
+  /** A fatal error reported while the VM was being built, acted on once it is. */
+  #startFatal: string | undefined;
+  // Nothing else may hold the event loop (no monitor at all): QEMU runs until a signal.
+  readonly #keepAlive = setInterval(() => {}, 1 << 30);
+  #parentWatch: NodeJS.Timeout | undefined;
+  #resolveExit: (code: number) => void = () => {};
+  /** Resolves with the exit code once the VM has ended. */
+  readonly #exited = new Promise<number>((r) => {
+    this.#resolveExit = r;
+  });
+
+  /**
+   * Builds and starts the VM; resolves with the exit code when it ends (1 at once for a
+   * configuration QEMU would refuse).
+   */
+  async run(cfg: VmConfig): Promise<number> {
+    try {
+      this.#started = await startVm(cfg, this.fatal);
+    } catch (e) {
+      clearInterval(this.#keepAlive);
+      clearInterval(this.#parentWatch);
+      if (e instanceof UsageError || e instanceof QapiError) {
+        process.stderr.write(`qmigrate: ${e.message}\n`);
+        return 1;
+      }
+      throw e;
+    }
+    const vm = this.#started.vm;
+    vm.onQuit = () => this.#finish(0, ramIsWhole(vm));
+    if (this.#startFatal !== undefined) this.fatal(this.#startFatal);
+    return this.#exited;
   }
 
-  let resolveExit: (code: number) => void = () => {};
-  const exited = new Promise<number>((r) => {
-    resolveExit = r;
-  });
-  let started: { vm: Vm; backings: Backing[]; closeMonitors: () => void } | undefined;
-  let done = false;
-  let startFatal: string | undefined;
-  // Nothing else may hold the event loop (no monitor at all): QEMU runs until a signal.
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  let parentWatch: NodeJS.Timeout | undefined;
+  /** A fatal error (an incoming migration that failed): exit 1, the backing file untouched. */
+  readonly fatal = (msg: string): void => {
+    if (!this.#started) {
+      this.#startFatal ??= msg;
+      return;
+    }
+    process.stderr.write(`qmigrate: ${msg}\n`);
+    this.#finish(1, false);
+  };
 
-  const finish = (code: number, writeBackRam: boolean) => {
-    if (done || !started) return;
-    done = true;
-    clearInterval(keepAlive);
-    clearInterval(parentWatch);
-    const { vm, backings, closeMonitors } = started;
+  /** SIGHUP, SIGINT, SIGTERM: exit 0, as QEMU does. */
+  terminate(signo: number): void {
+    process.stderr.write(`qmigrate: terminating on signal ${signo}\n`);
+    // Before the VM is built there is no guest whose RAM could be kept: just go.
+    if (!this.#started) process.exit(0);
+    this.#finish(0, ramIsWhole(this.#started.vm));
+  }
+
+  /** `-run-with exit-with-parent=on`: ends as on SIGTERM once the parent is no longer `parent`. */
+  watchParent(parent: number, sigterm: number): void {
+    const parentGone = () => process.ppid !== parent;
+    this.#parentWatch = setInterval(() => {
+      if (parentGone()) this.terminate(sigterm);
+    }, PARENT_POLL_MS);
+    this.#parentWatch.unref();
+  }
+
+  #finish(code: number, writeBackRam: boolean): void {
+    if (this.#done || !this.#started) return;
+    this.#done = true;
+    clearInterval(this.#keepAlive);
+    clearInterval(this.#parentWatch);
+    const { vm, backings, closeMonitors } = this.#started;
     closeMonitors();
     for (const b of backings) {
       try {
@@ -307,44 +359,27 @@ export async function vmMain(argv: readonly string[]): Promise<number> {
         closeSync(b.fd);
       }
     }
-    void vm.close().finally(() => resolveExit(code));
-  };
-  const fatal = (msg: string) => {
-    if (!started) {
-      startFatal ??= msg;
-      return;
-    }
-    process.stderr.write(`qmigrate: ${msg}\n`);
-    finish(1, false);
-  };
-  const terminate = (signo: number) => {
-    process.stderr.write(`qmigrate: terminating on signal ${signo}\n`);
-    // Before the VM is built there is no guest whose RAM could be kept: just go.
-    if (!started) process.exit(0);
-    finish(0, ramIsWhole(started.vm));
-  };
-  const signals = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
-  for (const [sig, signo] of Object.entries(signals)) process.on(sig, () => terminate(signo));
-  if (cfg.exitWithParent) {
-    const parentGone = () => process.ppid !== expectedParent;
-    parentWatch = setInterval(() => {
-      if (parentGone()) terminate(signals.SIGTERM);
-    }, PARENT_POLL_MS);
-    parentWatch.unref();
+    void vm.close().finally(() => this.#resolveExit(code));
   }
+}
 
-  try {
-    started = await startVm(cfg, fatal);
-  } catch (e) {
-    clearInterval(keepAlive);
-    clearInterval(parentWatch);
-    if (e instanceof UsageError || e instanceof QapiError) {
-      process.stderr.write(`qmigrate: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  }
-  started.vm.onQuit = () => finish(0, ramIsWhole(started!.vm));
-  if (startFatal !== undefined) fatal(startFatal);
-  return exited;
+/**
+ * Runs `qmigrate vm ARGS`; resolves with the exit code when the VM quits, as QEMU's: 0 at
+ * `quit` or on SIGTERM/SIGINT/SIGHUP, 1 for a bad command line or a fatal incoming failure.
+ */
+export async function vmMain(argv: readonly string[]): Promise<number> {
+  // A reader of stderr that went away (a supervisor's log pipe) makes its writes fail with
+  // EPIPE; QEMU ignores that, and an unhandled 'error' would end the VM with status 1.
+  process.stderr.on('error', () => {});
+  // The parent that asked for exit-with-parent may pass its pid, so that a parent which is
+  // gone before this line runs is noticed too (the pid would already be the reaper's).
+  const expectedParent = Number(process.env.QMIGRATE_PARENT_PID) || process.ppid;
+  delete process.env.QMIGRATE_PARENT_PID;
+  const cfg = readCommandLine(argv);
+  if (typeof cfg === 'number') return cfg;
+  const life = new VmLifetime();
+  const signals = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+  for (const [sig, signo] of Object.entries(signals)) process.on(sig, () => life.terminate(signo));
+  if (cfg.exitWithParent) life.watchParent(expectedParent, signals.SIGTERM);
+  return life.run(cfg);
 }

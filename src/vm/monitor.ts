@@ -7,6 +7,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import type { GuestRam } from '../machine/ram.js';
 import type { Migration } from '../migration/migration.js';
 import { genericError } from '../qapi/errors.js';
+import type { Commands } from '../qapi/types.js';
 import type { Dispatcher } from '../qmp/dispatch.js';
 import { strerror } from '../util/errno.js';
 import type { RunStateMachine } from './runstate.js';
@@ -91,34 +92,41 @@ export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
     // Node never receives SCM_RIGHTS, so no descriptor ever comes with the command.
     throw genericError('No file descriptor supplied via SCM_RIGHTS');
   });
-  d.register('pmemsave', async (a) => {
-    const addr = BigInt(a.val);
-    const size = BigInt(a.size);
-    // QEMU reads past the end of RAM as zeros and would write 2^64 bytes for size -1;
-    // qmigrate refuses ranges outside guest RAM instead.
-    const data = vm.ram.views(addr, size);
-    if (!data) {
-      throw genericError(
-        `pmemsave: 0x${addr.toString(16)}+0x${size.toString(16)} is outside guest RAM (0x${vm.ram.size.toString(16)} bytes)`,
-      );
+  d.register('pmemsave', (a) => pmemsave(vm.ram, a));
+}
+
+/**
+ * `pmemsave` (system/cpus.c qmp_pmemsave): guest RAM from `val`, `size` bytes, into a file
+ * created or truncated.
+ * @throws {QapiError} for a range outside guest RAM, or a file that cannot be opened or written.
+ */
+async function pmemsave(ram: GuestRam, a: Commands['pmemsave']['args']): Promise<Record<string, never>> {
+  const addr = BigInt(a.val);
+  const size = BigInt(a.size);
+  // QEMU reads past the end of RAM as zeros and would write 2^64 bytes for size -1;
+  // qmigrate refuses ranges outside guest RAM instead.
+  const data = ram.views(addr, size);
+  if (!data) {
+    throw genericError(
+      `pmemsave: 0x${addr.toString(16)}+0x${size.toString(16)} is outside guest RAM (0x${ram.size.toString(16)} bytes)`,
+    );
+  }
+  // As QEMU's fopen(filename, "wb"): created or truncated (a dump replaces the file).
+  let fh: FileHandle;
+  try {
+    fh = await open(a.filename, 'w');
+  } catch (e) {
+    throw genericError(`Could not open '${a.filename}': ${strerror(e)}`);
+  }
+  try {
+    // Straight from guest RAM, in pieces: no second copy of a large guest.
+    for (const v of data) {
+      for (let at = 0; at < v.length; at += 64 << 20) await fh.write(v.subarray(at, at + (64 << 20)));
     }
-    // As QEMU's fopen(filename, "wb"): created or truncated (a dump replaces the file).
-    let fh: FileHandle;
-    try {
-      fh = await open(a.filename, 'w');
-    } catch (e) {
-      throw genericError(`Could not open '${a.filename}': ${strerror(e)}`);
-    }
-    try {
-      // Straight from guest RAM, in pieces: no second copy of a large guest.
-      for (const v of data) {
-        for (let at = 0; at < v.length; at += 64 << 20) await fh.write(v.subarray(at, at + (64 << 20)));
-      }
-    } catch {
-      throw genericError(`writing memory to '${a.filename}' failed`);
-    } finally {
-      await fh.close();
-    }
-    return {};
-  });
+  } catch {
+    throw genericError(`writing memory to '${a.filename}' failed`);
+  } finally {
+    await fh.close();
+  }
+  return {};
 }

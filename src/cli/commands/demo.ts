@@ -145,6 +145,287 @@ async function verify(a: string, b: string, size: number, signal?: AbortSignal) 
 const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
 
 /**
+ * The demo's temp directory, its VMs and their QMP clients, and the one way to end them all.
+ * `teardown` is synchronous, so that it also runs from an 'exit' handler and as a signal
+ * arrives.
+ */
+class DemoLab {
+  readonly dir: string;
+  readonly vms: { name: string; child: ChildProcess }[] = [];
+  readonly clients: QmpClient[] = [];
+  #tornDown = false;
+
+  /** @throws {CliFailure} when the directory cannot be made. */
+  constructor(base: string) {
+    try {
+      this.dir = mkdtempSync(join(base, `${DIR_PREFIX}${process.pid}-`));
+    } catch (e) {
+      throw new CliFailure(`cannot create the demo's directory in ${base}: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+  }
+
+  /** Starts `qmigrate vm` with the demo's guest and a QMP socket named after the VM. */
+  startVm(name: string, o: DemoOptions, extra: string[]): ChildProcess {
+    const args = [
+      ...vmCommand(),
+      '-machine',
+      'none',
+      '-m',
+      `${o.sizeMiB}M`,
+      '-object',
+      `qmigrate-workload,id=w0,rate=${o.rate}`,
+      '-qmp',
+      `unix:${this.qmpPath(name)},server=on,wait=off`,
+      // Should this process be killed outright, the VM still ends with it.
+      '-run-with',
+      'exit-with-parent=on',
+      ...extra,
+    ];
+    // detached: a VM leads its own process group, so Ctrl-C in a terminal reaches only
+    // this process, which then ends the VMs itself; the parent's pid closes the race of a
+    // parent killed before the VM looks at it.
+    const child = spawn(process.execPath, args, {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      detached: true,
+      env: { ...process.env, QMIGRATE_PARENT_PID: String(process.pid) },
+    });
+    child.on('error', () => {}); // a failed spawn shows up as an exit, reported by connect()
+    this.vms.push({ name, child });
+    return child;
+  }
+
+  qmpPath(name: string): string {
+    return join(this.dir, `${name}.qmp`);
+  }
+
+  /** Connects to a started VM's QMP monitor; the client is closed with the lab. */
+  async connect(name: string, child: ChildProcess, signal?: AbortSignal): Promise<QmpClient> {
+    const c = await connect(this.qmpPath(name), name, child, signal);
+    this.clients.push(c);
+    return c;
+  }
+
+  /** Kills the VMs (with their process groups) and removes the directory; runs once. */
+  readonly teardown = (): void => {
+    if (this.#tornDown) return;
+    this.#tornDown = true;
+    for (const { child } of this.vms) {
+      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) continue;
+      try {
+        // Each VM leads its own process group: this also ends an exec transport's child.
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }
+    try {
+      rmSync(this.dir, { recursive: true, force: true });
+    } catch {
+      // Left for the next demo's sweep.
+    }
+  };
+
+  /** The VM that ended, if one did (its exit event may trail the broken connection a little). */
+  async deadVm(): Promise<{ name: string; child: ChildProcess } | undefined> {
+    const ended = ({ child }: { child: ChildProcess }) =>
+      child.exitCode !== null || child.signalCode !== null;
+    for (let i = 0; i < 20 && !this.vms.some(ended); i++) await sleep(50);
+    return this.vms.find(ended);
+  }
+}
+
+/** Where each transport sends the stream and where the destination takes it from. */
+function addresses(
+  dir: string,
+): Record<DemoOptions['transport'], { out: MigrationAddress; in: MigrationAddress }> {
+  return {
+    unix: {
+      out: { transport: 'socket', type: 'unix', path: join(dir, 'mig.sock') },
+      in: { transport: 'socket', type: 'unix', path: join(dir, 'mig.sock') },
+    },
+    tcp: {
+      out: { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' },
+      in: { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' },
+    },
+    exec: {
+      out: { transport: 'exec', args: ['/bin/dd', `of=${join(dir, 'mig.exec')}`, 'bs=1M', 'status=none'] },
+      in: { transport: 'exec', args: ['/bin/cat', join(dir, 'mig.exec')] },
+    },
+    file: {
+      out: { transport: 'file', filename: join(dir, 'mig.file'), offset: 0 },
+      in: { transport: 'file', filename: join(dir, 'mig.file'), offset: 0 },
+    },
+  };
+}
+
+/** Starts the source and the destination (paused after switchover: -S) and connects to both. */
+async function startVms(
+  lab: DemoLab,
+  o: DemoOptions,
+  progress: (line: string) => void,
+  signal?: AbortSignal,
+) {
+  const rate = o.rate === 0 ? 'as fast as it can' : `${o.rate} pages/s`;
+  progress(`starting two qmigrate VMs with ${o.sizeMiB} MiB of RAM; the guest writes ${rate}`);
+  const srcChild = lab.startVm('source', o, []);
+  // -S: the destination stays paused after switchover until its RAM has been checked.
+  const dstChild = lab.startVm('destination', o, ['-incoming', 'defer', '-S']);
+  const src = await lab.connect('source', srcChild, signal);
+  const dst = await lab.connect('destination', dstChild, signal);
+  await sleep(300, undefined, { signal });
+  return { src, dst };
+}
+
+/**
+ * Migrates from `src` to `dst` over the chosen transport and waits until both sides are
+ * done: a socket's destination listens first, a file's or exec's reads once the source is
+ * done writing.
+ * @returns the source's final query-migrate and the wall time from migrate to the end.
+ * @throws {CliFailure} when the migration fails on either side.
+ */
+async function migrate(
+  lab: DemoLab,
+  src: QmpClient,
+  dst: QmpClient,
+  o: DemoOptions,
+  progress: (line: string) => void,
+  signal?: AbortSignal,
+): Promise<{ info: MigrationInfo; elapsed: number }> {
+  const plan = addresses(lab.dir)[o.transport];
+  const streamed = o.transport === 'unix' || o.transport === 'tcp';
+  if (streamed) {
+    await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: plan.in }] });
+    if (plan.out.transport === 'socket' && plan.out.type === 'inet') {
+      const sa = (await dst.queryMigrate())['socket-address']?.[0];
+      if (sa?.type === 'inet') plan.out.port = sa.port;
+    }
+  }
+  await src.migrateSetCapabilities({ capabilities: [{ capability: 'events', state: true }] });
+  await src.migrateSetParameters({ 'max-bandwidth': o.maxBandwidth, 'downtime-limit': o.downtimeLimit });
+  progress(`migrating live over ${o.transport} with migrate {channels: [...]}`);
+  const started = Date.now();
+  await src.migrate({ channels: [{ 'channel-type': 'main', addr: plan.out }] });
+  const info = await watchSource(src, progress, signal);
+  if (info.status !== 'completed') {
+    throw new CliFailure(`migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
+  }
+  if (!streamed) await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: plan.in }] });
+  for (;;) {
+    const d = await dst.queryMigrate();
+    if (d.status === 'completed') break;
+    if (d.status === 'failed') throw new CliFailure(`the destination failed: ${d['error-desc']}`);
+    await sleep(20, undefined, { signal });
+  }
+  return { info, elapsed: Date.now() - started };
+}
+
+/** Polls the source until its migration ends, with a progress line every 500 ms. */
+async function watchSource(
+  src: QmpClient,
+  progress: (line: string) => void,
+  signal?: AbortSignal,
+): Promise<MigrationInfo> {
+  let lastLog = 0;
+  for (;;) {
+    const info = await src.queryMigrate();
+    if (info.status === 'completed' || info.status === 'failed' || info.status === 'cancelled') return info;
+    if (Date.now() - lastLog > 500 && info.ram) {
+      lastLog = Date.now();
+      progress(
+        `  ${info.status}: ${mib(Number(info.ram.transferred))} sent, ${mib(Number(info.ram.remaining))} dirty, pass ${info.ram['dirty-sync-count']}`,
+      );
+    }
+    await sleep(50, undefined, { signal });
+  }
+}
+
+/**
+ * The proof: both RAMs as they were at switchover (the destination is still paused), compared
+ * and checked against the workload's rule; then the destination's guest is started.
+ */
+async function checkResult(
+  lab: DemoLab,
+  src: QmpClient,
+  dst: QmpClient,
+  o: DemoOptions,
+  signal?: AbortSignal,
+) {
+  const size = o.sizeMiB * MiB;
+  await src.pmemsave({ val: 0, size, filename: join(lab.dir, 'src.ram') });
+  await dst.pmemsave({ val: 0, size, filename: join(lab.dir, 'dst.ram') });
+  const check = await verify(join(lab.dir, 'src.ram'), join(lab.dir, 'dst.ram'), size, signal);
+  rmSync(join(lab.dir, 'src.ram'), { force: true });
+  rmSync(join(lab.dir, 'dst.ram'), { force: true });
+  await dst.cont();
+  await sleep(200, undefined, { signal });
+  const running = (await dst.queryStatus()).status === 'running';
+  return { ...check, running };
+}
+
+type Check = Awaited<ReturnType<typeof checkResult>>;
+
+/** The demo's result, as `--json` prints it. */
+function summarize(o: DemoOptions, info: MigrationInfo, check: Check, elapsed: number) {
+  const ram = info.ram!;
+  const total = Number(info['total-time']);
+  return {
+    ok: check.equal && check.bad === 0 && check.running,
+    transport: o.transport,
+    sizeMiB: o.sizeMiB,
+    totalTimeMs: total,
+    downtimeMs: Number(info.downtime),
+    setupTimeMs: Number(info['setup-time']),
+    transferredBytes: Number(ram.transferred),
+    throughputMiBps: Number((Number(ram.transferred) / 1048576 / (total / 1000)).toFixed(1)),
+    normalPages: Number(ram.normal),
+    zeroPages: Number(ram.duplicate),
+    iterations: Number(ram['dirty-sync-count']),
+    ramIdentical: check.equal,
+    consistencyBadPages: check.bad,
+    ramSha1: check.sha1,
+    destinationRunning: check.running,
+    wallMs: elapsed,
+  };
+}
+
+/** Prints the summary: one JSON line, or three lines of text. */
+function report(s: ReturnType<typeof summarize>, o: DemoOptions, io: DemoIo): void {
+  if (o.json) {
+    io.out(JSON.stringify(s));
+    return;
+  }
+  io.out(
+    `done: total ${s.totalTimeMs} ms, downtime ${s.downtimeMs} ms, ${mib(s.transferredBytes)} sent at ${s.throughputMiBps} MiB/s`,
+  );
+  io.out(`      pages: ${s.normalPages} normal, ${s.zeroPages} zero; ${s.iterations} dirty-bitmap syncs`);
+  io.out(
+    `check: destination RAM ${s.ramIdentical ? 'equals' : 'DIFFERS FROM'} the source's at switchover (sha1 ${s.ramSha1}), consistency ${s.consistencyBadPages === 0 ? 'ok' : `FAILED (${s.consistencyBadPages} bad pages)`}, guest ${s.destinationRunning ? 'running' : 'NOT running'}`,
+  );
+}
+
+/**
+ * The error a failed demo ends with: a broken QMP connection most likely means a VM ended, so
+ * it says which and how. In JSON mode a one-line result with the error goes to stdout too.
+ */
+async function failure(e: unknown, lab: DemoLab, o: DemoOptions, io: DemoIo): Promise<unknown> {
+  let error = e;
+  if (!(e instanceof CliFailure || e instanceof PeerUnreachableError || e instanceof QmpError)) {
+    const dead = await lab.deadVm();
+    if (dead) {
+      error = new CliFailure(`the ${dead.name} VM exited (${how(dead.child)}) during the demo`, {
+        cause: e,
+      });
+    }
+  }
+  if (o.json && error instanceof QmigrateError) {
+    io.out(JSON.stringify({ ok: false, transport: o.transport, sizeMiB: o.sizeMiB, error: error.message }));
+  }
+  return error;
+}
+
+/**
  * Runs the demo. Resolves with 0 (the migration completed and the result checks out) or 1
  * (it completed but did not check out; the summary says why).
  * @throws {PeerUnreachableError} when a VM does not start or its QMP monitor does not answer.
@@ -157,209 +438,26 @@ export async function runDemo(o: DemoOptions, io: DemoIo, signal?: AbortSignal):
   const progress = o.json ? io.err : io.out;
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   sweepStale(base);
-  let dir: string;
-  try {
-    dir = mkdtempSync(join(base, `${DIR_PREFIX}${process.pid}-`));
-  } catch (e) {
-    throw new CliFailure(`cannot create the demo's directory in ${base}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  const vms: { name: string; child: ChildProcess }[] = [];
-  const clients: QmpClient[] = [];
-  let tornDown = false;
-  // Synchronous, so that it also runs from an 'exit' handler and as a signal arrives.
-  const teardown = () => {
-    if (tornDown) return;
-    tornDown = true;
-    for (const { child } of vms) {
-      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) continue;
-      try {
-        // Each VM leads its own process group: this also ends an exec transport's child.
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-    }
-    try {
-      rmSync(dir, { recursive: true, force: true });
-    } catch {
-      // Left for the next demo's sweep.
-    }
-  };
+  const lab = new DemoLab(base);
   const onAbort = () => {
-    teardown();
-    for (const c of clients) void c.close().catch(() => {});
+    lab.teardown();
+    for (const c of lab.clients) void c.close().catch(() => {});
   };
   signal?.addEventListener('abort', onAbort, { once: true });
-  process.once('exit', teardown);
-  /** The VM that ended, if one did (its exit event may trail the broken connection a little). */
-  const deadVm = async () => {
-    const ended = ({ child }: { child: ChildProcess }) =>
-      child.exitCode !== null || child.signalCode !== null;
-    for (let i = 0; i < 20 && !vms.some(ended); i++) await sleep(50);
-    return vms.find(ended);
-  };
-  const fail = (message: string): never => {
-    throw new CliFailure(message);
-  };
+  process.once('exit', lab.teardown);
   try {
-    const vm = (name: string, extra: string[]) => {
-      const args = [
-        ...vmCommand(),
-        '-machine',
-        'none',
-        '-m',
-        `${o.sizeMiB}M`,
-        '-object',
-        `qmigrate-workload,id=w0,rate=${o.rate}`,
-        '-qmp',
-        `unix:${join(dir, `${name}.qmp`)},server=on,wait=off`,
-        // Should this process be killed outright, the VM still ends with it.
-        '-run-with',
-        'exit-with-parent=on',
-        ...extra,
-      ];
-      // detached: a VM leads its own process group, so Ctrl-C in a terminal reaches only
-      // this process, which then ends the VMs itself; the parent's pid closes the race of a
-      // parent killed before the VM looks at it.
-      const child = spawn(process.execPath, args, {
-        stdio: ['ignore', 'ignore', 'inherit'],
-        detached: true,
-        env: { ...process.env, QMIGRATE_PARENT_PID: String(process.pid) },
-      });
-      child.on('error', () => {}); // a failed spawn shows up as an exit, reported by connect()
-      vms.push({ name, child });
-      return child;
-    };
-    const rate = o.rate === 0 ? 'as fast as it can' : `${o.rate} pages/s`;
-    progress(`starting two qmigrate VMs with ${o.sizeMiB} MiB of RAM; the guest writes ${rate}`);
-    const srcChild = vm('source', []);
-    // -S: the destination stays paused after switchover until its RAM has been checked.
-    const dstChild = vm('destination', ['-incoming', 'defer', '-S']);
-    const src = await connect(join(dir, 'source.qmp'), 'source', srcChild, signal);
-    clients.push(src);
-    const dst = await connect(join(dir, 'destination.qmp'), 'destination', dstChild, signal);
-    clients.push(dst);
-    await sleep(300, undefined, { signal });
-    const addr: Record<DemoOptions['transport'], { out: MigrationAddress; in: MigrationAddress }> = {
-      unix: {
-        out: { transport: 'socket', type: 'unix', path: join(dir, 'mig.sock') },
-        in: { transport: 'socket', type: 'unix', path: join(dir, 'mig.sock') },
-      },
-      tcp: {
-        out: { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' },
-        in: { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' },
-      },
-      exec: {
-        out: { transport: 'exec', args: ['/bin/dd', `of=${join(dir, 'mig.exec')}`, 'bs=1M', 'status=none'] },
-        in: { transport: 'exec', args: ['/bin/cat', join(dir, 'mig.exec')] },
-      },
-      file: {
-        out: { transport: 'file', filename: join(dir, 'mig.file'), offset: 0 },
-        in: { transport: 'file', filename: join(dir, 'mig.file'), offset: 0 },
-      },
-    };
-    const plan = addr[o.transport];
-    const streamed = o.transport === 'unix' || o.transport === 'tcp';
-    if (streamed) {
-      await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: plan.in }] });
-      if (plan.out.transport === 'socket' && plan.out.type === 'inet') {
-        const sa = (await dst.queryMigrate())['socket-address']?.[0];
-        if (sa?.type === 'inet') plan.out.port = sa.port;
-      }
-    }
-    await src.migrateSetCapabilities({ capabilities: [{ capability: 'events', state: true }] });
-    await src.migrateSetParameters({ 'max-bandwidth': o.maxBandwidth, 'downtime-limit': o.downtimeLimit });
-    progress(`migrating live over ${o.transport} with migrate {channels: [...]}`);
-    const started = Date.now();
-    await src.migrate({ channels: [{ 'channel-type': 'main', addr: plan.out }] });
-    let info: MigrationInfo;
-    let lastLog = 0;
-    for (;;) {
-      info = await src.queryMigrate();
-      if (info.status === 'completed' || info.status === 'failed' || info.status === 'cancelled') break;
-      if (Date.now() - lastLog > 500 && info.ram) {
-        lastLog = Date.now();
-        progress(
-          `  ${info.status}: ${mib(Number(info.ram.transferred))} sent, ${mib(Number(info.ram.remaining))} dirty, pass ${info.ram['dirty-sync-count']}`,
-        );
-      }
-      await sleep(50, undefined, { signal });
-    }
-    if (info.status !== 'completed') {
-      fail(`migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
-    }
-    if (!streamed) await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: plan.in }] });
-    for (;;) {
-      const d = await dst.queryMigrate();
-      if (d.status === 'completed') break;
-      if (d.status === 'failed') fail(`the destination failed: ${d['error-desc']}`);
-      await sleep(20, undefined, { signal });
-    }
-    const elapsed = Date.now() - started;
-    const size = o.sizeMiB * MiB;
-    await src.pmemsave({ val: 0, size, filename: join(dir, 'src.ram') });
-    await dst.pmemsave({ val: 0, size, filename: join(dir, 'dst.ram') });
-    const check = await verify(join(dir, 'src.ram'), join(dir, 'dst.ram'), size, signal);
-    rmSync(join(dir, 'src.ram'), { force: true });
-    rmSync(join(dir, 'dst.ram'), { force: true });
-    await dst.cont();
-    await sleep(200, undefined, { signal });
-    const running = (await dst.queryStatus()).status === 'running';
-    const ram = info.ram!;
-    const total = Number(info['total-time']);
-    const summary = {
-      ok: check.equal && check.bad === 0 && running,
-      transport: o.transport,
-      sizeMiB: o.sizeMiB,
-      totalTimeMs: total,
-      downtimeMs: Number(info.downtime),
-      setupTimeMs: Number(info['setup-time']),
-      transferredBytes: Number(ram.transferred),
-      throughputMiBps: Number((Number(ram.transferred) / 1048576 / (total / 1000)).toFixed(1)),
-      normalPages: Number(ram.normal),
-      zeroPages: Number(ram.duplicate),
-      iterations: Number(ram['dirty-sync-count']),
-      ramIdentical: check.equal,
-      consistencyBadPages: check.bad,
-      ramSha1: check.sha1,
-      destinationRunning: running,
-      wallMs: elapsed,
-    };
-    if (o.json) io.out(JSON.stringify(summary));
-    else {
-      io.out(
-        `done: total ${summary.totalTimeMs} ms, downtime ${summary.downtimeMs} ms, ${mib(summary.transferredBytes)} sent at ${summary.throughputMiBps} MiB/s`,
-      );
-      io.out(
-        `      pages: ${summary.normalPages} normal, ${summary.zeroPages} zero; ${summary.iterations} dirty-bitmap syncs`,
-      );
-      io.out(
-        `check: destination RAM ${check.equal ? 'equals' : 'DIFFERS FROM'} the source's at switchover (sha1 ${check.sha1}), consistency ${check.bad === 0 ? 'ok' : `FAILED (${check.bad} bad pages)`}, guest ${running ? 'running' : 'NOT running'}`,
-      );
-    }
+    const { src, dst } = await startVms(lab, o, progress, signal);
+    const { info, elapsed } = await migrate(lab, src, dst, o, progress, signal);
+    const summary = summarize(o, info, await checkResult(lab, src, dst, o, signal), elapsed);
+    report(summary, o, io);
     return summary.ok ? 0 : 1;
   } catch (e) {
     if (signal?.aborted) throw signal.reason;
-    let error = e;
-    if (!(e instanceof CliFailure || e instanceof PeerUnreachableError || e instanceof QmpError)) {
-      // A broken QMP connection most likely means a VM ended: say which, and how.
-      const dead = await deadVm();
-      if (dead) {
-        error = new CliFailure(`the ${dead.name} VM exited (${how(dead.child)}) during the demo`, {
-          cause: e,
-        });
-      }
-    }
-    if (o.json && error instanceof QmigrateError) {
-      io.out(JSON.stringify({ ok: false, transport: o.transport, sizeMiB: o.sizeMiB, error: error.message }));
-    }
-    throw error;
+    throw await failure(e, lab, o, io);
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    for (const c of clients) await c.close().catch(() => {});
-    teardown();
-    process.removeListener('exit', teardown);
+    for (const c of lab.clients) await c.close().catch(() => {});
+    lab.teardown();
+    process.removeListener('exit', lab.teardown);
   }
 }

@@ -28,7 +28,7 @@ const O_ACCMODE = 3;
  * which Node does not offer: Linux shows them in /proc/self/fdinfo/N, in octal.
  * @returns the flags, or undefined when the descriptor is not open.
  */
-export function fdStatusFlags(fd: number): number | undefined {
+function fdStatusFlags(fd: number): number | undefined {
   try {
     const m = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'));
     return m ? Number.parseInt(m[1]!, 8) : undefined;
