@@ -84,6 +84,7 @@ const EARLY_EOF = 'Unexpected end-of-file before all data were read';
  * Takes over an accepted connection. Without a multifd receiver it is the main stream;
  * with one, its first bytes decide, as QEMU decides: the stream magic makes it the main
  * channel, anything else must be a 64-byte multifd init packet.
+ * @returns the socket, read from now on into the buffers the channel picks.
  */
 export function acceptChannel(
   accepted: Socket,
@@ -91,82 +92,111 @@ export function acceptChannel(
   count: number,
   on: ChannelHandlers,
 ): Socket {
-  let sink: ReadSink | undefined;
-  let ended: (() => void) | undefined;
-  const head = Buffer.allocUnsafe(MULTIFD_INIT_SIZE);
-  let got = 0;
+  return new AcceptedChannel(receiver, count, on).take(accepted);
+}
 
-  let mainReader: QemuFileReader | undefined;
+/** One accepted connection: its first bytes until it is known, then where its bytes go. */
+class AcceptedChannel {
+  readonly #receiver: MultifdReceiver | undefined;
+  readonly #count: number;
+  readonly #on: ChannelHandlers;
+  #socket!: Socket;
+  /** Where bytes go once the channel is known; until then they fill `#head`. */
+  #sink: ReadSink | undefined;
+  /** What the end of the connection means for what the channel became. */
+  #ended: (() => void) | undefined;
+  readonly #head = Buffer.allocUnsafe(MULTIFD_INIT_SIZE);
+  #got = 0;
+  #mainReader: QemuFileReader | undefined;
+
+  constructor(receiver: MultifdReceiver | undefined, count: number, on: ChannelHandlers) {
+    this.#receiver = receiver;
+    this.#count = count;
+    this.#on = on;
+  }
+
+  take(accepted: Socket): Socket {
+    // Without multifd there is nothing to tell apart: read the stream from the first byte.
+    if (!this.#receiver) this.#asMain(undefined, false);
+    const socket = readInto(accepted, {
+      target: () => this.#sink?.target() ?? this.#head.subarray(this.#got),
+      filled: (n) => {
+        if (this.#sink) return this.#sink.filled(n);
+        this.#got += n;
+        return this.#classify();
+      },
+    });
+    this.#socket = socket;
+    // QEMU's destination has no keepalive and waits forever on a source whose host died
+    // without a FIN; with it, the kernel ends such a connection (ETIMEDOUT) after its probes.
+    socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+    socket.on('end', () => this.#finish());
+    socket.on('close', () => this.#finish());
+    socket.on('error', (e) =>
+      this.#mainReader ? this.#mainReader.fail(e) : this.#on.error(socket, e, false),
+    );
+    if (this.#mainReader) this.#on.main(socket, this.#mainReader);
+    socket.resume();
+    return socket;
+  }
+
   /** Makes this the main stream; `announce` once the socket exists. */
-  const asMain = (first: Buffer | undefined, announce = true) => {
+  #asMain(first: Buffer | undefined, announce = true): void {
     // With multifd, loading waits for every channel, and QEMU reads nothing of the main
     // channel meanwhile: a source that never opens them (no multifd on its side) must meet
     // back-pressure and stay active, not hand a whole stream to a read-ahead and complete.
     // That channel carries headers and flushes only, so a small read-ahead costs nothing.
     const reader = new QemuFileReader(
-      { resume: () => socket.resume() },
-      receiver ? MULTIFD_MAIN_AHEAD : READ_AHEAD,
+      { resume: () => this.#socket.resume() },
+      this.#receiver ? MULTIFD_MAIN_AHEAD : READ_AHEAD,
     );
     if (first?.length) reader.push(first);
-    mainReader = reader;
-    ended = () => reader.end();
-    sink = new StreamSink(reader);
-    if (announce) on.main(socket, reader);
-  };
-  // Without multifd there is nothing to tell apart: read the stream from the first byte.
-  if (!receiver) asMain(undefined, false);
+    this.#mainReader = reader;
+    this.#ended = () => reader.end();
+    this.#sink = new StreamSink(reader);
+    if (announce) this.#on.main(this.#socket, reader);
+  }
 
-  const classify = (): boolean => {
+  /** Reads on while the head cannot tell yet; false when the connection failed. */
+  #classify(): boolean {
+    const head = this.#head;
     // Four bytes tell the main stream (QEMU peeks at as many), which may pause after them.
-    if (got >= 4 && head.readUInt32BE(0) === QEMU_VM_FILE_MAGIC) {
-      asMain(head.subarray(0, got));
+    if (this.#got >= 4 && head.readUInt32BE(0) === QEMU_VM_FILE_MAGIC) {
+      this.#asMain(head.subarray(0, this.#got));
       return true;
     }
-    if (got < MULTIFD_INIT_SIZE) return true;
+    if (this.#got < MULTIFD_INIT_SIZE) return true;
     let initial = true;
     try {
-      const id = MultifdReceiver.parseInit(head, count);
+      const id = MultifdReceiver.parseInit(head, this.#count);
       initial = false;
-      const ch = receiver!.channel(
+      const ch = this.#receiver!.channel(
         id,
-        () => socket.resume(),
-        (e) => on.error(socket, e, false),
+        () => this.#socket.resume(),
+        (e) => this.#on.error(this.#socket, e, false),
       );
-      sink = ch;
-      ended = () => ch.end();
-      on.multifd(id, socket);
+      this.#sink = ch;
+      this.#ended = () => ch.end();
+      this.#on.multifd(id, this.#socket);
       return true;
     } catch (e) {
-      ended = () => {};
-      on.error(socket, e as Error, initial);
+      this.#ended = () => {};
+      this.#on.error(this.#socket, e as Error, initial);
       return false;
     }
-  };
+  }
 
-  const socket = readInto(accepted, {
-    target: () => sink?.target() ?? head.subarray(got),
-    filled: (n) => {
-      if (sink) return sink.filled(n);
-      got += n;
-      return classify();
-    },
-  });
-  const finish = () => {
-    if (ended) return ended();
-    ended = () => {};
+  #finish(): void {
+    if (this.#ended) {
+      this.#ended();
+      return;
+    }
+    this.#ended = () => {};
     // Fewer than 4 bytes cannot be told apart; between 4 and 64 it is a short init packet.
-    if (got < 4) on.error(socket, new StreamError(PEEK_FAILED, got, 'multifd'), false);
-    else on.error(socket, new StreamError(EARLY_EOF, got, 'multifd'), true);
-  };
-  // QEMU's destination has no keepalive and waits forever on a source whose host died
-  // without a FIN; with it, the kernel ends such a connection (ETIMEDOUT) after its probes.
-  socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
-  socket.on('end', finish);
-  socket.on('close', finish);
-  socket.on('error', (e) => (mainReader ? mainReader.fail(e) : on.error(socket, e, false)));
-  if (mainReader) on.main(socket, mainReader);
-  socket.resume();
-  return socket;
+    if (this.#got < 4)
+      this.#on.error(this.#socket, new StreamError(PEEK_FAILED, this.#got, 'multifd'), false);
+    else this.#on.error(this.#socket, new StreamError(EARLY_EOF, this.#got, 'multifd'), true);
+  }
 }
 
 /** How long the other channels may still come once a channel closed during setup. */

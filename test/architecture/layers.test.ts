@@ -121,3 +121,12 @@ test('each form of import is checked and named with its line', () => {
     "src/newpart/a.ts: 'newpart' has no rule in LAYERS; add one",
   ]);
 });
+
+test("the README's layout names each part with the imports this table allows", () => {
+  const readme = readFileSync(join(SRC, '..', 'README.md'), 'utf8');
+  const drawn: Record<string, string[]> = {};
+  for (const m of readme.matchAll(/^- `src\/([a-z-]+)(?:\/|\.ts)` \(imports: ([^);]+)[);]/gm)) {
+    drawn[m[1]!] = m[2]! === 'nothing' ? [] : m[2]!.split(', ');
+  }
+  assert.deepEqual(drawn, LAYERS);
+});
