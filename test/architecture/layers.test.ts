@@ -25,8 +25,9 @@ const LAYERS: Record<string, readonly string[]> = {
   qmp: ['qapi', 'util', 'errors'],
   hmp: ['qapi', 'util', 'errors'],
   vm: ['migration', 'hmp', 'qmp', 'machine', 'qapi', 'util', 'errors'],
-  cli: ['vm', 'migration', 'hmp', 'qmp', 'machine', 'qapi', 'util', 'errors'],
-  index: ['cli', 'vm', 'migration', 'hmp', 'qmp', 'machine', 'qapi', 'util', 'errors'],
+  orchestrator: ['qmp', 'qapi', 'util', 'errors'],
+  cli: ['orchestrator', 'vm', 'migration', 'hmp', 'qmp', 'machine', 'qapi', 'util', 'errors'],
+  index: ['cli', 'orchestrator', 'vm', 'migration', 'hmp', 'qmp', 'machine', 'qapi', 'util', 'errors'],
 };
 
 /** The part of src/ a path below it belongs to: its first folder, or the file's base name. */

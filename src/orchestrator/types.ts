@@ -1,0 +1,98 @@
+/**
+ * The shapes of a migration driven between two QMP endpoints (`qmigrate migrate` and the
+ * library call under it): what to do (MigratePlan), what it looks like while it runs
+ * (ProgressSample), and how it ended (MigrationReport). Field names follow QEMU's
+ * query-migrate (qapi/migration.json MigrationInfo, MigrationStats) where they mean the same.
+ */
+import type { MigrationChannel, MigrationInfo, MigrationStatus } from '../qapi/types.js';
+
+/**
+ * Where a monitor is: a unix socket path, `HOST:PORT`, `unix:PATH` or `tcp:HOST:PORT`
+ * (parsed by parseQmpEndpoint).
+ */
+export type QmpEndpoint = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+
+/** What to do when `timeoutS` passes before the migration completed. */
+export type TimeoutPolicy = 'cancel' | 'pause';
+
+/** One migration between two monitors, everything the user asked for. */
+export interface MigratePlan {
+  from: QmpEndpoint;
+  to: QmpEndpoint;
+  /**
+   * Where the stream goes, as the destination listens: `channels` (QEMU 8.2+ form; a source
+   * older than 8.2 gets the equivalent uri) or a legacy `uri`. Exactly one.
+   */
+  channels?: MigrationChannel[];
+  uri?: string;
+  /** Set on both ends: capabilities by QEMU name, and parameters by QEMU name with QMP values. */
+  capabilities: Record<string, boolean>;
+  parameters: Record<string, unknown>;
+  /** Seconds before `onTimeout` applies; undefined: no timeout. */
+  timeoutS?: number;
+  onTimeout: TimeoutPolicy;
+}
+
+/** The command a plan sends to one side, in order (what `--dry-run` prints). */
+export interface PlannedCommand {
+  side: 'source' | 'destination';
+  execute: string;
+  arguments?: Record<string, unknown>;
+}
+
+/** One observation of a running migration, from the source's query-migrate. */
+export interface ProgressSample {
+  type: 'progress';
+  /** ms since `migrate` was sent. */
+  elapsedMs: number;
+  status: MigrationStatus;
+  /** The pass (QEMU's dirty-sync-count, MIGRATION_PASS). */
+  pass: number;
+  /** Bytes: RAM transferred and the guest's total RAM; remaining as QEMU reports it. */
+  transferred: number;
+  total: number;
+  remaining: number;
+  /** 0..100, from total and remaining; undefined until RAM counters appear. */
+  percent?: number;
+  /** Bytes per second over the last sample window. */
+  throughput: number;
+  /** Pages the guest dirties per second (QEMU's dirty-pages-rate). */
+  dirtyPagesRate: number;
+  /** ms, QEMU's expected-downtime. */
+  expectedDowntimeMs?: number;
+  /** Seconds to completion at the current throughput and dirty rate; undefined if not converging. */
+  etaS?: number;
+}
+
+/** A MIGRATION event seen on either side. */
+export interface MigrationEventSample {
+  type: 'event';
+  side: 'source' | 'destination';
+  elapsedMs: number;
+  event: string;
+  data: Record<string, unknown>;
+}
+
+/** How the migration ended. */
+export interface MigrationReport {
+  type: 'report';
+  status: 'completed' | 'failed' | 'cancelled';
+  /** Why it did not complete: QEMU's error-desc, a timeout, an interrupt. */
+  reason?: string;
+  /** What ended it when qmigrate did: the timeout policy, or a signal. */
+  endedBy?: 'timeout-cancel' | 'timeout-pause' | 'interrupt';
+  /** ms, as QEMU reports them (total-time, setup-time, downtime). */
+  totalTimeMs?: number;
+  setupTimeMs?: number;
+  downtimeMs?: number;
+  transferred?: number;
+  /** Bytes per second, averaged over the whole migration. */
+  throughput?: number;
+  passes?: number;
+  pages?: { normal: number; duplicate: number };
+  /** The source's run state at the end (`running` after every failure: the guest stayed). */
+  sourceRunState: string;
+  destinationRunState?: string;
+  /** The source's last query-migrate, as QEMU gave it. */
+  source?: MigrationInfo;
+}
