@@ -1,0 +1,213 @@
+/**
+ * How a migration driven between two monitors looks to a person: the live line for a
+ * terminal, the plain line for a log, the final report, and a smoothed ETA. Pure functions
+ * over the shapes in types.ts; the numbers are QEMU's query-migrate counters
+ * (qapi/migration.json MigrationStats), as `info migrate` in QEMU's migration-hmp-cmds.c
+ * prints them, but on one line.
+ */
+import type { MigrationReport, ProgressSample } from './types.js';
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'] as const;
+
+/** Bytes in IEC units with one decimal (`412.0 MiB`, `1.0 GiB`); plain bytes below 1 KiB. */
+export function formatBytes(bytes: number): string {
+  let v = bytes;
+  let u = 0;
+  // 1023.96 MiB would print as "1024.0 MiB": move up while the rounded value reaches 1024.
+  while (u < UNITS.length - 1 && Math.round(v * 10) / 10 >= 1024) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${Math.round(v)} B` : `${v.toFixed(1)} ${UNITS[u]}`;
+}
+
+/** A rate of bytes per second in MiB/s with one decimal (`112.3 MiB/s`). */
+export function formatThroughput(bytesPerS: number): string {
+  return `${(bytesPerS / 2 ** 20).toFixed(1)} MiB/s`;
+}
+
+/** Whole seconds as `mm:ss` (`h:mm:ss` from an hour on); `--:--` when undefined. */
+export function formatEta(seconds: number | undefined): string {
+  if (seconds === undefined || !Number.isFinite(seconds) || seconds < 0) return '--:--';
+  const s = Math.ceil(seconds);
+  const two = (n: number) => String(n).padStart(2, '0');
+  const h = Math.floor(s / 3600);
+  const mmss = `${two(Math.floor((s % 3600) / 60))}:${two(s % 60)}`;
+  return h > 0 ? `${h}:${mmss}` : mmss;
+}
+
+/** Milliseconds as `850 ms` below 10 s, else seconds with one decimal (`12.3 s`). */
+export function formatMs(ms: number): string {
+  return ms < 10_000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** The percent shown: floored, so 100% appears only once nothing remains. */
+function percentText(sample: ProgressSample): string {
+  return sample.percent === undefined ? '--%' : `${Math.floor(sample.percent)}%`;
+}
+
+/**
+ * The fields of a progress line in display order, each with its rank: 0 is kept longest.
+ * The status and percent say whether it works at all, the ETA when it ends, the bytes how
+ * far; the rest explains why it is slow.
+ */
+function fields(sample: ProgressSample): { text: string; rank: number }[] {
+  const f = [
+    { text: `${sample.status} ${percentText(sample)}`, rank: 0 },
+    { text: `${formatBytes(sample.transferred)} / ${formatBytes(sample.total)}`, rank: 2 },
+    { text: formatThroughput(sample.throughput), rank: 3 },
+    { text: `dirty ${Math.round(sample.dirtyPagesRate)} pages/s`, rank: 5 },
+    { text: `pass ${sample.pass}`, rank: 4 },
+  ];
+  if (sample.expectedDowntimeMs !== undefined) {
+    f.push({ text: `downtime ~${formatMs(sample.expectedDowntimeMs)}`, rank: 6 });
+  }
+  f.push({ text: `ETA ${formatEta(sample.etaS)}`, rank: 1 });
+  return f;
+}
+
+/**
+ * One line for a terminal, e.g.
+ * `active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 3  downtime ~300 ms  ETA 00:06`.
+ * Fits `width` columns: the least important fields go first (expected downtime, dirty rate,
+ * pass, throughput, bytes, ETA); what still does not fit is cut.
+ * @param width columns of the terminal (default 80).
+ */
+export function formatProgressLine(sample: ProgressSample, { width = 80 }: { width?: number } = {}): string {
+  const all = fields(sample);
+  for (let keep = 6; keep >= 0; keep--) {
+    const line = all
+      .filter((f) => f.rank <= keep)
+      .map((f) => f.text)
+      .join('  ');
+    if (line.length <= width || keep === 0) return line.slice(0, Math.max(0, width));
+  }
+  return '';
+}
+
+/**
+ * The same for a log, one a second when the output is not a terminal: every field, a stable
+ * order, the time since `migrate` instead of a clock, e.g.
+ * `[12.0 s] active 40%, 412.0 MiB / 1.0 GiB, 112.3 MiB/s, dirty 1200 pages/s, pass 3, expected downtime 300 ms, ETA 00:06`.
+ */
+export function formatPlainLine(sample: ProgressSample): string {
+  const parts = [
+    `${sample.status} ${percentText(sample)}`,
+    `${formatBytes(sample.transferred)} / ${formatBytes(sample.total)}`,
+    formatThroughput(sample.throughput),
+    `dirty ${Math.round(sample.dirtyPagesRate)} pages/s`,
+    `pass ${sample.pass}`,
+  ];
+  if (sample.expectedDowntimeMs !== undefined) {
+    parts.push(`expected downtime ${formatMs(sample.expectedDowntimeMs)}`);
+  }
+  parts.push(`ETA ${formatEta(sample.etaS)}`);
+  return `[${(sample.elapsedMs / 1000).toFixed(1)} s] ${parts.join(', ')}`;
+}
+
+/** Why qmigrate ended it, in words; undefined when QEMU did. */
+function endedByText(report: MigrationReport): string | undefined {
+  switch (report.endedBy) {
+    case 'timeout-cancel':
+      return 'the timeout passed and the migration was cancelled (--on-timeout cancel)';
+    case 'timeout-pause':
+      return "the timeout passed and the source's guest was paused so the migration could converge (--on-timeout pause)";
+    case 'interrupt':
+      return 'interrupted: the migration was cancelled';
+    default:
+      return undefined;
+  }
+}
+
+/** What happened to the guest, which is what the person asking cares about most. */
+function guestLine(report: MigrationReport): string {
+  if (report.status === 'completed') {
+    const dst = report.destinationRunState;
+    if (dst === undefined) return 'the guest is on the destination';
+    return dst === 'running'
+      ? 'the guest runs on the destination'
+      : `the guest is on the destination, whose run state is '${dst}'`;
+  }
+  return report.sourceRunState === 'running'
+    ? "the source's guest is still running"
+    : `the source's guest is NOT running: its run state is '${report.sourceRunState}'`;
+}
+
+/** The counters line: bytes, throughput, passes and pages, as far as they are known. */
+function countersLine(report: MigrationReport): string | undefined {
+  const parts: string[] = [];
+  if (report.transferred !== undefined) {
+    parts.push(
+      report.throughput === undefined
+        ? `${formatBytes(report.transferred)} sent`
+        : `${formatBytes(report.transferred)} sent at ${formatThroughput(report.throughput)}`,
+    );
+  }
+  if (report.passes !== undefined) parts.push(`${report.passes} ${report.passes === 1 ? 'pass' : 'passes'}`);
+  if (report.pages) parts.push(`pages: ${report.pages.normal} normal, ${report.pages.duplicate} zero`);
+  return parts.length ? parts.join(', ') : undefined;
+}
+
+/**
+ * The final report as lines of text: the outcome and times, the counters, then where the
+ * guest is. A migration that did not complete says why and that the source's guest is still
+ * running (or loudly, that it is not), e.g.
+ *
+ *     migration completed in 12.3 s (setup 5 ms, downtime 1 ms)
+ *       1.0 GiB sent at 83.2 MiB/s, 4 passes, pages: 262144 normal, 0 zero
+ *       the guest runs on the destination
+ */
+export function formatReport(report: MigrationReport): string[] {
+  const times: string[] = [];
+  if (report.setupTimeMs !== undefined) times.push(`setup ${formatMs(report.setupTimeMs)}`);
+  if (report.downtimeMs !== undefined) times.push(`downtime ${formatMs(report.downtimeMs)}`);
+  let head = `migration ${report.status}`;
+  if (report.totalTimeMs !== undefined) {
+    head += ` ${report.status === 'completed' ? 'in' : 'after'} ${formatMs(report.totalTimeMs)}`;
+  }
+  if (times.length) head += ` (${times.join(', ')})`;
+  const why = endedByText(report) ?? report.reason;
+  if (report.status !== 'completed' && why) head += `: ${why}`;
+  const lines = [head];
+  if (report.status === 'completed' && report.endedBy === 'timeout-pause')
+    lines.push(`  ${endedByText(report)}`);
+  if (report.status !== 'completed' && report.reason && report.endedBy) lines.push(`  ${report.reason}`);
+  const counters = countersLine(report);
+  if (counters) lines.push(`  ${counters}`);
+  lines.push(`  ${guestLine(report)}`);
+  return lines;
+}
+
+/** QEMU's target page on x86 (TARGET_PAGE_SIZE): dirty rates are in pages of it. */
+export const PAGE_SIZE = 4096;
+
+/**
+ * A smoothed ETA: exponentially weighted averages of throughput and dirty rate (weight
+ * `alpha` for the newest sample), and the bytes still dirty divided by what each second
+ * gains on them (throughput minus dirty rate x page size). Undefined while that gain is not
+ * positive, i.e. while the migration does not converge. The orchestrator's own `etaS` is
+ * from one sample only; the CLI shows this one so the line does not jump.
+ */
+export class EtaEstimator {
+  #throughput?: number;
+  #dirty?: number;
+  readonly #alpha: number;
+  readonly #pageSize: number;
+
+  constructor({ alpha = 0.3, pageSize = PAGE_SIZE }: { alpha?: number; pageSize?: number } = {}) {
+    this.#alpha = alpha;
+    this.#pageSize = pageSize;
+  }
+
+  /** Takes a sample and returns the ETA in seconds after it; undefined if not converging. */
+  update(sample: ProgressSample): number | undefined {
+    const a = this.#alpha;
+    const mix = (old: number | undefined, now: number) => (old === undefined ? now : a * now + (1 - a) * old);
+    this.#throughput = mix(this.#throughput, sample.throughput);
+    this.#dirty = mix(this.#dirty, sample.dirtyPagesRate);
+    if (sample.status === 'completed') return 0;
+    const gain = this.#throughput - this.#dirty * this.#pageSize;
+    if (!(gain > 0)) return undefined;
+    return sample.remaining / gain;
+  }
+}

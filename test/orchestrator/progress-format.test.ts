@@ -1,0 +1,172 @@
+// The live line, the plain line and the final report, as exact strings from fixed samples;
+// the live line fits the terminal by dropping its least important fields; the ETA is smoothed
+// and absent while the migration does not converge.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  EtaEstimator,
+  formatBytes,
+  formatEta,
+  formatPlainLine,
+  formatProgressLine,
+  formatReport,
+} from '../../src/orchestrator/progress.js';
+import type { MigrationReport, ProgressSample } from '../../src/orchestrator/types.js';
+
+const MiB = 2 ** 20;
+
+const sample: ProgressSample = {
+  type: 'progress',
+  elapsedMs: 12_040,
+  status: 'active',
+  pass: 3,
+  transferred: 412 * MiB,
+  total: 1024 * MiB,
+  remaining: 614 * MiB,
+  percent: 40.04,
+  throughput: 112.3 * MiB,
+  dirtyPagesRate: 1200,
+  expectedDowntimeMs: 300,
+  etaS: 5.2,
+};
+
+test('formatBytes: IEC units with one decimal, rounding up to the next unit', () => {
+  assert.equal(formatBytes(0), '0 B');
+  assert.equal(formatBytes(1023), '1023 B');
+  assert.equal(formatBytes(1536), '1.5 KiB');
+  assert.equal(formatBytes(412 * MiB), '412.0 MiB');
+  assert.equal(formatBytes(1024 * MiB), '1.0 GiB');
+  assert.equal(formatBytes(1024 * MiB - 1), '1.0 GiB');
+});
+
+test('formatEta: mm:ss, h:mm:ss past an hour, --:-- when unknown', () => {
+  assert.equal(formatEta(5.2), '00:06');
+  assert.equal(formatEta(83), '01:23');
+  assert.equal(formatEta(3723), '1:02:03');
+  assert.equal(formatEta(undefined), '--:--');
+  assert.equal(formatEta(Number.POSITIVE_INFINITY), '--:--');
+});
+
+test('formatProgressLine: every field on a wide terminal', () => {
+  assert.equal(
+    formatProgressLine(sample, { width: 200 }),
+    'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 3  downtime ~300 ms  ETA 00:06',
+  );
+});
+
+test('formatProgressLine: narrower terminals drop downtime, dirty rate, pass, throughput, bytes in turn', () => {
+  const at = (width: number) => formatProgressLine(sample, { width });
+  assert.equal(at(85), 'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 3  ETA 00:06');
+  assert.equal(at(80), 'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  pass 3  ETA 00:06');
+  assert.equal(at(56), 'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  ETA 00:06');
+  assert.equal(at(45), 'active 40%  412.0 MiB / 1.0 GiB  ETA 00:06');
+  assert.equal(at(22), 'active 40%  ETA 00:06');
+  assert.equal(at(20), 'active 40%');
+  assert.equal(at(6), 'active');
+  for (const w of [6, 20, 22, 40, 45, 50, 56, 70, 80, 85, 100])
+    assert.ok(at(w).length <= w, `width ${w}: ${at(w)}`);
+});
+
+test('formatProgressLine: unknown percent and a migration that does not converge', () => {
+  const s = {
+    ...sample,
+    status: 'setup' as const,
+    percent: undefined,
+    etaS: undefined,
+    expectedDowntimeMs: undefined,
+  };
+  assert.equal(
+    formatProgressLine(s, { width: 200 }),
+    'setup --%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 3  ETA --:--',
+  );
+});
+
+test('formatPlainLine: every field, time since migrate, no clock', () => {
+  assert.equal(
+    formatPlainLine(sample),
+    '[12.0 s] active 40%, 412.0 MiB / 1.0 GiB, 112.3 MiB/s, dirty 1200 pages/s, pass 3, expected downtime 300 ms, ETA 00:06',
+  );
+});
+
+const completed: MigrationReport = {
+  type: 'report',
+  status: 'completed',
+  totalTimeMs: 12_345,
+  setupTimeMs: 5,
+  downtimeMs: 1,
+  transferred: 1024 * MiB,
+  throughput: 83.2 * MiB,
+  passes: 4,
+  pages: { normal: 262144, duplicate: 0 },
+  sourceRunState: 'postmigrate',
+  destinationRunState: 'running',
+};
+
+test('formatReport: a completed migration', () => {
+  assert.deepEqual(formatReport(completed), [
+    'migration completed in 12.3 s (setup 5 ms, downtime 1 ms)',
+    '  1.0 GiB sent at 83.2 MiB/s, 4 passes, pages: 262144 normal, 0 zero',
+    '  the guest runs on the destination',
+  ]);
+});
+
+test('formatReport: a completed migration whose destination waits (-S), forced by the timeout', () => {
+  assert.deepEqual(formatReport({ ...completed, endedBy: 'timeout-pause', destinationRunState: 'paused' }), [
+    'migration completed in 12.3 s (setup 5 ms, downtime 1 ms)',
+    "  the timeout passed and the source's guest was paused so the migration could converge (--on-timeout pause)",
+    '  1.0 GiB sent at 83.2 MiB/s, 4 passes, pages: 262144 normal, 0 zero',
+    "  the guest is on the destination, whose run state is 'paused'",
+  ]);
+});
+
+test('formatReport: a failure says why and that the source still runs', () => {
+  const failed: MigrationReport = {
+    type: 'report',
+    status: 'failed',
+    reason: 'Unable to write to socket: Connection reset by peer',
+    totalTimeMs: 3200,
+    transferred: 412 * MiB,
+    passes: 1,
+    sourceRunState: 'running',
+  };
+  assert.deepEqual(formatReport(failed), [
+    'migration failed after 3200 ms: Unable to write to socket: Connection reset by peer',
+    '  412.0 MiB sent, 1 pass',
+    "  the source's guest is still running",
+  ]);
+});
+
+test('formatReport: a cancel by timeout or interrupt names the cause; a stopped source is said loudly', () => {
+  const base: MigrationReport = { type: 'report', status: 'cancelled', sourceRunState: 'running' };
+  assert.deepEqual(formatReport({ ...base, endedBy: 'timeout-cancel', totalTimeMs: 30_000 }), [
+    'migration cancelled after 30.0 s: the timeout passed and the migration was cancelled (--on-timeout cancel)',
+    "  the source's guest is still running",
+  ]);
+  assert.deepEqual(
+    formatReport({ ...base, endedBy: 'interrupt', reason: 'SIGINT', sourceRunState: 'paused' }),
+    [
+      'migration cancelled: interrupted: the migration was cancelled',
+      '  SIGINT',
+      "  the source's guest is NOT running: its run state is 'paused'",
+    ],
+  );
+});
+
+test('EtaEstimator: smoothed; undefined while dirtying outpaces sending; 0 when completed', () => {
+  const eta = new EtaEstimator({ alpha: 0.5 });
+  const s = (throughput: number, dirtyPagesRate: number, remaining: number): ProgressSample => ({
+    ...sample,
+    throughput,
+    dirtyPagesRate,
+    remaining,
+  });
+  // 100 MiB/s, no dirtying, 100 MiB left: 1 s.
+  assert.equal(eta.update(s(100 * MiB, 0, 100 * MiB)), 1);
+  // A spike to 300 MiB/s moves the average half way only: 200 MiB/s.
+  assert.equal(eta.update(s(300 * MiB, 0, 100 * MiB)), 0.5);
+  // The guest dirties 256 MiB/s (65536 pages): 200 - 128 (averaged) = 72 MiB/s gain.
+  assert.equal(eta.update(s(200 * MiB, 65536, 72 * MiB)), 1);
+  const stuck = new EtaEstimator();
+  assert.equal(stuck.update(s(10 * MiB, 65536, 100 * MiB)), undefined);
+  assert.equal(stuck.update({ ...s(10 * MiB, 65536, 0), status: 'completed' }), 0);
+});
