@@ -9,7 +9,9 @@ import { readFileSync } from 'node:fs';
 import { constants as os } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { InternalError, QmigrateError } from '../errors.js';
+import { strtosz } from '../qapi/cutils.js';
 import { ConnectError } from '../qmp/errors.js';
+import type { MigrateFlags } from './commands/migrate.js';
 import { CliFailure, CliUsageError, Interrupted, PeerUnreachableError } from './errors.js';
 
 export { CliUsageError } from './errors.js';
@@ -56,12 +58,16 @@ Exit codes:
   1    the operation failed (demo: the migration failed, or its result did not check out)
   2    usage or argument error, found before anything started
   3    a peer cannot be reached (demo: one of its VMs did not start or its QMP monitor
-       did not answer)
+       did not answer; migrate: a monitor did not answer, or the preflight found the two
+       sides cannot migrate)
+  4    migrate: the --timeout passed and the migration did not complete
   129  hung up (SIGHUP)
   130  interrupted (SIGINT, Ctrl-C)
   141  the output was closed (e.g. piped into head)
   143  terminated (SIGTERM)
-A demo stopped early ends its VMs and removes its temp files before it exits.
+A demo stopped early ends its VMs and removes its temp files before it exits. A migrate
+stopped by a signal cancels the migration (the source's guest keeps running), prints the
+report, then exits with the signal's code.
 \`qmigrate vm\` exits as QEMU does: 0 at quit or on a signal, 1 on an error.`;
 
 /**
@@ -80,6 +86,7 @@ export function buildProgram(signal?: AbortSignal): Command {
     .exitOverride()
     .addCommand(vmCommand())
     .addCommand(demoCommand(signal))
+    .addCommand(migrateCommand(signal))
     .addCommand(uriCommand())
     .addCommand(checkCommand());
 }
@@ -180,6 +187,112 @@ async function demoAction(opts: DemoFlags, signal?: AbortSignal): Promise<void> 
   );
 }
 
+const MIGRATE_HELP = `
+QMP is a unix socket path, HOST:PORT, unix:PATH or tcp:HOST:PORT. The destination must wait
+in -incoming defer. Before anything moves, a preflight compares the two sides (versions, run
+states, RAM blocks, capabilities); --dry-run stops after it and prints the commands each side
+would get. The stream goes where exactly one of --tcp, --unix, --uri or --channel says.
+
+Output: on a terminal one live line (percent, bytes, throughput, dirty rate, pass, expected
+downtime, ETA), in a log a plain line a second and the migration's events, with --json one
+JSON object per line (samples, events, the report; an error as {"type":"error",...}) and
+nothing else on stdout; --quiet prints nothing unless the migration does not complete. The
+final report says how long it took, the downtime, the bytes and where the guest runs.
+
+Exit codes:
+  0    the migration completed (also when --on-timeout pause paused the guest to get there)
+  1    the migration failed or was cancelled by a peer; the source's guest keeps running
+  2    usage or argument error
+  3    a monitor cannot be reached, or the preflight found the sides cannot migrate
+  4    the --timeout passed and the migration was cancelled (--on-timeout cancel)
+  130  interrupted (SIGINT, Ctrl-C): the migration was cancelled and the report printed
+  143  terminated (SIGTERM): the same
+Examples:
+  qmigrate migrate --from /run/src.qmp --to /run/dst.qmp --unix /run/mig.sock
+  qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --multifd 4 --timeout 300 --on-timeout pause`;
+
+/** QEMU's range for multifd-channels (a uint8, at least 1: migration/options.c). */
+const MULTIFD_MAX = 255;
+
+/** `--flag X` that may be given again: the values in order. */
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** QEMU's size syntax (K, M, G, ... in powers of 1024), as a byte count. */
+function sizeArgument(text: string): number {
+  const r = strtosz(text);
+  if (!r.ok || r.value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new InvalidArgumentError(
+      'Expected a size in bytes per second, with an optional K, M, G or T suffix (e.g. 100M).',
+    );
+  }
+  return Number(r.value);
+}
+
+function migrateCommand(signal?: AbortSignal): Command {
+  const migrate = subcommand('migrate')
+    .description('migrate a running guest live between two QMP monitors (QEMU or qmigrate vm)')
+    .requiredOption('--from <qmp>', "the source's QMP monitor")
+    .requiredOption('--to <qmp>', "the destination's QMP monitor (waiting in -incoming defer)");
+  for (const option of migrateOptions()) migrate.addOption(option);
+  return migrate.addHelpText('after', MIGRATE_HELP).action(async (opts: MigrateFlags) => {
+    const { runMigrate, loadLibrary } = await import('./commands/migrate.js');
+    const io = {
+      out: (text: string) => void process.stdout.write(text),
+      err: (line: string) => void process.stderr.write(`${line}\n`),
+      columns: () => process.stdout.columns,
+      isTTY: process.stdout.isTTY === true,
+    };
+    process.exitCode = await runMigrate(opts, io, loadLibrary, signal);
+  });
+}
+
+/** The flags of migrate after --from and --to, in the order --help lists them. */
+function migrateOptions(): Option[] {
+  const stream = ['channel', 'uri', 'tcp', 'unix'];
+  const others = (own: string) => stream.filter((s) => s !== own);
+  return [
+    new Option(
+      '--tcp <host:port>',
+      'stream over TCP to where the destination listens (port 0: any)',
+    ).conflicts(others('tcp')),
+    new Option('--unix <path>', 'stream over a unix socket the destination listens on').conflicts(
+      others('unix'),
+    ),
+    new Option(
+      '--uri <uri>',
+      "stream to a legacy migration URI (QEMU's tcp:, unix:, exec:, file:, ...)",
+    ).conflicts(others('uri')),
+    new Option('--channel <json>', '[json] a MigrationChannel as QMP migrate takes it (repeatable)')
+      .argParser(collect)
+      .conflicts(others('channel')),
+    new Option('--multifd <n>', `[number] multifd with n channels, 1 to ${MULTIFD_MAX}`).argParser(
+      wholeNumber(1, MULTIFD_MAX, `Expected a whole number of channels from 1 to ${MULTIFD_MAX}.`),
+    ),
+    new Option('--downtime-limit <ms>', '[number] downtime-limit parameter, 0 to 2000000').argParser(
+      wholeNumber(0, 2_000_000, 'Expected a whole number of milliseconds from 0 to 2000000.'),
+    ),
+    new Option(
+      '--max-bandwidth <size>',
+      '[size] max-bandwidth parameter in bytes/s, e.g. 100M (0: unlimited)',
+    ).argParser(sizeArgument),
+    new Option('--capability <name[=on|off]>', 'a migration capability on both sides (repeatable)').argParser(
+      collect,
+    ),
+    new Option('--parameter <name=value>', 'a migration parameter (repeatable)').argParser(collect),
+    new Option('--timeout <seconds>', '[number] apply --on-timeout if not completed by then').argParser(
+      wholeNumber(1, 2 ** 31, 'Expected a whole number of seconds, 1 or more.'),
+    ),
+    new Option('--on-timeout <policy>', "cancel, or pause the source's guest so it converges")
+      .choices(['cancel', 'pause'])
+      .default('cancel'),
+    new Option('--json', 'print JSON lines on stdout: samples, events, the report').conflicts('quiet'),
+    new Option('--quiet', 'print nothing unless the migration does not complete'),
+    new Option('--dry-run', 'run the preflight, print the commands for each side, change nothing'),
+  ];
+}
+
 function uriCommand(): Command {
   return subcommand('uri')
     .description('show the migration channel QEMU 10.0 builds from each legacy URI')
@@ -264,7 +377,8 @@ export async function main(argv: string[]): Promise<number> {
       // commander has printed its message already (help and version exit 0).
       code = reason.exitCode === 0 ? EXIT.ok : EXIT.usage;
     } else if (reason instanceof CliUsageError) {
-      complain(`qmigrate: ${reason.message}\n(run qmigrate --help for usage)`);
+      const sub = program.commands.some((c) => c.name() === argv[0]) ? `${argv[0]} ` : '';
+      complain(`qmigrate: ${reason.message}\n(run qmigrate ${sub}--help for usage)`);
       code = EXIT.usage;
     } else if (reason instanceof PeerUnreachableError || reason instanceof ConnectError) {
       complain(`qmigrate: ${reason.message}`);

@@ -31,8 +31,12 @@ function freshMigration(command: string): Migration {
   return new Migration({ runstate: () => runstate, emit: () => {} }, NO_ENGINE);
 }
 
-/** Runs the VM's checks for a migration command; other commands have only the visitor's. */
-function checkOnVm(command: string, args: Record<string, unknown>): void {
+/**
+ * Runs the VM's checks for a migration command (already through the visitor); other commands
+ * have only the visitor's. `qmigrate migrate` checks its --parameter and --capability with it.
+ * @throws {QapiError} with QEMU 10.0's text for what a fresh VM would refuse.
+ */
+export function checkOnVm(command: string, args: Record<string, unknown>): void {
   const m = freshMigration(command);
   switch (command) {
     case 'migrate':

@@ -1,0 +1,376 @@
+/**
+ * `qmigrate migrate --from QMP --to QMP ...`: a live migration between two monitors that are
+ * already running (QEMU or `qmigrate vm`), as `virsh migrate --verbose` drives one: the
+ * flags become a MigratePlan, the orchestrator runs it, and this shows its progress (a live
+ * line on a terminal, a plain line a second in a log, JSON lines with --json) and its report,
+ * and maps the outcome to the exit codes of `qmigrate migrate --help`.
+ */
+
+import { QmigrateError } from '../../errors.js';
+import type {
+  MigratePlan,
+  MigrationEventSample,
+  MigrationReport,
+  PlannedCommand,
+  ProgressSample,
+  QmpEndpoint,
+  TimeoutPolicy,
+} from '../../orchestrator/types.js';
+import { checkCommand, checkType } from '../../qapi/check.js';
+import { strtosz } from '../../qapi/cutils.js';
+import { QapiError } from '../../qapi/errors.js';
+import { JsonSyntaxError, parseJson } from '../../qapi/json.js';
+import { schema } from '../../qapi/schema.js';
+import type { MigrationChannel } from '../../qapi/types.js';
+import { uriToChannel } from '../../qapi/uri.js';
+import { ConnectError } from '../../qmp/errors.js';
+import { CliFailure, CliUsageError, PeerUnreachableError } from '../errors.js';
+import { jsonLine, type ProgressMode, ProgressView, type ViewIo } from '../progress-view.js';
+import { checkOnVm } from './check.js';
+
+/** The flags of `qmigrate migrate`, as commander hands them over. */
+export interface MigrateFlags {
+  from: string;
+  to: string;
+  channel?: string[];
+  uri?: string;
+  tcp?: string;
+  unix?: string;
+  multifd?: number;
+  downtimeLimit?: number;
+  maxBandwidth?: number;
+  capability?: string[];
+  parameter?: string[];
+  timeout?: number;
+  onTimeout: TimeoutPolicy;
+  json?: boolean;
+  quiet?: boolean;
+  dryRun?: boolean;
+}
+
+/** A running migration, as the orchestrator's runMigration returns it. */
+export interface MigrationJob extends AsyncIterable<ProgressSample | MigrationEventSample> {
+  readonly result: Promise<MigrationReport>;
+}
+
+/**
+ * What this command needs from src/orchestrator/: the endpoint parser, the commands a plan
+ * sends (connecting to both sides to learn their versions, changing nothing) and the run.
+ */
+export interface MigrateLibrary {
+  parseQmpEndpoint(text: string): QmpEndpoint;
+  planFor(plan: MigratePlan, options: { signal?: AbortSignal }): Promise<PlannedCommand[]>;
+  runMigration(plan: MigratePlan, options: { signal?: AbortSignal }): MigrationJob;
+}
+
+/** Where the command writes: a view's io, and whether stdout is a terminal. */
+export interface MigrateIo extends ViewIo {
+  isTTY: boolean;
+}
+
+/** The exit codes `qmigrate migrate --help` lists. */
+export const MIGRATE_EXIT = { completed: 0, failed: 1, usage: 2, preflight: 3, timeout: 4 } as const;
+
+/**
+ * `NAME[=on|off]` for --capability, the name checked against QEMU 10.0's MigrationCapability.
+ * @throws {CliUsageError} for an unknown name or a state other than on/off.
+ */
+export function parseCapability(text: string): [string, boolean] {
+  const m = /^([^=]+)(?:=(.*))?$/.exec(text);
+  const name = m?.[1] ?? text;
+  const known = schema.enumValues('MigrationCapability');
+  if (!known.includes(name)) {
+    throw new CliUsageError(
+      `--capability: '${name}' is not a migration capability; QEMU 10.0 has: ${known.join(', ')}`,
+    );
+  }
+  const state = m?.[2] === undefined ? 'on' : m[2];
+  if (!['on', 'off', 'true', 'false'].includes(state)) {
+    throw new CliUsageError(`--capability ${name}=${state}: expected ${name}=on or ${name}=off`);
+  }
+  return [name, state === 'on' || state === 'true'];
+}
+
+/**
+ * `NAME=VALUE` for --parameter, the name checked against QEMU 10.0's migrate-set-parameters
+ * (the value is checked with all of them, when the plan is made).
+ * @throws {CliUsageError} for an unknown name or a missing `=`.
+ */
+export function parseParameter(text: string): [string, string] {
+  const eq = text.indexOf('=');
+  const known = schema.allMembers('MigrateSetParameters').map((m) => m.name);
+  const name = eq < 0 ? text : text.slice(0, eq);
+  if (!known.includes(name)) {
+    throw new CliUsageError(
+      `--parameter: '${name}' is not a migration parameter; QEMU 10.0 has: ${known.join(', ')}`,
+    );
+  }
+  if (eq < 0) throw new CliUsageError(`--parameter ${name}: expected ${name}=VALUE`);
+  return [name, text.slice(eq + 1)];
+}
+
+/**
+ * A --parameter's text as the QMP value its schema type takes: sizes with QEMU's suffixes,
+ * integers, on/off for booleans, JSON for lists; QEMU's own check then judges the value.
+ */
+function typedValue(name: string, text: string): unknown {
+  const type = schema.allMembers('MigrateSetParameters').find((m) => m.name === name)?.type;
+  if (type === 'size') {
+    const r = strtosz(text);
+    return r.ok ? r.value : text;
+  }
+  if (typeof type === 'string' && /^u?int\d*$/.test(type) && /^-?\d+$/.test(text)) return BigInt(text);
+  if (type === 'bool') return { on: true, off: false, true: true, false: false }[text] ?? text;
+  if (Array.isArray(type)) {
+    try {
+      return parseJson(text);
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+
+/** The parameters of a plan: the shortcuts' first, then --parameter, checked as QEMU checks them. */
+function planParameters(flags: MigrateFlags): Record<string, unknown> {
+  const raw: Record<string, unknown> = {};
+  if (flags.multifd !== undefined) raw['multifd-channels'] = flags.multifd;
+  if (flags.downtimeLimit !== undefined) raw['downtime-limit'] = flags.downtimeLimit;
+  if (flags.maxBandwidth !== undefined) raw['max-bandwidth'] = flags.maxBandwidth;
+  for (const [name, text] of (flags.parameter ?? []).map(parseParameter)) raw[name] = typedValue(name, text);
+  try {
+    const typed = checkCommand('migrate-set-parameters', raw);
+    checkOnVm('migrate-set-parameters', typed);
+    return typed;
+  } catch (e) {
+    if (e instanceof QapiError) throw new CliUsageError(`--parameter: ${e.desc}`);
+    throw e;
+  }
+}
+
+/** One --channel: JSON of a MigrationChannel, checked as QEMU's migrate checks it. */
+function parseChannel(text: string): MigrationChannel {
+  let value: unknown;
+  try {
+    value = parseJson(text);
+  } catch (e) {
+    if (e instanceof JsonSyntaxError) throw new CliUsageError(`--channel: not JSON: ${e.message}`);
+    throw e;
+  }
+  try {
+    return checkType('MigrationChannel', value) as MigrationChannel;
+  } catch (e) {
+    if (e instanceof QapiError) throw new CliUsageError(`--channel: ${e.desc}`);
+    throw e;
+  }
+}
+
+/** Where the stream goes: exactly one of --channel (repeatable), --uri, --tcp, --unix. */
+function planStream(flags: MigrateFlags): Pick<MigratePlan, 'channels' | 'uri'> {
+  const given = [
+    flags.channel?.length ? '--channel' : undefined,
+    flags.uri !== undefined ? '--uri' : undefined,
+    flags.tcp !== undefined ? '--tcp' : undefined,
+    flags.unix !== undefined ? '--unix' : undefined,
+  ].filter((g) => g !== undefined);
+  if (given.length !== 1) {
+    throw new CliUsageError(
+      given.length === 0
+        ? 'say where the stream goes: --tcp HOST:PORT, --unix PATH, --uri URI or --channel JSON'
+        : `${given.join(' and ')} both say where the stream goes: give only one`,
+    );
+  }
+  const viaUri = (uri: string, flag: string) => {
+    try {
+      return uriToChannel(uri);
+    } catch (e) {
+      if (e instanceof QapiError) throw new CliUsageError(`${flag}: ${e.desc}`);
+      throw e;
+    }
+  };
+  if (flags.uri !== undefined) {
+    viaUri(flags.uri, '--uri');
+    return { uri: flags.uri };
+  }
+  if (flags.tcp !== undefined) return { channels: [viaUri(`tcp:${flags.tcp}`, '--tcp')] };
+  if (flags.unix !== undefined) return { channels: [viaUri(`unix:${flags.unix}`, '--unix')] };
+  return { channels: (flags.channel ?? []).map(parseChannel) };
+}
+
+/**
+ * The MigratePlan of the flags, but for the two monitors, which the orchestrator parses:
+ * everything checked before it is loaded.
+ * @throws {CliUsageError} for anything QEMU or the orchestrator would refuse before starting.
+ */
+export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to'> {
+  const capabilities: Record<string, boolean> = {};
+  if (flags.multifd !== undefined) capabilities.multifd = true;
+  for (const [name, on] of (flags.capability ?? []).map(parseCapability)) capabilities[name] = on;
+  try {
+    const list = Object.entries(capabilities).map(([capability, state]) => ({ capability, state }));
+    checkOnVm('migrate-set-capabilities', checkCommand('migrate-set-capabilities', { capabilities: list }));
+  } catch (e) {
+    if (e instanceof QapiError) throw new CliUsageError(`--capability: ${e.desc}`);
+    throw e;
+  }
+  if (capabilities.events === false) {
+    // Not silently turned back on: the orchestrator follows the migration by its events.
+    throw new CliUsageError('--capability events=off: qmigrate migrate needs MIGRATION events on both sides');
+  }
+  if (flags.multifd !== undefined && capabilities.multifd === false) {
+    throw new CliUsageError('--multifd needs the multifd capability: drop --capability multifd=off');
+  }
+  return {
+    ...planStream(flags),
+    capabilities,
+    parameters: planParameters(flags),
+    ...(flags.timeout !== undefined ? { timeoutS: flags.timeout } : {}),
+    onTimeout: flags.onTimeout,
+  };
+}
+
+/**
+ * The MigratePlan of the flags.
+ * @throws {CliUsageError} for a monitor address the orchestrator cannot parse, and see planOptions.
+ */
+export function buildPlan(
+  options: Omit<MigratePlan, 'from' | 'to'>,
+  flags: Pick<MigrateFlags, 'from' | 'to'>,
+  parseEndpoint: MigrateLibrary['parseQmpEndpoint'],
+): MigratePlan {
+  const endpoint = (text: string, flag: string) => {
+    try {
+      return parseEndpoint(text);
+    } catch (e) {
+      throw new CliUsageError(`${flag}: ${(e as Error).message}`);
+    }
+  };
+  return { from: endpoint(flags.from, '--from'), to: endpoint(flags.to, '--to'), ...options };
+}
+
+/**
+ * The orchestrator, loaded when the command runs. Its module comes from another branch of
+ * issue 12 (src/orchestrator/migrate.ts); it is looked up by a computed name so that this
+ * branch builds without it, and a build without it says so.
+ * @throws {CliFailure} when the module or one of its functions is missing.
+ */
+export async function loadLibrary(): Promise<MigrateLibrary> {
+  const name = '../../orchestrator/migrate.js';
+  let mod: Partial<MigrateLibrary>;
+  try {
+    mod = (await import(name)) as Partial<MigrateLibrary>;
+  } catch (e) {
+    throw new CliFailure(
+      'this build of qmigrate has no migration orchestrator (src/orchestrator/migrate.ts)',
+      {
+        cause: e,
+      },
+    );
+  }
+  const { parseQmpEndpoint, planFor, runMigration } = mod;
+  if (!parseQmpEndpoint || !planFor || !runMigration) {
+    throw new CliFailure('the migration orchestrator lacks parseQmpEndpoint, planFor or runMigration');
+  }
+  return { parseQmpEndpoint, planFor, runMigration };
+}
+
+/** The error code the orchestrator's preflight failures carry (PreflightError). */
+const PREFLIGHT_CODE = 'MIGRATE_PREFLIGHT';
+
+/**
+ * The exit code of a report: 0 completed (also when --on-timeout pause made it converge),
+ * 4 when the timeout ended it otherwise, 1 for any other failure or cancel. An interrupt's
+ * code (130, 143) is set by the CLI's signal handling, which wins over this.
+ */
+export function exitCodeOf(report: MigrationReport): number {
+  if (report.status === 'completed') return MIGRATE_EXIT.completed;
+  if (report.endedBy === 'timeout-cancel' || report.endedBy === 'timeout-pause') return MIGRATE_EXIT.timeout;
+  return MIGRATE_EXIT.failed;
+}
+
+/** --json, --quiet, or what stdout is. */
+function modeOf(flags: MigrateFlags, io: MigrateIo): ProgressMode {
+  if (flags.json) return 'json';
+  if (flags.quiet) return 'quiet';
+  // A live line only for a person: not in CI logs, which are terminals that keep every frame.
+  return io.isTTY && !process.env.CI ? 'tty' : 'plain';
+}
+
+/** The commands each side would get, one per line (--dry-run). */
+function printPlan(commands: PlannedCommand[], mode: ProgressMode, io: MigrateIo): void {
+  if (mode === 'json') {
+    for (const c of commands) io.out(jsonLine({ type: 'command', ...c }));
+    return;
+  }
+  for (const c of commands) {
+    const args =
+      c.arguments === undefined
+        ? ''
+        : ` ${JSON.stringify(c.arguments, (_k, v) => (typeof v === 'bigint' ? Number(v) : v))}`;
+    io.out(`${c.side.padEnd(11)} ${c.execute}${args}\n`);
+  }
+}
+
+/**
+ * A failure before the migration started: preflight (exit 3, one line per mismatch, the
+ * source untouched), an unreachable monitor (3). Anything else goes to the CLI's own catch.
+ */
+function failedBeforeStart(e: unknown, view: ProgressView): number {
+  if (e instanceof QmigrateError && e.code === PREFLIGHT_CODE) {
+    view.error(e.message.split('\n'), e.code, MIGRATE_EXIT.preflight);
+    return MIGRATE_EXIT.preflight;
+  }
+  if (e instanceof ConnectError || e instanceof PeerUnreachableError) {
+    view.error([e.message], e.code, MIGRATE_EXIT.preflight);
+    return MIGRATE_EXIT.preflight;
+  }
+  throw e;
+}
+
+/**
+ * Runs `qmigrate migrate`: builds the plan, then prints it (--dry-run) or runs it with its
+ * progress and report. `signal` (Ctrl-C, SIGTERM) makes the orchestrator cancel the migration;
+ * its report is still printed.
+ * @returns the exit code: 0 completed, 1 failed or cancelled, 3 preflight, 4 timeout.
+ * @throws {CliUsageError} for flags that cannot make a plan (exit 2).
+ */
+export async function runMigrate(
+  flags: MigrateFlags,
+  io: MigrateIo,
+  load: () => Promise<MigrateLibrary>,
+  signal?: AbortSignal,
+): Promise<number> {
+  const options = planOptions(flags);
+  const lib = await load();
+  const plan = buildPlan(options, flags, lib.parseQmpEndpoint);
+  const mode = modeOf(flags, io);
+  const view = new ProgressView(io, mode);
+  if (flags.dryRun) {
+    try {
+      printPlan(await lib.planFor(plan, { signal }), mode, io);
+      return MIGRATE_EXIT.completed;
+    } catch (e) {
+      return failedBeforeStart(e, view);
+    }
+  }
+  let report: MigrationReport;
+  try {
+    const job = lib.runMigration(plan, { signal });
+    // Read the result even if the iteration throws first, so it is never left unhandled.
+    const result = job.result.then(
+      (r) => ({ r }),
+      (e: unknown) => ({ e }),
+    );
+    for await (const item of job) {
+      if (item.type === 'progress') view.sample(item);
+      else view.event(item);
+    }
+    const end = await result;
+    if ('e' in end) throw end.e;
+    report = end.r;
+  } catch (e) {
+    return failedBeforeStart(e, view);
+  }
+  view.report(report);
+  return exitCodeOf(report);
+}
