@@ -71,8 +71,8 @@ report, then exits with the signal's code.
 \`qmigrate vm\` exits as QEMU does: 0 at quit or on a signal, 1 on an error.`;
 
 /**
- * The whole command tree. Only `demo` can run long, so only it gets `signal`, which stops it
- * (and which silences its output once aborted).
+ * The whole command tree. Only `demo` and `migrate` run long, so only they get `signal`, which
+ * stops them (the demo's output then goes silent; migrate cancels and still reports).
  */
 export function buildProgram(signal?: AbortSignal): Command {
   return new Command('qmigrate')
@@ -317,16 +317,17 @@ function checkCommand(): Command {
 /**
  * Stops the running command from outside: SIGINT, SIGTERM and SIGHUP, and stdout or stderr
  * closing under it (EPIPE, as in `qmigrate demo | head -1`), abort the signal with an
- * {@link Interrupted} that carries the exit code.
+ * {@link Interrupted} that carries the exit code. Should the command not end within
+ * `graceMs`, the process exits with that code.
  */
-function stopOnInterrupt(): { signal: AbortSignal; dispose(): void } {
+function stopOnInterrupt(graceMs: number): { signal: AbortSignal; dispose(): void } {
   const stop = new AbortController();
   const abort = (reason: Interrupted) => {
     if (stop.signal.aborted) return;
     stop.abort(reason);
     // The command cleans up synchronously as the signal fires; should anything it then
     // awaits never settle, the process still ends with the right code.
-    setTimeout(() => process.exit(reason.exitCode), 5000).unref();
+    setTimeout(() => process.exit(reason.exitCode), graceMs).unref();
   };
   const onSignal = (sig: NodeJS.Signals) => abort(new Interrupted(sig, 128 + os.signals[sig]));
   const onOutputError = (e: NodeJS.ErrnoException) => {
@@ -344,6 +345,12 @@ function stopOnInterrupt(): { signal: AbortSignal; dispose(): void } {
     },
   };
 }
+
+/**
+ * How long `migrate` may take after a signal before the process ends regardless: more than
+ * the orchestrator's bounded wait for `cancelled` after migrate_cancel, so its report comes.
+ */
+const MIGRATE_GRACE_MS = 30_000;
 
 /** Writes one line to stderr unless stderr is gone. */
 function complain(line: string): void {
@@ -363,7 +370,8 @@ export async function main(argv: string[]): Promise<number> {
     await new Promise((r) => process.stderr.write('', r));
     process.exit(code);
   }
-  const interrupt = stopOnInterrupt();
+  // migrate waits (bounded) for its cancel to be confirmed before it reports.
+  const interrupt = stopOnInterrupt(argv[0] === 'migrate' ? MIGRATE_GRACE_MS : 5000);
   const program = buildProgram(interrupt.signal);
   let code: number = EXIT.ok;
   try {
