@@ -3,6 +3,7 @@
 // cancel by AbortSignal; both timeout policies; and preflight failures before any byte moves.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { PreflightError } from '../../src/orchestrator/errors.js';
 import { type MigrationSample, runMigration } from '../../src/orchestrator/migrate.js';
 import { ramEqual, startLab } from './lab.js';
 
@@ -90,4 +91,31 @@ test('timeout with policy pause: the source is stopped, the migration converges,
   assert.equal(report.endedBy, 'timeout-pause');
   assert.equal(report.sourceRunState, 'postmigrate');
   assert.equal(report.destinationRunState, 'running');
+});
+
+test('a source paused before the migration ends paused on the destination, as QEMU 10.0 (no cont then)', async (t) => {
+  const lab = await startLab(t, 'qmigrate', 'qmigrate');
+  if (!lab) return;
+  await lab.src.qmp.stop();
+  const report = await runMigration(lab.plan).result;
+  assert.equal(report.status, 'completed', JSON.stringify(report));
+  assert.equal(report.destinationRunState, 'paused');
+  assert.equal(report.endedBy, undefined);
+});
+
+test('preflight (qmigrate): destination not deferred, a capability that disagrees, nothing sent', async (t) => {
+  const lab = await startLab(t, 'qmigrate', 'qmigrate', { defer: false });
+  if (!lab) return;
+  await lab.dst.qmp.migrateSetCapabilities({ capabilities: [{ capability: 'multifd', state: true }] });
+  const e = await runMigration(lab.plan).result.then(
+    () => assert.fail('expected a preflight failure'),
+    (e: unknown) => e,
+  );
+  assert.ok(e instanceof PreflightError);
+  assert.deepEqual(e.problems, [
+    "destination is not waiting for a migration: its run state is 'running', not 'inmigrate' (start it with -incoming defer)",
+    "capability 'multifd' is on on the destination and off on the source; it must be the same on both (set it with --capability multifd=off)",
+  ]);
+  assert.equal((await lab.src.qmp.queryMigrate()).status, undefined);
+  assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
 });
