@@ -93,6 +93,11 @@ export interface MigrationReport {
   /** The source's run state at the end (`running` after every failure: the guest stayed). */
   sourceRunState: string;
   destinationRunState?: string;
+  /**
+   * What went wrong besides the status, loudly: a source guest that ran before and does not
+   * now, a wait given up on.
+   */
+  warnings?: string[];
   /** The source's last query-migrate, as QEMU gave it. */
   source?: MigrationInfo;
 }
