@@ -237,14 +237,14 @@ function migrateCommand(signal?: AbortSignal): Command {
     .requiredOption('--to <qmp>', "the destination's QMP monitor (waiting in -incoming defer)");
   for (const option of migrateOptions()) migrate.addOption(option);
   return migrate.addHelpText('after', MIGRATE_HELP).action(async (opts: MigrateFlags) => {
-    const { runMigrate, loadLibrary } = await import('./commands/migrate.js');
+    const { runMigrate, orchestrator } = await import('./commands/migrate.js');
     const io = {
       out: (text: string) => void process.stdout.write(text),
       err: (line: string) => void process.stderr.write(`${line}\n`),
       columns: () => process.stdout.columns,
       isTTY: process.stdout.isTTY === true,
     };
-    process.exitCode = await runMigrate(opts, io, loadLibrary, signal);
+    process.exitCode = await runMigrate(opts, io, async () => orchestrator, signal);
   });
 }
 

@@ -150,8 +150,8 @@ function countersLine(report: MigrationReport): string | undefined {
 
 /**
  * The final report as lines of text: the outcome and times, the counters, then where the
- * guest is. A migration that did not complete says why and that the source's guest is still
- * running (or loudly, that it is not), e.g.
+ * guest is, and the orchestrator's warnings last. A migration that did not complete says why
+ * and that the source's guest is still running (or loudly, that it is not), e.g.
  *
  *     migration completed in 12.3 s (setup 5 ms, downtime 1 ms)
  *       1.0 GiB sent at 83.2 MiB/s, 4 passes, pages: 262144 normal, 0 zero
@@ -175,6 +175,7 @@ export function formatReport(report: MigrationReport): string[] {
   const counters = countersLine(report);
   if (counters) lines.push(`  ${counters}`);
   lines.push(`  ${guestLine(report)}`);
+  for (const w of report.warnings ?? []) lines.push(`  warning: ${w}`);
   return lines;
 }
 

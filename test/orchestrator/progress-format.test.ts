@@ -143,11 +143,18 @@ test('formatReport: a cancel by timeout or interrupt names the cause; a stopped 
     "  the source's guest is still running",
   ]);
   assert.deepEqual(
-    formatReport({ ...base, endedBy: 'interrupt', reason: 'SIGINT', sourceRunState: 'paused' }),
+    formatReport({
+      ...base,
+      endedBy: 'interrupt',
+      reason: 'SIGINT',
+      sourceRunState: 'paused',
+      warnings: ["the source's guest ran before the migration and does not now"],
+    }),
     [
       'migration cancelled: interrupted: the migration was cancelled',
       '  SIGINT',
       "  the source's guest is NOT running: its run state is 'paused'",
+      "  warning: the source's guest ran before the migration and does not now",
     ],
   );
 });

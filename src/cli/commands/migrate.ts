@@ -7,6 +7,10 @@
  */
 
 import { QmigrateError } from '../../errors.js';
+import { connectQmpEndpoint, parseQmpEndpoint } from '../../orchestrator/endpoint.js';
+import { runMigration } from '../../orchestrator/migrate.js';
+import { planCommands } from '../../orchestrator/plan.js';
+import { preflight } from '../../orchestrator/preflight.js';
 import type {
   MigratePlan,
   MigrationEventSample,
@@ -24,7 +28,7 @@ import { schema } from '../../qapi/schema.js';
 import type { MigrationChannel } from '../../qapi/types.js';
 import { uriToChannel } from '../../qapi/uri.js';
 import { ConnectError } from '../../qmp/errors.js';
-import { CliFailure, CliUsageError, PeerUnreachableError } from '../errors.js';
+import { CliUsageError, PeerUnreachableError } from '../errors.js';
 import { jsonLine, type ProgressMode, ProgressView, type ViewIo } from '../progress-view.js';
 import { checkOnVm } from './check.js';
 
@@ -249,30 +253,30 @@ export function buildPlan(
 }
 
 /**
- * The orchestrator, loaded when the command runs. Its module comes from another branch of
- * issue 12 (src/orchestrator/migrate.ts); it is looked up by a computed name so that this
- * branch builds without it, and a build without it says so.
- * @throws {CliFailure} when the module or one of its functions is missing.
+ * The dry run: connects to both monitors, runs the preflight (queries only), and returns the
+ * commands each side would get, in the form each takes (channels, or uri before QEMU 8.2).
+ * @throws {PreflightError} when a monitor cannot be reached or a check fails.
  */
-export async function loadLibrary(): Promise<MigrateLibrary> {
-  const name = '../../orchestrator/migrate.js';
-  let mod: Partial<MigrateLibrary>;
+async function planFor(plan: MigratePlan, { signal }: { signal?: AbortSignal }): Promise<PlannedCommand[]> {
+  const src = await connectQmpEndpoint(plan.from, 'source', { signal });
   try {
-    mod = (await import(name)) as Partial<MigrateLibrary>;
-  } catch (e) {
-    throw new CliFailure(
-      'this build of qmigrate has no migration orchestrator (src/orchestrator/migrate.ts)',
-      {
-        cause: e,
-      },
-    );
+    const dst = await connectQmpEndpoint(plan.to, 'destination', { signal });
+    try {
+      const facts = await preflight(src, dst, plan);
+      return planCommands(plan, {
+        sourceChannels: facts.source.channels,
+        destinationChannels: facts.destination.channels,
+      });
+    } finally {
+      await dst.close().catch(() => {});
+    }
+  } finally {
+    await src.close().catch(() => {});
   }
-  const { parseQmpEndpoint, planFor, runMigration } = mod;
-  if (!parseQmpEndpoint || !planFor || !runMigration) {
-    throw new CliFailure('the migration orchestrator lacks parseQmpEndpoint, planFor or runMigration');
-  }
-  return { parseQmpEndpoint, planFor, runMigration };
 }
+
+/** The orchestrator of src/orchestrator/, as runMigrate uses it (tests hand it a scripted one). */
+export const orchestrator: MigrateLibrary = { parseQmpEndpoint, planFor, runMigration };
 
 /** The error code the orchestrator's preflight failures carry (PreflightError). */
 const PREFLIGHT_CODE = 'MIGRATE_PREFLIGHT';
