@@ -183,31 +183,38 @@ export function formatReport(report: MigrationReport): string[] {
 export const PAGE_SIZE = 4096;
 
 /**
- * A smoothed ETA: exponentially weighted averages of throughput and dirty rate (weight
- * `alpha` for the newest sample), and the bytes still dirty divided by what each second
- * gains on them (throughput minus dirty rate x page size). Undefined while that gain is not
- * positive, i.e. while the migration does not converge. The orchestrator's own `etaS` is
- * from one sample only; the CLI shows this one so the line does not jump.
+ * A smoothed ETA: time-weighted averages of throughput and dirty rate (each sample weighs the
+ * seconds since the one before, and older ones fade with a time constant of `tauS`), and the
+ * bytes still dirty divided by what each second gains on them (throughput minus dirty rate x
+ * page size). Undefined while that gain is not positive, i.e. while the migration does not
+ * converge. The first sample, taken as `migrate` starts, covers no time: its burst into the
+ * socket's buffers counts for nothing. The orchestrator's own `etaS` is from one sample only;
+ * the CLI shows this one so the line does not jump.
  */
 export class EtaEstimator {
-  #throughput?: number;
-  #dirty?: number;
-  readonly #alpha: number;
+  #weight = 0;
+  #throughput = 0;
+  #dirty = 0;
+  #lastMs = 0;
+  readonly #tauS: number;
   readonly #pageSize: number;
 
-  constructor({ alpha = 0.3, pageSize = PAGE_SIZE }: { alpha?: number; pageSize?: number } = {}) {
-    this.#alpha = alpha;
+  constructor({ tauS = 3, pageSize = PAGE_SIZE }: { tauS?: number; pageSize?: number } = {}) {
+    this.#tauS = tauS;
     this.#pageSize = pageSize;
   }
 
   /** Takes a sample and returns the ETA in seconds after it; undefined if not converging. */
   update(sample: ProgressSample): number | undefined {
-    const a = this.#alpha;
-    const mix = (old: number | undefined, now: number) => (old === undefined ? now : a * now + (1 - a) * old);
-    this.#throughput = mix(this.#throughput, sample.throughput);
-    this.#dirty = mix(this.#dirty, sample.dirtyPagesRate);
+    const dt = Math.max(0, (sample.elapsedMs - this.#lastMs) / 1000);
+    this.#lastMs = Math.max(this.#lastMs, sample.elapsedMs);
+    const fade = Math.exp(-dt / this.#tauS);
+    this.#weight = this.#weight * fade + dt;
+    this.#throughput = this.#throughput * fade + dt * sample.throughput;
+    this.#dirty = this.#dirty * fade + dt * sample.dirtyPagesRate;
     if (sample.status === 'completed') return 0;
-    const gain = this.#throughput - this.#dirty * this.#pageSize;
+    if (this.#weight === 0) return undefined;
+    const gain = (this.#throughput - this.#dirty * this.#pageSize) / this.#weight;
     if (!(gain > 0)) return undefined;
     return sample.remaining / gain;
   }

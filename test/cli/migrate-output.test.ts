@@ -147,7 +147,7 @@ test('not a terminal: a plain line a second, the events, then the report', async
     c.stdout(),
     [
       '[0.0 s] source: MIGRATION setup',
-      '[0.0 s] active 0%, 0 B / 1.0 GiB, 100.0 MiB/s, dirty 0 pages/s, pass 1, expected downtime 300 ms, ETA 00:11',
+      '[0.0 s] active 0%, 0 B / 1.0 GiB, 100.0 MiB/s, dirty 0 pages/s, pass 1, expected downtime 300 ms, ETA --:--',
       '[0.0 s] source: MIGRATION active',
       '[1.1 s] active 50%, 512.0 MiB / 1.0 GiB, 100.0 MiB/s, dirty 0 pages/s, pass 1, expected downtime 300 ms, ETA 00:06',
       '[2.5 s] active 90%, 921.6 MiB / 1.0 GiB, 100.0 MiB/s, dirty 0 pages/s, pass 1, expected downtime 300 ms, ETA 00:02',

@@ -159,21 +159,33 @@ test('formatReport: a cancel by timeout or interrupt names the cause; a stopped 
   );
 });
 
-test('EtaEstimator: smoothed; undefined while dirtying outpaces sending; 0 when completed', () => {
-  const eta = new EtaEstimator({ alpha: 0.5 });
-  const s = (throughput: number, dirtyPagesRate: number, remaining: number): ProgressSample => ({
+test('EtaEstimator: time-weighted; the burst at the start counts for nothing; undefined while dirtying outpaces sending', () => {
+  const eta = new EtaEstimator({ tauS: 1 });
+  const s = (
+    elapsedMs: number,
+    throughput: number,
+    dirtyPagesRate: number,
+    remaining: number,
+  ): ProgressSample => ({
     ...sample,
+    elapsedMs,
     throughput,
     dirtyPagesRate,
     remaining,
   });
-  // 100 MiB/s, no dirtying, 100 MiB left: 1 s.
-  assert.equal(eta.update(s(100 * MiB, 0, 100 * MiB)), 1);
-  // A spike to 300 MiB/s moves the average half way only: 200 MiB/s.
-  assert.equal(eta.update(s(300 * MiB, 0, 100 * MiB)), 0.5);
-  // The guest dirties 256 MiB/s (65536 pages): 200 - 128 (averaged) = 72 MiB/s gain.
-  assert.equal(eta.update(s(200 * MiB, 65536, 72 * MiB)), 1);
+  // At migrate, a burst of 1 GiB/s over no time: no estimate yet.
+  assert.equal(eta.update(s(0, 1024 * MiB, 0, 100 * MiB)), undefined);
+  // 1 s at 100 MiB/s, 100 MiB left: 1 s.
+  assert.equal(eta.update(s(1000, 100 * MiB, 0, 100 * MiB)), 1);
+  // Another second at 300 MiB/s: weights 1/e (the older) and 1: (100/e + 300) / (1/e + 1).
+  const avg = (100 / Math.E + 300) / (1 / Math.E + 1);
+  assert.ok(Math.abs((eta.update(s(2000, 300 * MiB, 0, avg * MiB)) ?? 0) - 1) < 1e-9);
   const stuck = new EtaEstimator();
-  assert.equal(stuck.update(s(10 * MiB, 65536, 100 * MiB)), undefined);
-  assert.equal(stuck.update({ ...s(10 * MiB, 65536, 0), status: 'completed' }), 0);
+  stuck.update(s(0, 10 * MiB, 0, 100 * MiB));
+  assert.equal(
+    stuck.update(s(1000, 10 * MiB, 65536, 100 * MiB)),
+    undefined,
+    '10 MiB/s sent, 256 MiB/s dirtied',
+  );
+  assert.equal(stuck.update({ ...s(2000, 10 * MiB, 65536, 0), status: 'completed' }), 0);
 });
