@@ -36,6 +36,8 @@ export class ProgressView {
   readonly #eta = new EtaEstimator();
   /** The second of the last plain line; -1 before the first. */
   #lastSecond = -1;
+  /** The highest percent shown so far. */
+  #percent?: number;
   /** Whether a live line is on the screen (it is cleared before anything else is written). */
   #live = false;
 
@@ -44,12 +46,19 @@ export class ProgressView {
     this.#mode = mode;
   }
 
-  /** Shows a progress sample; the ETA shown is smoothed (EtaEstimator). */
+  /**
+   * Shows a progress sample; the ETA shown is smoothed (EtaEstimator). The percent shown never
+   * goes back and reads 100 only once completed: QEMU's remaining grows again at each new
+   * pass (the pages the guest dirtied meanwhile), which the pass field shows instead.
+   * JSON lines carry the sample as the orchestrator made it.
+   */
   sample(s: ProgressSample): void {
-    const shown = { ...s, etaS: this.#eta.update(s) };
+    const shown = { ...s, etaS: this.#eta.update(s), percent: this.#shownPercent(s) };
     if (this.#mode === 'json') this.#io.out(jsonLine(s));
     else if (this.#mode === 'tty') {
-      const width = Math.max(20, (this.#io.columns?.() ?? 80) - 1);
+      // A pty without a size reports 0 columns: take 80 then. One column less than the
+      // width, so the cursor never wraps to a new line.
+      const width = Math.max(20, (this.#io.columns?.() || 80) - 1);
       this.#io.out(`${CLEAR_LINE}${formatProgressLine(shown, { width })}`);
       this.#live = true;
     } else if (this.#mode === 'plain') {
@@ -98,6 +107,13 @@ export class ProgressView {
     if (this.#mode === 'json') {
       this.#io.out(jsonLine({ type: 'error', code, message: lines.join('\n'), exitCode }));
     }
+  }
+
+  #shownPercent(s: ProgressSample): number | undefined {
+    if (s.status === 'completed') return 100;
+    if (s.percent === undefined) return this.#percent;
+    this.#percent = Math.min(99, Math.max(this.#percent ?? 0, s.percent));
+    return this.#percent;
   }
 
   /** Ends the live line so that what follows starts on a line of its own. */

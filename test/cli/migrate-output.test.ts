@@ -359,3 +359,33 @@ test('an abort reaches the orchestrator, and its report is still printed', async
     /migration cancelled: interrupted: the migration was cancelled\n {2}the source's guest is still running\n$/,
   );
 });
+
+test('the percent shown never goes back at a new pass, and reads 100 only once completed', async () => {
+  const at = (
+    elapsedMs: number,
+    percent: number,
+    pass: number,
+    status: ProgressSample['status'] = 'active',
+  ) => ({
+    ...sample(elapsedMs, percent),
+    pass,
+    status,
+  });
+  const script = [at(1000, 60, 1), at(2000, 100, 1), at(3000, 61, 2), at(4000, 100, 3, 'completed')];
+  const c = capture(false);
+  assert.equal(await runMigrate(flags(), c.io, fakeLib(script, completed).load), 0);
+  const shown = c
+    .stdout()
+    .split('\n')
+    .map((l) => /^\[[\d.]+ s\] (\w+ \d+%), .*pass (\d)/.exec(l)?.slice(1).join(' pass '))
+    .filter((l) => l !== undefined);
+  assert.deepEqual(shown, [
+    'active 60% pass 1',
+    'active 99% pass 1',
+    'active 99% pass 2',
+    'completed 100% pass 3',
+  ]);
+  const j = capture(false);
+  await runMigrate(flags({ json: true }), j.io, fakeLib(script, completed).load);
+  assert.equal(JSON.parse(j.stdout().split('\n')[2]!).percent, 61, 'JSON keeps the sample as it was');
+});
