@@ -1,0 +1,96 @@
+// `qmigrate migrate` usage errors: exit 2 with one clear line naming the flag, before any
+// monitor is touched (the monitors named here do not exist: reaching them would exit 3), and
+// --help with the options, the output modes and the exit codes.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runQmigrate } from '../helpers/qmigrate.js';
+
+const base = ['migrate', '--from', '/nonexistent/src.qmp', '--to', '/nonexistent/dst.qmp'];
+
+for (const [args, want] of [
+  [['migrate', '--to', 'b', '--unix', '/x'], /^error: required option '--from <qmp>' not specified$/m],
+  [
+    [...base],
+    /^qmigrate: say where the stream goes: --tcp HOST:PORT, --unix PATH, --uri URI or --channel JSON$/m,
+  ],
+  [
+    [...base, '--tcp', 'h:1', '--unix', '/x'],
+    /^error: option '--tcp <host:port>' cannot be used with option '--unix <path>'$/m,
+  ],
+  [
+    [...base, '--unix', '/x', '--json', '--quiet'],
+    /^error: option '--json' cannot be used with option '--quiet'$/m,
+  ],
+  [
+    [...base, '--unix', '/x', '--multifd', '0'],
+    /^error: option '--multifd <n>' argument '0' is invalid\. .*1 to 255/m,
+  ],
+  [
+    [...base, '--unix', '/x', '--timeout', '0'],
+    /^error: option '--timeout <seconds>' argument '0' is invalid\./m,
+  ],
+  [
+    [...base, '--unix', '/x', '--on-timeout', 'later'],
+    /^error: option '--on-timeout <policy>' argument 'later' is invalid\. Allowed choices are cancel, pause\.$/m,
+  ],
+  [
+    [...base, '--unix', '/x', '--max-bandwidth', '1Q'],
+    /^error: option '--max-bandwidth <size>' argument '1Q' is invalid\. .*100M/m,
+  ],
+  [
+    [...base, '--unix', '/x', '--capability', 'nosuch'],
+    /^qmigrate: --capability: 'nosuch' is not a migration capability; QEMU 10\.0 has: xbzrle, /m,
+  ],
+  [
+    [...base, '--unix', '/x', '--parameter', 'downtime-limit=soon'],
+    /^qmigrate: --parameter: Parameter 'downtime-limit' expects uint64$/m,
+  ],
+  [[...base, '--tcp', 'nohost'], /^qmigrate: --tcp: error parsing address 'nohost'$/m],
+  [
+    ['migrate', '--from', 'tcp:h:x', '--to', 'b', '--unix', '/x'],
+    /^qmigrate: --from: QMP address 'tcp:h:x' has port 'x'; a port is 1-65535$/m,
+  ],
+] as [string[], RegExp][]) {
+  test(`qmigrate ${args.slice(1).join(' ')}: exit 2, one clear error`, async () => {
+    const r = await runQmigrate(args);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, want);
+    assert.match(r.stderr, /\(run qmigrate migrate --help for usage\)\n$/);
+    assert.doesNotMatch(r.stderr, /^\s+at |internal error/m, 'no stack trace');
+  });
+}
+
+test('migrate --help: the stream flags, the output modes and every exit code', async () => {
+  const r = await runQmigrate(['migrate', '--help']);
+  assert.equal(r.code, 0);
+  for (const flag of [
+    '--from <qmp>',
+    '--to <qmp>',
+    '--tcp <host:port>',
+    '--unix <path>',
+    '--uri <uri>',
+    '--channel <json>',
+    '--multifd <n>',
+    '--downtime-limit <ms>',
+    '--max-bandwidth <size>',
+    '--capability <name[=on|off]>',
+    '--parameter <name=value>',
+    '--timeout <seconds>',
+    '--on-timeout <policy>',
+    '--json',
+    '--quiet',
+    '--dry-run',
+  ]) {
+    assert.ok(r.stdout.includes(`  ${flag} `), flag);
+  }
+  for (const code of ['0', '1', '2', '3', '4', '130', '143'])
+    assert.match(r.stdout, new RegExp(`^ {2}${code} +\\S`, 'm'), code);
+  assert.match(r.stdout, /with --json one\s+JSON object per line/);
+});
+
+test('qmigrate --help lists migrate and exit code 4', async () => {
+  const r = await runQmigrate(['--help']);
+  assert.match(r.stdout, /^ {2}migrate \[options\] +migrate a running guest live between two QMP monitors/m);
+  assert.match(r.stdout, /^ {2}4 +migrate: the --timeout passed/m);
+});
