@@ -389,3 +389,21 @@ test('the percent shown never goes back at a new pass, and reads 100 only once c
   await runMigrate(flags({ json: true }), j.io, fakeLib(script, completed).load);
   assert.equal(JSON.parse(j.stdout().split('\n')[2]!).percent, 61, 'JSON keeps the sample as it was');
 });
+
+test('a monitor lost during the migration: exit 1 (not a preflight 3), saying the end is unknown', async () => {
+  const e = new ConnectError('the connection to the source monitor closed');
+  const lib = await fakeLib([], completed).load();
+  lib.runMigration = () => ({
+    result: Promise.reject(e),
+    async *[Symbol.asyncIterator]() {
+      yield sample(0, 5);
+      throw e;
+    },
+  });
+  const c = capture();
+  assert.equal(await runMigrate(flags(), c.io, async () => lib), 1);
+  assert.deepEqual(c.err, [
+    'qmigrate: the connection to the source monitor closed',
+    'qmigrate: how the migration ended is unknown: check both sides (query-migrate, query-status)',
+  ]);
+});

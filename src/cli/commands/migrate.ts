@@ -6,7 +6,7 @@
  * and maps the outcome to the exit codes of `qmigrate migrate --help`.
  */
 
-import { QmigrateError } from '../../errors.js';
+import { InternalError, QmigrateError } from '../../errors.js';
 import { connectQmpEndpoint, parseQmpEndpoint } from '../../orchestrator/endpoint.js';
 import { runMigration } from '../../orchestrator/migrate.js';
 import { planCommands } from '../../orchestrator/plan.js';
@@ -332,6 +332,20 @@ function failedBeforeStart(e: unknown, view: ProgressView): number {
 }
 
 /**
+ * An error once the migration was under way (a monitor went away): exit 1, saying that how it
+ * ended is unknown, rather than a preflight's 3. Errors of qmigrate's own bugs go on.
+ */
+function lostDuring(e: unknown, view: ProgressView): number {
+  if (!(e instanceof QmigrateError) || e instanceof InternalError) throw e;
+  view.error(
+    [`${e.message}`, 'how the migration ended is unknown: check both sides (query-migrate, query-status)'],
+    e.code,
+    MIGRATE_EXIT.failed,
+  );
+  return MIGRATE_EXIT.failed;
+}
+
+/**
  * Runs `qmigrate migrate`: builds the plan, then prints it (--dry-run) or runs it with its
  * progress and report. `signal` (Ctrl-C, SIGTERM) makes the orchestrator cancel the migration;
  * its report is still printed.
@@ -358,6 +372,7 @@ export async function runMigrate(
     }
   }
   let report: MigrationReport;
+  let started = false;
   try {
     const job = lib.runMigration(plan, { signal });
     // Read the result even if the iteration throws first, so it is never left unhandled.
@@ -366,6 +381,7 @@ export async function runMigrate(
       (e: unknown) => ({ e }),
     );
     for await (const item of job) {
+      started = true;
       if (item.type === 'progress') view.sample(item);
       else view.event(item);
     }
@@ -373,7 +389,7 @@ export async function runMigrate(
     if ('e' in end) throw end.e;
     report = end.r;
   } catch (e) {
-    return failedBeforeStart(e, view);
+    return started ? lostDuring(e, view) : failedBeforeStart(e, view);
   }
   view.report(report);
   return exitCodeOf(report);
