@@ -182,7 +182,18 @@ async function demoAction(opts: DemoFlags, signal?: AbortSignal): Promise<void> 
       maxBandwidth: opts.maxBandwidth,
       json: opts.json === true,
     },
-    { out: writer(process.stdout), err: writer(process.stderr) },
+    {
+      out: writer(process.stdout),
+      err: writer(process.stderr),
+      // The live line only for a person at a terminal, not in a CI log (which keeps every frame).
+      tty:
+        process.stdout.isTTY && !process.env.CI
+          ? {
+              write: (text: string) => void (signal?.aborted || process.stdout.write(text)),
+              columns: () => process.stdout.columns,
+            }
+          : undefined,
+    },
     signal,
   );
 }

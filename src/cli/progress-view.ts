@@ -116,6 +116,11 @@ export class ProgressView {
     return this.#percent;
   }
 
+  /** Ends the live line, if one is up, so that what the caller writes next has a line of its own. */
+  end(): void {
+    this.#endLive();
+  }
+
   /** Ends the live line so that what follows starts on a line of its own. */
   #endLive(): void {
     if (!this.#live) return;

@@ -41,6 +41,18 @@ export function formatMs(ms: number): string {
   return ms < 10_000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
+/**
+ * The bytes: sent of the guest's RAM during the first pass (`412.0 MiB / 1.0 GiB`); from the
+ * second on, when more than the RAM has been sent, what was sent and what is dirty again
+ * (`1.2 GiB sent, 12.0 MiB dirty`), which is what decides the end.
+ */
+function bytesText(sample: ProgressSample): string {
+  if (sample.pass <= 1 && sample.transferred <= sample.total) {
+    return `${formatBytes(sample.transferred)} / ${formatBytes(sample.total)}`;
+  }
+  return `${formatBytes(sample.transferred)} sent, ${formatBytes(sample.remaining)} dirty`;
+}
+
 /** The percent shown: floored, so 100% appears only once nothing remains. */
 function percentText(sample: ProgressSample): string {
   return sample.percent === undefined ? '--%' : `${Math.floor(sample.percent)}%`;
@@ -54,7 +66,7 @@ function percentText(sample: ProgressSample): string {
 function fields(sample: ProgressSample): { text: string; rank: number }[] {
   const f = [
     { text: `${sample.status} ${percentText(sample)}`, rank: 0 },
-    { text: `${formatBytes(sample.transferred)} / ${formatBytes(sample.total)}`, rank: 2 },
+    { text: bytesText(sample), rank: 2 },
     { text: formatThroughput(sample.throughput), rank: 3 },
     { text: `dirty ${Math.round(sample.dirtyPagesRate)} pages/s`, rank: 5 },
     { text: `pass ${sample.pass}`, rank: 4 },
@@ -93,7 +105,7 @@ export function formatProgressLine(sample: ProgressSample, { width = 80 }: { wid
 export function formatPlainLine(sample: ProgressSample): string {
   const parts = [
     `${sample.status} ${percentText(sample)}`,
-    `${formatBytes(sample.transferred)} / ${formatBytes(sample.total)}`,
+    bytesText(sample),
     formatThroughput(sample.throughput),
     `dirty ${Math.round(sample.dirtyPagesRate)} pages/s`,
     `pass ${sample.pass}`,

@@ -19,7 +19,7 @@ const sample: ProgressSample = {
   type: 'progress',
   elapsedMs: 12_040,
   status: 'active',
-  pass: 3,
+  pass: 1,
   transferred: 412 * MiB,
   total: 1024 * MiB,
   remaining: 614 * MiB,
@@ -50,14 +50,14 @@ test('formatEta: mm:ss, h:mm:ss past an hour, --:-- when unknown', () => {
 test('formatProgressLine: every field on a wide terminal', () => {
   assert.equal(
     formatProgressLine(sample, { width: 200 }),
-    'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 3  downtime ~300 ms  ETA 00:06',
+    'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 1  downtime ~300 ms  ETA 00:06',
   );
 });
 
 test('formatProgressLine: narrower terminals drop downtime, dirty rate, pass, throughput, bytes in turn', () => {
   const at = (width: number) => formatProgressLine(sample, { width });
-  assert.equal(at(85), 'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 3  ETA 00:06');
-  assert.equal(at(80), 'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  pass 3  ETA 00:06');
+  assert.equal(at(85), 'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 1  ETA 00:06');
+  assert.equal(at(80), 'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  pass 1  ETA 00:06');
   assert.equal(at(56), 'active 40%  412.0 MiB / 1.0 GiB  112.3 MiB/s  ETA 00:06');
   assert.equal(at(45), 'active 40%  412.0 MiB / 1.0 GiB  ETA 00:06');
   assert.equal(at(22), 'active 40%  ETA 00:06');
@@ -77,14 +77,22 @@ test('formatProgressLine: unknown percent and a migration that does not converge
   };
   assert.equal(
     formatProgressLine(s, { width: 200 }),
-    'setup --%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 3  ETA --:--',
+    'setup --%  412.0 MiB / 1.0 GiB  112.3 MiB/s  dirty 1200 pages/s  pass 1  ETA --:--',
+  );
+});
+
+test('from the second pass on, the bytes are what was sent and what is dirty again', () => {
+  const later = { ...sample, pass: 3, transferred: 1300 * MiB, remaining: 12 * MiB, percent: 98.8 };
+  assert.equal(
+    formatProgressLine(later, { width: 200 }),
+    'active 98%  1.3 GiB sent, 12.0 MiB dirty  112.3 MiB/s  dirty 1200 pages/s  pass 3  downtime ~300 ms  ETA 00:06',
   );
 });
 
 test('formatPlainLine: every field, time since migrate, no clock', () => {
   assert.equal(
     formatPlainLine(sample),
-    '[12.0 s] active 40%, 412.0 MiB / 1.0 GiB, 112.3 MiB/s, dirty 1200 pages/s, pass 3, expected downtime 300 ms, ETA 00:06',
+    '[12.0 s] active 40%, 412.0 MiB / 1.0 GiB, 112.3 MiB/s, dirty 1200 pages/s, pass 1, expected downtime 300 ms, ETA 00:06',
   );
 });
 

@@ -14,10 +14,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QmigrateError } from '../../errors.js';
 import { WORKLOAD_START } from '../../machine/workload.js';
+import { runMigration } from '../../orchestrator/migrate.js';
+import { formatReport } from '../../orchestrator/progress.js';
+import type { MigratePlan, MigrationReport } from '../../orchestrator/types.js';
 import type { MigrationAddress, MigrationInfo } from '../../qapi/types.js';
 import { QmpClient } from '../../qmp/client.js';
 import { QmpError } from '../../qmp/errors.js';
 import { CliFailure, PeerUnreachableError } from '../errors.js';
+import { ProgressView } from '../progress-view.js';
 
 export interface DemoOptions {
   sizeMiB: number;
@@ -33,6 +37,8 @@ export interface DemoOptions {
 export interface DemoIo {
   out(line: string): void;
   err(line: string): void;
+  /** The terminal for the live progress line, when stdout is one (and not a CI log). */
+  tty?: { write(text: string): void; columns(): number | undefined };
 }
 
 const PAGE = 4096;
@@ -178,6 +184,9 @@ class DemoLab {
       `qmigrate-workload,id=w0,rate=${o.rate}`,
       '-qmp',
       `unix:${this.qmpPath(name)},server=on,wait=off`,
+      // A second monitor for the orchestrator: a QMP socket serves one client at a time.
+      '-qmp',
+      `unix:${this.qmpPath(`${name}-orch`)},server=on,wait=off`,
       // Should this process be killed outright, the VM still ends with it.
       '-run-with',
       'exit-with-parent=on',
@@ -279,9 +288,46 @@ async function startVms(
 }
 
 /**
- * Migrates from `src` to `dst` over the chosen transport and waits until both sides are
- * done: a socket's destination listens first, a file's or exec's reads once the source is
- * done writing.
+ * Migrates over a socket as `qmigrate migrate` does: the orchestrator on the VMs' second
+ * monitors (preflight, set-up, `migrate`, its samples), shown by the same ProgressView.
+ * @returns the report and the wall time from the start to the end.
+ * @throws {CliFailure} when the migration does not complete.
+ */
+async function migrateStreamed(
+  lab: DemoLab,
+  o: DemoOptions,
+  view: ProgressView,
+  progress: (line: string) => void,
+  signal?: AbortSignal,
+): Promise<{ report: MigrationReport; elapsed: number }> {
+  const addr = addresses(lab.dir)[o.transport].in;
+  const plan: MigratePlan = {
+    from: { kind: 'unix', path: lab.qmpPath('source-orch') },
+    to: { kind: 'unix', path: lab.qmpPath('destination-orch') },
+    channels: [{ 'channel-type': 'main', addr }],
+    capabilities: {},
+    parameters: { 'max-bandwidth': o.maxBandwidth, 'downtime-limit': o.downtimeLimit },
+    onTimeout: 'cancel',
+  };
+  progress(`migrating live over ${o.transport} with migrate {channels: [...]}`);
+  const started = Date.now();
+  const job = runMigration(plan, { signal });
+  for await (const item of job) {
+    if (item.type === 'progress') view.sample(item);
+    else view.event(item);
+  }
+  const report = await job.result;
+  view.end();
+  if (report.status !== 'completed') {
+    throw new CliFailure(`migration ${report.status}${report.reason ? `: ${report.reason}` : ''}`);
+  }
+  return { report, elapsed: Date.now() - started };
+}
+
+/**
+ * Migrates from `src` to `dst` through a file or an exec child and waits until both sides
+ * are done: the destination reads once the source is done writing, which the orchestrator
+ * (destination first) does not do.
  * @returns the source's final query-migrate and the wall time from migrate to the end.
  * @throws {CliFailure} when the migration fails on either side.
  */
@@ -294,14 +340,6 @@ async function migrate(
   signal?: AbortSignal,
 ): Promise<{ info: MigrationInfo; elapsed: number }> {
   const plan = addresses(lab.dir)[o.transport];
-  const streamed = o.transport === 'unix' || o.transport === 'tcp';
-  if (streamed) {
-    await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: plan.in }] });
-    if (plan.out.transport === 'socket' && plan.out.type === 'inet') {
-      const sa = (await dst.queryMigrate())['socket-address']?.[0];
-      if (sa?.type === 'inet') plan.out.port = sa.port;
-    }
-  }
   await src.migrateSetCapabilities({ capabilities: [{ capability: 'events', state: true }] });
   await src.migrateSetParameters({ 'max-bandwidth': o.maxBandwidth, 'downtime-limit': o.downtimeLimit });
   progress(`migrating live over ${o.transport} with migrate {channels: [...]}`);
@@ -311,7 +349,7 @@ async function migrate(
   if (info.status !== 'completed') {
     throw new CliFailure(`migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
   }
-  if (!streamed) await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: plan.in }] });
+  await dst.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: plan.in }] });
   for (;;) {
     const d = await dst.queryMigrate();
     if (d.status === 'completed') break;
@@ -390,19 +428,36 @@ function summarize(o: DemoOptions, info: MigrationInfo, check: Check, elapsed: n
   };
 }
 
-/** Prints the summary: one JSON line, or three lines of text. */
-function report(s: ReturnType<typeof summarize>, o: DemoOptions, io: DemoIo): void {
+/**
+ * Prints the summary: one JSON line, or lines of text: the orchestrator's report as
+ * `qmigrate migrate` prints it (over a socket), or the counters (file, exec), then the check.
+ */
+function report(
+  s: ReturnType<typeof summarize>,
+  o: DemoOptions,
+  io: DemoIo,
+  migration: MigrationReport | undefined,
+): void {
   if (o.json) {
     io.out(JSON.stringify(s));
     return;
   }
+  if (migration) {
+    for (const line of formatReport(migration)) io.out(line);
+  } else {
+    printCounters(s, io);
+  }
+  io.out(
+    `check: destination RAM ${s.ramIdentical ? 'equals' : 'DIFFERS FROM'} the source's at switchover (sha1 ${s.ramSha1}), consistency ${s.consistencyBadPages === 0 ? 'ok' : `FAILED (${s.consistencyBadPages} bad pages)`}, guest ${s.destinationRunning ? 'running' : 'NOT running'}`,
+  );
+}
+
+/** The counters of a migration through a file or an exec child. */
+function printCounters(s: ReturnType<typeof summarize>, io: DemoIo): void {
   io.out(
     `done: total ${s.totalTimeMs} ms, downtime ${s.downtimeMs} ms, ${mib(s.transferredBytes)} sent at ${s.throughputMiBps} MiB/s`,
   );
   io.out(`      pages: ${s.normalPages} normal, ${s.zeroPages} zero; ${s.iterations} dirty-bitmap syncs`);
-  io.out(
-    `check: destination RAM ${s.ramIdentical ? 'equals' : 'DIFFERS FROM'} the source's at switchover (sha1 ${s.ramSha1}), consistency ${s.consistencyBadPages === 0 ? 'ok' : `FAILED (${s.consistencyBadPages} bad pages)`}, guest ${s.destinationRunning ? 'running' : 'NOT running'}`,
-  );
 }
 
 /**
@@ -423,6 +478,18 @@ async function failure(e: unknown, lab: DemoLab, o: DemoOptions, io: DemoIo): Pr
     io.out(JSON.stringify({ ok: false, transport: o.transport, sizeMiB: o.sizeMiB, error: error.message }));
   }
   return error;
+}
+
+/**
+ * The progress of a migration over a socket, as `qmigrate migrate` shows it: the live line on
+ * a terminal, else a plain line a second (on stderr with --json, whose stdout is the summary).
+ */
+function progressView(o: DemoOptions, io: DemoIo): ProgressView {
+  if (io.tty && !o.json)
+    return new ProgressView({ out: io.tty.write, err: io.err, columns: io.tty.columns }, 'tty');
+  const lines = o.json ? io.err : io.out;
+  // Plain text comes whole lines at a time; the demo's writers add the newline themselves.
+  return new ProgressView({ out: (text) => lines(text.replace(/\n$/, '')), err: io.err }, 'plain');
 }
 
 /**
@@ -447,9 +514,15 @@ export async function runDemo(o: DemoOptions, io: DemoIo, signal?: AbortSignal):
   process.once('exit', lab.teardown);
   try {
     const { src, dst } = await startVms(lab, o, progress, signal);
-    const { info, elapsed } = await migrate(lab, src, dst, o, progress, signal);
-    const summary = summarize(o, info, await checkResult(lab, src, dst, o, signal), elapsed);
-    report(summary, o, io);
+    let end: { info: MigrationInfo; elapsed: number; report?: MigrationReport };
+    if (o.transport === 'unix' || o.transport === 'tcp') {
+      const { report, elapsed } = await migrateStreamed(lab, o, progressView(o, io), progress, signal);
+      end = { info: report.source ?? (await src.queryMigrate()), elapsed, report };
+    } else {
+      end = await migrate(lab, src, dst, o, progress, signal);
+    }
+    const summary = summarize(o, end.info, await checkResult(lab, src, dst, o, signal), end.elapsed);
+    report(summary, o, io, end.report);
     return summary.ok ? 0 : 1;
   } catch (e) {
     if (signal?.aborted) throw signal.reason;

@@ -1,0 +1,44 @@
+// `qmigrate demo` at a terminal shows what `qmigrate migrate` shows: the orchestrator's
+// progress as one live line redrawn in place, then its report, then the demo's own check.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const bin = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
+
+test('qmigrate demo in a pseudo-terminal: the live line, the report, the check', async () => {
+  // 64 MiB at 16 MiB/s: about 4 s of live line.
+  const cmd = `stty cols 120 rows 24; exec '${process.execPath}' --import tsx '${bin}' demo --size 64 --rate 2000 --max-bandwidth 16777216`;
+  const child = spawn('script', ['-qfec', cmd, '/dev/null'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, CI: '' },
+  });
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  child.stderr.on('data', (d) => {
+    out += d;
+  });
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  assert.equal(code, 0, out);
+  const lines = out.split(/\r?\n/);
+  assert.match(lines[0] ?? '', /^starting two qmigrate VMs with 64 MiB of RAM/);
+  assert.equal(lines[1], 'migrating live over unix with migrate {channels: [...]}');
+  const frames = (lines[2] ?? '').split('\r\x1b[2K').slice(1);
+  assert.ok(frames.length >= 4, JSON.stringify(lines[2]));
+  assert.ok(
+    frames.every((f) => /^\w+ \d+% {2}.* {2}ETA (\d\d:\d\d|--:--)$/.test(f)),
+    JSON.stringify(frames),
+  );
+  assert.match(lines[3] ?? '', /^migration completed in \d+ ms \(setup \d+ ms, downtime \d+ ms\)$/);
+  assert.match(
+    lines[4] ?? '',
+    /^ {2}\d+\.\d MiB sent at \d+\.\d MiB\/s, \d+ passes, pages: \d+ normal, \d+ zero$/,
+  );
+  assert.match(
+    lines.slice(5).join('\n'),
+    /^check: destination RAM equals the source's at switchover .*consistency ok, guest running$/m,
+  );
+});
