@@ -67,7 +67,10 @@ test('a terminal shows one live line, redrawn as the percent rises, with an ETA,
     `an ETA: ${JSON.stringify(frames)}`,
   );
   assert.ok(frames.every((f) => /ETA (\d\d:\d\d|--:--)$/.test(f)));
-  assert.ok(frames.some((f) => / MiB \/ 64\.0 MiB {2}\d+\.\d MiB\/s /.test(f)), 'the first pass: sent / RAM');
+  assert.ok(
+    frames.some((f) => / MiB \/ 64\.0 MiB {2}\d+\.\d MiB\/s /.test(f)),
+    'the first pass: sent / RAM',
+  );
   assert.match(frames.at(-1) ?? '', /^completed 100% /);
   const report = rest.join('\n').split(/\r?\n/);
   assert.match(report[0] ?? '', /^migration completed in \d+ ms \(setup \d+ ms, downtime \d+ ms\)$/);
