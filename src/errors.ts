@@ -20,6 +20,7 @@
  *    |    +-- ExecAbortedError                        QMP_ABORTED
  *    |    +-- FeatureError                            QMP_FEATURE
  *    |    +-- EventOverflowError                      QMP_EVENT_OVERFLOW
+ *    |    +-- EventTimeoutError                       QMP_EVENT_TIMEOUT
  *    |    +-- ProtocolError
  *    |         +-- ServerParseError                   QMP_PARSE
  *    |         +-- BadReplyError                      QMP_BAD_REPLY

@@ -13,6 +13,7 @@ import { socketConnect } from '../util/sockets.js';
 import {
   BadReplyError,
   ConnectError,
+  EventTimeoutError,
   ExecAbortedError,
   ExecInterruptedError,
   ExecTimeoutError,
@@ -241,20 +242,32 @@ export class QmpClient extends QmpCommandMethods {
     return () => void set.delete(h);
   }
 
-  /** Waits for the next `name` event that satisfies `match`. */
+  /**
+   * Waits for the next `name` event that satisfies `match`.
+   * @throws {EventTimeoutError} when `timeout` passes first.
+   * @throws the reason of the caller's `signal`, when it aborts first.
+   * @throws {StateError} when the connection ends first.
+   */
   async waitFor<N extends EventName>(
     name: N,
     match: (e: QmpEvent<N>) => boolean = () => true,
     options: { timeout?: number; signal?: AbortSignal } = {},
   ): Promise<QmpEvent<N>> {
     using l = this.listen(name);
-    const signals = [
-      ...(options.timeout === undefined ? [] : [AbortSignal.timeout(options.timeout)]),
-      ...(options.signal ? [options.signal] : []),
-    ];
+    const timer = options.timeout === undefined ? undefined : AbortSignal.timeout(options.timeout);
+    const signals = [...(timer ? [timer] : []), ...(options.signal ? [options.signal] : [])];
     const signal = signals.length ? AbortSignal.any(signals) : undefined;
     for (;;) {
-      const e = await l.get(signal);
+      let e: QmpEvent<N> | undefined;
+      try {
+        e = await l.get(signal);
+      } catch (err) {
+        // The timeout is this method's own: its DOMException becomes one of the package's errors.
+        if (timer?.aborted && err === timer.reason) {
+          throw new EventTimeoutError(name, options.timeout!);
+        }
+        throw err;
+      }
       if (!e) throw new StateError(`connection closed while waiting for ${name}`);
       if (match(e)) return e;
     }

@@ -11,6 +11,7 @@
  *         +-- ExecAbortedError   the caller's AbortSignal fired
  *         +-- FeatureError       the peer cannot express the request (e.g. no `channels`)
  *         +-- EventOverflowError an event listener was not read and stopped holding events
+ *         +-- EventTimeoutError  waitFor() saw no matching event within its timeout
  *         +-- ProtocolError      the peer broke the protocol
  *              +-- ServerParseError  a message was not JSON
  *              +-- BadReplyError     a message was JSON but not a QMP message
@@ -82,6 +83,12 @@ export class EventOverflowError extends QmpClientError {
   constructor(max: number, events: unknown[]) {
     super('QMP_EVENT_OVERFLOW', `event listener held ${max} events nobody took; later ones were not kept`);
     this.events = events;
+  }
+}
+
+export class EventTimeoutError extends QmpClientError {
+  constructor(event: string, ms: number) {
+    super('QMP_EVENT_TIMEOUT', `no ${event} event within ${ms} ms`);
   }
 }
 

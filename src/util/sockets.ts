@@ -362,33 +362,60 @@ function accepts(path: string): Promise<boolean> {
  *   socket to PATH: a regular file is there, ...`, `...: a live socket is there ...`.
  */
 async function clearStaleSocket(path: string): Promise<void> {
-  let st: Stats;
-  try {
-    st = lstatSync(path);
-  } catch {
-    return; // nothing there, or nothing we may look at: bind(2) says which
-  }
-  if (st.isDirectory()) {
-    throw new SocketError('SOCKET_BIND', `Failed to unlink socket ${path}: ${errnoText('EISDIR')}`);
-  }
-  if (!st.isSocket()) {
-    throw new SocketError(
-      'SOCKET_BIND',
-      `Failed to bind socket to ${path}: ${fileKind(st)} is there, not a socket (only a stale socket is replaced)`,
-    );
-  }
-  if (listedListening(path) || (await accepts(path))) {
-    throw new SocketError(
-      'SOCKET_BIND',
-      `Failed to bind socket to ${path}: a live socket is there (something accepts connections on it)`,
-    );
-  }
-  try {
-    unlinkSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new SocketError('SOCKET_BIND', `Failed to unlink socket ${path}: ${strerror(e)}`, { cause: e });
+  // Whether the socket is stale is learnt over a connect, i.e. across event-loop turns: by
+  // the time it is known, another listener (in this process or another) may have removed the
+  // same stale socket and bound its own. Only the very file found stale is removed: when the
+  // path holds another file by then, that one is judged afresh.
+  for (let look = 1; ; look++) {
+    let st: Stats;
+    try {
+      st = lstatSync(path);
+    } catch {
+      return; // nothing there, or nothing we may look at: bind(2) says which
     }
+    if (st.isDirectory()) {
+      throw new SocketError('SOCKET_BIND', `Failed to unlink socket ${path}: ${errnoText('EISDIR')}`);
+    }
+    if (!st.isSocket()) {
+      throw new SocketError(
+        'SOCKET_BIND',
+        `Failed to bind socket to ${path}: ${fileKind(st)} is there, not a socket (only a stale socket is replaced)`,
+      );
+    }
+    if (listedListening(path) || (await accepts(path)) || look > MAX_STALE_LOOKS) {
+      throw new SocketError(
+        'SOCKET_BIND',
+        `Failed to bind socket to ${path}: a live socket is there (something accepts connections on it)`,
+      );
+    }
+    // Looked at again with no turn of the event loop before the unlink: the file must be the
+    // one found stale (an inode number alone can name a new socket: tmpfs reuses them at
+    // once), and no listener may be listed at the path.
+    if (!sameFile(st, path) || listedListening(path)) continue;
+    try {
+      unlinkSync(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new SocketError('SOCKET_BIND', `Failed to unlink socket ${path}: ${strerror(e)}`, { cause: e });
+      }
+    }
+    return;
+  }
+}
+
+/**
+ * How often clearStaleSocket looks again when the file at the path keeps changing under it;
+ * past that, someone keeps binding there, and the path is taken as in use.
+ */
+const MAX_STALE_LOOKS = 8;
+
+/** Whether `path` still names the file `st` describes (same device, inode and change time). */
+function sameFile(st: Stats, path: string): boolean {
+  try {
+    const now = lstatSync(path);
+    return now.dev === st.dev && now.ino === st.ino && now.ctimeMs === st.ctimeMs;
+  } catch {
+    return false;
   }
 }
 

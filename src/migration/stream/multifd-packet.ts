@@ -93,7 +93,7 @@ export function decodeMultifdInit(b: Buffer): MultifdInit {
 /**
  * A MULTIFD_HEADER-byte packet header. Fields left out are 0 (magic and version QEMU
  * 10.0's), so a SYNC packet is `{ flags: MULTIFD_FLAG_SYNC, packetNum }`.
- * @throws {QmigrateError} `BE64_RANGE` for a packet number or offset beyond 2^53.
+ * @throws {InternalError} for a packet number or offset beyond 2^53 (see writeBe64).
  */
 export function encodeMultifdHeader(h: Partial<MultifdHeader>): Buffer {
   const b = Buffer.alloc(MULTIFD_HEADER);

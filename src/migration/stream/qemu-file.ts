@@ -106,7 +106,7 @@ export class QemuFileWriter {
 
   /**
    * A 64-bit value given as a JS number below 2^53 (offsets, lengths, flag words).
-   * @throws {QmigrateError} `BE64_RANGE` for anything else (see writeBe64).
+   * @throws {InternalError} for anything else (see writeBe64).
    */
   be64(v: number): void {
     this.#room(8);
