@@ -119,3 +119,35 @@ test('preflight (qmigrate): destination not deferred, a capability that disagree
   assert.equal((await lab.src.qmp.queryMigrate()).status, undefined);
   assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
 });
+
+test('timeout pause, then a cancel before it converged: the guest the policy stopped runs again', async (t) => {
+  const lab = await startLab(t, 'qmigrate', 'qmigrate', SLOW);
+  if (!lab) return;
+  const ac = new AbortController();
+  // 16 MiB at 1 MiB/s: still active well after the pause at 1 s.
+  const job = runMigration(
+    { ...lab.plan, parameters: { 'max-bandwidth': 1 << 20 }, timeoutS: 1, onTimeout: 'pause' },
+    { pollMs: 100, signal: ac.signal },
+  );
+  for await (const s of job) if (s.type === 'progress' && s.elapsedMs > 2500) ac.abort();
+  const report = await job.result;
+  assert.equal(report.status, 'cancelled', JSON.stringify(report));
+  assert.equal(report.endedBy, 'timeout-pause');
+  assert.equal(report.sourceRunState, 'running');
+  assert.equal(report.warnings, undefined);
+});
+
+test('a capability a side refuses: a PreflightError naming the side and the command', async (t) => {
+  const lab = await startLab(t, 'qmigrate', 'qmigrate');
+  if (!lab) return;
+  const e = await runMigration({ ...lab.plan, capabilities: { 'postcopy-ram': true } }).result.then(
+    () => assert.fail('expected a preflight failure'),
+    (e: unknown) => e,
+  );
+  assert.ok(e instanceof PreflightError);
+  assert.equal(
+    e.message,
+    "destination refused migrate-incoming: Capability 'postcopy-ram' is not supported by qmigrate: postcopy is not implemented",
+  );
+  assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
+});
