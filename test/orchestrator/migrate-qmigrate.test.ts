@@ -151,3 +151,35 @@ test('a capability a side refuses: a PreflightError naming the side and the comm
   );
   assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
 });
+
+test('progress samples: percent rises, throughput follows max-bandwidth, ETA from what remains; the report', async (t) => {
+  const lab = await startLab(t, 'qmigrate', 'qmigrate', { srcMiB: 16 });
+  if (!lab) return;
+  const seen: MigrationSample[] = [];
+  const job = runMigration(
+    { ...lab.plan, parameters: { 'max-bandwidth': 4 << 20 } },
+    { pollMs: 250, onSample: (s) => seen.push(s) },
+  );
+  const iterated: MigrationSample[] = [];
+  for await (const s of job) iterated.push(s);
+  assert.deepEqual(iterated, seen, 'onSample sees what the iterator yields');
+  const active = iterated.filter((s) => s.type === 'progress' && s.status === 'active' && s.pass === 1);
+  assert.ok(active.length >= 4, `${active.length} samples in the first pass`);
+  const percents = active.map((s) => (s.type === 'progress' ? (s.percent ?? -1) : -1));
+  for (let i = 1; i < percents.length; i++) assert.ok(percents[i]! >= percents[i - 1]!, `${percents}`);
+  assert.ok(percents[0]! >= 0 && percents.at(-1)! <= 100);
+  const mid = active[Math.floor(active.length / 2)];
+  assert.ok(mid?.type === 'progress');
+  assert.equal(mid.total, 16 << 20);
+  // 4 MiB/s, with generous margins for a loaded machine.
+  assert.ok(mid.throughput > 1 << 20 && mid.throughput < 12 << 20, `throughput ${mid.throughput}`);
+  assert.ok(mid.etaS !== undefined && mid.etaS > 0 && mid.etaS < 30, `eta ${mid.etaS}`);
+  const report = await job.result;
+  assert.equal(report.status, 'completed');
+  assert.ok((report.totalTimeMs ?? 0) >= 2000, `total ${report.totalTimeMs}`);
+  assert.ok(report.downtimeMs !== undefined && report.setupTimeMs !== undefined);
+  assert.ok((report.passes ?? 0) >= 1);
+  assert.ok((report.pages?.normal ?? 0) > 0 && (report.pages?.duplicate ?? 0) > 0);
+  assert.ok((report.transferred ?? 0) >= 8 << 20);
+  assert.ok(report.throughput && report.throughput < 12 << 20);
+});
