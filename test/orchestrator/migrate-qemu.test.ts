@@ -157,3 +157,24 @@ test('QEMU 10.0: timeout with policy pause stops the source; the destination, pa
   assert.equal(report.destinationRunState, 'running');
   assert.deepEqual(events.filter((e) => e !== 'MIGRATION_PASS').slice(-1), ['completed']);
 });
+
+test('a destination whose load fails: reported failed with the reason, the source guest runs', async (t) => {
+  // A 64 MiB source into a 32 MiB QEMU 10.0: caught by the preflight where both sides have
+  // query-memdev; a qmigrate vm without it starts sending, the destination's load fails on
+  // the block's length and QEMU 10.0 exits, which cuts the source's stream.
+  const lab = await startLab(t, 'qmigrate', '10.0', { srcMiB: 64, dstMiB: 32 });
+  if (!lab) return;
+  const hasMemdev = (await lab.src.qmp.queryCommands()).some((c) => c.name === 'query-memdev');
+  const job = runMigration(lab.plan, { pollMs: 100 });
+  if (hasMemdev) {
+    assert.deepEqual(await preflightProblems(job), [
+      "destination RAM block 'm0' is 32 MiB, source's is 64 MiB",
+    ]);
+    return;
+  }
+  const report = await job.result;
+  assert.equal(report.status, 'failed', JSON.stringify(report));
+  assert.match(report.reason ?? '', /Connection reset by peer|Broken pipe|the destination failed to load/);
+  assert.equal(report.sourceRunState, 'running');
+  assert.equal(report.destinationRunState, 'unreachable');
+});
