@@ -404,14 +404,18 @@ class MigrationRun {
   /**
    * The source's run state once a failed or cancelled migration has resumed its guest (QEMU
    * restarts it just after the status turns final, so it is polled for up to 2 s); a guest
-   * that ran before and does not now is reported in `warnings`.
+   * that ran before and does not now is reported in `warnings`. A guest the pause policy
+   * stopped is started again when the migration did not complete after all.
    */
   async #settledSourceState(src: QmpClient, facts: PreflightFacts, status: string): Promise<string> {
     const wasRunning = facts.source.runState === 'running';
+    if (status === 'completed' || !wasRunning) return runStateOf(src);
+    if (this.#paused && (await runStateOf(src)) === 'paused')
+      await src.cont({ timeout: this.#o.connectTimeoutMs });
     const deadline = Date.now() + 2000;
     for (;;) {
       const state = await runStateOf(src);
-      if (status === 'completed' || !wasRunning || this.#paused || state === 'running') return state;
+      if (state === 'running') return state;
       if (Date.now() > deadline) {
         this.#warnings.push(`the source's guest was running before the migration and is '${state}' now`);
         return state;

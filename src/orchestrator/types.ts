@@ -92,6 +92,12 @@ export interface MigrationReport {
   pages?: { normal: number; duplicate: number };
   /** The source's run state at the end (`running` after every failure: the guest stayed). */
   sourceRunState: string;
+  /**
+   * The destination's run state at the end: `running` after a completed migration (`paused`
+   * if the source's guest was paused before it started, as QEMU leaves it), or `unreachable`
+   * when its monitor is gone: QEMU 10.0 exits after a failed or cancelled incoming migration
+   * (migrate-incoming's exit-on-error defaults to true).
+   */
   destinationRunState?: string;
   /**
    * What went wrong besides the status, loudly: a source guest that ran before and does not

@@ -108,3 +108,73 @@ test('QEMU 10.0: a source paused before the migration ends paused on the destina
   assert.equal(report.status, 'completed', JSON.stringify(report));
   assert.equal(report.destinationRunState, 'paused');
 });
+
+/** QEMU 10.0 -> QEMU 10.0 held in `active` by max-bandwidth (64 MiB at 1 MiB/s). */
+const SLOW = { 'max-bandwidth': 1 << 20 };
+
+test('QEMU 10.0: AbortSignal during active cancels; the source runs, the destination is as QEMU leaves it', async (t) => {
+  const lab = await startLab(t, '10.0', '10.0');
+  if (!lab) return;
+  const ac = new AbortController();
+  const job = runMigration({ ...lab.plan, parameters: SLOW }, { signal: ac.signal, pollMs: 100 });
+  for await (const s of job)
+    if (s.type === 'progress' && s.status === 'active' && s.transferred > 0) ac.abort();
+  const report = await job.result;
+  assert.equal(report.status, 'cancelled', JSON.stringify(report));
+  assert.equal(report.endedBy, 'interrupt');
+  assert.equal(report.sourceRunState, 'running');
+  assert.equal(report.warnings, undefined);
+  // QEMU 10.0's migrate-incoming has exit-on-error true by default: the destination whose
+  // stream was cut fails its load and exits.
+  assert.equal(report.destinationRunState, 'unreachable');
+  assert.equal(await lab.dst.exited, 1);
+});
+
+test('QEMU 10.0: timeout with policy cancel', async (t) => {
+  const lab = await startLab(t, '10.0', '10.0');
+  if (!lab) return;
+  const report = await runMigration({ ...lab.plan, parameters: SLOW, timeoutS: 1 }, { pollMs: 100 }).result;
+  assert.equal(report.status, 'cancelled', JSON.stringify(report));
+  assert.equal(report.endedBy, 'timeout-cancel');
+  assert.equal(report.sourceRunState, 'running');
+});
+
+test('QEMU 10.0: timeout with policy pause stops the source; the destination, paused by QEMU, is started', async (t) => {
+  const lab = await startLab(t, '10.0', '10.0', { srcMiB: 8 });
+  if (!lab) return;
+  const job = runMigration(
+    { ...lab.plan, parameters: { 'max-bandwidth': 2 << 20 }, timeoutS: 1, onTimeout: 'pause' },
+    { pollMs: 100 },
+  );
+  const events: string[] = [];
+  for await (const s of job)
+    if (s.type === 'event' && s.side === 'source') events.push(String(s.data.status ?? s.event));
+  const report = await job.result;
+  assert.equal(report.status, 'completed', JSON.stringify(report));
+  assert.equal(report.endedBy, 'timeout-pause');
+  assert.ok((report.totalTimeMs ?? 0) >= 1000, 'still active when the timeout came');
+  assert.equal(report.sourceRunState, 'postmigrate');
+  assert.equal(report.destinationRunState, 'running');
+  assert.deepEqual(events.filter((e) => e !== 'MIGRATION_PASS').slice(-1), ['completed']);
+});
+
+test('a destination whose load fails: reported failed with the reason, the source guest runs', async (t) => {
+  // A 64 MiB source into a 32 MiB QEMU 10.0: caught by the preflight where both sides have
+  // query-memdev; a qmigrate vm without it starts sending, the destination's load fails on
+  // the block's length and QEMU 10.0 exits, which cuts the source's stream.
+  const lab = await startLab(t, 'qmigrate', '10.0', { srcMiB: 64, dstMiB: 32 });
+  if (!lab) return;
+  const hasMemdev = (await lab.src.qmp.queryCommands()).some((c) => c.name === 'query-memdev');
+  const job = runMigration(lab.plan, { pollMs: 100 });
+  if (hasMemdev) {
+    assert.deepEqual(await preflightProblems(job), [
+      "destination RAM block 'm0' is 32 MiB, source's is 64 MiB",
+    ]);
+    return;
+  }
+  const report = await job.result;
+  assert.equal(report.status, 'failed', JSON.stringify(report));
+  assert.match(report.reason ?? '', /Connection reset by peer|Broken pipe|the destination failed to load/);
+  assert.equal(report.sourceRunState, 'running');
+  assert.equal(report.destinationRunState, 'unreachable');
+});

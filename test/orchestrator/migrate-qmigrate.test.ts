@@ -119,3 +119,67 @@ test('preflight (qmigrate): destination not deferred, a capability that disagree
   assert.equal((await lab.src.qmp.queryMigrate()).status, undefined);
   assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
 });
+
+test('timeout pause, then a cancel before it converged: the guest the policy stopped runs again', async (t) => {
+  const lab = await startLab(t, 'qmigrate', 'qmigrate', SLOW);
+  if (!lab) return;
+  const ac = new AbortController();
+  // 16 MiB at 1 MiB/s: still active well after the pause at 1 s.
+  const job = runMigration(
+    { ...lab.plan, parameters: { 'max-bandwidth': 1 << 20 }, timeoutS: 1, onTimeout: 'pause' },
+    { pollMs: 100, signal: ac.signal },
+  );
+  for await (const s of job) if (s.type === 'progress' && s.elapsedMs > 2500) ac.abort();
+  const report = await job.result;
+  assert.equal(report.status, 'cancelled', JSON.stringify(report));
+  assert.equal(report.endedBy, 'timeout-pause');
+  assert.equal(report.sourceRunState, 'running');
+  assert.equal(report.warnings, undefined);
+});
+
+test('a capability a side refuses: a PreflightError naming the side and the command', async (t) => {
+  const lab = await startLab(t, 'qmigrate', 'qmigrate');
+  if (!lab) return;
+  const e = await runMigration({ ...lab.plan, capabilities: { 'postcopy-ram': true } }).result.then(
+    () => assert.fail('expected a preflight failure'),
+    (e: unknown) => e,
+  );
+  assert.ok(e instanceof PreflightError);
+  assert.equal(
+    e.message,
+    "destination refused migrate-incoming: Capability 'postcopy-ram' is not supported by qmigrate: postcopy is not implemented",
+  );
+  assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
+});
+
+test('progress samples: percent rises, throughput follows max-bandwidth, ETA from what remains; the report', async (t) => {
+  const lab = await startLab(t, 'qmigrate', 'qmigrate', { srcMiB: 16 });
+  if (!lab) return;
+  const seen: MigrationSample[] = [];
+  const job = runMigration(
+    { ...lab.plan, parameters: { 'max-bandwidth': 4 << 20 } },
+    { pollMs: 250, onSample: (s) => seen.push(s) },
+  );
+  const iterated: MigrationSample[] = [];
+  for await (const s of job) iterated.push(s);
+  assert.deepEqual(iterated, seen, 'onSample sees what the iterator yields');
+  const active = iterated.filter((s) => s.type === 'progress' && s.status === 'active' && s.pass === 1);
+  assert.ok(active.length >= 4, `${active.length} samples in the first pass`);
+  const percents = active.map((s) => (s.type === 'progress' ? (s.percent ?? -1) : -1));
+  for (let i = 1; i < percents.length; i++) assert.ok(percents[i]! >= percents[i - 1]!, `${percents}`);
+  assert.ok(percents[0]! >= 0 && percents.at(-1)! <= 100);
+  const mid = active[Math.floor(active.length / 2)];
+  assert.ok(mid?.type === 'progress');
+  assert.equal(mid.total, 16 << 20);
+  // 4 MiB/s, with generous margins for a loaded machine.
+  assert.ok(mid.throughput > 1 << 20 && mid.throughput < 12 << 20, `throughput ${mid.throughput}`);
+  assert.ok(mid.etaS !== undefined && mid.etaS > 0 && mid.etaS < 30, `eta ${mid.etaS}`);
+  const report = await job.result;
+  assert.equal(report.status, 'completed');
+  assert.ok((report.totalTimeMs ?? 0) >= 2000, `total ${report.totalTimeMs}`);
+  assert.ok(report.downtimeMs !== undefined && report.setupTimeMs !== undefined);
+  assert.ok((report.passes ?? 0) >= 1);
+  assert.ok((report.pages?.normal ?? 0) > 0 && (report.pages?.duplicate ?? 0) > 0);
+  assert.ok((report.transferred ?? 0) >= 8 << 20);
+  assert.ok(report.throughput && report.throughput < 12 << 20);
+});
