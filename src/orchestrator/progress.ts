@@ -194,13 +194,17 @@ export function formatReport(report: MigrationReport): string[] {
 /** QEMU's target page on x86 (TARGET_PAGE_SIZE): dirty rates are in pages of it. */
 export const PAGE_SIZE = 4096;
 
+/** Seconds of samples (decayed) the ETA needs before it says anything. */
+const MIN_SEEN_S = 1;
+
 /**
  * A smoothed ETA: time-weighted averages of throughput and dirty rate (each sample weighs the
  * seconds since the one before, and older ones fade with a time constant of `tauS`), and the
  * bytes still dirty divided by what each second gains on them (throughput minus dirty rate x
  * page size). Undefined while that gain is not positive, i.e. while the migration does not
  * converge. The first sample, taken as `migrate` starts, covers no time: its burst into the
- * socket's buffers counts for nothing. The orchestrator's own `etaS` is from one sample only;
+ * socket's buffers counts for nothing, and there is no ETA before about a second has been
+ * seen. The orchestrator's own `etaS` is from one sample only;
  * the CLI shows this one so the line does not jump.
  */
 export class EtaEstimator {
@@ -225,7 +229,9 @@ export class EtaEstimator {
     this.#throughput = this.#throughput * fade + dt * sample.throughput;
     this.#dirty = this.#dirty * fade + dt * sample.dirtyPagesRate;
     if (sample.status === 'completed') return 0;
-    if (this.#weight === 0) return undefined;
+    // Before a second has been seen (set-up, the first window) a rate says little: an ETA of
+    // hours from 67 bytes in half a second would mislead more than none.
+    if (this.#weight < MIN_SEEN_S) return undefined;
     const gain = (this.#throughput - this.#dirty * this.#pageSize) / this.#weight;
     if (!(gain > 0)) return undefined;
     return sample.remaining / gain;

@@ -8,8 +8,8 @@ import { fileURLToPath } from 'node:url';
 const bin = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 
 test('qmigrate demo in a pseudo-terminal: the live line, the report, the check', async () => {
-  // 64 MiB at 16 MiB/s: about 4 s of live line.
-  const cmd = `stty cols 120 rows 24; exec '${process.execPath}' --import tsx '${bin}' demo --size 64 --rate 2000 --max-bandwidth 16777216`;
+  // A guest dirtying 20 MiB/s, sent at 32 MiB/s: a few seconds of live line over a few passes.
+  const cmd = `stty cols 120 rows 24; exec '${process.execPath}' --import tsx '${bin}' demo --size 64 --rate 5000 --max-bandwidth 33554432`;
   const child = spawn('script', ['-qfec', cmd, '/dev/null'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, CI: '' },
@@ -27,9 +27,9 @@ test('qmigrate demo in a pseudo-terminal: the live line, the report, the check',
   assert.match(lines[0] ?? '', /^starting two qmigrate VMs with 64 MiB of RAM/);
   assert.equal(lines[1], 'migrating live over unix with migrate {channels: [...]}');
   const frames = (lines[2] ?? '').split('\r\x1b[2K').slice(1);
-  assert.ok(frames.length >= 4, JSON.stringify(lines[2]));
+  assert.ok(frames.length >= 3, JSON.stringify(lines[2]));
   assert.ok(
-    frames.every((f) => /^\w+ \d+% {2}.* {2}ETA (\d\d:\d\d|--:--)$/.test(f)),
+    frames.every((f) => /^\w+ (\d+|--)% {2}.* {2}ETA (\d\d:\d\d|--:--)$/.test(f)),
     JSON.stringify(frames),
   );
   assert.match(lines[3] ?? '', /^migration completed in \d+ ms \(setup \d+ ms, downtime \d+ ms\)$/);

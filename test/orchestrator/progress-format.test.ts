@@ -197,3 +197,12 @@ test('EtaEstimator: time-weighted; the burst at the start counts for nothing; un
   );
   assert.equal(stuck.update({ ...s(2000, 10 * MiB, 65536, 0), status: 'completed' }), 0);
 });
+
+test('EtaEstimator: no ETA before a second has been seen (67 bytes in the first half second say little)', () => {
+  const eta = new EtaEstimator();
+  const s = (elapsedMs: number, throughput: number): ProgressSample => ({ ...sample, elapsedMs, throughput });
+  assert.equal(eta.update(s(0, 0)), undefined);
+  assert.equal(eta.update(s(500, 134)), undefined);
+  assert.equal(eta.update(s(1000, 100 * MiB)), undefined, '0.92 s seen, decayed');
+  assert.equal(typeof eta.update(s(1500, 100 * MiB)), 'number');
+});
