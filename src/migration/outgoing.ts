@@ -95,6 +95,8 @@ export class OutgoingMigration implements OutgoingRun {
   #multifd: MultifdSender | undefined;
   /** When stop-and-copy was done (Date.now()). */
   #doneAt = 0;
+  /** The dirty-rate period: since when (performance.now(), from setup) and pages dirtied in it. */
+  #dirtyPeriod = { since: 0, pages: 0 };
   /**
    * The run state the guest had when the migration stopped it for switchover (QEMU's
    * vm_old_state); undefined while the migration has not stopped it.
@@ -232,6 +234,7 @@ export class OutgoingMigration implements OutgoingRun {
     // Setup: every page dirty, the block list.
     writeSectionStart(f, QEMU_VM_SECTION_START, SECTION_ID.ram, 'ram', RAM_VERSION);
     ram.setup();
+    this.#dirtyPeriod = { since: performance.now(), pages: 0 };
     m.pass(1);
     this.#multifdSync(f, ram);
     ram.eos();
@@ -273,7 +276,7 @@ export class OutgoingMigration implements OutgoingRun {
       const allSent = await this.#iterateSection(f, ram, slice, window.bytes, budget);
       const t = performance.now();
       this.#updateCounters(f, ram, counters, t, allSent);
-      if (this.#pendingFits(f, ram, params, counters.bandwidth, t, allSent)) break;
+      if (this.#pendingFits(f, ram, params, counters.bandwidth, allSent)) break;
     }
   }
 
@@ -360,7 +363,6 @@ export class OutgoingMigration implements OutgoingRun {
    * The convergence check: updates the expected downtime and, at the end of a pass, syncs the
    * dirty log and judges whether what is left fits `downtime-limit` at the measured bandwidth.
    * @param bandwidth bytes per ms, as last measured.
-   * @param t when the turn's counters were taken (performance.now()).
    * @returns true when it is time for the switchover.
    */
   #pendingFits(
@@ -368,7 +370,6 @@ export class OutgoingMigration implements OutgoingRun {
     ram: RamSaver,
     params: Migration['options']['params'],
     bandwidth: number,
-    t: number,
     allSent: boolean,
   ): boolean {
     const m = this.#m;
@@ -385,15 +386,27 @@ export class OutgoingMigration implements OutgoingRun {
     // guest with a pass half done, sending its rest in downtime. Finishing the pass first
     // costs no total time (those pages go out either way) and shortens the downtime.
     if (!allSent) return false;
-    const before = ram.dirtyPages;
-    ram.sync();
+    const added = ram.sync();
     m.pass(ram.counters.syncCount);
-    const syncTime = performance.now();
-    m.stats['dirty-pages-rate'] = Math.round(
-      ((ram.dirtyPages - before) * 1000) / Math.max(1, syncTime - t + 1),
-    );
+    this.#updateDirtyRate(added, performance.now());
     if (bw > 0 && ram.remainingBytes <= threshold) return true;
     return bw === 0 && ram.dirtyPages === 0;
+  }
+
+  /**
+   * dirty-pages-rate as QEMU's migration_bitmap_sync computes it (migration/ram.c): the pages
+   * newly dirtied since the last update over the time since then, updated once more than a
+   * second has passed, so a pass that ends quickly does not divide its pages by milliseconds.
+   * @param added pages the sync found newly dirty.
+   * @param now performance.now() at the sync.
+   */
+  #updateDirtyRate(added: number, now: number): void {
+    const period = this.#dirtyPeriod;
+    period.pages += added;
+    if (now <= period.since + 1000) return;
+    this.#m.stats['dirty-pages-rate'] = Math.round((period.pages * 1000) / (now - period.since));
+    period.since = now;
+    period.pages = 0;
   }
 
   /**
