@@ -14,7 +14,7 @@ import {
   runMigrate,
 } from '../../src/cli/commands/migrate.js';
 import { CliUsageError } from '../../src/cli/errors.js';
-import { QmigrateError } from '../../src/errors.js';
+import { PreflightError } from '../../src/orchestrator/errors.js';
 import type {
   MigratePlan,
   MigrationEventSample,
@@ -218,10 +218,10 @@ test('exit codes of the report: 1 failed, 1 cancelled by a peer, 4 timeout cance
 });
 
 test('a preflight failure: exit 3, one line per mismatch on stderr, and an error line with --json', async () => {
-  const e = new QmigrateError(
-    'MIGRATE_PREFLIGHT',
-    "destination RAM block 'pc.ram' is 512 MiB, source's is 1024 MiB\nthe destination is not waiting for a migration: its run state is 'running'",
-  );
+  const e = new PreflightError([
+    "destination RAM block 'pc.ram' is 512 MiB, source's is 1024 MiB",
+    "the destination is not waiting for a migration: its run state is 'running'",
+  ]);
   const c = capture();
   assert.equal(await runMigrate(flags(), c.io, fakeLib([], e).load), 3);
   assert.deepEqual(c.err, [

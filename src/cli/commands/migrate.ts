@@ -8,6 +8,7 @@
 
 import { InternalError, QmigrateError } from '../../errors.js';
 import { connectQmpEndpoint, parseQmpEndpoint } from '../../orchestrator/endpoint.js';
+import { PreflightError } from '../../orchestrator/errors.js';
 import { runMigration } from '../../orchestrator/migrate.js';
 import { planCommands } from '../../orchestrator/plan.js';
 import { preflight } from '../../orchestrator/preflight.js';
@@ -278,9 +279,6 @@ async function planFor(plan: MigratePlan, { signal }: { signal?: AbortSignal }):
 /** The orchestrator of src/orchestrator/, as runMigrate uses it (tests hand it a scripted one). */
 export const orchestrator: MigrateLibrary = { parseQmpEndpoint, planFor, runMigration };
 
-/** The error code the orchestrator's preflight failures carry (PreflightError). */
-const PREFLIGHT_CODE = 'MIGRATE_PREFLIGHT';
-
 /**
  * The exit code of a report: 0 completed (also when --on-timeout pause made it converge),
  * 4 when the timeout ended it otherwise, 1 for any other failure or cancel. An interrupt's
@@ -320,8 +318,8 @@ function printPlan(commands: PlannedCommand[], mode: ProgressMode, io: MigrateIo
  * source untouched), an unreachable monitor (3). Anything else goes to the CLI's own catch.
  */
 function failedBeforeStart(e: unknown, view: ProgressView): number {
-  if (e instanceof QmigrateError && e.code === PREFLIGHT_CODE) {
-    view.error(e.message.split('\n'), e.code, MIGRATE_EXIT.preflight);
+  if (e instanceof PreflightError) {
+    view.error([...e.problems], e.code, MIGRATE_EXIT.preflight);
     return MIGRATE_EXIT.preflight;
   }
   if (e instanceof ConnectError || e instanceof PeerUnreachableError) {
