@@ -12,7 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { MigrationAddress } from '../../src/qapi/types.js';
+import type { MigrationAddress, MigrationInfo } from '../../src/qapi/types.js';
 import type { QmpClient } from '../../src/qmp/client.js';
 import { connectRetry, type Peer, waitMigration, waitRunstate } from './peers.js';
 import { type QemuVersion, requireQemu, startQemu } from './qemu.js';
@@ -163,9 +163,9 @@ export async function dumpGuestRam(qmp: QmpClient, file: string): Promise<Buffer
  * `qmigrate migrate`: the destination listens on 127.0.0.1 port 0, the source migrates there
  * (uri form where it has no `channels`, as QEMU 7.2), and both must end `completed` with the
  * destination running. A generous downtime limit lets a guest that dirties all its pages in
- * every pass converge on a loaded CI machine.
+ * every pass converge on a loaded CI machine. Returns the source's final query-migrate.
  */
-export async function migrateGuest(src: Peer, dst: Peer): Promise<void> {
+export async function migrateGuest(src: Peer, dst: Peer): Promise<MigrationInfo> {
   const listen: MigrationAddress = { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' };
   await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: listen }] });
   const sa = (await dst.qmp.queryMigrate())['socket-address']?.[0];
@@ -181,4 +181,5 @@ export async function migrateGuest(src: Peer, dst: Peer): Promise<void> {
   const dstDone = await waitMigration(dst.qmp);
   if (dstDone.status !== 'completed') throw new Error(`destination: ${JSON.stringify(dstDone)}`);
   await waitRunstate(dst.qmp, 'running');
+  return done;
 }
