@@ -226,3 +226,22 @@ test('QEMU 10.0: a monitor another client holds is named as such after the conne
     /^cannot reach the destination's monitor at unix:.*dst-orch\.qmp: no QMP session within 1000 ms \(a QEMU monitor serves one client at a time: is another one connected to it\?\)$/,
   );
 });
+
+for (const [from, to] of [
+  ['10.0', 'qmigrate'],
+  ['qmigrate', '10.0'],
+] as [PeerKind, PeerKind][]) {
+  test(`${from} -> ${to} with multifd 3: capability and channel count set on both ends`, async (t) => {
+    const lab = await startLab(t, from, to);
+    if (!lab) return;
+    const plan = { ...lab.plan, capabilities: { multifd: true }, parameters: { 'multifd-channels': 3 } };
+    const report = await runMigration(plan, { pollMs: 100 }).result;
+    assert.equal(report.status, 'completed', JSON.stringify(report));
+    for (const qmp of [lab.src.qmp, lab.dst.qmp]) {
+      assert.equal((await qmp.queryMigrateParameters())['multifd-channels'], 3);
+      const caps = await qmp.queryMigrateCapabilities();
+      assert.equal(caps.find((c) => c.capability === 'multifd')?.state, true);
+    }
+    assert.ok(await ramEqual(lab), 'RAM equal');
+  });
+}
