@@ -159,12 +159,13 @@ class MigrationRun {
 
   constructor(plan: MigratePlan, options: RunMigrationOptions) {
     this.#plan = plan;
+    // An option given as undefined takes its default too.
     this.#o = {
-      pollMs: 500,
-      connectTimeoutMs: 10_000,
-      cancelWaitMs: 10_000,
-      completionWaitMs: 60_000,
       ...options,
+      pollMs: options.pollMs ?? 500,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      cancelWaitMs: options.cancelWaitMs ?? 10_000,
+      completionWaitMs: options.completionWaitMs ?? 60_000,
     };
   }
 
