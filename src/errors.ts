@@ -32,9 +32,10 @@
  *    +-- PeerUnreachableError    cli/errors.ts        CLI_PEER_UNREACHABLE
  *    +-- CliFailure              cli/errors.ts        CLI_FAILED
  *    +-- Interrupted             cli/errors.ts        CLI_INTERRUPTED
+ *    +-- PreflightError          orchestrator/errors.ts  MIGRATE_PREFLIGHT
  *
  * Codes are UPPER_SNAKE, most with their layer first; QapiError's ends in QEMU's ErrorClass.
- * qapi/, qmp/ and cli/ draw their subtrees again in their errors.ts, util/sockets.ts its
+ * qapi/, qmp/, cli/ and orchestrator/ draw their subtrees again in their errors.ts, util/sockets.ts its
  * SocketError. Private to migration/outgoing.ts, `Cancelled` (MIGRATION_CANCELLED) never
  * leaves OutgoingMigration.run().
  */

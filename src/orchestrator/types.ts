@@ -92,7 +92,18 @@ export interface MigrationReport {
   pages?: { normal: number; duplicate: number };
   /** The source's run state at the end (`running` after every failure: the guest stayed). */
   sourceRunState: string;
+  /**
+   * The destination's run state at the end: `running` after a completed migration (`paused`
+   * if the source's guest was paused before it started, as QEMU leaves it), or `unreachable`
+   * when its monitor is gone: QEMU 10.0 exits after a failed or cancelled incoming migration
+   * (migrate-incoming's exit-on-error defaults to true).
+   */
   destinationRunState?: string;
+  /**
+   * What went wrong besides the status, loudly: a source guest that ran before and does not
+   * now, a wait given up on.
+   */
+  warnings?: string[];
   /** The source's last query-migrate, as QEMU gave it. */
   source?: MigrationInfo;
 }

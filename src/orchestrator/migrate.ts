@@ -1,0 +1,490 @@
+/**
+ * Drives one live migration between two QMP endpoints, as `qmigrate migrate` does and as
+ * libvirt's qemuMigrationSrcRun / virsh `migrate --verbose --timeout` do for QEMU: connect,
+ * preflight, set up both sides, `migrate`, then follow MIGRATION / MIGRATION_PASS events and
+ * the source's query-migrate until the migration ends, with cancel and a timeout policy.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { MigrationInfo } from '../qapi/types.js';
+import type { QmpClient } from '../qmp/client.js';
+import { QmpError } from '../qmp/errors.js';
+import { connectQmpEndpoint } from './endpoint.js';
+import { PreflightError } from './errors.js';
+import { planCommands } from './plan.js';
+import { type PreflightFacts, preflight } from './preflight.js';
+import type {
+  MigratePlan,
+  MigrationEventSample,
+  MigrationReport,
+  PlannedCommand,
+  ProgressSample,
+} from './types.js';
+
+/** What a running migration yields: progress from query-migrate, and the MIGRATION events. */
+export type MigrationSample = ProgressSample | MigrationEventSample;
+
+export interface RunMigrationOptions {
+  /** Aborting cancels the migration (`migrate_cancel`), as Ctrl-C does. */
+  signal?: AbortSignal;
+  /** Called with every sample as it is made (besides the iterator). */
+  onSample?: (sample: MigrationSample) => void;
+  /** ms between two query-migrate of the source (default 500). */
+  pollMs?: number;
+  /** ms for each monitor's connection and each query (default 10000). */
+  connectTimeoutMs?: number;
+  /** ms to wait for `cancelled` after `migrate_cancel` (default 10000). */
+  cancelWaitMs?: number;
+  /** ms to wait for the destination to finish loading once the source completed (default 60000). */
+  completionWaitMs?: number;
+}
+
+/**
+ * A migration under way: iterate it for its samples (buffered from the start, so a late
+ * reader misses none; one reader), await `result` for the report.
+ */
+export interface MigrationJob extends AsyncIterable<MigrationSample> {
+  /**
+   * The final report, also when the migration failed, was cancelled or timed out.
+   * @throws {PreflightError} when no byte moved: a monitor unreachable, a check failed, or a
+   *   side refused a set-up command.
+   * @throws {QmpClientError} when a monitor goes away during the migration.
+   */
+  readonly result: Promise<MigrationReport>;
+  /** The commands as sent (the destination's real port in `migrate`), once both sides are set up. */
+  readonly commands: Promise<PlannedCommand[]>;
+  /** What the preflight learned of both sides. */
+  readonly facts: Promise<PreflightFacts>;
+  /** Cancels the migration, as aborting `signal` does. */
+  cancel(): void;
+}
+
+/**
+ * Starts a migration: connects to both monitors, runs preflight(), sends the commands of
+ * planCommands() (events on at both ends; the destination's real listening address read
+ * back for a tcp port 0), sends `migrate`, and follows it to its end. On abort or a timeout
+ * with policy `cancel` it sends `migrate_cancel` and waits (bounded) for the source to settle;
+ * with policy `pause` it stops the source's guest so the migration converges, and starts the
+ * guest on the destination once it completed (as libvirt resumes it there after
+ * `--timeout-suspend`). If the destination fails after the source completed, the source's
+ * guest is started again. Both monitors are closed on every path; the destination's process
+ * is never told to quit.
+ */
+export function runMigration(plan: MigratePlan, options: RunMigrationOptions = {}): MigrationJob {
+  const run = new MigrationRun(plan, options);
+  const result = run.start();
+  result.catch(() => {});
+  run.commands.catch(() => {});
+  run.facts.catch(() => {});
+  return {
+    result,
+    commands: run.commands,
+    facts: run.facts,
+    cancel: () => run.cancel(),
+    [Symbol.asyncIterator]: () => run.samples(),
+  };
+}
+
+/**
+ * What `--dry-run` shows: connects to both monitors, runs preflight() and returns the
+ * commands runMigration() would send, in the form each side takes (channels, or uri for QEMU
+ * before 8.2), without sending any of them. A tcp port 0 stays 0: the real port exists only
+ * once the destination listens.
+ * @throws {PreflightError} as runMigration() would, before any byte moves.
+ * @throws {QmpClientError} when a monitor goes away during the queries.
+ */
+export async function planMigration(
+  plan: MigratePlan,
+  options: Pick<RunMigrationOptions, 'signal' | 'connectTimeoutMs'> = {},
+): Promise<{ facts: PreflightFacts; commands: PlannedCommand[] }> {
+  const o = { timeoutMs: options.connectTimeoutMs ?? 10_000, signal: options.signal };
+  const [s, d] = await Promise.allSettled([
+    connectQmpEndpoint(plan.from, 'source', o),
+    connectQmpEndpoint(plan.to, 'destination', o),
+  ]);
+  try {
+    if (s.status === 'rejected' || d.status === 'rejected') throw connectFailure(s, d);
+    const facts = await preflight(s.value, d.value, plan, { timeoutMs: o.timeoutMs });
+    const forms = { sourceChannels: facts.source.channels, destinationChannels: facts.destination.channels };
+    return { facts, commands: planCommands(plan, forms) };
+  } finally {
+    await Promise.all(
+      [s, d].map((r) => (r.status === 'fulfilled' ? r.value.close().catch(() => {}) : undefined)),
+    );
+  }
+}
+
+/** One PreflightError for the monitors that could not be reached, source first. */
+function connectFailure(...results: PromiseSettledResult<QmpClient>[]): PreflightError {
+  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const problems = failed.flatMap((r) =>
+    r.reason instanceof PreflightError ? r.reason.problems : [String((r.reason as Error).message)],
+  );
+  return new PreflightError(problems, { cause: failed[0]?.reason });
+}
+
+type Deferred<T> = { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void };
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+const FINAL = new Set(['completed', 'failed', 'cancelled']);
+
+/** The state of one runMigration(): its monitors, its samples, and how it is being ended. */
+class MigrationRun {
+  readonly #plan: MigratePlan;
+  readonly #o: Required<Omit<RunMigrationOptions, 'signal' | 'onSample'>> & RunMigrationOptions;
+  readonly #cancel = new AbortController();
+  readonly #commands = deferred<PlannedCommand[]>();
+  readonly #facts = deferred<PreflightFacts>();
+  readonly #queue: MigrationSample[] = [];
+  #done = false;
+  #error: unknown;
+  #notify: (() => void) | undefined;
+  #wake: (() => void) | undefined;
+  #src: QmpClient | undefined;
+  #dst: QmpClient | undefined;
+  #t0 = 0;
+  #last: { at: number; transferred: number } | undefined;
+  #endedBy: MigrationReport['endedBy'];
+  #cancelSentAt: number | undefined;
+  #paused = false;
+  readonly #warnings: string[] = [];
+
+  constructor(plan: MigratePlan, options: RunMigrationOptions) {
+    this.#plan = plan;
+    // An option given as undefined takes its default too.
+    this.#o = {
+      ...options,
+      pollMs: options.pollMs ?? 500,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      cancelWaitMs: options.cancelWaitMs ?? 10_000,
+      completionWaitMs: options.completionWaitMs ?? 60_000,
+    };
+  }
+
+  get commands(): Promise<PlannedCommand[]> {
+    return this.#commands.promise;
+  }
+
+  get facts(): Promise<PreflightFacts> {
+    return this.#facts.promise;
+  }
+
+  cancel(): void {
+    this.#cancel.abort();
+    this.#wake?.();
+  }
+
+  async start(): Promise<MigrationReport> {
+    const onAbort = () => this.cancel();
+    this.#o.signal?.addEventListener('abort', onAbort, { once: true });
+    if (this.#o.signal?.aborted) this.#cancel.abort();
+    try {
+      return await this.#run();
+    } catch (e) {
+      this.#error = e;
+      this.#commands.reject(e);
+      this.#facts.reject(e);
+      throw e;
+    } finally {
+      this.#o.signal?.removeEventListener('abort', onAbort);
+      await Promise.all([this.#src?.close().catch(() => {}), this.#dst?.close().catch(() => {})]);
+      this.#done = true;
+      this.#notify?.();
+    }
+  }
+
+  async *samples(): AsyncGenerator<MigrationSample> {
+    for (;;) {
+      const next = this.#queue.shift();
+      if (next) {
+        yield next;
+        continue;
+      }
+      if (this.#done) {
+        if (this.#error !== undefined) throw this.#error;
+        return;
+      }
+      await new Promise<void>((r) => {
+        this.#notify = r;
+      });
+      this.#notify = undefined;
+    }
+  }
+
+  #push(sample: MigrationSample): void {
+    this.#queue.push(sample);
+    this.#o.onSample?.(sample);
+    this.#notify?.();
+  }
+
+  async #run(): Promise<MigrationReport> {
+    await this.#connect();
+    const src = this.#src as QmpClient;
+    const dst = this.#dst as QmpClient;
+    const facts = await preflight(src, dst, this.#plan, { timeoutMs: this.#o.connectTimeoutMs });
+    this.#facts.resolve(facts);
+    if (this.#cancel.signal.aborted) throw new PreflightError(['cancelled before the migration started']);
+    await this.#setUp(src, dst, facts);
+    const info = await this.#follow(src);
+    return this.#finish(src, dst, facts, info);
+  }
+
+  async #connect(): Promise<void> {
+    const o = { timeoutMs: this.#o.connectTimeoutMs, signal: this.#cancel.signal };
+    const [s, d] = await Promise.allSettled([
+      connectQmpEndpoint(this.#plan.from, 'source', o),
+      connectQmpEndpoint(this.#plan.to, 'destination', o),
+    ]);
+    if (s.status === 'fulfilled') this.#src = s.value;
+    if (d.status === 'fulfilled') this.#dst = d.value;
+    if (s.status === 'rejected' || d.status === 'rejected') throw connectFailure(s, d);
+  }
+
+  /** The destination's commands, its real address read back, then the source's up to `migrate`. */
+  async #setUp(src: QmpClient, dst: QmpClient, facts: PreflightFacts): Promise<void> {
+    const forms = { sourceChannels: facts.source.channels, destinationChannels: facts.destination.channels };
+    const first = planCommands(this.#plan, forms).filter((c) => c.side === 'destination');
+    for (const c of first) await this.#send(dst, c);
+    const listening = (await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs }))['socket-address'];
+    const all = planCommands(this.#plan, { ...forms, listening });
+    const second = all.filter((c) => c.side === 'source');
+    this.#commands.resolve([...first, ...second]);
+    this.#listen(src, dst);
+    for (const c of second) {
+      if (c.execute === 'migrate') this.#t0 = Date.now();
+      await this.#send(src, c);
+    }
+  }
+
+  /** Sends one set-up command; a refusal means nothing moved yet: a preflight failure. */
+  async #send(qmp: QmpClient, c: PlannedCommand): Promise<void> {
+    try {
+      await qmp.executeRaw(c.execute, c.arguments, { timeout: this.#o.connectTimeoutMs });
+    } catch (e) {
+      if (!(e instanceof QmpError)) throw e;
+      const left = c.side === 'source' ? '; the destination is left waiting for the incoming migration' : '';
+      throw new PreflightError([`${c.side} refused ${c.execute}: ${e.desc}${left}`], { cause: e });
+    }
+  }
+
+  #listen(src: QmpClient, dst: QmpClient): void {
+    const event = (side: 'source' | 'destination') => (e: { event: string; data: unknown }) => {
+      this.#push({
+        type: 'event',
+        side,
+        elapsedMs: this.#t0 ? Date.now() - this.#t0 : 0,
+        event: e.event,
+        data: (e.data ?? {}) as Record<string, unknown>,
+      });
+      if (side === 'source') this.#wake?.();
+    };
+    src.on('MIGRATION', event('source'));
+    src.on('MIGRATION_PASS', event('source'));
+    dst.on('MIGRATION', event('destination'));
+  }
+
+  /** Polls the source until its migration is final, applying cancel and the timeout policy. */
+  async #follow(src: QmpClient): Promise<MigrationInfo> {
+    for (;;) {
+      if (this.#cancel.signal.aborted && this.#cancelSentAt === undefined)
+        await this.#sendCancel(src, 'interrupt');
+      const info = await src.queryMigrate({ timeout: this.#o.connectTimeoutMs });
+      this.#push(this.#sample(info));
+      if (FINAL.has(info.status ?? 'none')) return info;
+      if (this.#cancelSentAt !== undefined && Date.now() - this.#cancelSentAt > this.#o.cancelWaitMs) {
+        this.#warnings.push(
+          `the source is still '${info.status}' ${this.#o.cancelWaitMs} ms after migrate_cancel; qmigrate stopped waiting`,
+        );
+        return info;
+      }
+      await this.#applyTimeout(src);
+      await this.#sleep(this.#o.pollMs);
+    }
+  }
+
+  async #applyTimeout(src: QmpClient): Promise<void> {
+    const t = this.#plan.timeoutS;
+    if (t === undefined || this.#endedBy !== undefined || Date.now() - this.#t0 < t * 1000) return;
+    if (this.#plan.onTimeout === 'cancel') return this.#sendCancel(src, 'timeout-cancel');
+    this.#endedBy = 'timeout-pause';
+    this.#paused = true;
+    // As virsh --timeout-suspend: with the guest stopped nothing is dirtied, so it converges.
+    await src.stop({ timeout: this.#o.connectTimeoutMs });
+  }
+
+  async #sendCancel(src: QmpClient, why: 'interrupt' | 'timeout-cancel'): Promise<void> {
+    this.#endedBy ??= why;
+    this.#cancelSentAt = Date.now();
+    await src.migrateCancel({ timeout: this.#o.connectTimeoutMs });
+  }
+
+  /** Waits `ms`, or less when a source event or a cancel comes. */
+  async #sleep(ms: number): Promise<void> {
+    const ac = new AbortController();
+    this.#wake = () => ac.abort();
+    if (this.#cancel.signal.aborted && this.#cancelSentAt === undefined) return;
+    await sleep(ms, undefined, { signal: ac.signal }).catch(() => {});
+    this.#wake = undefined;
+  }
+
+  /** A ProgressSample from one query-migrate of the source. */
+  #sample(info: MigrationInfo): ProgressSample {
+    const now = Date.now();
+    const ram = info.ram;
+    const transferred = Number(ram?.transferred ?? 0);
+    const total = Number(ram?.total ?? 0);
+    const remaining = Number(ram?.remaining ?? 0);
+    const last = this.#last;
+    const dt = last ? (now - last.at) / 1000 : 0;
+    const throughput =
+      last && dt > 0 ? Math.max(0, (transferred - last.transferred) / dt) : Number(ram?.mbps ?? 0) * 125_000;
+    this.#last = { at: now, transferred };
+    const dirtyPagesRate = Number(ram?.['dirty-pages-rate'] ?? 0);
+    const dirtyBytes = dirtyPagesRate * Number(ram?.['page-size'] || 4096);
+    const net = throughput - dirtyBytes;
+    return {
+      type: 'progress',
+      elapsedMs: now - this.#t0,
+      status: info.status ?? 'none',
+      pass: Number(ram?.['dirty-sync-count'] ?? 0),
+      transferred,
+      total,
+      remaining,
+      percent: total > 0 ? Math.min(100, Math.max(0, (100 * (total - remaining)) / total)) : undefined,
+      throughput,
+      dirtyPagesRate,
+      expectedDowntimeMs:
+        info['expected-downtime'] === undefined ? undefined : Number(info['expected-downtime']),
+      etaS: !ram ? undefined : remaining === 0 ? 0 : net > 0 ? remaining / net : undefined,
+    };
+  }
+
+  /** The end: the destination's side of a completed migration, both run states, the report. */
+  async #finish(
+    src: QmpClient,
+    dst: QmpClient,
+    facts: PreflightFacts,
+    info: MigrationInfo,
+  ): Promise<MigrationReport> {
+    let status = (FINAL.has(info.status ?? '') ? info.status : 'failed') as MigrationReport['status'];
+    let reason = info['error-desc'];
+    if (status === 'completed') {
+      const d = await this.#destinationOutcome(dst);
+      if (d.failed) {
+        status = 'failed';
+        reason = `the destination failed to load the migration: ${d.failed}`;
+        await this.#resumeSource(src, facts);
+      } else if (this.#paused && d.runState === 'paused') {
+        // libvirt starts the guest on the destination after --timeout-suspend, unless the
+        // user asked for it paused; the source stays stopped (postmigrate).
+        await dst.cont({ timeout: this.#o.connectTimeoutMs });
+      }
+    } else if (this.#endedBy && !reason) {
+      reason =
+        this.#endedBy === 'interrupt' ? 'cancelled by the user' : `timed out after ${this.#plan.timeoutS} s`;
+    }
+    if (status === 'cancelled' && this.#endedBy === undefined)
+      reason ??= 'cancelled on the source (migrate_cancel)';
+    const sourceRunState = await this.#settledSourceState(src, facts, status);
+    const destinationRunState = await runStateOf(dst);
+    return this.#report(info, { status, reason, sourceRunState, destinationRunState });
+  }
+
+  /** Polls the destination until it has loaded the stream (or failed), bounded. */
+  async #destinationOutcome(dst: QmpClient): Promise<{ failed?: string; runState?: string }> {
+    const deadline = Date.now() + this.#o.completionWaitMs;
+    for (;;) {
+      let m: MigrationInfo;
+      let runState: string;
+      try {
+        m = await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs });
+        runState = (await dst.queryStatus({ timeout: this.#o.connectTimeoutMs })).status;
+      } catch (e) {
+        return { failed: `its monitor went away (${(e as Error).message})` };
+      }
+      if (m.status === 'failed') return { failed: m['error-desc'] ?? 'no reason given' };
+      if (m.status === 'completed' && runState !== 'inmigrate') return { runState };
+      if (Date.now() > deadline) {
+        this.#warnings.push(
+          `the destination is still '${m.status}' (run state '${runState}') ${this.#o.completionWaitMs} ms after the source completed`,
+        );
+        return { runState };
+      }
+      await sleep(50);
+    }
+  }
+
+  /** After a destination failure past the source's completion: the guest runs on at the source. */
+  async #resumeSource(src: QmpClient, facts: PreflightFacts): Promise<void> {
+    if (facts.source.runState !== 'running' || this.#paused) return;
+    const s = await src.queryStatus({ timeout: this.#o.connectTimeoutMs });
+    if (s.status === 'postmigrate') {
+      await src.cont({ timeout: this.#o.connectTimeoutMs });
+      this.#warnings.push("the source's guest was started again ('cont') as the destination failed");
+    }
+  }
+
+  /**
+   * The source's run state once a failed or cancelled migration has resumed its guest (QEMU
+   * restarts it just after the status turns final, so it is polled for up to 2 s); a guest
+   * that ran before and does not now is reported in `warnings`. A guest the pause policy
+   * stopped is started again when the migration did not complete after all.
+   */
+  async #settledSourceState(src: QmpClient, facts: PreflightFacts, status: string): Promise<string> {
+    const wasRunning = facts.source.runState === 'running';
+    if (status === 'completed' || !wasRunning) return runStateOf(src);
+    if (this.#paused && (await runStateOf(src)) === 'paused')
+      await src.cont({ timeout: this.#o.connectTimeoutMs });
+    const deadline = Date.now() + 2000;
+    for (;;) {
+      const state = await runStateOf(src);
+      if (state === 'running') return state;
+      if (Date.now() > deadline) {
+        this.#warnings.push(`the source's guest was running before the migration and is '${state}' now`);
+        return state;
+      }
+      await sleep(50);
+    }
+  }
+
+  #report(
+    info: MigrationInfo,
+    end: Pick<MigrationReport, 'status' | 'reason' | 'sourceRunState' | 'destinationRunState'>,
+  ): MigrationReport {
+    const ram = info.ram;
+    const totalTimeMs = info['total-time'] === undefined ? undefined : Number(info['total-time']);
+    const transferred = ram ? Number(ram.transferred) : undefined;
+    return {
+      type: 'report',
+      ...end,
+      endedBy: this.#endedBy,
+      totalTimeMs,
+      setupTimeMs: info['setup-time'] === undefined ? undefined : Number(info['setup-time']),
+      downtimeMs: info.downtime === undefined ? undefined : Number(info.downtime),
+      transferred,
+      throughput:
+        transferred !== undefined && totalTimeMs ? Math.round((transferred * 1000) / totalTimeMs) : undefined,
+      passes: ram ? Number(ram['dirty-sync-count']) : undefined,
+      pages: ram ? { normal: Number(ram.normal), duplicate: Number(ram.duplicate) } : undefined,
+      warnings: this.#warnings.length ? [...this.#warnings] : undefined,
+      source: info,
+    };
+  }
+}
+
+/** A side's run state, or `unreachable` when its monitor is gone (QEMU 10.0 exits after a failed incoming migration by default). */
+async function runStateOf(qmp: QmpClient): Promise<string> {
+  try {
+    return (await qmp.queryStatus({ timeout: 5000 })).status;
+  } catch {
+    return 'unreachable';
+  }
+}
