@@ -38,6 +38,7 @@ export { PreflightError } from './orchestrator/errors.js';
 export {
   type MigrationJob,
   type MigrationSample,
+  planMigration,
   type RunMigrationOptions,
   runMigration,
 } from './orchestrator/migrate.js';

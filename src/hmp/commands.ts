@@ -1,6 +1,6 @@
 /**
  * The HMP command tables qmigrate implements: the migration commands plus help, info, stop,
- * cont and quit, with QEMU 10.0's names, argument specs, parameter strings and help texts
+ * cont and quit (and `info memdev`), with QEMU 10.0's names, argument specs, parameter strings and help texts
  * (qemu/qemu: hmp-commands.hx, hmp-commands-info.hx). QEMU sorts both tables by name at
  * startup (monitor/monitor.c sortcmdlist), which decides the order `help` lists them in.
  */
@@ -17,6 +17,7 @@ export type CommandId =
   | 'migrate_set_parameter'
   | 'quit'
   | 'stop'
+  | 'info memdev'
   | 'info migrate'
   | 'info migrate_capabilities'
   | 'info migrate_parameters'
@@ -43,6 +44,7 @@ function sortTable(table: CommandDef[]): readonly CommandDef[] {
 }
 
 export const INFO_COMMANDS = sortTable([
+  { name: 'memdev', argsType: '', params: '', help: 'show memory backends', id: 'info memdev' },
   { name: 'migrate', argsType: '', params: '', help: 'show migration status', id: 'info migrate' },
   {
     name: 'migrate_capabilities',

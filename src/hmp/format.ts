@@ -2,10 +2,12 @@
  * The text of QEMU 10.0's migration `info` commands, built from QMP results: `info migrate`
  * in its pre-10.1 layout (globals block, then `key: value` lines), `info
  * migrate_capabilities`, `info migrate_parameters`, `info status` and `info version`
- * (qemu/qemu: migration/migration-hmp-cmds.c, monitor/hmp-cmds.c, qapi/string-output-visitor.c).
+ * (qemu/qemu: migration/migration-hmp-cmds.c, monitor/hmp-cmds.c, qapi/string-output-visitor.c),
+ * and `info memdev` (hw/core/machine-hmp-cmds.c).
  * Output is a JS string with `\n` line ends; the monitor turns them into `\r\n`.
  */
 import type {
+  Memdev,
   MigrationCapabilityStatus,
   MigrationInfo,
   MigrationParameters,
@@ -172,4 +174,21 @@ export function formatStatus(st: StatusInfo): string {
 /** hmp_info_version(): the package string follows the version with no separator. */
 export function formatVersion(v: VersionInfo): string {
   return `${numeric(v.qemu.major)}.${numeric(v.qemu.minor)}.${numeric(v.qemu.micro)}${v.package}\n`;
+}
+
+/**
+ * hmp_info_memdev(): one block per backend (`size:` is followed by two spaces), `reserve`
+ * only when the backend reports it, host nodes as the string output visitor writes a list;
+ * then an empty line, which is all that is printed when there is no backend.
+ */
+export function formatMemdevs(memdevs: readonly Memdev[]): string {
+  let s = '';
+  for (const m of memdevs) {
+    s += `memory backend: ${m.id ?? ''}\n`;
+    s += `  size:  ${dec(m.size)}\n  merge: ${m.merge}\n  dump: ${m.dump}\n`;
+    s += `  prealloc: ${m.prealloc}\n  share: ${m.share}\n`;
+    if (m.reserve !== undefined) s += `  reserve: ${m.reserve}\n`;
+    s += `  policy: ${m.policy}\n  host nodes: ${uintListString(m['host-nodes'])}\n`;
+  }
+  return `${s}\n`;
 }

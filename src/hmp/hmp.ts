@@ -8,6 +8,7 @@
 import { QapiError } from '../qapi/errors.js';
 import { schema } from '../qapi/schema.js';
 import type {
+  Memdev,
   MigrationCapabilityStatus,
   MigrationChannel,
   MigrationInfo,
@@ -21,6 +22,7 @@ import { type CommandDef, type CommandId, compareCmd, HMP_COMMANDS } from './com
 import {
   formatCapabilities,
   formatInfoMigrate,
+  formatMemdevs,
   formatParameters,
   formatStatus,
   formatVersion,
@@ -183,6 +185,7 @@ export class Hmp {
       case 'quit':
         await this.#callIgnoringErrors('quit');
         return true;
+      case 'info memdev':
       case 'info migrate':
       case 'info migrate_capabilities':
       case 'info migrate_parameters':
@@ -197,6 +200,11 @@ export class Hmp {
   /** The `info` commands (hmp-commands-info.hx): a query, printed as QEMU prints it. */
   async #info(id: CommandId, out: MonitorOutput): Promise<void> {
     switch (id) {
+      case 'info memdev': {
+        const memdevs = await this.#call(out, 'query-memdev');
+        if (memdevs !== FAILED) out.print(formatMemdevs(memdevs as Memdev[]));
+        break;
+      }
       case 'info migrate': {
         const info = await this.#call(out, 'query-migrate');
         if (info !== FAILED) out.print(formatInfoMigrate(info as MigrationInfo));

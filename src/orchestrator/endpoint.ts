@@ -62,7 +62,10 @@ export async function connectQmpEndpoint(
       signal: options.signal,
     });
   } catch (e) {
-    const why = (e as Error).message.replace(/^cannot open a QMP session with [^:]*(:\d+)?: /, '');
+    let why = (e as Error).message.replace(/^cannot open a QMP session with [^:]*(:\d+)?: /, '');
+    // A QEMU monitor's socket takes one client at a time; others wait, ungreeted, in its backlog.
+    if (why.startsWith('no QMP session within'))
+      why += ' (a QEMU monitor serves one client at a time: is another one connected to it?)';
     throw new PreflightError([`cannot reach the ${side}'s monitor at ${formatQmpEndpoint(ep)}: ${why}`], {
       cause: e,
     });

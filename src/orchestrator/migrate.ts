@@ -84,6 +84,44 @@ export function runMigration(plan: MigratePlan, options: RunMigrationOptions = {
   };
 }
 
+/**
+ * What `--dry-run` shows: connects to both monitors, runs preflight() and returns the
+ * commands runMigration() would send, in the form each side takes (channels, or uri for QEMU
+ * before 8.2), without sending any of them. A tcp port 0 stays 0: the real port exists only
+ * once the destination listens.
+ * @throws {PreflightError} as runMigration() would, before any byte moves.
+ * @throws {QmpClientError} when a monitor goes away during the queries.
+ */
+export async function planMigration(
+  plan: MigratePlan,
+  options: Pick<RunMigrationOptions, 'signal' | 'connectTimeoutMs'> = {},
+): Promise<{ facts: PreflightFacts; commands: PlannedCommand[] }> {
+  const o = { timeoutMs: options.connectTimeoutMs ?? 10_000, signal: options.signal };
+  const [s, d] = await Promise.allSettled([
+    connectQmpEndpoint(plan.from, 'source', o),
+    connectQmpEndpoint(plan.to, 'destination', o),
+  ]);
+  try {
+    if (s.status === 'rejected' || d.status === 'rejected') throw connectFailure(s, d);
+    const facts = await preflight(s.value, d.value, plan, { timeoutMs: o.timeoutMs });
+    const forms = { sourceChannels: facts.source.channels, destinationChannels: facts.destination.channels };
+    return { facts, commands: planCommands(plan, forms) };
+  } finally {
+    await Promise.all(
+      [s, d].map((r) => (r.status === 'fulfilled' ? r.value.close().catch(() => {}) : undefined)),
+    );
+  }
+}
+
+/** One PreflightError for the monitors that could not be reached, source first. */
+function connectFailure(...results: PromiseSettledResult<QmpClient>[]): PreflightError {
+  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const problems = failed.flatMap((r) =>
+    r.reason instanceof PreflightError ? r.reason.problems : [String((r.reason as Error).message)],
+  );
+  return new PreflightError(problems, { cause: failed[0]?.reason });
+}
+
 type Deferred<T> = { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void };
 
 function deferred<T>(): Deferred<T> {
@@ -121,12 +159,13 @@ class MigrationRun {
 
   constructor(plan: MigratePlan, options: RunMigrationOptions) {
     this.#plan = plan;
+    // An option given as undefined takes its default too.
     this.#o = {
-      pollMs: 500,
-      connectTimeoutMs: 10_000,
-      cancelWaitMs: 10_000,
-      completionWaitMs: 60_000,
       ...options,
+      pollMs: options.pollMs ?? 500,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      cancelWaitMs: options.cancelWaitMs ?? 10_000,
+      completionWaitMs: options.completionWaitMs ?? 60_000,
     };
   }
 
@@ -206,15 +245,7 @@ class MigrationRun {
     ]);
     if (s.status === 'fulfilled') this.#src = s.value;
     if (d.status === 'fulfilled') this.#dst = d.value;
-    const problems = [s, d].flatMap((r) =>
-      r.status === 'rejected'
-        ? r.reason instanceof PreflightError
-          ? r.reason.problems
-          : [String((r.reason as Error).message)]
-        : [],
-    );
-    if (problems.length)
-      throw new PreflightError(problems, { cause: s.status === 'rejected' ? s.reason : undefined });
+    if (s.status === 'rejected' || d.status === 'rejected') throw connectFailure(s, d);
   }
 
   /** The destination's commands, its real address read back, then the source's up to `migrate`. */

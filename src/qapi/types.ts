@@ -298,6 +298,22 @@ export interface StatusInfo {
   status: RunState;
 }
 
+/** The NUMA policy of a host memory backend. */
+export type HostMemPolicy = 'default' | 'preferred' | 'bind' | 'interleave';
+
+/** One memory backend object: its id, size in bytes and properties. */
+export interface Memdev {
+  id?: string;
+  size: Integer64;
+  merge: boolean;
+  dump: boolean;
+  prealloc: boolean;
+  share: boolean;
+  reserve?: boolean;
+  'host-nodes': number[];
+  policy: HostMemPolicy;
+}
+
 export interface HumanMonitorCommandArguments {
   'command-line': string;
   'cpu-index'?: Integer64;
@@ -469,6 +485,8 @@ export interface Commands {
   'migrate-pause': { args: Record<string, never>; returns: Record<string, never> };
   /** Report the run state of the virtual machine. */
   'query-status': { args: Record<string, never>; returns: StatusInfo };
+  /** List the memory backend objects. */
+  'query-memdev': { args: Record<string, never>; returns: Memdev[] };
   /** Halt execution of all guest vCPUs. */
   stop: { args: Record<string, never>; returns: Record<string, never> };
   /** Resume execution of all guest vCPUs. */

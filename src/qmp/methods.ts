@@ -84,6 +84,11 @@ export abstract class QmpCommandMethods {
     return this.execute('query-status', undefined, options);
   }
 
+  /** List the memory backend objects. (`query-memdev`) */
+  queryMemdev(options?: ExecuteOptions): Promise<Commands['query-memdev']['returns']> {
+    return this.execute('query-memdev', undefined, options);
+  }
+
   /** Halt execution of all guest vCPUs. (`stop`) */
   stop(options?: ExecuteOptions): Promise<Commands['stop']['returns']> {
     return this.execute('stop', undefined, options);

@@ -15,6 +15,10 @@ export interface MemoryBackend {
   size: bigint;
   memPath?: string;
   share: boolean;
+  /** QEMU's hostmem properties as given (defaults off, on, on), reported by query-memdev. */
+  prealloc: boolean;
+  merge: boolean;
+  dump: boolean;
 }
 
 /** qmigrate's own guest workload object (`-object qmigrate-workload,...`). */
@@ -207,6 +211,9 @@ function objectOption(arg: string, cfg: VmConfig, objectIds: Set<string>): void 
     type,
     size: size(s, 'B'),
     share: onOff(kv.get('share'), 'share', false),
+    prealloc: onOff(kv.get('prealloc'), 'prealloc', false),
+    merge: onOff(kv.get('merge'), 'merge', true),
+    dump: onOff(kv.get('dump'), 'dump', true),
   };
   if (type === 'memory-backend-file') {
     b.memPath = kv.get('mem-path');

@@ -18,6 +18,7 @@ import {
 import { serveHmp } from '../hmp/index.js';
 import { Workload } from '../machine/workload.js';
 import { QapiError } from '../qapi/errors.js';
+import type { Memdev } from '../qapi/types.js';
 import { strerror } from '../util/errno.js';
 import { SocketError } from '../util/sockets.js';
 import { ChardevError, openChardev } from './chardev.js';
@@ -150,6 +151,29 @@ function buildRam(cfg: VmConfig): {
 }
 
 /**
+ * The memory backend objects QEMU 10.0 reports in query-memdev for this configuration: one per
+ * `-object memory-backend-*`, and `ram` for a plain `-m` (QEMU creates that backend itself).
+ * qmigrate binds no NUMA policy and always reserves swap, as QEMU does by default.
+ */
+function memdevsOf(cfg: VmConfig): Memdev[] {
+  const memdev = (id: string, size: bigint, b?: MemoryBackend): Memdev => ({
+    id,
+    size: Number(size),
+    merge: b?.merge ?? true,
+    dump: b?.dump ?? true,
+    prealloc: b?.prealloc ?? false,
+    share: b?.share ?? false,
+    reserve: true,
+    'host-nodes': [],
+    policy: 'default',
+  });
+  const list = cfg.backends.map((b) => memdev(b.id, b.size, b));
+  if (cfg.memoryBackend === undefined && cfg.ramSizeGiven && cfg.ramSize > 0n)
+    list.push(memdev('ram', cfg.ramSize));
+  return list;
+}
+
+/**
  * A destination touches all of its RAM once the stream arrives. Mapping it before the
  * monitors open (as QEMU's prealloc=on would) keeps those page faults out of the migration
  * window instead of competing with the loader. Pages already holding content are skipped.
@@ -173,7 +197,13 @@ async function startVm(
     for (const stop of stops.splice(0)) stop();
   };
   try {
-    const vm = new Vm({ incoming: cfg.incoming, startPaused: cfg.startPaused, ram, fatal });
+    const vm = new Vm({
+      incoming: cfg.incoming,
+      startPaused: cfg.startPaused,
+      ram,
+      memdevs: memdevsOf(cfg),
+      fatal,
+    });
     if (cfg.incoming !== undefined) prefault(vm);
     for (const a of cfg.addFds) {
       vm.fdsets.set(a.set, [...(vm.fdsets.get(a.set) ?? []), a.fd]);

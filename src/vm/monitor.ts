@@ -7,7 +7,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import type { GuestRam } from '../machine/ram.js';
 import type { Migration } from '../migration/migration.js';
 import { genericError } from '../qapi/errors.js';
-import type { Commands } from '../qapi/types.js';
+import type { Commands, Memdev } from '../qapi/types.js';
 import type { Dispatcher } from '../qmp/dispatch.js';
 import { strerror } from '../util/errno.js';
 import type { RunStateMachine } from './runstate.js';
@@ -16,6 +16,8 @@ export interface MonitorVm {
   readonly runstate: RunStateMachine;
   readonly migration: Migration;
   readonly ram: GuestRam;
+  /** The memory backend objects (query-memdev). */
+  readonly memdevs: readonly Memdev[];
   /** Named fds from getfd/-add-fd: Node cannot receive SCM_RIGHTS, see migration/transport/fd.ts. */
   readonly fds: Map<string, number>;
   /** Runs an HMP command line (human-monitor-command). */
@@ -27,6 +29,7 @@ export interface MonitorVm {
 export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
   const m = vm.migration;
   d.register('query-status', () => ({ status: vm.runstate.state, running: vm.runstate.running }));
+  d.register('query-memdev', () => vm.memdevs.map((m) => ({ ...m, 'host-nodes': [...m['host-nodes']] })));
   d.register('stop', () => {
     vm.runstate.qmpStop();
     return {};

@@ -8,7 +8,7 @@ import { GuestRam } from '../machine/ram.js';
 import { Engine } from '../migration/engine.js';
 import { Migration, type MigrationEngine } from '../migration/migration.js';
 import { schema } from '../qapi/schema.js';
-import type { EventName, Events, RunState, VersionInfo } from '../qapi/types.js';
+import type { EventName, Events, Memdev, RunState, VersionInfo } from '../qapi/types.js';
 import { Dispatcher } from '../qmp/dispatch.js';
 import { QmpServer } from '../qmp/server.js';
 import { registerVmCommands } from './monitor.js';
@@ -32,6 +32,8 @@ export interface VmOptions {
   startPaused?: boolean;
   /** RAM blocks by id. */
   ram?: { idstr: string; host: Buffer; filled?: boolean; shared?: boolean }[];
+  /** The memory backend objects, as query-memdev reports them (default: none). */
+  memdevs?: Memdev[];
   engine?: MigrationEngine;
 }
 
@@ -45,10 +47,12 @@ export class Vm {
   readonly server: QmpServer;
   /** The human monitor, over the same commands QMP runs. */
   readonly hmp: Hmp;
+  readonly memdevs: readonly Memdev[];
   #onQuit: () => void = () => {};
   #onRunning: ((running: boolean) => void) | undefined;
 
   constructor(opts: VmOptions = {}) {
+    this.memdevs = opts.memdevs ?? [];
     for (const r of opts.ram ?? []) {
       const b = this.ram.add(r.idstr, r.host, r.filled ?? true);
       // Knowing which loaded pages are zero spares reading them again at migration time.
@@ -81,6 +85,7 @@ export class Vm {
       runstate: this.runstate,
       migration: this.migration,
       ram: this.ram,
+      memdevs: this.memdevs,
       fds: this.fds,
       hmp: (line) => this.hmp.run(line),
       quit: () => setImmediate(() => this.#onQuit()),

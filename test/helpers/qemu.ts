@@ -136,3 +136,16 @@ export async function startQemu(
     throw new Error(`QEMU did not start: ${(e as Error).message}; stderr: ${stderr}`);
   }
 }
+
+/**
+ * Extra QEMU 10.0 arguments that block migration, for preflight tests: an ivshmem device in
+ * peer mode (its default) on `-machine pc` registers a migration blocker, which query-migrate
+ * lists in `blocked-reasons` and `migrate` refuses with (hw/misc/ivshmem.c). `dir` holds the
+ * shared memory file.
+ */
+export function migrationBlockerArgs(dir: string): string[] {
+  return [
+    ...['-object', `memory-backend-file,id=ivshmem0,size=1M,mem-path=${join(dir, 'ivshmem')},share=on`],
+    ...['-device', 'ivshmem-plain,memdev=ivshmem0'],
+  ];
+}

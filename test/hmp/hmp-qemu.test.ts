@@ -228,6 +228,7 @@ test('running source: syntax errors, help, capabilities, parameters, exec migrat
     { line: 'info migrate_capabilities', sameInstance: true },
     { line: 'info migrate_parameters', sameInstance: true },
     'info version',
+    'info memdev',
     // help and its listings
     'help migrate',
     'help migrate_set_parameter',
@@ -246,8 +247,8 @@ test('running source: syntax errors, help, capabilities, parameters, exec migrat
     { line: 'help', compare: { subset: 10 } },
     { line: '?', compare: { subset: 10 } },
     { line: 'help  ', compare: { subset: 10 } },
-    { line: 'info', compare: { subset: 5 } },
-    { line: 'help info', compare: { subset: 5 } },
+    { line: 'info', compare: { subset: 6 } },
+    { line: 'help info', compare: { subset: 6 } },
     // unknown commands and bad arguments
     'bogus',
     '  bogus   x',
@@ -453,6 +454,7 @@ test('active and cancelled migration of a RAM guest: info migrate with RAM and X
   const p = await startPair(bin, [], (w) => guestArgs(join(dir, `${w}.img`), 64));
   t.after(() => Promise.all([p.a.stop(), p.b.stop()]));
   await interleaved(p, [
+    'info memdev',
     'migrate_set_capability xbzrle on',
     // `sleep` never reads: the pipe fills, the migration thread blocks and its counters stop.
     'migrate -d "exec:sleep 10"',

@@ -171,6 +171,7 @@ test('help lists our commands in QEMU order; info lists ours', async () => {
   assert.equal(
     await hmp.run('info'),
     [
+      'info memdev  -- show memory backends',
       'info migrate  -- show migration status',
       'info migrate_capabilities  -- show current migration capabilities',
       'info migrate_parameters  -- show current migration parameters',

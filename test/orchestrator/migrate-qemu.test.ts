@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PreflightError } from '../../src/orchestrator/errors.js';
-import { runMigration } from '../../src/orchestrator/migrate.js';
+import { planMigration, runMigration } from '../../src/orchestrator/migrate.js';
+import { QmpClient } from '../../src/qmp/client.js';
 import type { PeerKind } from '../helpers/peers.js';
 import { ramEqual, startLab } from './lab.js';
 
@@ -178,3 +179,69 @@ test('a destination whose load fails: reported failed with the reason, the sourc
   assert.equal(report.sourceRunState, 'running');
   assert.equal(report.destinationRunState, 'unreachable');
 });
+
+test("planMigration (--dry-run): the commands in each side's form after a preflight, and nothing sent", async (t) => {
+  const lab = await startLab(t, '7.2', '10.0');
+  if (!lab) return;
+  const { facts, commands } = await planMigration({ ...lab.plan, capabilities: { multifd: true } });
+  assert.equal(facts.source.versionText.startsWith('7.2.'), true);
+  assert.deepEqual(
+    commands.map((c) => `${c.side} ${c.execute}`),
+    [
+      'destination migrate-set-capabilities',
+      'destination migrate-incoming',
+      'source migrate-set-capabilities',
+      'source migrate-set-parameters',
+      'source migrate',
+    ],
+  );
+  assert.deepEqual(commands.at(-1)?.arguments, { uri: `unix:${lab.dir}/mig.sock` });
+  // max-bandwidth, the lab's only parameter, is read by the source alone.
+  assert.ok(commands[1]?.arguments?.channels, 'QEMU 10.0 takes channels');
+  assert.equal((await lab.dst.qmp.queryMigrate()).status, undefined);
+  const caps = await lab.dst.qmp.queryMigrateCapabilities();
+  assert.equal(caps.find((c) => c.capability === 'multifd')?.state, false, 'nothing was set');
+  await assert.rejects(
+    planMigration({ ...lab.plan, from: lab.plan.to, to: lab.plan.from }),
+    (e: unknown) =>
+      e instanceof PreflightError &&
+      /^destination is not waiting/.test(e.problems[0] ?? '') &&
+      /^source is itself waiting/.test(e.problems[1] ?? ''),
+  );
+});
+
+test('QEMU 10.0: a monitor another client holds is named as such after the connect timeout', async (t) => {
+  const lab = await startLab(t, '10.0', '10.0');
+  if (!lab) return;
+  // Another client holds the destination's second monitor; QEMU greets no one else there.
+  const other = await QmpClient.connect(`${lab.dir}/dst-orch.qmp`);
+  t.after(() => other.close());
+  const e = await planMigration(lab.plan, { connectTimeoutMs: 1000 }).then(
+    () => assert.fail('expected a preflight failure'),
+    (e: unknown) => e,
+  );
+  assert.ok(e instanceof PreflightError);
+  assert.match(
+    e.message,
+    /^cannot reach the destination's monitor at unix:.*dst-orch\.qmp: no QMP session within 1000 ms \(a QEMU monitor serves one client at a time: is another one connected to it\?\)$/,
+  );
+});
+
+for (const [from, to] of [
+  ['10.0', 'qmigrate'],
+  ['qmigrate', '10.0'],
+] as [PeerKind, PeerKind][]) {
+  test(`${from} -> ${to} with multifd 3: capability and channel count set on both ends`, async (t) => {
+    const lab = await startLab(t, from, to);
+    if (!lab) return;
+    const plan = { ...lab.plan, capabilities: { multifd: true }, parameters: { 'multifd-channels': 3 } };
+    const report = await runMigration(plan, { pollMs: 100 }).result;
+    assert.equal(report.status, 'completed', JSON.stringify(report));
+    for (const qmp of [lab.src.qmp, lab.dst.qmp]) {
+      assert.equal((await qmp.queryMigrateParameters())['multifd-channels'], 3);
+      const caps = await qmp.queryMigrateCapabilities();
+      assert.equal(caps.find((c) => c.capability === 'multifd')?.state, true);
+    }
+    assert.ok(await ramEqual(lab), 'RAM equal');
+  });
+}

@@ -1,0 +1,185 @@
+/**
+ * A real vCPU guest for the QEMU migration tests: test/fixtures/guest/bootblock.asm, assembled
+ * with nasm once per test process, booted by QEMU (10.0 or 7.2) under TCG on `-machine pc`. It
+ * keeps incrementing one byte in every page from 1 MiB to TOP_MIB and prints 'B' on the serial
+ * port after each pass; checkGuestCounters holds its RAM to the invariant QEMU's own migration
+ * test checks (tests/qtest/migration/framework.c, check_guests_ram).
+ */
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import type { MigrationAddress, MigrationInfo } from '../../src/qapi/types.js';
+import type { QmpClient } from '../../src/qmp/client.js';
+import { connectRetry, type Peer, waitMigration, waitRunstate } from './peers.js';
+import { type QemuVersion, requireQemu, startQemu } from './qemu.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const SOURCE = join(root, 'test/fixtures/guest/bootblock.asm');
+
+export const PAGE = 4096;
+/** Guest RAM (`-m`), and the first and the end address of the pages the guest writes. */
+export const GUEST_MIB = 128;
+export const START_MIB = 1;
+export const TOP_MIB = 100;
+
+let cached: string | undefined;
+
+/**
+ * Returns nasm's path, or skips the test loudly when it is absent (`npm run setup:packages`
+ * installs it); with QMIGRATE_REQUIRE_QEMU=1, as CI sets it, an absent nasm fails the test.
+ */
+export function requireNasm(t: TestContext): string | undefined {
+  const nasm = process.env.NASM ?? 'nasm';
+  try {
+    execFileSync(nasm, ['-v'], { stdio: 'ignore', timeout: 10_000 });
+    return nasm;
+  } catch (e) {
+    const why = `nasm not runnable (${(e as Error).message.split('\n')[0]}); run \`npm run setup:packages\``;
+    if (process.env.QMIGRATE_REQUIRE_QEMU === '1') throw new Error(`${why} (QMIGRATE_REQUIRE_QEMU=1)`);
+    process.stderr.write(`\n*** SKIPPED: ${why} ***\n`);
+    t.skip(why);
+    return undefined;
+  }
+}
+
+/** The 512-byte boot image, assembled on first use into a temp dir removed at process exit. */
+export function bootImage(t: TestContext): string | undefined {
+  if (cached && existsSync(cached)) return cached;
+  const nasm = requireNasm(t);
+  if (!nasm) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-boot-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const out = join(dir, 'boot.img');
+  execFileSync(nasm, ['-f', 'bin', `-DTOP_MB=${TOP_MIB}`, '-o', out, SOURCE], { timeout: 30_000 });
+  cached = out;
+  return out;
+}
+
+export interface VcpuGuest extends Peer {
+  /** The file the guest's serial port writes to. */
+  serialPath: string;
+  /** What the guest printed on its serial port so far. */
+  serial(): string;
+}
+
+/**
+ * Starts QEMU `version` running the boot-sector guest (`-machine MACHINE -accel tcg -m 128`),
+ * its serial port in `DIR/NAME.serial`, its disk a private copy of the boot image (two
+ * QEMUs on one host would otherwise contend for the image's lock). Undefined when the test
+ * skipped (QEMU or nasm absent). Stopped when the test ends.
+ */
+export async function startVcpuGuest(
+  t: TestContext,
+  version: QemuVersion,
+  dir: string,
+  name: string,
+  opts: { machine?: string; extra?: string[] } = {},
+): Promise<VcpuGuest | undefined> {
+  const bin = requireQemu(t, version);
+  const img = bootImage(t);
+  if (!bin || !img) return undefined;
+  const disk = join(dir, `${name}.boot.img`);
+  copyFileSync(img, disk);
+  const serialPath = join(dir, `${name}.serial`);
+  const machine = [
+    ...['-machine', opts.machine ?? 'pc', '-accel', 'tcg', '-m', String(GUEST_MIB)],
+    ...['-drive', `file=${disk},format=raw,if=ide`],
+    ...['-chardev', `file,id=serial0,path=${serialPath}`, '-serial', 'chardev:serial0'],
+  ];
+  const q = await startQemu(bin, opts.extra ?? [], machine);
+  q.qmp.close();
+  const qmp = await connectRetry(join(q.dir, 'qmp.sock'));
+  const exited = new Promise<number | null>((r) => {
+    if (q.child.exitCode !== null) r(q.child.exitCode);
+    else q.child.once('exit', (code) => r(code));
+  });
+  const stop = async () => {
+    await qmp.close().catch(() => {});
+    await q.stop();
+  };
+  t.after(stop);
+  const serial = () => (existsSync(serialPath) ? readFileSync(serialPath, 'latin1') : '');
+  return { kind: version, qmp, child: q.child, exited, stop, serialPath, serial };
+}
+
+/** Waits until the guest's serial output is longer than `than` characters; returns it. */
+export async function waitSerial(g: VcpuGuest, than: number, ms = 20_000): Promise<string> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const s = g.serial();
+    if (s.length > than) return s;
+    if (Date.now() > deadline) throw new Error(`serial output stayed at ${s.length} characters for ${ms} ms`);
+    await sleep(20);
+  }
+}
+
+export interface GuestCounters {
+  /** The counter of the last page (passes completed, mod 256). */
+  low: number;
+  /** Index (from START_MIB) of the first page still at `low`, when the loop was mid-pass. */
+  boundary?: number;
+}
+
+/**
+ * Checks guest RAM (`ram` from physical address 0) against the guest's invariant: the first
+ * byte of the pages from START_MIB to TOP_MIB is one value, or one value higher up to a single
+ * boundary where the loop was (mod 256). Reads one byte per page.
+ * @throws {Error} naming the first page that breaks it.
+ */
+export function checkGuestCounters(ram: Buffer): GuestCounters {
+  const first = (START_MIB << 20) / PAGE;
+  const end = (TOP_MIB << 20) / PAGE;
+  if (ram.length < end * PAGE) throw new Error(`RAM dump of ${ram.length} bytes ends before ${TOP_MIB} MiB`);
+  let boundary: number | undefined;
+  for (let p = first + 1; p < end; p++) {
+    const prev = ram.readUInt8((p - 1) * PAGE);
+    const cur = ram.readUInt8(p * PAGE);
+    if (cur === prev) continue;
+    const where = `page at 0x${(p * PAGE).toString(16)} holds ${cur}, the page before ${prev}`;
+    if (cur !== ((prev + 255) & 0xff)) throw new Error(`guest RAM inconsistent: ${where}`);
+    if (boundary !== undefined) {
+      throw new Error(
+        `guest RAM inconsistent: ${where}, a second boundary after 0x${((first + boundary) * PAGE).toString(16)}`,
+      );
+    }
+    boundary = p - first;
+  }
+  return { low: ram.readUInt8((end - 1) * PAGE), boundary };
+}
+
+/** Stops the guest and dumps its RAM up to TOP_MIB with pmemsave into `file`; returns it. */
+export async function dumpGuestRam(qmp: QmpClient, file: string): Promise<Buffer> {
+  await qmp.stop();
+  await qmp.pmemsave({ val: 0, size: TOP_MIB << 20, filename: file });
+  return readFileSync(file);
+}
+
+/**
+ * The migration step of the vCPU tests, kept in one place so that it can become
+ * `qmigrate migrate`: the destination listens on 127.0.0.1 port 0, the source migrates there
+ * (uri form where it has no `channels`, as QEMU 7.2), and both must end `completed` with the
+ * destination running. A generous downtime limit lets a guest that dirties all its pages in
+ * every pass converge on a loaded CI machine. Returns the source's final query-migrate.
+ */
+export async function migrateGuest(src: Peer, dst: Peer): Promise<MigrationInfo> {
+  const listen: MigrationAddress = { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' };
+  await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: listen }] });
+  const sa = (await dst.qmp.queryMigrate())['socket-address']?.[0];
+  if (sa?.type !== 'inet') throw new Error(`destination listens on ${JSON.stringify(sa)}`);
+  await src.qmp.migrateSetParameters({ 'max-bandwidth': 0, 'downtime-limit': 2000 });
+  if (src.kind === '7.2') await src.qmp.migrate({ uri: `tcp:127.0.0.1:${sa.port}` });
+  else {
+    const addr: MigrationAddress = { ...listen, port: sa.port };
+    await src.qmp.migrate({ channels: [{ 'channel-type': 'main', addr }] });
+  }
+  const done = await waitMigration(src.qmp);
+  if (done.status !== 'completed') throw new Error(`source: ${JSON.stringify(done)}`);
+  const dstDone = await waitMigration(dst.qmp);
+  if (dstDone.status !== 'completed') throw new Error(`destination: ${JSON.stringify(dstDone)}`);
+  await waitRunstate(dst.qmp, 'running');
+  return done;
+}
