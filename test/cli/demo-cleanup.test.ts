@@ -100,7 +100,9 @@ async function vmsUp(demo: Demo, sockets = true): Promise<void> {
       for (const v of vms) if (!demo.vms.includes(v)) demo.vms.push(v);
       demo.dir ??= vms.map(dirOf).find((d) => d);
       if (demo.vms.length !== 2 || !demo.dir) return false;
-      return !sockets || readdirSync(demo.dir).filter((f) => f.endsWith('.qmp')).length === 2;
+      // Each VM's own monitor (the demo's orchestrator has a second one, NAME-orch.qmp).
+      const monitors = readdirSync(demo.dir).filter((f) => f === 'source.qmp' || f === 'destination.qmp');
+      return !sockets || monitors.length === 2;
     },
     60_000,
     () => `the demo did not start its VMs: ${demo.stderr()}`,

@@ -7,11 +7,9 @@
  */
 
 import { InternalError, QmigrateError } from '../../errors.js';
-import { connectQmpEndpoint, parseQmpEndpoint } from '../../orchestrator/endpoint.js';
+import { parseQmpEndpoint } from '../../orchestrator/endpoint.js';
 import { PreflightError } from '../../orchestrator/errors.js';
-import { runMigration } from '../../orchestrator/migrate.js';
-import { planCommands } from '../../orchestrator/plan.js';
-import { preflight } from '../../orchestrator/preflight.js';
+import { planMigration, runMigration } from '../../orchestrator/migrate.js';
 import type {
   MigratePlan,
   MigrationEventSample,
@@ -253,31 +251,12 @@ export function buildPlan(
   return { from: endpoint(flags.from, '--from'), to: endpoint(flags.to, '--to'), ...options };
 }
 
-/**
- * The dry run: connects to both monitors, runs the preflight (queries only), and returns the
- * commands each side would get, in the form each takes (channels, or uri before QEMU 8.2).
- * @throws {PreflightError} when a monitor cannot be reached or a check fails.
- */
-async function planFor(plan: MigratePlan, { signal }: { signal?: AbortSignal }): Promise<PlannedCommand[]> {
-  const src = await connectQmpEndpoint(plan.from, 'source', { signal });
-  try {
-    const dst = await connectQmpEndpoint(plan.to, 'destination', { signal });
-    try {
-      const facts = await preflight(src, dst, plan);
-      return planCommands(plan, {
-        sourceChannels: facts.source.channels,
-        destinationChannels: facts.destination.channels,
-      });
-    } finally {
-      await dst.close().catch(() => {});
-    }
-  } finally {
-    await src.close().catch(() => {});
-  }
-}
-
 /** The orchestrator of src/orchestrator/, as runMigrate uses it (tests hand it a scripted one). */
-export const orchestrator: MigrateLibrary = { parseQmpEndpoint, planFor, runMigration };
+export const orchestrator: MigrateLibrary = {
+  parseQmpEndpoint,
+  planFor: async (plan, { signal }) => (await planMigration(plan, { signal })).commands,
+  runMigration,
+};
 
 /**
  * The exit code of a report: 0 completed (also when --on-timeout pause made it converge),
