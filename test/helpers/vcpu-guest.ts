@@ -12,10 +12,11 @@ import { dirname, join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { MigrationAddress, MigrationInfo } from '../../src/qapi/types.js';
+import type { MigrationInfo } from '../../src/qapi/types.js';
 import type { QmpClient } from '../../src/qmp/client.js';
-import { connectRetry, type Peer, waitMigration, waitRunstate } from './peers.js';
+import { connectRetry, type Peer, waitRunstate } from './peers.js';
 import { type QemuVersion, requireQemu, startQemu } from './qemu.js';
+import { runQmigrate } from './qmigrate.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SOURCE = join(root, 'test/fixtures/guest/bootblock.asm');
@@ -62,6 +63,8 @@ export function bootImage(t: TestContext): string | undefined {
 export interface VcpuGuest extends Peer {
   /** The file the guest's serial port writes to. */
   serialPath: string;
+  /** A second QMP monitor, for `qmigrate migrate` (the first is the test's). */
+  cliQmp: string;
   /** What the guest printed on its serial port so far. */
   serial(): string;
 }
@@ -77,7 +80,7 @@ export async function startVcpuGuest(
   version: QemuVersion,
   dir: string,
   name: string,
-  opts: { machine?: string; extra?: string[] } = {},
+  opts: { machine?: string; extra?: string[]; mib?: number } = {},
 ): Promise<VcpuGuest | undefined> {
   const bin = requireQemu(t, version);
   const img = bootImage(t);
@@ -86,10 +89,12 @@ export async function startVcpuGuest(
   copyFileSync(img, disk);
   const serialPath = join(dir, `${name}.serial`);
   const machine = [
-    ...['-machine', opts.machine ?? 'pc', '-accel', 'tcg', '-m', String(GUEST_MIB)],
+    ...['-machine', opts.machine ?? 'pc', '-accel', 'tcg', '-m', String(opts.mib ?? GUEST_MIB)],
     ...['-drive', `file=${disk},format=raw,if=ide`],
     ...['-chardev', `file,id=serial0,path=${serialPath}`, '-serial', 'chardev:serial0'],
   ];
+  const cliQmp = join(dir, `${name}.cli.qmp`);
+  machine.push('-qmp', `unix:${cliQmp},server=on,wait=off`);
   const q = await startQemu(bin, opts.extra ?? [], machine);
   q.qmp.close();
   const qmp = await connectRetry(join(q.dir, 'qmp.sock'));
@@ -103,7 +108,7 @@ export async function startVcpuGuest(
   };
   t.after(stop);
   const serial = () => (existsSync(serialPath) ? readFileSync(serialPath, 'latin1') : '');
-  return { kind: version, qmp, child: q.child, exited, stop, serialPath, serial };
+  return { kind: version, qmp, child: q.child, exited, stop, serialPath, serial, cliQmp };
 }
 
 /** Waits until the guest's serial output is longer than `than` characters; returns it. */
@@ -159,27 +164,21 @@ export async function dumpGuestRam(qmp: QmpClient, file: string): Promise<Buffer
 }
 
 /**
- * The migration step of the vCPU tests, kept in one place so that it can become
- * `qmigrate migrate`: the destination listens on 127.0.0.1 port 0, the source migrates there
- * (uri form where it has no `channels`, as QEMU 7.2), and both must end `completed` with the
- * destination running. A generous downtime limit lets a guest that dirties all its pages in
- * every pass converge on a loaded CI machine. Returns the source's final query-migrate.
+ * The migration step of the vCPU tests, as a user runs it: `qmigrate migrate` between the
+ * guests' second monitors, the destination listening on 127.0.0.1 port 0 (read back), the
+ * uri form where the source has no `channels` (QEMU 7.2). A generous downtime limit lets a
+ * guest that dirties all its pages in every pass converge on a loaded CI machine. The
+ * command must exit 0 with a `completed` report and the destination running; returns the
+ * source's final query-migrate.
  */
-export async function migrateGuest(src: Peer, dst: Peer): Promise<MigrationInfo> {
-  const listen: MigrationAddress = { transport: 'socket', type: 'inet', host: '127.0.0.1', port: '0' };
-  await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr: listen }] });
-  const sa = (await dst.qmp.queryMigrate())['socket-address']?.[0];
-  if (sa?.type !== 'inet') throw new Error(`destination listens on ${JSON.stringify(sa)}`);
-  await src.qmp.migrateSetParameters({ 'max-bandwidth': 0, 'downtime-limit': 2000 });
-  if (src.kind === '7.2') await src.qmp.migrate({ uri: `tcp:127.0.0.1:${sa.port}` });
-  else {
-    const addr: MigrationAddress = { ...listen, port: sa.port };
-    await src.qmp.migrate({ channels: [{ 'channel-type': 'main', addr }] });
+export async function migrateGuest(src: VcpuGuest, dst: VcpuGuest): Promise<MigrationInfo> {
+  const args = ['migrate', '--from', src.cliQmp, '--to', dst.cliQmp, '--tcp', '127.0.0.1:0'];
+  const r = await runQmigrate([...args, '--downtime-limit', '2000', '--json']);
+  const lines = r.stdout.trim().split('\n');
+  const report = JSON.parse(lines[lines.length - 1] ?? '{}') as { type?: string; status?: string };
+  if (r.code !== 0 || report.type !== 'report' || report.status !== 'completed') {
+    throw new Error(`qmigrate migrate exited ${r.code}: ${r.stderr.trim()} ${lines.at(-1)}`);
   }
-  const done = await waitMigration(src.qmp);
-  if (done.status !== 'completed') throw new Error(`source: ${JSON.stringify(done)}`);
-  const dstDone = await waitMigration(dst.qmp);
-  if (dstDone.status !== 'completed') throw new Error(`destination: ${JSON.stringify(dstDone)}`);
   await waitRunstate(dst.qmp, 'running');
-  return done;
+  return src.qmp.queryMigrate();
 }

@@ -1,7 +1,8 @@
 // Live migration of a guest with a real vCPU: QEMU under TCG runs the boot-sector guest of
 // test/fixtures/guest/bootblock.asm, which writes its memory and its serial port all the time.
 // After QEMU 10.0 -> 10.0 and QEMU 7.2 -> 10.0 the guest goes on running on the destination
-// (new serial output appears there) and its memory keeps the guest's invariant.
+// (new serial output appears there) and its memory keeps the guest's invariant. The migration
+// is `qmigrate migrate` between the guests' second monitors, as a user runs it.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { QemuVersion } from '../helpers/qemu.js';
+import { runQmigrate } from '../helpers/qmigrate.js';
 import {
   checkGuestCounters,
   dumpGuestRam,
@@ -88,8 +90,26 @@ async function liveMigration(t: TestContext, from: QemuVersion, machine: string)
   checkGuestCounters(await dumpGuestRam(dst.qmp, join(dir, 'dst.dump')));
 }
 
-test('QEMU 10.0 -> QEMU 10.0 over tcp: the live vCPU guest keeps running, its memory consistent', (t) =>
+test('qmigrate migrate, QEMU 10.0 -> QEMU 10.0 over tcp: the live vCPU guest keeps running, its memory consistent', (t) =>
   liveMigration(t, '10.0', 'pc'));
 
-test('QEMU 7.2 -> QEMU 10.0 with a uri: the live vCPU guest keeps running, its memory consistent', (t) =>
+test('qmigrate migrate, QEMU 7.2 -> QEMU 10.0 with a uri: the live vCPU guest keeps running, its memory consistent', (t) =>
   liveMigration(t, '7.2', 'pc-i440fx-7.2'));
+
+test('qmigrate migrate, QEMU 7.2 -> QEMU 10.0 with RAM of another size: the preflight refuses (exit 3), both guests as they were', async (t) => {
+  const dir = tempDir(t);
+  const src = await startVcpuGuest(t, '7.2', dir, 'src', { machine: 'pc-i440fx-7.2' });
+  const dst = await startVcpuGuest(t, '10.0', dir, 'dst', {
+    machine: 'pc-i440fx-7.2',
+    mib: 256,
+    extra: ['-incoming', 'defer'],
+  });
+  if (!src || !dst) return;
+  const r = await runQmigrate(['migrate', '--from', src.cliQmp, '--to', dst.cliQmp, '--tcp', '127.0.0.1:0']);
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stderr, /destination RAM block 'pc\.ram' is 256 MiB, source's is 128 MiB/);
+  assert.equal(r.stderr.includes('    at '), false, 'no stack trace');
+  assert.equal((await src.qmp.queryStatus()).status, 'running');
+  assert.equal((await dst.qmp.queryStatus()).status, 'inmigrate');
+  assert.deepEqual(await src.qmp.queryMigrate(), {}, 'nothing was sent');
+});
