@@ -1,7 +1,8 @@
 // `qmigrate migrate` with real QEMU peers: QEMU 10.0 -> `qmigrate vm` completes with the RAM
 // equal; --dry-run from QEMU 7.2 (no `channels` before 8.2) plans `migrate` with the uri form
 // for it and `channels` for a 10.0 destination, and changes nothing on either; a QEMU 10.0
-// destination that does not wait in -incoming defer fails the preflight (exit 3).
+// destination that does not wait in -incoming defer fails the preflight (exit 3); qmigrate vm ->
+// QEMU 10.0 completes too, and RAM of another size on qmigrate vm fails the preflight.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -79,4 +80,26 @@ test('a QEMU 10.0 destination not in -incoming defer: exit 3 before any byte mov
   assert.match(r.stderr, /^qmigrate: .*destination.*'(running|prelaunch|paused)'/m);
   assert.equal((await lab.src.qmp.queryMigrate()).status, undefined);
   assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
+});
+
+test('qmigrate vm -> QEMU 10.0: exit 0, the report in JSON, the RAM equal', async (t) => {
+  const lab = await startLab(t, 'qmigrate', '10.0');
+  if (!lab) return;
+  const r = await migrate(lab, ['--json']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const last = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '');
+  assert.equal(last.type, 'report');
+  assert.equal(last.status, 'completed');
+  assert.equal(last.destinationRunState, 'running');
+  assert.ok(await ramEqual(lab));
+});
+
+test('QEMU 10.0 -> qmigrate vm with less RAM: exit 3, one line naming the block and both sizes', async (t) => {
+  const lab = await startLab(t, '10.0', 'qmigrate', { srcMiB: 64, dstMiB: 32 });
+  if (!lab) return;
+  const r = await migrate(lab, []);
+  assert.equal(r.code, 3, r.stdout + r.stderr);
+  assert.match(r.stderr, /^qmigrate: destination RAM block '\w+' is 32 MiB, source's is 64 MiB$/m);
+  assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
+  assert.equal((await lab.dst.qmp.queryStatus()).status, 'inmigrate');
 });
