@@ -318,15 +318,17 @@ export class OutgoingMigration implements OutgoingRun {
       ram,
       slice,
       () => {
+        const overBudget = this.#handed(f, ram) + f.pendingBytes - windowBytes >= budget;
+        // The pass's last page is out: only the rate budget ends the section here, as QEMU's
+        // loop checks it before looking for another page. A busy transport or the clock
+        // would leave an empty section (18 bytes) to a timing the stream should not show.
+        if (ram.dirtyPages === 0) return overBudget;
         if (f.pendingBytes >= FLUSH_BYTES || ram.multifd) {
           // The transport still busy with the last batch: end the chunk here and wait.
           if (f.busy || ram.multifd?.busy) return true;
           f.flush();
         }
-        return (
-          this.#handed(f, ram) + f.pendingBytes - windowBytes >= budget ||
-          performance.now() - chunkStart >= MAX_WAIT_MS
-        );
+        return overBudget || performance.now() - chunkStart >= MAX_WAIT_MS;
       },
       Number.isFinite(budget) ? 1 : 64,
     );
