@@ -320,6 +320,15 @@ test('flags QEMU would refuse fail before the orchestrator is loaded', async () 
     [{ parameter: ['max-bandwidth'] }, /^--parameter max-bandwidth: expected max-bandwidth=VALUE$/],
     [{ channel: ['{"channel-type": "main"}'], unix: undefined }, /^--channel: Parameter 'addr' is missing$/],
     [{ channel: ['{'], unix: undefined }, /^--channel: not JSON/],
+    // QEMU takes multifd-* parameters without the capability and then sends one stream.
+    [
+      { parameter: ['multifd-channels=4'] },
+      /^--parameter multifd-channels applies only to multifd: add --capability multifd/,
+    ],
+    [
+      { parameter: ['multifd-compression=zlib'], capability: ['multifd=off'] },
+      /^--parameter multifd-compression applies only to multifd/,
+    ],
   ] as [Partial<MigrateFlags>, RegExp][]) {
     const { load, seen } = fakeLib([], completed);
     await assert.rejects(runMigrate(flags(extra), capture().io, load), (e: unknown) => {

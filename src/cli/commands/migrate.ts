@@ -223,10 +223,21 @@ export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to
   if (flags.multifd !== undefined && capabilities.multifd === false) {
     throw new CliUsageError('--multifd needs the multifd capability: drop --capability multifd=off');
   }
+  const stream = planStream(flags);
+  const parameters = planParameters(flags);
+  const multifdParameters = (flags.parameter ?? [])
+    .map((p) => p.split('=')[0] ?? p)
+    .filter((name) => name.startsWith('multifd-'));
+  if (multifdParameters.length > 0 && capabilities.multifd !== true) {
+    // QEMU takes them and ignores them without the capability: the user would get one stream.
+    throw new CliUsageError(
+      `--parameter ${multifdParameters[0]} applies only to multifd: add --capability multifd (or use --multifd N)`,
+    );
+  }
   return {
-    ...planStream(flags),
+    ...stream,
     capabilities,
-    parameters: planParameters(flags),
+    parameters,
     ...(flags.timeout !== undefined ? { timeoutS: flags.timeout } : {}),
     onTimeout: flags.onTimeout,
   };
