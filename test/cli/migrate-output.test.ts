@@ -13,7 +13,7 @@ import {
   type MigrationJob,
   runMigrate,
 } from '../../src/cli/commands/migrate.js';
-import { CliUsageError } from '../../src/cli/errors.js';
+import { CliUsageError, Interrupted } from '../../src/cli/errors.js';
 import { PreflightError } from '../../src/orchestrator/errors.js';
 import type {
   MigratePlan,
@@ -415,4 +415,39 @@ test('a monitor lost during the migration: exit 1 (not a preflight 3), saying th
     'qmigrate: the connection to the source monitor closed',
     'qmigrate: how the migration ended is unknown: check both sides (query-migrate, query-status)',
   ]);
+});
+
+test('Ctrl-C while connecting: exit 130 and "interrupted", not an unreachable monitor with exit 3', async () => {
+  for (const json of [false, true]) {
+    const stop = new AbortController();
+    const lib: MigrateLibrary = {
+      parseQmpEndpoint: (text) => ({ kind: 'unix', path: text }),
+      planFor: async () => [],
+      runMigration(_plan, { signal }): MigrationJob {
+        // As connectQmpEndpoint fails when its signal aborts a connection in progress.
+        const result = new Promise<MigrationReport>((_resolve, reject) =>
+          signal?.addEventListener('abort', () =>
+            reject(
+              new PreflightError([
+                "cannot reach the source's monitor at unix:/run/src.qmp: This operation was aborted",
+              ]),
+            ),
+          ),
+        );
+        return {
+          result,
+          async *[Symbol.asyncIterator]() {
+            stop.abort(new Interrupted('SIGINT', 130));
+            yield* await result.then(() => []); // rejects: the connection was aborted
+          },
+        };
+      },
+    };
+    const c = capture();
+    assert.equal(await runMigrate(flags({ json }), c.io, async () => lib, stop.signal), 130);
+    assert.deepEqual(c.err, [
+      "qmigrate: interrupted (SIGINT) before the migration started: nothing was migrated, the source's guest runs on",
+    ]);
+    if (json) assert.equal(JSON.parse(c.stdout()).exitCode, 130);
+  }
 });

@@ -27,7 +27,7 @@ import { schema } from '../../qapi/schema.js';
 import type { MigrationChannel } from '../../qapi/types.js';
 import { uriToChannel } from '../../qapi/uri.js';
 import { ConnectError } from '../../qmp/errors.js';
-import { CliUsageError, PeerUnreachableError } from '../errors.js';
+import { CliUsageError, Interrupted, PeerUnreachableError } from '../errors.js';
 import { jsonLine, type ProgressMode, ProgressView, type ViewIo } from '../progress-view.js';
 import { checkOnVm } from './check.js';
 
@@ -307,7 +307,19 @@ function printPlan(commands: PlannedCommand[], mode: ProgressMode, io: MigrateIo
  * A failure before the migration started: preflight (exit 3, one line per mismatch, the
  * source untouched), an unreachable monitor (3). Anything else goes to the CLI's own catch.
  */
-function failedBeforeStart(e: unknown, view: ProgressView): number {
+function failedBeforeStart(e: unknown, view: ProgressView, signal?: AbortSignal): number {
+  if (signal?.aborted && (e instanceof PreflightError || e instanceof ConnectError)) {
+    // Not 'cannot reach ...: This operation was aborted' with exit 3: the user stopped it.
+    const reason: unknown = signal.reason;
+    const exitCode = reason instanceof Interrupted ? reason.exitCode : MIGRATE_EXIT.failed;
+    const why = reason instanceof Interrupted ? ` (${reason.reason})` : '';
+    view.error(
+      [`interrupted${why} before the migration started: nothing was migrated, the source's guest runs on`],
+      'CLI_INTERRUPTED',
+      exitCode,
+    );
+    return exitCode;
+  }
   if (e instanceof PreflightError) {
     view.error([...e.problems], e.code, MIGRATE_EXIT.preflight);
     return MIGRATE_EXIT.preflight;
@@ -356,7 +368,7 @@ export async function runMigrate(
       printPlan(await lib.planFor(plan, { signal }), mode, io);
       return MIGRATE_EXIT.completed;
     } catch (e) {
-      return failedBeforeStart(e, view);
+      return failedBeforeStart(e, view, signal);
     }
   }
   let report: MigrationReport;
@@ -377,7 +389,7 @@ export async function runMigrate(
     if ('e' in end) throw end.e;
     report = end.r;
   } catch (e) {
-    return started ? lostDuring(e, view) : failedBeforeStart(e, view);
+    return started ? lostDuring(e, view) : failedBeforeStart(e, view, signal);
   }
   view.report(report);
   return exitCodeOf(report);
