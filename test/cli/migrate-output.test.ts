@@ -14,6 +14,7 @@ import {
   runMigrate,
 } from '../../src/cli/commands/migrate.js';
 import { CliUsageError, Interrupted } from '../../src/cli/errors.js';
+import { parseQmpEndpoint } from '../../src/orchestrator/endpoint.js';
 import { PreflightError } from '../../src/orchestrator/errors.js';
 import type {
   MigratePlan,
@@ -450,4 +451,28 @@ test('Ctrl-C while connecting: exit 130 and "interrupted", not an unreachable mo
     ]);
     if (json) assert.equal(JSON.parse(c.stdout()).exitCode, 130);
   }
+});
+
+test('--from and --to naming the same monitor: a usage error at once, not a 10 s wait for a second session', async () => {
+  for (const [from, to] of [
+    ['/run/vm.qmp', '/run/vm.qmp'],
+    ['/run/vm.qmp', '/run/../run/vm.qmp'],
+    ['127.0.0.1:4444', 'tcp:127.0.0.1:4444'],
+  ]) {
+    const { load } = fakeLib([], completed);
+    const lib = await load();
+    lib.parseQmpEndpoint = parseQmpEndpoint;
+    await assert.rejects(
+      runMigrate(flags({ from, to }), capture().io, async () => lib),
+      (e: unknown) => e instanceof CliUsageError && /^--from and --to are the same monitor/.test(e.message),
+      `${from} ${to}`,
+    );
+  }
+  const { load } = fakeLib([], completed);
+  const lib = await load();
+  lib.parseQmpEndpoint = parseQmpEndpoint;
+  assert.equal(
+    await runMigrate(flags({ from: '127.0.0.1:4444', to: '127.0.0.1:4445' }), capture().io, async () => lib),
+    0,
+  );
 });

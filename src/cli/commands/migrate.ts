@@ -6,6 +6,7 @@
  * and maps the outcome to the exit codes of `qmigrate migrate --help`.
  */
 
+import { resolve } from 'node:path';
 import { InternalError, QmigrateError } from '../../errors.js';
 import { parseQmpEndpoint } from '../../orchestrator/endpoint.js';
 import { PreflightError } from '../../orchestrator/errors.js';
@@ -259,7 +260,19 @@ export function buildPlan(
       throw new CliUsageError(`${flag}: ${(e as Error).message}`);
     }
   };
-  return { from: endpoint(flags.from, '--from'), to: endpoint(flags.to, '--to'), ...options };
+  const from = endpoint(flags.from, '--from');
+  const to = endpoint(flags.to, '--to');
+  const same =
+    from.kind === 'unix' && to.kind === 'unix'
+      ? resolve(from.path) === resolve(to.path)
+      : from.kind === 'tcp' && to.kind === 'tcp' && from.host === to.host && from.port === to.port;
+  if (same) {
+    // Else the second connection waits, ungreeted, behind the first until the connect timeout.
+    throw new CliUsageError(
+      `--from and --to are the same monitor (${flags.from}): a guest migrates to another VM`,
+    );
+  }
+  return { from, to, ...options };
 }
 
 /** The orchestrator of src/orchestrator/, as runMigrate uses it (tests hand it a scripted one). */
