@@ -476,3 +476,23 @@ test('--from and --to naming the same monitor: a usage error at once, not a 10 s
     0,
   );
 });
+
+test('--json and a usage error: an error object on stdout (exit 2), as for a preflight failure', async () => {
+  for (const extra of [
+    { capability: ['nosuch'] },
+    { from: '/run/x.qmp', to: '/run/x.qmp' },
+  ] as Partial<MigrateFlags>[]) {
+    const { load } = fakeLib([], completed);
+    const lib = await load();
+    lib.parseQmpEndpoint = parseQmpEndpoint;
+    const c = capture();
+    await assert.rejects(
+      runMigrate(flags({ json: true, ...extra }), c.io, async () => lib),
+      CliUsageError,
+    );
+    const lines = c.stdout().split('\n').filter(Boolean);
+    assert.equal(lines.length, 1, c.stdout());
+    const o = JSON.parse(lines[0] ?? '');
+    assert.deepEqual([o.type, o.code, o.exitCode], ['error', 'CLI_USAGE', 2]);
+  }
+});

@@ -371,9 +371,20 @@ export async function runMigrate(
   load: () => Promise<MigrateLibrary>,
   signal?: AbortSignal,
 ): Promise<number> {
-  const options = planOptions(flags);
-  const lib = await load();
-  const plan = buildPlan(options, flags, lib.parseQmpEndpoint);
+  let plan: MigratePlan;
+  let lib: MigrateLibrary;
+  try {
+    const options = planOptions(flags);
+    lib = await load();
+    plan = buildPlan(options, flags, lib.parseQmpEndpoint);
+  } catch (e) {
+    // --json: a usage error is an error line on stdout too, as a preflight failure is (the
+    // CLI still writes it to stderr and exits 2).
+    if (flags.json && e instanceof CliUsageError) {
+      io.out(jsonLine({ type: 'error', code: e.code, message: e.message, exitCode: MIGRATE_EXIT.usage }));
+    }
+    throw e;
+  }
   const mode = modeOf(flags, io);
   const view = new ProgressView(io, mode);
   if (flags.dryRun) {
