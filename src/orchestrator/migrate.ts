@@ -416,6 +416,14 @@ class MigrationRun {
       }
       if (m.status === 'failed') return { failed: m['error-desc'] ?? 'no reason given' };
       if (m.status === 'completed' && runState !== 'inmigrate') return { runState };
+      if (this.#cancel.signal.aborted) {
+        // The source has completed: there is nothing left to cancel, and a Ctrl-C here waited
+        // out the whole completionWaitMs (the CLI ended the process first, with no report).
+        this.#warnings.push(
+          `interrupted while the destination was still '${m.status}' (run state '${runState}') after the source completed; qmigrate stopped waiting`,
+        );
+        return { runState };
+      }
       if (Date.now() > deadline) {
         this.#warnings.push(
           `the destination is still '${m.status}' (run state '${runState}') ${this.#o.completionWaitMs} ms after the source completed`,

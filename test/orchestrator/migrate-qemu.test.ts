@@ -245,3 +245,22 @@ for (const [from, to] of [
     assert.ok(await ramEqual(lab), 'RAM equal');
   });
 }
+
+test('an abort while the destination has not finished after the source completed: the report at once, with a warning', async (t) => {
+  const lab = await startLab(t, '10.0', '10.0');
+  if (!lab) return;
+  // x-colo: the source completes, the destination stays in 'colo' (no secondary ever comes).
+  const ac = new AbortController();
+  const job = runMigration(
+    { ...lab.plan, capabilities: { 'x-colo': true } },
+    { pollMs: 100, signal: ac.signal, completionWaitMs: 20_000 },
+  );
+  const started = Date.now();
+  for await (const s of job)
+    if (s.type === 'event' && s.side === 'source' && s.data.status === 'completed')
+      setTimeout(() => ac.abort(), 300);
+  const report = await job.result;
+  assert.ok(Date.now() - started < 5000, `${Date.now() - started} ms`);
+  assert.equal(report.status, 'completed');
+  assert.match(report.warnings?.join('\n') ?? '', /^interrupted while the destination was still 'colo'/);
+});
