@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { PreflightError } from '../../src/orchestrator/errors.js';
 import { planMigration, runMigration } from '../../src/orchestrator/migrate.js';
 import { QmpClient } from '../../src/qmp/client.js';
-import type { PeerKind } from '../helpers/peers.js';
+import { type PeerKind, waitMigrationStatus } from '../helpers/peers.js';
 import { ramEqual, startLab } from './lab.js';
 
 const PAIRS: [PeerKind, PeerKind][] = [
@@ -70,6 +70,8 @@ test('preflight (QEMU 10.0): a migration is already active on the source', async
   await lab.src.qmp.migrateSetParameters({ 'max-bandwidth': 1 << 20 });
   await lab.dst.qmp.migrateIncoming({ uri: `unix:${lab.dir}/other.sock` });
   await lab.src.qmp.migrate({ uri: `unix:${lab.dir}/other.sock` });
+  // 'setup' for a moment on a loaded host, and the problem line says which.
+  await waitMigrationStatus(lab.src.qmp, 'active');
   const problems = await preflightProblems(runMigration(lab.plan));
   assert.deepEqual(problems, [
     "source already has a migration in progress (status 'active')",
