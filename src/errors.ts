@@ -22,8 +22,9 @@
  *    |    +-- EventOverflowError                      QMP_EVENT_OVERFLOW
  *    |    +-- EventTimeoutError                       QMP_EVENT_TIMEOUT
  *    |    +-- ProtocolError
- *    |         +-- ServerParseError                   QMP_PARSE
- *    |         +-- BadReplyError                      QMP_BAD_REPLY
+ *    |    |    +-- ServerParseError                   QMP_PARSE
+ *    |    |    +-- BadReplyError                      QMP_BAD_REPLY
+ *    |    +-- MonitorLostError  orchestrator/errors.ts  MIGRATE_MONITOR_LOST
  *    +-- QmpServerError          qmp/errors.ts        QMP_OUTPUT_OVERFLOW
  *    +-- StreamError             migration/stream/qemu-file.ts  MIGRATION_STREAM
  *    +-- ChardevError            vm/chardev.ts        CHARDEV

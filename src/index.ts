@@ -34,7 +34,7 @@ export {
 } from './migration/options.js';
 export { isRunning, RUNNING_STATES } from './migration/status.js';
 export { connectQmpEndpoint, formatQmpEndpoint, parseQmpEndpoint } from './orchestrator/endpoint.js';
-export { PreflightError } from './orchestrator/errors.js';
+export { MonitorLostError, PreflightError } from './orchestrator/errors.js';
 export {
   type MigrationJob,
   type MigrationSample,

@@ -7,9 +7,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationInfo } from '../qapi/types.js';
 import type { QmpClient } from '../qmp/client.js';
-import { QmpError } from '../qmp/errors.js';
+import { QmpClientError, QmpError } from '../qmp/errors.js';
 import { connectQmpEndpoint } from './endpoint.js';
-import { PreflightError } from './errors.js';
+import { MonitorLostError, PreflightError } from './errors.js';
 import { planCommands } from './plan.js';
 import { type PreflightFacts, preflight } from './preflight.js';
 import type {
@@ -47,7 +47,8 @@ export interface MigrationJob extends AsyncIterable<MigrationSample> {
    * The final report, also when the migration failed, was cancelled or timed out.
    * @throws {PreflightError} when no byte moved: a monitor unreachable, a check failed, or a
    *   side refused a set-up command.
-   * @throws {QmpClientError} when a monitor goes away during the migration.
+   * @throws {MonitorLostError} (a QmpClientError) when the source's monitor closes or stops
+   *   answering during the migration.
    */
   readonly result: Promise<MigrationReport>;
   /** The commands as sent (the destination's real port in `migrate`), once both sides are set up. */
@@ -233,7 +234,10 @@ class MigrationRun {
     this.#facts.resolve(facts);
     if (this.#cancel.signal.aborted) throw new PreflightError(['cancelled before the migration started']);
     await this.#setUp(src, dst, facts);
-    const info = await this.#follow(src);
+    const info = await this.#follow(src).catch((e: unknown) => {
+      // Not the QMP client's bare 'cannot run 'query-migrate': the client is closed'.
+      throw e instanceof QmpClientError && !(e instanceof QmpError) ? new MonitorLostError('source', e) : e;
+    });
     return this.#finish(src, dst, facts, info);
   }
 
@@ -412,6 +416,14 @@ class MigrationRun {
       }
       if (m.status === 'failed') return { failed: m['error-desc'] ?? 'no reason given' };
       if (m.status === 'completed' && runState !== 'inmigrate') return { runState };
+      if (this.#cancel.signal.aborted) {
+        // The source has completed: there is nothing left to cancel, and a Ctrl-C here waited
+        // out the whole completionWaitMs (the CLI ended the process first, with no report).
+        this.#warnings.push(
+          `interrupted while the destination was still '${m.status}' (run state '${runState}') after the source completed; qmigrate stopped waiting`,
+        );
+        return { runState };
+      }
       if (Date.now() > deadline) {
         this.#warnings.push(
           `the destination is still '${m.status}' (run state '${runState}') ${this.#o.completionWaitMs} ms after the source completed`,

@@ -115,6 +115,12 @@ function stateProblems({ source: s, destination: d }: PreflightFacts): string[] 
     out.push(
       `source is itself waiting for an incoming migration (run state 'inmigrate'); it has no guest to send`,
     );
+  if (s.runState === 'postmigrate')
+    // QEMU's migrate refuses it (migrate_prepare), but only after the destination was set up
+    // and left listening, so that it cannot be used again without a restart.
+    out.push(
+      `source's guest has already migrated away (run state 'postmigrate'): QEMU will not migrate it again until 'cont'`,
+    );
   const sm = s.migration.status ?? 'none';
   if (!IDLE.has(sm)) out.push(`source already has a migration in progress (status '${sm}')`);
   const dm = d.migration.status ?? 'none';

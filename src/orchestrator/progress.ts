@@ -229,6 +229,11 @@ export class EtaEstimator {
     this.#throughput = this.#throughput * fade + dt * sample.throughput;
     this.#dirty = this.#dirty * fade + dt * sample.dirtyPagesRate;
     if (sample.status === 'completed') return 0;
+    // A migration that is ending otherwise has no ETA (not 00:00 for a cancelled one).
+    if (['cancelling', 'cancelled', 'failed'].includes(sample.status)) return undefined;
+    // Nothing moved since the last sample (a stalled peer): the faded average stays above 0
+    // and the ETA would grow without end (120482:16:54 after a minute), so none is shown.
+    if (sample.throughput === 0 && sample.remaining > 0) return undefined;
     // Before a second has been seen (set-up, the first window) a rate says little: an ETA of
     // hours from 67 bytes in half a second would mislead more than none.
     if (this.#weight < MIN_SEEN_S) return undefined;

@@ -13,7 +13,8 @@ import {
   type MigrationJob,
   runMigrate,
 } from '../../src/cli/commands/migrate.js';
-import { CliUsageError } from '../../src/cli/errors.js';
+import { CliUsageError, Interrupted } from '../../src/cli/errors.js';
+import { parseQmpEndpoint } from '../../src/orchestrator/endpoint.js';
 import { PreflightError } from '../../src/orchestrator/errors.js';
 import type {
   MigratePlan,
@@ -320,6 +321,15 @@ test('flags QEMU would refuse fail before the orchestrator is loaded', async () 
     [{ parameter: ['max-bandwidth'] }, /^--parameter max-bandwidth: expected max-bandwidth=VALUE$/],
     [{ channel: ['{"channel-type": "main"}'], unix: undefined }, /^--channel: Parameter 'addr' is missing$/],
     [{ channel: ['{'], unix: undefined }, /^--channel: not JSON/],
+    // QEMU takes multifd-* parameters without the capability and then sends one stream.
+    [
+      { parameter: ['multifd-channels=4'] },
+      /^--parameter multifd-channels applies only to multifd: add --capability multifd/,
+    ],
+    [
+      { parameter: ['multifd-compression=zlib'], capability: ['multifd=off'] },
+      /^--parameter multifd-compression applies only to multifd/,
+    ],
   ] as [Partial<MigrateFlags>, RegExp][]) {
     const { load, seen } = fakeLib([], completed);
     await assert.rejects(runMigrate(flags(extra), capture().io, load), (e: unknown) => {
@@ -406,4 +416,83 @@ test('a monitor lost during the migration: exit 1 (not a preflight 3), saying th
     'qmigrate: the connection to the source monitor closed',
     'qmigrate: how the migration ended is unknown: check both sides (query-migrate, query-status)',
   ]);
+});
+
+test('Ctrl-C while connecting: exit 130 and "interrupted", not an unreachable monitor with exit 3', async () => {
+  for (const json of [false, true]) {
+    const stop = new AbortController();
+    const lib: MigrateLibrary = {
+      parseQmpEndpoint: (text) => ({ kind: 'unix', path: text }),
+      planFor: async () => [],
+      runMigration(_plan, { signal }): MigrationJob {
+        // As connectQmpEndpoint fails when its signal aborts a connection in progress.
+        const result = new Promise<MigrationReport>((_resolve, reject) =>
+          signal?.addEventListener('abort', () =>
+            reject(
+              new PreflightError([
+                "cannot reach the source's monitor at unix:/run/src.qmp: This operation was aborted",
+              ]),
+            ),
+          ),
+        );
+        return {
+          result,
+          async *[Symbol.asyncIterator]() {
+            stop.abort(new Interrupted('SIGINT', 130));
+            yield* await result.then(() => []); // rejects: the connection was aborted
+          },
+        };
+      },
+    };
+    const c = capture();
+    assert.equal(await runMigrate(flags({ json }), c.io, async () => lib, stop.signal), 130);
+    assert.deepEqual(c.err, [
+      "qmigrate: interrupted (SIGINT) before the migration started: nothing was migrated, the source's guest runs on",
+    ]);
+    if (json) assert.equal(JSON.parse(c.stdout()).exitCode, 130);
+  }
+});
+
+test('--from and --to naming the same monitor: a usage error at once, not a 10 s wait for a second session', async () => {
+  for (const [from, to] of [
+    ['/run/vm.qmp', '/run/vm.qmp'],
+    ['/run/vm.qmp', '/run/../run/vm.qmp'],
+    ['127.0.0.1:4444', 'tcp:127.0.0.1:4444'],
+  ]) {
+    const { load } = fakeLib([], completed);
+    const lib = await load();
+    lib.parseQmpEndpoint = parseQmpEndpoint;
+    await assert.rejects(
+      runMigrate(flags({ from, to }), capture().io, async () => lib),
+      (e: unknown) => e instanceof CliUsageError && /^--from and --to are the same monitor/.test(e.message),
+      `${from} ${to}`,
+    );
+  }
+  const { load } = fakeLib([], completed);
+  const lib = await load();
+  lib.parseQmpEndpoint = parseQmpEndpoint;
+  assert.equal(
+    await runMigrate(flags({ from: '127.0.0.1:4444', to: '127.0.0.1:4445' }), capture().io, async () => lib),
+    0,
+  );
+});
+
+test('--json and a usage error: an error object on stdout (exit 2), as for a preflight failure', async () => {
+  for (const extra of [
+    { capability: ['nosuch'] },
+    { from: '/run/x.qmp', to: '/run/x.qmp' },
+  ] as Partial<MigrateFlags>[]) {
+    const { load } = fakeLib([], completed);
+    const lib = await load();
+    lib.parseQmpEndpoint = parseQmpEndpoint;
+    const c = capture();
+    await assert.rejects(
+      runMigrate(flags({ json: true, ...extra }), c.io, async () => lib),
+      CliUsageError,
+    );
+    const lines = c.stdout().split('\n').filter(Boolean);
+    assert.equal(lines.length, 1, c.stdout());
+    const o = JSON.parse(lines[0] ?? '');
+    assert.deepEqual([o.type, o.code, o.exitCode], ['error', 'CLI_USAGE', 2]);
+  }
 });

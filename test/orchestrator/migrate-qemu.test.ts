@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { PreflightError } from '../../src/orchestrator/errors.js';
 import { planMigration, runMigration } from '../../src/orchestrator/migrate.js';
 import { QmpClient } from '../../src/qmp/client.js';
-import type { PeerKind } from '../helpers/peers.js';
+import { type PeerKind, waitMigrationStatus } from '../helpers/peers.js';
 import { ramEqual, startLab } from './lab.js';
 
 const PAIRS: [PeerKind, PeerKind][] = [
@@ -70,6 +70,8 @@ test('preflight (QEMU 10.0): a migration is already active on the source', async
   await lab.src.qmp.migrateSetParameters({ 'max-bandwidth': 1 << 20 });
   await lab.dst.qmp.migrateIncoming({ uri: `unix:${lab.dir}/other.sock` });
   await lab.src.qmp.migrate({ uri: `unix:${lab.dir}/other.sock` });
+  // 'setup' for a moment on a loaded host, and the problem line says which.
+  await waitMigrationStatus(lab.src.qmp, 'active');
   const problems = await preflightProblems(runMigration(lab.plan));
   assert.deepEqual(problems, [
     "source already has a migration in progress (status 'active')",
@@ -245,3 +247,22 @@ for (const [from, to] of [
     assert.ok(await ramEqual(lab), 'RAM equal');
   });
 }
+
+test('an abort while the destination has not finished after the source completed: the report at once, with a warning', async (t) => {
+  const lab = await startLab(t, '10.0', '10.0');
+  if (!lab) return;
+  // x-colo: the source completes, the destination stays in 'colo' (no secondary ever comes).
+  const ac = new AbortController();
+  const job = runMigration(
+    { ...lab.plan, capabilities: { 'x-colo': true } },
+    { pollMs: 100, signal: ac.signal, completionWaitMs: 20_000 },
+  );
+  const started = Date.now();
+  for await (const s of job)
+    if (s.type === 'event' && s.side === 'source' && s.data.status === 'completed')
+      setTimeout(() => ac.abort(), 300);
+  const report = await job.result;
+  assert.ok(Date.now() - started < 5000, `${Date.now() - started} ms`);
+  assert.equal(report.status, 'completed');
+  assert.match(report.warnings?.join('\n') ?? '', /^interrupted while the destination was still 'colo'/);
+});

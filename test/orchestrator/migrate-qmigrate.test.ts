@@ -3,8 +3,9 @@
 // cancel by AbortSignal; both timeout policies; and preflight failures before any byte moves.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PreflightError } from '../../src/orchestrator/errors.js';
+import { MonitorLostError, PreflightError } from '../../src/orchestrator/errors.js';
 import { type MigrationSample, runMigration } from '../../src/orchestrator/migrate.js';
+import { QmpClientError } from '../../src/qmp/errors.js';
 import { ramEqual, startLab } from './lab.js';
 
 test('qmigrate -> qmigrate: completed, RAM equal, progress and events seen', async (t) => {
@@ -182,4 +183,25 @@ test('progress samples: percent rises, throughput follows max-bandwidth, ETA fro
   assert.ok((report.pages?.normal ?? 0) > 0 && (report.pages?.duplicate ?? 0) > 0);
   assert.ok((report.transferred ?? 0) >= 8 << 20);
   assert.ok(report.throughput && report.throughput < 12 << 20);
+});
+
+test("the source's process dies during the migration: a MonitorLostError naming the source, not the client's bare 'client is closed'", async (t) => {
+  const lab = await startLab(t, 'qmigrate', 'qmigrate', SLOW);
+  if (!lab) return;
+  const job = runMigration({ ...lab.plan, parameters: { 'max-bandwidth': 2 << 20 } }, { pollMs: 100 });
+  await assert.rejects(
+    (async () => {
+      for await (const s of job)
+        if (s.type === 'progress' && s.status === 'active' && s.transferred > 0)
+          lab.src.child.kill('SIGKILL');
+    })(),
+    (e: unknown) => {
+      assert.ok(e instanceof MonitorLostError, String(e));
+      assert.ok(e instanceof QmpClientError);
+      assert.equal(e.side, 'source');
+      assert.match(e.message, /^the source's monitor closed \(did its QEMU exit\?\) during the migration: /);
+      return true;
+    },
+  );
+  await assert.rejects(job.result, MonitorLostError);
 });

@@ -105,3 +105,15 @@ test('RAM is not compared when a side has no query-memdev; a pre-8.2 side cannot
     "source is QEMU 7.2.0, which takes no 'channels' (8.2+); give a single main channel or --uri",
   ]);
 });
+
+test('a source that already migrated away (postmigrate): refused in the preflight, before the destination is set up', () => {
+  assert.deepEqual(
+    comparePreflight(
+      { source: side({ runState: 'postmigrate' }), destination: side({ runState: 'inmigrate' }) },
+      plan,
+    ),
+    [
+      "source's guest has already migrated away (run state 'postmigrate'): QEMU will not migrate it again until 'cont'",
+    ],
+  );
+});

@@ -206,3 +206,29 @@ test('EtaEstimator: no ETA before a second has been seen (67 bytes in the first 
   assert.equal(eta.update(s(1000, 100 * MiB)), undefined, '0.92 s seen, decayed');
   assert.equal(typeof eta.update(s(1500, 100 * MiB)), 'number');
 });
+
+test('EtaEstimator: none while nothing moves (a stopped peer), none once cancelled or failed', () => {
+  const s = (
+    elapsedMs: number,
+    throughput: number,
+    status: ProgressSample['status'] = 'active',
+  ): ProgressSample => ({
+    ...sample,
+    status,
+    elapsedMs,
+    throughput,
+    dirtyPagesRate: 0,
+    remaining: 90 * MiB,
+  });
+  const eta = new EtaEstimator();
+  eta.update(s(0, 0));
+  assert.equal(eta.update(s(1000, 10 * MiB)), 9);
+  // The destination SIGSTOPped: 0 B/s for a minute. The faded average never quite reaches 0;
+  // it gave 120482:16:54 and growing.
+  for (let ms = 2000; ms <= 60_000; ms += 1000) assert.equal(eta.update(s(ms, 0)), undefined, `${ms} ms`);
+  const cancelled = new EtaEstimator();
+  cancelled.update(s(0, 0));
+  cancelled.update(s(1000, 10 * MiB));
+  for (const status of ['cancelling', 'cancelled', 'failed'] as const)
+    assert.equal(cancelled.update({ ...s(2000, 10 * MiB, status), remaining: 0 }), undefined, status);
+});

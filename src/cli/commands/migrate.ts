@@ -6,6 +6,7 @@
  * and maps the outcome to the exit codes of `qmigrate migrate --help`.
  */
 
+import { resolve } from 'node:path';
 import { InternalError, QmigrateError } from '../../errors.js';
 import { parseQmpEndpoint } from '../../orchestrator/endpoint.js';
 import { PreflightError } from '../../orchestrator/errors.js';
@@ -27,7 +28,7 @@ import { schema } from '../../qapi/schema.js';
 import type { MigrationChannel } from '../../qapi/types.js';
 import { uriToChannel } from '../../qapi/uri.js';
 import { ConnectError } from '../../qmp/errors.js';
-import { CliUsageError, PeerUnreachableError } from '../errors.js';
+import { CliUsageError, Interrupted, PeerUnreachableError } from '../errors.js';
 import { jsonLine, type ProgressMode, ProgressView, type ViewIo } from '../progress-view.js';
 import { checkOnVm } from './check.js';
 
@@ -223,10 +224,21 @@ export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to
   if (flags.multifd !== undefined && capabilities.multifd === false) {
     throw new CliUsageError('--multifd needs the multifd capability: drop --capability multifd=off');
   }
+  const stream = planStream(flags);
+  const parameters = planParameters(flags);
+  const multifdParameters = (flags.parameter ?? [])
+    .map((p) => p.split('=')[0] ?? p)
+    .filter((name) => name.startsWith('multifd-'));
+  if (multifdParameters.length > 0 && capabilities.multifd !== true) {
+    // QEMU takes them and ignores them without the capability: the user would get one stream.
+    throw new CliUsageError(
+      `--parameter ${multifdParameters[0]} applies only to multifd: add --capability multifd (or use --multifd N)`,
+    );
+  }
   return {
-    ...planStream(flags),
+    ...stream,
     capabilities,
-    parameters: planParameters(flags),
+    parameters,
     ...(flags.timeout !== undefined ? { timeoutS: flags.timeout } : {}),
     onTimeout: flags.onTimeout,
   };
@@ -248,7 +260,19 @@ export function buildPlan(
       throw new CliUsageError(`${flag}: ${(e as Error).message}`);
     }
   };
-  return { from: endpoint(flags.from, '--from'), to: endpoint(flags.to, '--to'), ...options };
+  const from = endpoint(flags.from, '--from');
+  const to = endpoint(flags.to, '--to');
+  const same =
+    from.kind === 'unix' && to.kind === 'unix'
+      ? resolve(from.path) === resolve(to.path)
+      : from.kind === 'tcp' && to.kind === 'tcp' && from.host === to.host && from.port === to.port;
+  if (same) {
+    // Else the second connection waits, ungreeted, behind the first until the connect timeout.
+    throw new CliUsageError(
+      `--from and --to are the same monitor (${flags.from}): a guest migrates to another VM`,
+    );
+  }
+  return { from, to, ...options };
 }
 
 /** The orchestrator of src/orchestrator/, as runMigrate uses it (tests hand it a scripted one). */
@@ -296,7 +320,19 @@ function printPlan(commands: PlannedCommand[], mode: ProgressMode, io: MigrateIo
  * A failure before the migration started: preflight (exit 3, one line per mismatch, the
  * source untouched), an unreachable monitor (3). Anything else goes to the CLI's own catch.
  */
-function failedBeforeStart(e: unknown, view: ProgressView): number {
+function failedBeforeStart(e: unknown, view: ProgressView, signal?: AbortSignal): number {
+  if (signal?.aborted && (e instanceof PreflightError || e instanceof ConnectError)) {
+    // Not 'cannot reach ...: This operation was aborted' with exit 3: the user stopped it.
+    const reason: unknown = signal.reason;
+    const exitCode = reason instanceof Interrupted ? reason.exitCode : MIGRATE_EXIT.failed;
+    const why = reason instanceof Interrupted ? ` (${reason.reason})` : '';
+    view.error(
+      [`interrupted${why} before the migration started: nothing was migrated, the source's guest runs on`],
+      'CLI_INTERRUPTED',
+      exitCode,
+    );
+    return exitCode;
+  }
   if (e instanceof PreflightError) {
     view.error([...e.problems], e.code, MIGRATE_EXIT.preflight);
     return MIGRATE_EXIT.preflight;
@@ -335,9 +371,20 @@ export async function runMigrate(
   load: () => Promise<MigrateLibrary>,
   signal?: AbortSignal,
 ): Promise<number> {
-  const options = planOptions(flags);
-  const lib = await load();
-  const plan = buildPlan(options, flags, lib.parseQmpEndpoint);
+  let plan: MigratePlan;
+  let lib: MigrateLibrary;
+  try {
+    const options = planOptions(flags);
+    lib = await load();
+    plan = buildPlan(options, flags, lib.parseQmpEndpoint);
+  } catch (e) {
+    // --json: a usage error is an error line on stdout too, as a preflight failure is (the
+    // CLI still writes it to stderr and exits 2).
+    if (flags.json && e instanceof CliUsageError) {
+      io.out(jsonLine({ type: 'error', code: e.code, message: e.message, exitCode: MIGRATE_EXIT.usage }));
+    }
+    throw e;
+  }
   const mode = modeOf(flags, io);
   const view = new ProgressView(io, mode);
   if (flags.dryRun) {
@@ -345,7 +392,7 @@ export async function runMigrate(
       printPlan(await lib.planFor(plan, { signal }), mode, io);
       return MIGRATE_EXIT.completed;
     } catch (e) {
-      return failedBeforeStart(e, view);
+      return failedBeforeStart(e, view, signal);
     }
   }
   let report: MigrationReport;
@@ -366,7 +413,7 @@ export async function runMigrate(
     if ('e' in end) throw end.e;
     report = end.r;
   } catch (e) {
-    return started ? lostDuring(e, view) : failedBeforeStart(e, view);
+    return started ? lostDuring(e, view) : failedBeforeStart(e, view, signal);
   }
   view.report(report);
   return exitCodeOf(report);
