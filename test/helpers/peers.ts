@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationInfo, MigrationStatus } from '../../src/qapi/types.js';
 import { QmpClient } from '../../src/qmp/client.js';
 import { guestArgs } from './guest.js';
-import { type QemuVersion, requireQemu, startQemu } from './qemu.js';
+import { type QemuVersion, type RunningQemu, requireQemu, startQemu } from './qemu.js';
 import { spawnQmigrate } from './qmigrate.js';
 
 export type PeerKind = 'qmigrate' | QemuVersion;
@@ -76,7 +76,11 @@ export async function startPeer(
   }
   const bin = requireQemu(t, kind);
   if (!bin) return undefined;
-  const q = await startQemu(bin, extra, guestArgs(image, sizeMiB));
+  return qemuPeer(t, kind, await startQemu(bin, extra, guestArgs(image, sizeMiB)));
+}
+
+/** A started QEMU as a Peer: its own QMP connection (a fresh one), stopped when the test ends. */
+export async function qemuPeer(t: TestContext, kind: QemuVersion, q: RunningQemu): Promise<Peer> {
   q.qmp.close();
   const qmp = await connectRetry(join(q.dir, 'qmp.sock'));
   const exited = new Promise<number | null>((r) => {

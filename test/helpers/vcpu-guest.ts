@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { MigrationInfo } from '../../src/qapi/types.js';
 import type { QmpClient } from '../../src/qmp/client.js';
-import { connectRetry, type Peer, waitRunstate } from './peers.js';
+import { type Peer, qemuPeer, waitRunstate } from './peers.js';
 import { type QemuVersion, requireQemu, startQemu } from './qemu.js';
 import { runQmigrate } from './qmigrate.js';
 
@@ -95,20 +95,9 @@ export async function startVcpuGuest(
   ];
   const cliQmp = join(dir, `${name}.cli.qmp`);
   machine.push('-qmp', `unix:${cliQmp},server=on,wait=off`);
-  const q = await startQemu(bin, opts.extra ?? [], machine);
-  q.qmp.close();
-  const qmp = await connectRetry(join(q.dir, 'qmp.sock'));
-  const exited = new Promise<number | null>((r) => {
-    if (q.child.exitCode !== null) r(q.child.exitCode);
-    else q.child.once('exit', (code) => r(code));
-  });
-  const stop = async () => {
-    await qmp.close().catch(() => {});
-    await q.stop();
-  };
-  t.after(stop);
+  const peer = await qemuPeer(t, version, await startQemu(bin, opts.extra ?? [], machine));
   const serial = () => (existsSync(serialPath) ? readFileSync(serialPath, 'latin1') : '');
-  return { kind: version, qmp, child: q.child, exited, stop, serialPath, serial, cliQmp };
+  return { ...peer, serialPath, serial, cliQmp };
 }
 
 /** Waits until the guest's serial output is longer than `than` characters; returns it. */
