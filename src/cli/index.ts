@@ -13,6 +13,7 @@ import { strtosz } from '../qapi/cutils.js';
 import { ConnectError } from '../qmp/errors.js';
 import type { MigrateFlags } from './commands/migrate.js';
 import { CliFailure, CliUsageError, Interrupted, PeerUnreachableError } from './errors.js';
+import { jsonLine } from './progress-view.js';
 
 export { CliUsageError } from './errors.js';
 
@@ -395,6 +396,12 @@ export async function main(argv: string[]): Promise<number> {
     } else if (reason instanceof CommanderError) {
       // commander has printed its message already (help and version exit 0).
       code = reason.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      // migrate --json promises an error line on stdout for every failure, its own or these.
+      if (code === EXIT.usage && argv[0] === 'migrate' && argv.includes('--json')) {
+        process.stdout.write(
+          jsonLine({ type: 'error', code: 'CLI_USAGE', message: reason.message, exitCode: code }),
+        );
+      }
     } else if (reason instanceof CliUsageError) {
       const sub = program.commands.some((c) => c.name() === argv[0]) ? `${argv[0]} ` : '';
       complain(`qmigrate: ${reason.message}\n(run qmigrate ${sub}--help for usage)`);

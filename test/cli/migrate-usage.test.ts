@@ -54,7 +54,9 @@ for (const [args, want] of [
   test(`qmigrate ${args.slice(1).join(' ')}: exit 2, one clear error`, async () => {
     const r = await runQmigrate(args);
     assert.equal(r.code, 2, r.stderr);
-    assert.equal(r.stdout, '');
+    // With --json (even beside a flag it conflicts with) stdout holds the error line only.
+    if (args.includes('--json')) assert.equal(JSON.parse(r.stdout).type, 'error');
+    else assert.equal(r.stdout, '');
     assert.match(r.stderr, want);
     assert.match(r.stderr, /\(run qmigrate migrate --help for usage\)\n$/);
     assert.doesNotMatch(r.stderr, /^\s+at |internal error/m, 'no stack trace');
@@ -93,4 +95,19 @@ test('qmigrate --help lists migrate and exit code 4', async () => {
   const r = await runQmigrate(['--help']);
   assert.match(r.stdout, /^ {2}migrate \[options\] +migrate a running guest live between two QMP monitors/m);
   assert.match(r.stdout, /^ {2}4 +migrate: the --timeout passed/m);
+});
+
+test("--json: commander's own usage errors are an error line on stdout too, and nothing else", async () => {
+  for (const extra of [['--bogus'], ['--tcp', 'h:1'], ['--multifd', 'x']]) {
+    const r = await runQmigrate([...base, '--unix', '/x', '--json', ...extra]);
+    assert.equal(r.code, 2, `${extra}: ${r.stderr}`);
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 1, `${extra}: ${r.stdout}`);
+    const line = JSON.parse(lines[0]!);
+    assert.equal(line.type, 'error');
+    assert.equal(line.code, 'CLI_USAGE');
+    assert.equal(line.exitCode, 2);
+    assert.match(line.message, /^error: /);
+    assert.match(r.stderr, /^error: /m, 'and the same on stderr');
+  }
 });
