@@ -65,7 +65,7 @@ Exit codes:
   129  hung up (SIGHUP)
   130  interrupted (SIGINT, Ctrl-C)
   141  the output was closed (e.g. piped into head)
-  143  terminated (SIGTERM)
+  143  terminated (SIGTERM; migrate: 130, as it lists)
 A demo stopped early ends its VMs and removes its temp files before it exits. A migrate
 stopped by a signal cancels the migration (the source's guest keeps running), prints the
 report, then exits with the signal's code.
@@ -217,8 +217,8 @@ Exit codes:
   2    usage or argument error
   3    a monitor cannot be reached, or the preflight found the sides cannot migrate
   4    the --timeout passed and the migration was cancelled (--on-timeout cancel)
-  130  interrupted (SIGINT, Ctrl-C): the migration was cancelled and the report printed
-  143  terminated (SIGTERM): the same
+  130  interrupted (SIGINT, Ctrl-C, or SIGTERM): the migration was cancelled and the
+       report printed
 Examples:
   qmigrate migrate --from /run/src.qmp --to /run/dst.qmp --unix /run/mig.sock
   qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --multifd 4 --timeout 300 --on-timeout pause`;
@@ -332,7 +332,7 @@ function checkCommand(): Command {
  * {@link Interrupted} that carries the exit code. Should the command not end within
  * `graceMs`, the process exits with that code.
  */
-function stopOnInterrupt(graceMs: number): { signal: AbortSignal; dispose(): void } {
+function stopOnInterrupt(graceMs: number, termIsInterrupt = false): { signal: AbortSignal; dispose(): void } {
   const stop = new AbortController();
   const abort = (reason: Interrupted) => {
     if (stop.signal.aborted) return;
@@ -341,7 +341,11 @@ function stopOnInterrupt(graceMs: number): { signal: AbortSignal; dispose(): voi
     // awaits never settle, the process still ends with the right code.
     setTimeout(() => process.exit(reason.exitCode), graceMs).unref();
   };
-  const onSignal = (sig: NodeJS.Signals) => abort(new Interrupted(sig, 128 + os.signals[sig]));
+  // migrate's exit codes name one outcome for Ctrl-C and SIGTERM alike, 130: interrupted
+  // (the migration cancelled and reported); other commands exit 128 + the signal.
+  const codeOf = (sig: NodeJS.Signals) =>
+    termIsInterrupt && sig === 'SIGTERM' ? 130 : 128 + os.signals[sig];
+  const onSignal = (sig: NodeJS.Signals) => abort(new Interrupted(sig, codeOf(sig)));
   const onOutputError = (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') abort(new Interrupted('EPIPE', EXIT.outputClosed));
   };
@@ -383,7 +387,8 @@ export async function main(argv: string[]): Promise<number> {
     process.exit(code);
   }
   // migrate waits (bounded) for its cancel to be confirmed before it reports.
-  const interrupt = stopOnInterrupt(argv[0] === 'migrate' ? MIGRATE_GRACE_MS : 5000);
+  const migrate = argv[0] === 'migrate';
+  const interrupt = stopOnInterrupt(migrate ? MIGRATE_GRACE_MS : 5000, migrate);
   const program = buildProgram(interrupt.signal);
   let code: number = EXIT.ok;
   try {

@@ -285,7 +285,7 @@ export const orchestrator: MigrateLibrary = {
 /**
  * The exit code of a report: 0 completed (also when --on-timeout pause made it converge),
  * 4 when the timeout ended it otherwise, 1 for any other failure or cancel. An interrupt's
- * code (130, 143) is set by the CLI's signal handling, which wins over this.
+ * code (130) is set by the CLI's signal handling, which wins over this.
  */
 export function exitCodeOf(report: MigrationReport): number {
   if (report.status === 'completed') return MIGRATE_EXIT.completed;
