@@ -55,5 +55,5 @@ test('--help lists the exit codes, with the commands that return 3 and the signa
   assert.match(r.stdout, /^ {2}129 +hung up \(SIGHUP\)$/m);
   assert.match(r.stdout, /^ {2}130 +interrupted \(SIGINT, Ctrl-C\)$/m);
   assert.match(r.stdout, /^ {2}141 +the output was closed/m);
-  assert.match(r.stdout, /^ {2}143 +terminated \(SIGTERM\)$/m);
+  assert.match(r.stdout, /^ {2}143 +terminated \(SIGTERM; migrate: 130, as it lists\)$/m);
 });
