@@ -1,27 +1,16 @@
 // `qmigrate demo` at a terminal shows what `qmigrate migrate` shows: the orchestrator's
 // progress as one live line redrawn in place, then its report, then the demo's own check.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { inPty } from '../helpers/pty.js';
 
 const bin = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 
 test('qmigrate demo in a pseudo-terminal: the live line, the report, the check', async () => {
   // A guest dirtying 20 MiB/s, sent at 32 MiB/s: a few seconds of live line over a few passes.
-  const cmd = `stty cols 120 rows 24; exec '${process.execPath}' --import tsx '${bin}' demo --size 64 --rate 5000 --max-bandwidth 33554432`;
-  const child = spawn('script', ['-qfec', cmd, '/dev/null'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, CI: '' },
-  });
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  child.stderr.on('data', (d) => {
-    out += d;
-  });
-  const code = await new Promise((resolve) => child.on('close', resolve));
+  const cmd = `'${process.execPath}' --import tsx '${bin}' demo --size 64 --rate 5000 --max-bandwidth 33554432`;
+  const { code, out } = await inPty(cmd, 120);
   assert.equal(code, 0, out);
   const lines = out.split(/\r?\n/);
   assert.match(lines[0] ?? '', /^starting two qmigrate VMs with 64 MiB of RAM/);

@@ -3,31 +3,14 @@
 // erase-line), fits the terminal, its percent rises, it has an ETA, and the final report
 // follows on lines of its own.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { inPty } from '../helpers/pty.js';
 import { startLab } from '../orchestrator/lab.js';
 
 const bin = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-
-/** Runs `cmd` (a shell line) in a new pty of `columns` columns; resolves with all it wrote. */
-function inPty(cmd: string, columns: number): Promise<{ code: number | null; out: string }> {
-  const child = spawn('script', ['-qfec', `stty cols ${columns} rows 24; exec ${cmd}`, '/dev/null'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // CI marks a log, which gets plain lines: this test is the person at a terminal.
-    env: { ...process.env, CI: '' },
-  });
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  child.stderr.on('data', (d) => {
-    out += d;
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, out })));
-}
 
 test('a terminal shows one live line, redrawn as the percent rises, with an ETA, then the report', async (t) => {
   // 64 MiB at 16 MiB/s: about 4 s of live line, a redraw every 500 ms.
