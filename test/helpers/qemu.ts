@@ -156,3 +156,14 @@ export function migrationBlockerArgs(dir: string): string[] {
     ...['-device', 'ivshmem-plain,memdev=ivshmem0'],
   ];
 }
+
+/**
+ * Waits (up to `ms`) until `get()` includes `text`, then returns `get()`. A process's last
+ * stderr line can reach our end of the pipe after its QMP reply or its exit event.
+ */
+export async function untilIncludes(get: () => string, text: string, ms = 3000): Promise<string> {
+  for (const end = Date.now() + ms; !get().includes(text) && Date.now() < end; ) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return get();
+}

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { guestArgs, writeMixedImage } from '../helpers/guest.js';
 import { startPeer, waitMigration, waitRunstate } from '../helpers/peers.js';
-import { findQemu, requireQemu } from '../helpers/qemu.js';
+import { findQemu, requireQemu, untilIncludes } from '../helpers/qemu.js';
 import { MiniQmp } from '../helpers/qmp-mini.js';
 
 const CHANNELS = 2;
@@ -202,7 +202,8 @@ for (const c of CASES) {
       const info = await waitFinal(d);
       assert.equal(info.status, 'failed');
       assert.equal(info['error-desc'], kind === '10.0' ? c.desc : (c.desc ?? c.report));
-      if (kind === '10.0') assert.ok(d.stderr().includes(`${c.report}\n`), d.stderr());
+      if (kind === '10.0')
+        assert.ok((await untilIncludes(d.stderr, `${c.report}\n`)).includes(`${c.report}\n`));
       // Still answering, the guest not started.
       assert.equal(
         ((await d.qmp.execute('query-status')) as { return: { status: string } }).return.status,
@@ -216,7 +217,8 @@ for (const c of CASES) {
       const code = await Promise.race([d.exited, sleep(10_000).then(() => 'still running')]);
       assert.equal(code, 1);
       const program = kind === '10.0' ? 'qemu-system-x86_64' : 'qmigrate';
-      assert.ok(d.stderr().includes(`${program}: ${c.report}\n`), d.stderr());
+      const text = `${program}: ${c.report}\n`;
+      assert.ok((await untilIncludes(d.stderr, text)).includes(text), d.stderr());
     });
   }
 }

@@ -9,6 +9,7 @@ import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { untilIncludes } from '../helpers/qemu.js';
 import { finished, KINDS, sharedGuest, startVm, tmpDir, waitInfo } from './options-peers.js';
 
 const NO_CREDS = "No TLS credentials with id 'tls0'";
@@ -84,7 +85,7 @@ for (const kind of KINDS) {
       if (exitOnError) {
         const code = await Promise.race([dst.exited, sleep(15_000).then(() => 'still running')]);
         assert.equal(code, 1);
-        assert.match(dst.stderr(), new RegExp(`: ${NO_CREDS}\\n`));
+        assert.match(await untilIncludes(dst.stderr, `: ${NO_CREDS}\n`), new RegExp(`: ${NO_CREDS}\\n`));
         return;
       }
       const info = await waitInfo(dst, (i) => i.status === 'failed');

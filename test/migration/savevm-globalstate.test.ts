@@ -13,7 +13,7 @@ import { GuestRam } from '../../src/machine/ram.js';
 import { finishIncoming, loadVmState } from '../../src/migration/incoming.js';
 import { QemuFileReader } from '../../src/migration/stream/qemu-file.js';
 import { RunStateMachine } from '../../src/vm/runstate.js';
-import { type QemuBinary, requireQemu, startQemu } from '../helpers/qemu.js';
+import { type QemuBinary, requireQemu, startQemu, untilIncludes } from '../helpers/qemu.js';
 
 const sample = readFileSync(
   fileURLToPath(new URL('../fixtures/samples/qemu10-none-16M-pattern.mig', import.meta.url)),
@@ -31,7 +31,7 @@ function craft(name: string | Buffer, size?: number): Buffer {
 
 type Outcome = { accepted: true; runstate: string } | { accepted: false; why: string };
 
-async function qemuLoads(bin: QemuBinary, stream: Buffer): Promise<Outcome> {
+async function qemuLoads(bin: QemuBinary, stream: Buffer, refused?: string): Promise<Outcome> {
   const q = await startQemu(
     bin,
     ['-incoming', 'defer'],
@@ -55,7 +55,9 @@ async function qemuLoads(bin: QemuBinary, stream: Buffer): Promise<Outcome> {
         | { return: { status?: string } }
         | undefined;
       const status = info?.return.status;
-      if (status === 'failed') return { accepted: false, why: stderr };
+      if (status === 'failed') {
+        return { accepted: false, why: await untilIncludes(() => stderr, `${refused ?? ''}\n`) };
+      }
       if (status === 'completed') {
         const s = (await q.qmp.execute('query-status')) as { return: { status: string } };
         return { accepted: true, runstate: s.return.status };
@@ -127,7 +129,7 @@ for (const c of CASES) {
       assert.deepEqual(ours.accepted, true, JSON.stringify(ours));
     }
     if (!bin) return;
-    const theirs = await qemuLoads(bin, stream);
+    const theirs = await qemuLoads(bin, stream, c.refused);
     if (c.refused) {
       assert.equal(theirs.accepted, false, `QEMU accepted it: ${JSON.stringify(theirs)}`);
       assert.ok((theirs as { why: string }).why.includes(`${c.refused}\n`), (theirs as { why: string }).why);
