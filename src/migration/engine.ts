@@ -21,6 +21,7 @@ import type { GuestRunState, IncomingRun, Migration, MigrationEngine, OutgoingRu
 import { MultifdReceiver } from './multifd.js';
 import { checkCapabilitySupport, tlsChannelError } from './options.js';
 import { OutgoingMigration, type OutgoingTransport } from './outgoing.js';
+import type { TlsObjects } from './tls/types.js';
 import { spawnExec } from './transport/exec.js';
 import { fdStream, resolveFd } from './transport/fd.js';
 import { openFileIn, openFileOut } from './transport/file.js';
@@ -35,6 +36,8 @@ export interface EngineHost {
   readonly fdsets: Map<number, number[]>;
   /** An incoming migration failed and exit-on-error is set: end the process like QEMU. */
   fatal(message: string): void;
+  /** The VM's TLS credentials and authz objects, for `tls-creds` and `tls-authz`. */
+  readonly tls: TlsObjects;
 }
 
 /** What a transport's connect needs of the VM. */

@@ -77,6 +77,8 @@ export class Vm {
           fds: this.fds,
           fdsets: this.fdsets,
           fatal: (msg) => opts.fatal?.(msg),
+          // No object types for TLS yet: every id is unknown.
+          tls: { tlsCreds: () => undefined, authz: () => undefined },
         }),
     );
     this.server = new QmpServer({ dispatcher: this.dispatcher, version: VERSION_INFO });
