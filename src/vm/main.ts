@@ -205,6 +205,16 @@ async function startVm(
       fatal,
     });
     if (cfg.incoming !== undefined) prefault(vm);
+    if (cfg.workload?.id !== undefined) vm.objects.reserve(cfg.workload.id, 'qmigrate-workload');
+    for (const o of cfg.objects) {
+      // QEMU reports a failed creation without the option (objects are made after parsing).
+      try {
+        vm.objects.add(o);
+      } catch (e) {
+        if (e instanceof QapiError) throw new UsageError(e.message);
+        throw e;
+      }
+    }
     for (const a of cfg.addFds) {
       vm.fdsets.set(a.set, [...(vm.fdsets.get(a.set) ?? []), a.fd]);
       if (a.opaque) vm.fds.set(a.opaque, a.fd);
