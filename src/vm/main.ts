@@ -232,10 +232,18 @@ async function startVm(
     }
     for (const m of cfg.monitors) {
       try {
-        const stop = await openChardev(m.dev, (stream, name) => {
-          if (m.mode === 'control') vm.server.attach(stream, name);
-          else serveHmp(stream, vm.hmp, { version: QEMU_VERSION_TEXT });
-        });
+        const tls = {
+          objects: vm.objects,
+          log: (line: string) => process.stderr.write(`qmigrate: ${m.spec}: ${line}\n`),
+        };
+        const stop = await openChardev(
+          m.dev,
+          (stream, name) => {
+            if (m.mode === 'control') vm.server.attach(stream, name);
+            else serveHmp(stream, vm.hmp, { version: QEMU_VERSION_TEXT });
+          },
+          tls,
+        );
         // Only listeners: a monitor connected out ends with the VM, its last reply sent.
         if (m.dev.backend === 'socket' && m.dev.server) stops.push(stop);
       } catch (e) {
