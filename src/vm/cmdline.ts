@@ -454,12 +454,10 @@ Generic object creation:
                 qmigrate's guest: writes 'rate' pages per second while it
                 runs (rate=0: as fast as it can)
 -object tls-creds-x509,id=id,dir=path[,endpoint=client|server][,verify-peer=on|off]
-        [,sanity-check=on|off]
 -object tls-creds-psk,id=id,dir=path[,endpoint=client|server][,username=name]
 -object authz-simple,id=id,identity=dn
 -object {"qom-type":"authz-list","id":"id","policy":"deny","rules":[...]}
-                TLS credentials and authorization, as QEMU's, for tls-creds and
-                tls-authz (monitors and migration)
+                TLS objects as QEMU's, for tls-creds and tls-authz
 
 Accepted for compatibility, without effect here: -accel, -L, -serial, -vga,
 -no-shutdown, -no-reboot, -no-user-config.

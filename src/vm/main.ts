@@ -185,6 +185,23 @@ function prefault(vm: Vm): void {
   }
 }
 
+/**
+ * The -object objects of object-add's types, in order, after the machine's own (its RAM
+ * backends and the workload, which object-del refuses).
+ * @throws {UsageError} QEMU's text, without the option: QEMU creates objects after parsing.
+ */
+function createObjects(vm: Vm, cfg: VmConfig): void {
+  if (cfg.workload?.id !== undefined) vm.objects.reserve(cfg.workload.id, 'qmigrate-workload');
+  for (const o of cfg.objects) {
+    try {
+      vm.objects.add(o);
+    } catch (e) {
+      if (e instanceof QapiError) throw new UsageError(e.message);
+      throw e;
+    }
+  }
+}
+
 /** Builds and starts the VM of a parsed configuration. */
 async function startVm(
   cfg: VmConfig,
@@ -205,16 +222,7 @@ async function startVm(
       fatal,
     });
     if (cfg.incoming !== undefined) prefault(vm);
-    if (cfg.workload?.id !== undefined) vm.objects.reserve(cfg.workload.id, 'qmigrate-workload');
-    for (const o of cfg.objects) {
-      // QEMU reports a failed creation without the option (objects are made after parsing).
-      try {
-        vm.objects.add(o);
-      } catch (e) {
-        if (e instanceof QapiError) throw new UsageError(e.message);
-        throw e;
-      }
-    }
+    createObjects(vm, cfg);
     for (const a of cfg.addFds) {
       vm.fdsets.set(a.set, [...(vm.fdsets.get(a.set) ?? []), a.fd]);
       if (a.opaque) vm.fds.set(a.opaque, a.fd);
