@@ -90,9 +90,7 @@ export function loadPskCreds(p: PskCredsProps): TlsCreds {
   try {
     text = readFileSync(pskFile, 'latin1');
   } catch (e) {
-    throw genericError(
-      `Cannot read PSK file ${pskFile}: Failed to open file “${pskFile}”: ${(e as Error).message}`,
-    );
+    throw genericError(`Cannot read PSK file ${pskFile}: Failed to open file “${pskFile}”: ${strerror(e)}`);
   }
   const hex = lookupKey(text, username);
   if (hex === undefined) throw genericError(`Username ${username} not found in PSK file ${pskFile}`);
