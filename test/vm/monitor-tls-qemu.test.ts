@@ -355,3 +355,70 @@ test('tls-authz on x509 credentials with verify-peer=off is refused (QEMU 10.0 t
     `qmigrate: -qmp tcp:127.0.0.1:${port},server=on,wait=off,tls-creds=t0,tls-authz=a0: tls-authz 'a0' needs the client's certificate, but TLS credentials 't0' have verify-peer=off\n`,
   );
 });
+
+test('a monitor that connects out over TLS (server=off, client credentials) greets as QEMU 10.0 does', async (t) => {
+  const bin = requireQemu(t, '10.0');
+  if (!bin) return;
+  const root = pkiRoot(t);
+  const pki = makePki(root);
+  const f = (n: string) => readFileSync(join(pki.server, n));
+  /** A TLS server that wants the client's certificate and returns the first line it sends. */
+  const listen = async () => {
+    const got: string[] = [];
+    const server = tls.createServer(
+      {
+        ca: f('ca-cert.pem'),
+        cert: f('server-cert.pem'),
+        key: f('server-key.pem'),
+        requestCert: true,
+        rejectUnauthorized: true,
+      },
+      (s) => {
+        let buf = '';
+        s.on('data', (d) => {
+          buf += d;
+          if (buf.includes('\n') && got.length === 0)
+            got.push(buf.split(/\r?\n/)[0]!.replace(/"package": "[^"]*"/, ''));
+        });
+        s.on('error', () => {});
+      },
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.after(() => server.close());
+    return { port: (server.address() as { port: number }).port, got };
+  };
+  const args = (port: number) => [
+    ...['-object', `tls-creds-x509,id=tc,dir=${pki.client},endpoint=client`],
+    ...[
+      '-chardev',
+      `socket,id=c0,host=localhost,port=${port},server=off,tls-creds=tc`,
+      '-mon',
+      'chardev=c0,mode=control',
+    ],
+  ];
+  const theirs = await listen();
+  const q = await startQemu(bin, args(theirs.port));
+  t.after(() => q.stop());
+  await untilIncludes(() => theirs.got.join(), 'QMP', 10_000);
+  const ours = await listen();
+  const sock = join(root, 'qmp.sock');
+  const child = spawnQmigrate([
+    'vm',
+    '-machine',
+    'none',
+    '-display',
+    'none',
+    '-nodefaults',
+    '-qmp',
+    `unix:${sock},server=on,wait=off`,
+    ...args(ours.port),
+  ]);
+  const exited = new Promise((r) => child.once('exit', r));
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await exited;
+  });
+  await untilIncludes(() => ours.got.join(), 'QMP', 10_000);
+  assert.match(theirs.got[0] ?? '', /^\{"QMP": /);
+  assert.deepEqual(ours.got, theirs.got);
+});
