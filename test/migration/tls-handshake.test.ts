@@ -7,12 +7,8 @@ import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
-import {
-  distinguishedName,
-  TLS_HANDSHAKE_TIMEOUT_MS,
-  tlsClientChannel,
-  tlsServerChannel,
-} from '../../src/migration/tls/tls.js';
+import { distinguishedName } from '../../src/migration/tls/dn.js';
+import { TLS_HANDSHAKE_TIMEOUT_MS, tlsClientChannel, tlsServerChannel } from '../../src/migration/tls/tls.js';
 import type { TlsCreds, TlsEndpoint, TlsObjects } from '../../src/migration/tls/types.js';
 import { EXPIRED, makeCa, makeCredsDir, makePki, pkiRoot } from '../helpers/tls-certs.js';
 

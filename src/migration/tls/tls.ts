@@ -4,7 +4,6 @@
  * the TLS client (source) or server (destination) of node:tls, and the peer's certificate,
  * host name and authz list are checked after the handshake with QEMU 10.0's (GnuTLS's) texts.
  */
-import type { X509Certificate } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
 import {
   checkServerIdentity,
@@ -14,6 +13,7 @@ import {
   createServer as tlsServer,
 } from 'node:tls';
 import { genericError, QapiError } from '../../qapi/errors.js';
+import { distinguishedName } from './dn.js';
 import type { TlsAuthz, TlsCreds, TlsEndpoint, TlsObjects } from './types.js';
 
 /**
@@ -29,7 +29,9 @@ export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 export function tlsCredsFor(objects: TlsObjects, id: string, endpoint: TlsEndpoint): TlsCreds {
   const creds = objects.tlsCreds(id);
   if (!creds) {
-    if (objects.authz(id)) throw genericError(`Object with id '${id}' is not TLS credentials`);
+    const typeOf = (objects as Partial<{ typeOf(id: string): string | undefined }>).typeOf;
+    if (typeOf ? typeOf.call(objects, id) !== undefined : objects.authz(id))
+      throw genericError(`Object with id '${id}' is not TLS credentials`);
     throw genericError(`No TLS credentials with id '${id}'`);
   }
   if (creds.endpoint !== endpoint) throw genericError(`Expected TLS credentials for a ${endpoint} endpoint`);
@@ -82,9 +84,9 @@ function authzFor(setup: TlsSetup, creds: TlsCreds): TlsAuthz | undefined {
   if (id === '') return undefined;
   const authz = setup.objects.authz(id);
   if (!authz) throw genericError(`Cannot find QAuthZ object ID ${id}`);
-  if (!checksCertificates(creds)) {
+  if (creds.type === 'tls-creds-x509' && !creds.verifyPeer) {
     throw genericError(
-      `tls-authz '${id}' needs the client's certificate, but the credentials '${creds.id}' do not check one (${creds.type === 'tls-creds-x509' ? 'verify-peer=off' : creds.type})`,
+      `tls-authz '${id}' needs the client's certificate, but the credentials '${creds.id}' do not check one (verify-peer=off)`,
     );
   }
   return authz;
@@ -111,21 +113,6 @@ function certificateReason(code: string | Error | null | undefined): string {
     default:
       return 'The certificate is not trusted';
   }
-}
-
-/**
- * The subject of a peer's certificate as QEMU 10.0 gives it to its authz objects (GnuTLS's
- * gnutls_x509_crt_get_dn): the RDNs in the certificate's own order, `,` between them, values
- * escaped as RFC 4514 says. Observed: a certificate whose subject is CN=client then
- * O=qmigrate tests is denied as `CN=client,O=qmigrate tests` (openssl's RFC 2253 form would
- * reverse it).
- */
-export function distinguishedName(cert: X509Certificate): string {
-  // Node prints one RDN a line, in the certificate's order, its values RFC 4514-escaped.
-  return cert.subject
-    .split('\n')
-    .filter((rdn) => rdn !== '')
-    .join(',');
 }
 
 /**
@@ -255,6 +242,25 @@ function checkServer(ts: TLSSocket, host: string): void {
 }
 
 /**
+ * A server's node:tls options from its credentials; with PSK, the username the client gave,
+ * which is the identity authz checks (QEMU 10.0's crypto/tlssession.c).
+ */
+function serverOptions(creds: TlsCreds) {
+  let identity: string | undefined;
+  const options = { ...creds.tlsOptions };
+  const psk = options.pskCallback as
+    | ((s: TLSSocket, id: string) => NodeJS.ArrayBufferView | null)
+    | undefined;
+  if (creds.type === 'tls-creds-psk' && psk) {
+    options.pskCallback = ((s: TLSSocket, id: string) => {
+      identity = id;
+      return psk(s, id);
+    }) as typeof options.pskCallback;
+  }
+  return { options, pskIdentity: () => identity };
+}
+
+/**
  * The destination's TLS step on one accepted channel: the server end, which asks for the
  * client's certificate and checks it (and the authz list on its DN) when verify-peer=on.
  * @returns the TLS socket the stream comes through.
@@ -267,8 +273,9 @@ export async function tlsServerChannel(
 ): Promise<TLSSocket> {
   const creds = tlsCredsFor(setup.objects, setup.creds, 'server');
   const authz = authzFor(setup, creds);
+  const { options, pskIdentity } = serverOptions(creds);
   const server = tlsServer({
-    ...creds.tlsOptions,
+    ...options,
     requestCert: checksCertificates(creds),
     rejectUnauthorized: false,
     handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
@@ -300,6 +307,8 @@ export async function tlsServerChannel(
     server.emit('connection', sock);
     ts = await Promise.race([pending, closed]);
     if (checksCertificates(creds)) checkClient(ts, authz);
+    else if (authz && pskIdentity() !== undefined && !authz.isAllowed(pskIdentity()!))
+      throw genericError(`TLS PSK authz check for ${pskIdentity()} is denied`);
     await firstBytes(ts, signal);
     ts.on('error', () => {});
     return ts;
