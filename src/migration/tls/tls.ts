@@ -243,7 +243,7 @@ function checkServer(ts: TLSSocket, host: string): void {
 
 /**
  * A server's node:tls options from its credentials; with PSK, the username the client gave,
- * which is the identity authz checks (QEMU 10.0's crypto/tlssession.c).
+ * which tls-authz checks (QEMU 10.0 checks no authz on PSK sessions, and would let anyone in).
  */
 function serverOptions(creds: TlsCreds) {
   let identity: string | undefined;
