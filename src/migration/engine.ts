@@ -285,7 +285,7 @@ function withTls(t: OutgoingTransport, tls: TlsSetup | undefined): OutgoingTrans
     stream,
     openChannel: open && (() => secure(open())),
     close: () => {
-      abort.abort(new Error('migration cancelled'));
+      abort.abort();
       t.close();
       for (const ts of secured) ts.destroy();
     },

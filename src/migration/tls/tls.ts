@@ -149,10 +149,7 @@ function handshake(
   signal?: AbortSignal,
 ): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => fail(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })),
-      TLS_HANDSHAKE_TIMEOUT_MS,
-    );
+    const timer = setTimeout(() => fail({ code: 'ETIMEDOUT' }), TLS_HANDSHAKE_TIMEOUT_MS);
     const onAbort = () => fail(signal!.reason, false);
     const settle = () => {
       clearTimeout(timer);
@@ -202,7 +199,7 @@ export async function tlsClientChannel(
     rejectUnauthorized: false,
     checkServerIdentity: () => undefined,
   });
-  const closed = () => fail(Object.assign(new Error('closed'), { code: 'ECONNRESET' }));
+  const closed = () => fail({ code: 'ECONNRESET' });
   let fail: (e: unknown) => void = () => {};
   try {
     await handshake(
