@@ -155,3 +155,36 @@ test('a monitor over TLS with the wrong CA: exit 3, one line naming the monitor 
   );
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
 });
+
+test('Ctrl-C during a TLS migration: cancelled, exit 130, the source runs on without the object', async (t) => {
+  const pki = makePki(pkiRoot(t));
+  const env = await tlsLab(t, pki.server);
+  if (!env) return;
+  const { lab, from, to } = env;
+  const child = spawn(
+    process.execPath,
+    [
+      ...['--import', 'tsx', bin, 'migrate', '--from', from, '--to', to],
+      ...['--from-qmp-tls', pki.client, '--to-qmp-tls', pki.client, '--tcp', '127.0.0.1:0'],
+      ...['--tls-creds', pki.both, '--max-bandwidth', '1M', '--json'],
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  const active = new Promise<void>((resolve) =>
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (stdout.includes('"status":"active"')) resolve();
+    }),
+  );
+  const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  t.after(() => child.kill('SIGKILL'));
+  await active;
+  child.kill('SIGINT');
+  assert.equal(await closed, 130, stdout);
+  const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '');
+  assert.equal(report.status, 'cancelled');
+  assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
+  assert.deepEqual(await qmigrateObjects(lab.src.qmp), []);
+  assert.equal((await lab.src.qmp.queryMigrateParameters())['tls-creds'], '');
+});
