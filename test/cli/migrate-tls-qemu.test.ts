@@ -179,7 +179,13 @@ test('Ctrl-C during a TLS migration: cancelled, exit 130, the source runs on wit
   );
   const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   t.after(() => child.kill('SIGKILL'));
-  await active;
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  // A run that ends before it is active (refused) must fail here, not wait forever.
+  const first = await Promise.race([active.then(() => 'active'), closed.then(() => 'ended')]);
+  assert.equal(first, 'active', stdout + stderr);
   child.kill('SIGINT');
   assert.equal(await closed, 130, stdout);
   const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '');
