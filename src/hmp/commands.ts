@@ -1,6 +1,6 @@
 /**
  * The HMP command tables qmigrate implements: the migration commands plus help, info, stop,
- * cont and quit (and `info memdev`), with QEMU 10.0's names, argument specs, parameter strings and help texts
+ * cont, quit, object_add and object_del (and `info memdev`), with QEMU 10.0's names, argument specs, parameter strings and help texts
  * (qemu/qemu: hmp-commands.hx, hmp-commands-info.hx). QEMU sorts both tables by name at
  * startup (monitor/monitor.c sortcmdlist), which decides the order `help` lists them in.
  */
@@ -15,6 +15,8 @@ export type CommandId =
   | 'migrate_incoming'
   | 'migrate_set_capability'
   | 'migrate_set_parameter'
+  | 'object_add'
+  | 'object_del'
   | 'quit'
   | 'stop'
   | 'info memdev'
@@ -118,6 +120,14 @@ export const HMP_COMMANDS = sortTable([
     id: 'migrate_set_parameter',
     completion: 'parameter',
   },
+  {
+    name: 'object_add',
+    argsType: 'object:S',
+    params: '[qom-type=]type,id=str[,prop=value][,...]',
+    help: 'create QOM object',
+    id: 'object_add',
+  },
+  { name: 'object_del', argsType: 'id:s', params: 'id', help: 'destroy QOM object', id: 'object_del' },
   { name: 'quit|q', argsType: '', params: '', help: 'quit the emulator', id: 'quit' },
   { name: 'stop|s', argsType: '', params: '', help: 'stop emulation', id: 'stop' },
 ]);

@@ -6,6 +6,7 @@
  * qmp_human_monitor_command).
  */
 import { QapiError } from '../qapi/errors.js';
+import { parseObjectOption } from '../qapi/object-option.js';
 import { schema } from '../qapi/schema.js';
 import type {
   Memdev,
@@ -13,6 +14,7 @@ import type {
   MigrationChannel,
   MigrationInfo,
   MigrationParameters,
+  ObjectOptions,
   StatusInfo,
   VersionInfo,
 } from '../qapi/types.js';
@@ -176,6 +178,12 @@ export class Hmp {
         else printError(out, r.error);
         break;
       }
+      case 'object_add':
+        await this.#objectAdd(out, fromBytes(str('object')));
+        break;
+      case 'object_del':
+        await this.#call(out, 'object-del', { id: fromBytes(str('id')) });
+        break;
       case 'stop':
         await this.#callIgnoringErrors('stop');
         break;
@@ -195,6 +203,19 @@ export class Hmp {
         break;
     }
     return false;
+  }
+
+  /** `object_add TEXT`: -object's syntax (keyval or JSON), then object-add (qom/qom-hmp-cmds.c). */
+  async #objectAdd(out: MonitorOutput, text: string): Promise<void> {
+    let opts: ObjectOptions;
+    try {
+      opts = parseObjectOption(text);
+    } catch (e) {
+      if (!(e instanceof QapiError)) throw e;
+      out.print(`Error: ${e.message}\n`);
+      return;
+    }
+    await this.#call(out, 'object-add', opts as unknown as Record<string, unknown>);
   }
 
   /** The `info` commands (hmp-commands-info.hx): a query, printed as QEMU prints it. */

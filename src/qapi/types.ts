@@ -369,6 +369,71 @@ export interface CommandInfo {
   name: string;
 }
 
+/** The end of a TLS session a credentials object serves. */
+export type QCryptoTLSCredsEndpoint = 'client' | 'server';
+
+/** Whether an authorization rule, or an authz-list's default, allows or denies. */
+export type QAuthZListPolicy = 'deny' | 'allow';
+
+/** How an authorization rule's match string is compared with an identity. */
+export type QAuthZListFormat = 'exact' | 'glob';
+
+/** One rule of an authz-list: the identities it matches and what it decides. */
+export interface QAuthZListRule {
+  match: string;
+  policy: QAuthZListPolicy;
+  format?: QAuthZListFormat;
+}
+
+/** Properties of an authz-list object: its rules, first match wins, and the default policy. */
+export interface AuthZListProperties {
+  policy?: QAuthZListPolicy;
+  rules?: QAuthZListRule[];
+}
+
+/** Properties of an authz-simple object: the one identity it allows. */
+export interface AuthZSimpleProperties {
+  identity: string;
+}
+
+/** Properties common to TLS credentials objects. */
+export interface TlsCredsProperties {
+  'verify-peer'?: boolean;
+  dir?: string;
+  endpoint?: QCryptoTLSCredsEndpoint;
+  priority?: string;
+}
+
+/** Properties of a tls-creds-psk object: keys.psk in dir, the client's username. */
+export interface TlsCredsPskProperties extends TlsCredsProperties {
+  username?: string;
+}
+
+/** Properties of a tls-creds-x509 object: the PEM files in dir, checked at creation. */
+export interface TlsCredsX509Properties extends TlsCredsProperties {
+  'sanity-check'?: boolean;
+  passwordid?: string;
+}
+
+/** The QOM types object-add can create in qmigrate (QEMU 10.0 has more; the others are refused as unknown). */
+export type ObjectType = 'authz-list' | 'authz-simple' | 'tls-creds-psk' | 'tls-creds-x509';
+
+export interface ObjectOptionsBase {
+  'qom-type': ObjectType;
+  id: string;
+}
+
+/** The options of object-add: the type, the id, and the type's properties. */
+export type ObjectOptions =
+  | ({ 'qom-type': 'authz-list' } & AuthZListProperties & {  id: string; })
+  | ({ 'qom-type': 'authz-simple' } & AuthZSimpleProperties & {  id: string; })
+  | ({ 'qom-type': 'tls-creds-psk' } & TlsCredsPskProperties & {  id: string; })
+  | ({ 'qom-type': 'tls-creds-x509' } & TlsCredsX509Properties & {  id: string; });
+
+export interface ObjectDelArguments {
+  id: string;
+}
+
 /** The kind of entity a SchemaInfo entry describes. */
 export type SchemaMetaType = 'builtin' | 'enum' | 'array' | 'object' | 'alternate' | 'command' | 'event';
 
@@ -509,6 +574,10 @@ export interface Commands {
   'query-commands': { args: Record<string, never>; returns: CommandInfo[] };
   /** Make QEMU exit. */
   quit: { args: Record<string, never>; returns: Record<string, never> };
+  /** Create a QOM object. */
+  'object-add': { args: ObjectOptions; returns: Record<string, never> };
+  /** Remove a QOM object. */
+  'object-del': { args: ObjectDelArguments; returns: Record<string, never> };
   /** Describe the QMP wire interface as a list of SchemaInfo entries. */
   'query-qmp-schema': { args: Record<string, never>; returns: SchemaInfo[] };
 }

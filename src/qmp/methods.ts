@@ -144,6 +144,16 @@ export abstract class QmpCommandMethods {
     return this.execute('quit', undefined, options);
   }
 
+  /** Create a QOM object. (`object-add`) */
+  objectAdd(args: Commands['object-add']['args'], options?: ExecuteOptions): Promise<Commands['object-add']['returns']> {
+    return this.execute('object-add', args, options);
+  }
+
+  /** Remove a QOM object. (`object-del`) */
+  objectDel(args: Commands['object-del']['args'], options?: ExecuteOptions): Promise<Commands['object-del']['returns']> {
+    return this.execute('object-del', args, options);
+  }
+
   /** Describe the QMP wire interface as a list of SchemaInfo entries. (`query-qmp-schema`) */
   queryQmpSchema(options?: ExecuteOptions): Promise<Commands['query-qmp-schema']['returns']> {
     return this.execute('query-qmp-schema', undefined, options);

@@ -5,9 +5,13 @@
  * `-monitor ...`, `-chardev socket,id=ID,path=PATH,server=on,wait=off` with
  * `-mon chardev=ID,mode=control|readline`. Errors are QEMU's texts.
  */
-import { createServer } from 'node:net';
+import { createServer, isIP, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
 import { QmigrateError } from '../errors.js';
+import { distinguishedName } from '../migration/tls/dn.js';
+import { certificateRefusal } from '../migration/tls/peer-check.js';
+import type { TlsCreds, TlsObjects } from '../migration/tls/types.js';
 import { SocketError, type StreamAddress, socketConnect, socketListen } from '../util/sockets.js';
 
 /** A parsed chardev: where it listens (server) or what it connects to (client). */
@@ -23,7 +27,17 @@ export type Chardev =
       abstract?: boolean;
       tight?: boolean;
     }
-  | { backend: 'socket'; kind: 'tcp'; host: string; port: string; server: boolean; wait: boolean };
+  | {
+      backend: 'socket';
+      kind: 'tcp';
+      host: string;
+      port: string;
+      server: boolean;
+      wait: boolean;
+      /** `tls-creds=ID`, `tls-authz=ID`: the ids of the objects, resolved when the chardev opens. */
+      tlsCreds?: string;
+      tlsAuthz?: string;
+    };
 
 /** A chardev option QEMU would refuse, or a chardev that cannot be opened, in QEMU's words. */
 export class ChardevError extends QmigrateError {
@@ -80,6 +94,8 @@ const SOCKET_OPTS = new Set([
   'logappend',
   'mux',
   'signal',
+  'tls-creds',
+  'tls-authz',
 ]);
 
 function socketOpts(opts: string[], spec: string, compat: boolean): Record<string, string> {
@@ -114,6 +130,17 @@ function unixOpts(o: Record<string, string>): { abstract?: boolean; tight?: bool
   };
 }
 
+/** tls-creds / tls-authz, with char-socket.c's checks (TLS on tcp only, authz with creds). */
+function tlsOpts(o: Record<string, string>, kind: 'unix' | 'inet'): { tlsCreds?: string; tlsAuthz?: string } {
+  const creds = o['tls-creds'];
+  const authz = o['tls-authz'];
+  if (creds !== undefined && kind !== 'inet')
+    throw new ChardevError(`'tls_creds' option is incompatible with '${kind}' address type`);
+  if (authz !== undefined && creds === undefined)
+    throw new ChardevError("'tls_authz' option requires 'tls_creds' option");
+  return { ...(creds !== undefined && { tlsCreds: creds }), ...(authz !== undefined && { tlsAuthz: authz }) };
+}
+
 /**
  * Parses the short form taken by `-qmp`, `-monitor` and `-serial`.
  * @throws {ChardevError} with QEMU's message (possibly two lines, as QEMU prints them).
@@ -126,6 +153,7 @@ export function parseCompatChardev(spec: string): Chardev {
     const o = socketOpts(opts, spec, true);
     // `unix:` alone gives no path at all; `unix:,server=on` an empty one (a temporary socket).
     if (spec === 'unix:') throw new ChardevError('Unable to parse FD number ');
+    tlsOpts(o, 'unix');
     const server = flag(o, 'server', false);
     const wait = server && flag(o, 'wait', true);
     return { backend: 'socket', kind: 'unix', path, server, wait, ...unixOpts(o) };
@@ -145,6 +173,7 @@ export function parseCompatChardev(spec: string): Chardev {
       port: addr.slice(colon + 1),
       server,
       wait: server && flag(o, 'wait', true),
+      ...tlsOpts(o, 'inet'),
     };
   }
   const name = spec.split(',', 1)[0]!;
@@ -167,11 +196,17 @@ export function parseChardev(spec: string): { id: string; dev: Chardev } {
   if (backend === 'stdio') return { id, dev: { backend: 'stdio' } };
   const server = flag(o, 'server', false);
   const wait = server && flag(o, 'wait', true);
-  if (o.path !== undefined)
+  if (o.path !== undefined) {
+    tlsOpts(o, 'unix');
     return { id, dev: { backend: 'socket', kind: 'unix', path: o.path, server, wait, ...unixOpts(o) } };
+  }
   if (o.host !== undefined || o.port !== undefined) {
     if (o.port === undefined) throw new ChardevError('chardev: socket: no port given');
-    return { id, dev: { backend: 'socket', kind: 'tcp', host: o.host ?? '', port: o.port, server, wait } };
+    const t = tlsOpts(o, 'inet');
+    return {
+      id,
+      dev: { backend: 'socket', kind: 'tcp', host: o.host ?? '', port: o.port, server, wait, ...t },
+    };
   }
   throw new ChardevError('Unable to parse FD number ');
 }
@@ -206,21 +241,135 @@ function chardevError(e: unknown): unknown {
   return new ChardevError(e.hint ? `${e.message}\n${e.hint}` : e.message, { cause: e });
 }
 
+/** The VM's objects as a chardev resolves its tls-creds and tls-authz. */
+export type ChardevObjects = TlsObjects & { typeOf(id: string): string | undefined };
+
+/** What a chardev with `tls-creds` needs when it opens: the objects, and where to report a refused client. */
+export interface ChardevTls {
+  readonly objects: ChardevObjects;
+  /** One line about a client whose handshake or authorization failed (QEMU prints none). */
+  readonly log: (line: string) => void;
+}
+
+/**
+ * The chardev's credentials, checked as char-socket.c checks them when it opens.
+ * @throws {ChardevError} QEMU's texts: unknown id, not credentials, wrong endpoint; and
+ * qmigrate's for a tls-authz that could never see a certificate (x509 with verify-peer=off,
+ * which QEMU 10.0 accepts and then never checks).
+ */
+export function chardevCreds(dev: Chardev, objects: ChardevObjects): TlsCreds | undefined {
+  if (dev.backend !== 'socket' || dev.kind !== 'tcp' || dev.tlsCreds === undefined) return undefined;
+  const id = dev.tlsCreds;
+  const creds = objects.tlsCreds(id);
+  if (!creds) {
+    if (objects.typeOf(id) !== undefined)
+      throw new ChardevError(`Object with id '${id}' is not TLS credentials`);
+    throw new ChardevError(`No TLS credentials with id '${id}'`);
+  }
+  const want = dev.server ? 'server' : 'client';
+  if (creds.endpoint !== want) throw new ChardevError(`Expected TLS credentials for a ${want} endpoint`);
+  if (dev.tlsAuthz !== undefined && creds.type === 'tls-creds-x509' && !creds.verifyPeer)
+    throw new ChardevError(
+      `tls-authz '${dev.tlsAuthz}' needs the client's certificate, but TLS credentials '${id}' have verify-peer=off`,
+    );
+  return creds;
+}
+
+/** Why a client that completed its handshake is not let in, or undefined (crypto/tlssession.c's texts). */
+function authzRefusal(
+  authzId: string | undefined,
+  objects: ChardevObjects,
+  s: tls.TLSSocket,
+  psk?: string,
+): string | undefined {
+  if (authzId === undefined) return undefined;
+  const authz = objects.authz(authzId);
+  if (!authz) return `No authorization object with id '${authzId}'`;
+  if (psk !== undefined) return authz.isAllowed(psk) ? undefined : `TLS PSK authz check for ${psk} is denied`;
+  const cert = s.getPeerCertificate();
+  if (!cert?.raw) return 'No certificate was found.';
+  const dn = distinguishedName(cert);
+  return authz.isAllowed(dn) ? undefined : `TLS x509 authz check for ${dn} is denied`;
+}
+
+/** A listener that speaks TLS with `creds`, checks tls-authz, and hands over only clients let in. */
+function tlsListener(
+  dev: Extract<Chardev, { kind: 'tcp' }>,
+  creds: TlsCreds,
+  tlsCtx: ChardevTls,
+  onStream: (s: Duplex, name: string) => void,
+  label: () => string,
+): Server {
+  const pskIds = new WeakMap<Socket, string>();
+  const opts = { ...creds.tlsOptions } as tls.TlsOptions;
+  const psk = opts.pskCallback as
+    | ((s: tls.TLSSocket, id: string) => NodeJS.ArrayBufferView | null)
+    | undefined;
+  if (creds.type === 'tls-creds-psk' && psk) {
+    opts.pskCallback = (s, id) => {
+      pskIds.set(s, id);
+      return psk(s, id);
+    };
+  }
+  // A client that connects and never completes its handshake is dropped after 10 s.
+  const server = tls.createServer({ ...opts, handshakeTimeout: 10_000 }, (s) => {
+    const name = label();
+    const refused = authzRefusal(dev.tlsAuthz, tlsCtx.objects, s, pskIds.get(s));
+    if (refused) {
+      tlsCtx.log(`client ${s.remoteAddress}:${s.remotePort}: ${refused}`);
+      s.destroy();
+      return;
+    }
+    onStream(s, name);
+  });
+  server.on('tlsClientError', (e, s) => {
+    // A client certificate that fails verification shows as a hang-up; the reason is here.
+    const why = s.authorizationError ? certificateRefusal(String(s.authorizationError)) : e.message;
+    const who = s.remoteAddress ? `client ${s.remoteAddress}:${s.remotePort}` : 'a client';
+    tlsCtx.log(`${who}: TLS handshake failed: ${why}`);
+    s.destroy();
+  });
+  return server;
+}
+
+/** The client end of a TLS chardev: the handshake, the server's certificate and name checked. */
+async function tlsConnect(sock: Socket, host: string, creds: TlsCreds): Promise<tls.TLSSocket> {
+  const t = tls.connect({
+    ...creds.tlsOptions,
+    socket: sock,
+    host,
+    servername: isIP(host) ? undefined : host,
+  });
+  await new Promise<void>((res, rej) => {
+    t.once('secureConnect', res);
+    t.once('error', (e) => rej(new ChardevError(`TLS handshake failed: ${e.message}`, { cause: e })));
+  }).catch((e) => {
+    t.destroy();
+    throw e;
+  });
+  return t;
+}
+
 /**
  * Opens a chardev and hands each connected stream to `onStream`: a listening socket (every
  * client; with `wait` the promise resolves only after the first one connected), an outgoing
- * connection (server=off), or stdio.
+ * connection (server=off), or stdio. With `tls-creds`, streams are TLS sessions whose
+ * handshake (and tls-authz) passed; a client that fails either is dropped and logged.
  * @returns a function that stops listening.
- * @throws {ChardevError} with QEMU's texts (path too long, bind and connect errors).
+ * @throws {ChardevError} with QEMU's texts (path too long, bind and connect errors, TLS objects).
  */
 export async function openChardev(
   dev: Chardev,
   onStream: (s: Duplex, name: string) => void,
+  tlsCtx?: ChardevTls,
 ): Promise<() => void> {
   if (dev.backend === 'stdio') {
     onStream(Duplex.from({ readable: process.stdin, writable: process.stdout }), 'stdio');
     return () => {};
   }
+  const creds = tlsCtx ? chardevCreds(dev, tlsCtx.objects) : undefined;
+  if (!creds && dev.kind === 'tcp' && dev.tlsCreds !== undefined)
+    throw new ChardevError(`No TLS credentials with id '${dev.tlsCreds}'`);
   const addr: StreamAddress =
     dev.kind === 'unix'
       ? { type: 'unix', path: dev.path, abstract: dev.abstract, tight: dev.tight }
@@ -230,11 +379,16 @@ export async function openChardev(
     const sock = await socketConnect(addr).catch((e) => {
       throw chardevError(e);
     });
-    onStream(sock, `${dev.kind}:${where}`);
-    return () => sock.destroy();
+    const stream = creds && dev.kind === 'tcp' ? await tlsConnect(sock, dev.host, creds) : sock;
+    onStream(stream, `${dev.kind}:${where}`);
+    return () => stream.destroy();
   }
   let n = 0;
-  const server = createServer((s) => onStream(s, `${dev.kind}:${where}#${++n}`));
+  const label = () => `${dev.kind}:${where}#${++n}`;
+  const server =
+    creds && tlsCtx && dev.kind === 'tcp'
+      ? tlsListener(dev, creds, tlsCtx, onStream, label)
+      : createServer((s) => onStream(s, label()));
   const first = new Promise<void>((res) => server.once('connection', () => res()));
   await socketListen(server, addr).catch((e) => {
     throw chardevError(e);

@@ -7,6 +7,8 @@ import { QmigrateError } from '../errors.js';
 import { isInheritedFd } from '../migration/transport/fd.js';
 import { strtosz } from '../qapi/cutils.js';
 import { genericError } from '../qapi/errors.js';
+import { parseObjectOption } from '../qapi/object-option.js';
+import type { ObjectOptions } from '../qapi/types.js';
 import { type Chardev, ChardevError, parseChardev, parseCompatChardev, parseMon } from './chardev.js';
 
 export interface MemoryBackend {
@@ -23,6 +25,7 @@ export interface MemoryBackend {
 
 /** qmigrate's own guest workload object (`-object qmigrate-workload,...`). */
 export interface WorkloadSpec {
+  id?: string;
   /** Pages written per second (0: as fast as possible). */
   rate: number;
 }
@@ -42,6 +45,8 @@ export interface VmConfig {
   /** `-add-fd fd=N,set=M[,opaque=S]`: fds inherited from the parent. */
   addFds: { fd: number; set: number; opaque?: string }[];
   workload?: WorkloadSpec;
+  /** `-object` TLS credentials and authz objects, created in order (as object-add) before the monitors open. */
+  objects: ObjectOptions[];
   /** `-run-with exit-with-parent=on`: end as on SIGTERM once the parent process is gone. */
   exitWithParent: boolean;
   /**
@@ -184,24 +189,33 @@ function machineOption(arg: string, cfg: VmConfig): VmConfig['info'] {
   return undefined;
 }
 
-/** `-object`: a memory backend or qmigrate's workload; ids are unique among objects. */
+/** `-object`: a memory backend, qmigrate's workload, or an object-add type; ids are unique among objects. */
 function objectOption(arg: string, cfg: VmConfig, objectIds: Set<string>): void {
-  const kv = keyval(arg, 'qom-type');
-  const type = kv.get('qom-type')!;
+  const json = arg.startsWith('{');
+  const kv = json ? new Map<string, string>() : keyval(arg, 'qom-type');
+  const type = kv.get('qom-type');
+  if (
+    json ||
+    (type !== 'qmigrate-workload' && type !== 'memory-backend-ram' && type !== 'memory-backend-file')
+  ) {
+    // TLS credentials and authz objects take object-add's schema (an unknown type is refused there).
+    const o = parseObjectOption(arg);
+    if (objectIds.has(o.id)) throw genericError(`Duplicate ID '${o.id}' for object`);
+    objectIds.add(o.id);
+    cfg.objects.push(o);
+    return;
+  }
   const id = kv.get('id');
   if (id !== undefined) {
     if (objectIds.has(id)) throw genericError(`Duplicate ID '${id}' for object`);
     objectIds.add(id);
   }
   if (type === 'qmigrate-workload') {
-    cfg.workload = { rate: Number(kv.get('rate') ?? '0') };
+    cfg.workload = { id, rate: Number(kv.get('rate') ?? '0') };
     if (!Number.isFinite(cfg.workload.rate) || cfg.workload.rate < 0) {
       throw genericError("Parameter 'rate' expects a non-negative number of pages per second");
     }
     return;
-  }
-  if (type !== 'memory-backend-ram' && type !== 'memory-backend-file') {
-    throw genericError(`invalid object type: ${type}`);
   }
   if (!id) throw genericError("Parameter 'id' is missing");
   const s = kv.get('size');
@@ -277,6 +291,7 @@ function defaultConfig(): VmConfig {
     startPaused: false,
     monitors: [],
     addFds: [],
+    objects: [],
     exitWithParent: false,
   };
 }
@@ -438,6 +453,11 @@ Generic object creation:
 -object qmigrate-workload,id=id,rate=pages
                 qmigrate's guest: writes 'rate' pages per second while it
                 runs (rate=0: as fast as it can)
+-object tls-creds-x509,id=id,dir=path[,endpoint=client|server][,verify-peer=on|off]
+-object tls-creds-psk,id=id,dir=path[,endpoint=client|server][,username=name]
+-object authz-simple,id=id,identity=dn
+-object {"qom-type":"authz-list","id":"id","policy":"deny","rules":[...]}
+                TLS objects as QEMU's, for tls-creds and tls-authz
 
 Accepted for compatibility, without effect here: -accel, -L, -serial, -vga,
 -no-shutdown, -no-reboot, -no-user-config.

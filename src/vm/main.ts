@@ -185,6 +185,23 @@ function prefault(vm: Vm): void {
   }
 }
 
+/**
+ * The -object objects of object-add's types, in order, after the machine's own (its RAM
+ * backends and the workload, which object-del refuses).
+ * @throws {UsageError} QEMU's text, without the option: QEMU creates objects after parsing.
+ */
+function createObjects(vm: Vm, cfg: VmConfig): void {
+  if (cfg.workload?.id !== undefined) vm.objects.reserve(cfg.workload.id, 'qmigrate-workload');
+  for (const o of cfg.objects) {
+    try {
+      vm.objects.add(o);
+    } catch (e) {
+      if (e instanceof QapiError) throw new UsageError(e.message);
+      throw e;
+    }
+  }
+}
+
 /** Builds and starts the VM of a parsed configuration. */
 async function startVm(
   cfg: VmConfig,
@@ -205,6 +222,7 @@ async function startVm(
       fatal,
     });
     if (cfg.incoming !== undefined) prefault(vm);
+    createObjects(vm, cfg);
     for (const a of cfg.addFds) {
       vm.fdsets.set(a.set, [...(vm.fdsets.get(a.set) ?? []), a.fd]);
       if (a.opaque) vm.fds.set(a.opaque, a.fd);
@@ -222,10 +240,18 @@ async function startVm(
     }
     for (const m of cfg.monitors) {
       try {
-        const stop = await openChardev(m.dev, (stream, name) => {
-          if (m.mode === 'control') vm.server.attach(stream, name);
-          else serveHmp(stream, vm.hmp, { version: QEMU_VERSION_TEXT });
-        });
+        const tls = {
+          objects: vm.objects,
+          log: (line: string) => process.stderr.write(`qmigrate: ${m.spec}: ${line}\n`),
+        };
+        const stop = await openChardev(
+          m.dev,
+          (stream, name) => {
+            if (m.mode === 'control') vm.server.attach(stream, name);
+            else serveHmp(stream, vm.hmp, { version: QEMU_VERSION_TEXT });
+          },
+          tls,
+        );
         // Only listeners: a monitor connected out ends with the VM, its last reply sent.
         if (m.dev.backend === 'socket' && m.dev.server) stops.push(stop);
       } catch (e) {

@@ -10,6 +10,7 @@ import { genericError } from '../qapi/errors.js';
 import type { Commands, Memdev } from '../qapi/types.js';
 import type { Dispatcher } from '../qmp/dispatch.js';
 import { strerror } from '../util/errno.js';
+import type { VmObjects } from './objects.js';
 import type { RunStateMachine } from './runstate.js';
 
 export interface MonitorVm {
@@ -20,6 +21,8 @@ export interface MonitorVm {
   readonly memdevs: readonly Memdev[];
   /** Named fds from getfd/-add-fd: Node cannot receive SCM_RIGHTS, see migration/transport/fd.ts. */
   readonly fds: Map<string, number>;
+  /** The user-creatable objects (object-add, object-del). */
+  readonly objects: VmObjects;
   /** Runs an HMP command line (human-monitor-command). */
   hmp(commandLine: string): Promise<string>;
   /** Ends the process after the reply went out. */
@@ -96,6 +99,14 @@ export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
     throw genericError('No file descriptor supplied via SCM_RIGHTS');
   });
   d.register('pmemsave', (a) => pmemsave(vm.ram, a));
+  d.register('object-add', (a) => {
+    vm.objects.add(a);
+    return {};
+  });
+  d.register('object-del', (a) => {
+    vm.objects.del(a.id);
+    return {};
+  });
 }
 
 /**

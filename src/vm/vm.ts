@@ -12,6 +12,7 @@ import type { EventName, Events, Memdev, RunState, VersionInfo } from '../qapi/t
 import { Dispatcher } from '../qmp/dispatch.js';
 import { QmpServer } from '../qmp/server.js';
 import { registerVmCommands } from './monitor.js';
+import { VmObjects } from './objects.js';
 import { RunStateMachine } from './runstate.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -41,6 +42,8 @@ export class Vm {
   readonly ram = new GuestRam();
   readonly fds = new Map<string, number>();
   readonly fdsets = new Map<number, number[]>();
+  /** The user-creatable objects (-object, object-add), also the migration's TLS objects. */
+  readonly objects = new VmObjects();
   readonly runstate: RunStateMachine;
   readonly migration: Migration;
   readonly dispatcher = new Dispatcher(schema);
@@ -53,6 +56,8 @@ export class Vm {
 
   constructor(opts: VmOptions = {}) {
     this.memdevs = opts.memdevs ?? [];
+    // The machine's RAM backends are objects too (`ram` for -m, as QEMU's default backend).
+    for (const m of this.memdevs) if (m.id !== undefined) this.objects.reserve(m.id, 'memory-backend');
     for (const r of opts.ram ?? []) {
       const b = this.ram.add(r.idstr, r.host, r.filled ?? true);
       // Knowing which loaded pages are zero spares reading them again at migration time.
@@ -77,8 +82,7 @@ export class Vm {
           fds: this.fds,
           fdsets: this.fdsets,
           fatal: (msg) => opts.fatal?.(msg),
-          // No object types for TLS yet: every id is unknown.
-          tls: { tlsCreds: () => undefined, authz: () => undefined },
+          tls: this.objects,
         }),
     );
     this.server = new QmpServer({ dispatcher: this.dispatcher, version: VERSION_INFO });
@@ -89,6 +93,7 @@ export class Vm {
       ram: this.ram,
       memdevs: this.memdevs,
       fds: this.fds,
+      objects: this.objects,
       hmp: (line) => this.hmp.run(line),
       quit: () => setImmediate(() => this.#onQuit()),
     });

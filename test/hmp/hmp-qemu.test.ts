@@ -244,9 +244,9 @@ test('running source: syntax errors, help, capabilities, parameters, exec migrat
     'help "abc',
     'help a b c d e f g h i j k l m n o p',
     'help a b c d e f g h i j k l m n o p q',
-    { line: 'help', compare: { subset: 10 } },
-    { line: '?', compare: { subset: 10 } },
-    { line: 'help  ', compare: { subset: 10 } },
+    { line: 'help', compare: { subset: 12 } },
+    { line: '?', compare: { subset: 12 } },
+    { line: 'help  ', compare: { subset: 12 } },
     { line: 'info', compare: { subset: 6 } },
     { line: 'help info', compare: { subset: 6 } },
     // unknown commands and bad arguments

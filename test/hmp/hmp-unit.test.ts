@@ -165,6 +165,8 @@ test('help lists our commands in QEMU order; info lists ours', async () => {
     'migrate_incoming',
     'migrate_set_capability',
     'migrate_set_parameter',
+    'object_add',
+    'object_del',
     'quit|q',
     'stop|s',
   ]);

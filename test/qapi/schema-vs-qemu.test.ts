@@ -58,6 +58,26 @@ function fromSchema(s: Schema, ref: TypeRef | undefined, seen: string[] = []): u
   return { members, tag: t.discriminator ?? null, variants };
 }
 
+type Desc = {
+  members: [string, boolean, string[], { enum?: [string, string[]][] }][];
+  variants: [string, unknown][];
+};
+
+/**
+ * object-add takes a subset of QEMU 10.0's object types (the ones qmigrate implements): QEMU's
+ * description narrowed to those types, so that every type and property we have is QEMU's.
+ */
+function narrowed(command: string, ours: unknown, theirs: unknown): unknown {
+  if (command !== 'object-add' || !(ours as Desc).variants) return theirs;
+  const o = ours as Desc;
+  const t = structuredClone(theirs) as Desc;
+  const cases = new Set(o.variants.map(([c]) => c));
+  const tag = t.members.find(([name]) => name === 'qom-type')![3];
+  tag.enum = tag.enum!.filter(([v]) => cases.has(v));
+  t.variants = t.variants.filter(([c]) => cases.has(c));
+  return t;
+}
+
 test('every served command and event matches QEMU 10.0 introspection', async (t) => {
   const bin = requireQemu(t, '10.0');
   if (!bin) return;
@@ -68,9 +88,10 @@ test('every served command and event matches QEMU 10.0 introspection', async (t)
   for (const c of schema.commands.values()) {
     const theirs = byName.get(c.name);
     assert.ok(theirs && theirs['meta-type'] === 'command', `QEMU 10.0 has no command ${c.name}`);
+    const ours = fromSchema(schema, c.argType);
     assert.deepEqual(
-      fromSchema(schema, c.argType),
-      fromIntrospection(byName, theirs['arg-type'] as string),
+      ours,
+      narrowed(c.name, ours, fromIntrospection(byName, theirs['arg-type'] as string)),
       `${c.name} arguments`,
     );
     assert.deepEqual(
@@ -106,9 +127,10 @@ test("our query-qmp-schema output resolves to the same structures as QEMU 10.0's
     const b = theirs.get(name)!;
     for (const key of ['arg-type', 'ret-type'] as const) {
       if (a[key] === undefined) continue;
+      const mine = fromIntrospection(ours, a[key] as string);
       assert.deepEqual(
-        fromIntrospection(ours, a[key] as string),
-        fromIntrospection(theirs, b[key] as string),
+        mine,
+        narrowed(name, mine, fromIntrospection(theirs, b[key] as string)),
         `${name} ${key}`,
       );
     }

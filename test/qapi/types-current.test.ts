@@ -20,9 +20,8 @@ test('the schema serves every command and event qmigrate needs', () => {
   const commands = `migrate migrate-incoming migrate_cancel migrate-continue migrate-pause migrate-recover
     migrate-start-postcopy migrate-set-capabilities query-migrate-capabilities migrate-set-parameters
     query-migrate-parameters query-migrate qmp_capabilities query-version query-commands query-qmp-schema
-    query-status query-memdev stop cont quit human-monitor-command getfd closefd add-fd pmemsave`.split(
-    /\s+/,
-  );
+    query-status query-memdev stop cont quit human-monitor-command getfd closefd add-fd pmemsave
+    object-add object-del`.split(/\s+/);
   assert.deepEqual([...schema.commands.keys()].sort(), commands.sort());
   assert.deepEqual([...schema.events.keys()].sort(), ['MIGRATION', 'MIGRATION_PASS', 'RESUME', 'STOP']);
   assert.deepEqual(schema.enumValues('MigrationAddressType'), ['socket', 'exec', 'rdma', 'file']);

@@ -85,6 +85,11 @@ test('-h, -help and --help print QEMU 10.0’s help lines for the options qmigra
     '-object qmigrate-workload,id=id,rate=pages',
     "                qmigrate's guest: writes 'rate' pages per second while it",
     '                runs (rate=0: as fast as it can)',
+    '-object tls-creds-x509,id=id,dir=path[,endpoint=client|server][,verify-peer=on|off]',
+    '-object tls-creds-psk,id=id,dir=path[,endpoint=client|server][,username=name]',
+    '-object authz-simple,id=id,identity=dn',
+    '-object {"qom-type":"authz-list","id":"id","policy":"deny","rules":[...]}',
+    "                TLS objects as QEMU's, for tls-creds and tls-authz",
     'Accepted for compatibility, without effect here: -accel, -L, -serial, -vga,',
     '-no-shutdown, -no-reboot, -no-user-config.',
   ]);
