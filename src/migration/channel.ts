@@ -224,17 +224,30 @@ export class IncomingChannels {
   readonly #receiver: MultifdReceiver | undefined;
   readonly #count: number;
   readonly #on: IncomingEvents;
+  readonly #secure: ((s: Socket) => Promise<Socket>) | undefined;
   readonly #conns = new Set<Socket>();
+  #closed = false;
   #main: Socket | undefined;
   #reader: QemuFileReader | undefined;
   #channels = 0;
   #state: 'setup' | 'started' | 'failed' = 'setup';
   #grace: NodeJS.Timeout | undefined;
 
-  constructor(receiver: MultifdReceiver | undefined, count: number, on: IncomingEvents) {
+  /**
+   * @param secure the TLS step each connection takes before it is read (QEMU's
+   *   migration_tls_channel_process_incoming): resolves with the socket to read, or rejects
+   *   with what failed, which fails the migration.
+   */
+  constructor(
+    receiver: MultifdReceiver | undefined,
+    count: number,
+    on: IncomingEvents,
+    secure?: (s: Socket) => Promise<Socket>,
+  ) {
     this.#receiver = receiver;
     this.#count = count;
     this.#on = on;
+    this.#secure = secure;
   }
 
   /** Takes an accepted connection. */
@@ -245,6 +258,31 @@ export class IncomingChannels {
       accepted.destroy();
       return;
     }
+    if (!this.#secure) {
+      this.#take(accepted);
+      return;
+    }
+    // Before the TLS layer takes the connection over: the probes go on the TCP socket.
+    accepted.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+    this.#conns.add(accepted);
+    this.#secure(accepted).then(
+      (s) => {
+        this.#conns.delete(accepted);
+        if (this.#state !== 'setup' || this.#closed) s.destroy();
+        else this.#take(s);
+      },
+      (e: Error) => {
+        this.#conns.delete(accepted);
+        accepted.destroy();
+        // QEMU 10.0 prints the error and goes on listening, in `setup`: qmigrate fails the
+        // migration, so that whoever waits for it learns why.
+        if (!this.#closed) this.#fail(e.message);
+      },
+    );
+  }
+
+  /** Sorts a connection that is ready to be read (after its TLS step). */
+  #take(accepted: Socket): void {
     let id: number | undefined;
     const s = acceptChannel(accepted, this.#receiver, this.#count, {
       main: (sock, reader) => {
@@ -290,6 +328,7 @@ export class IncomingChannels {
 
   /** Closes every connection (the VM quits, or setup failed). */
   close(): void {
+    this.#closed = true;
     clearTimeout(this.#grace);
     for (const c of this.#conns) c.destroy();
     this.#conns.clear();

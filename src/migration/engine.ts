@@ -4,8 +4,9 @@
  * then runs the outgoing or incoming side over it. URIs never get here; the channel rules
  * have already made them addresses.
  */
-import type { Socket } from 'node:net';
-import type { Readable, Writable } from 'node:stream';
+import { Socket } from 'node:net';
+import type { Duplex, Readable, Writable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { GuestRam } from '../machine/ram.js';
 import { genericError } from '../qapi/errors.js';
 import type {
@@ -19,8 +20,10 @@ import type { ParsedInput } from './channel-rules.js';
 import { runIncoming } from './incoming.js';
 import type { GuestRunState, IncomingRun, Migration, MigrationEngine, OutgoingRun } from './migration.js';
 import { MultifdReceiver } from './multifd.js';
-import { checkCapabilitySupport, tlsChannelError } from './options.js';
+import type { Parameters as MigrationParams } from './options.js';
+import { checkCapabilitySupport } from './options.js';
 import { OutgoingMigration, type OutgoingTransport } from './outgoing.js';
+import { type TlsSetup, tlsClientChannel, tlsNotOnChannel, tlsServerChannel } from './tls/tls.js';
 import type { TlsObjects } from './tls/types.js';
 import { spawnExec } from './transport/exec.js';
 import { fdStream, resolveFd } from './transport/fd.js';
@@ -54,8 +57,12 @@ type LoadOptions = NonNullable<Parameters<typeof runIncoming>[6]>;
 interface ListenContext extends ConnectContext {
   readonly m: Migration;
   readonly ram: GuestRam;
-  /** Loads the stream of a channel that is there (QEMU's TLS step first). */
+  /** Loads the stream of a channel that is there (after its TLS step). */
   load(input: Readable, rp: Writable | undefined, opts?: LoadOptions): void;
+  /** tls-creds and tls-authz, when tls-creds is set: every channel's TLS step. */
+  readonly tls: TlsSetup | undefined;
+  /** The incoming migration fails as a channel arrives (after the migrate-incoming reply). */
+  refuse(input: Readable, e: Error): void;
   /** The incoming migration failed: with exit-on-error, the process ends like QEMU. */
   fatal(report: string): void;
 }
@@ -154,8 +161,24 @@ function connectFile(addr: FileMigrationArgs, ctx: ConnectContext): OutgoingTran
 
 function listenFd(str: string, ctx: ListenContext): IncomingRun {
   const s = fdStream(ctx.takeFd(str), 'in');
-  ctx.load(s, s);
-  return { cancel: () => s.destroy() };
+  if (!ctx.tls) {
+    ctx.load(s, s);
+    return { cancel: () => s.destroy() };
+  }
+  const abort = new AbortController();
+  if (!(s instanceof Socket))
+    ctx.refuse(s, tlsNotOnChannel(ctx.tls.objects, ctx.tls.creds, 'server', 'file'));
+  else
+    tlsServerChannel(s, ctx.tls, abort.signal).then(
+      (ts) => ctx.load(ts, ts),
+      (e: Error) => ctx.refuse(s, e),
+    );
+  return {
+    cancel: () => {
+      abort.abort();
+      s.destroy();
+    },
+  };
 }
 
 /** tcp, unix or vsock: loading starts once the main channel and every multifd channel are there. */
@@ -166,23 +189,32 @@ async function listenStream(
   const { m } = ctx;
   const n = m.options.caps.multifd ? m.options.params['multifd-channels'] : 0;
   const receiver = n ? new MultifdReceiver(ctx.ram, n) : undefined;
-  const channels = new IncomingChannels(receiver, n, {
-    start: (main, reader) => {
-      listener.server.close();
-      ctx.load(main, main, { reader, onFlush: receiver ? () => receiver.syncMain() : undefined });
+  const abort = new AbortController();
+  const tls = ctx.tls;
+  const secure = tls && ((s: Socket) => tlsServerChannel(s, tls, abort.signal));
+  const channels = new IncomingChannels(
+    receiver,
+    n,
+    {
+      start: (main, reader) => {
+        listener.server.close();
+        ctx.load(main, main, { reader, onFlush: receiver ? () => receiver.syncMain() : undefined });
+      },
+      // As QEMU: failed at once, the error kept, the listener's address still reported.
+      fail: (desc, report) => {
+        listener.server.close();
+        m.error = desc;
+        m.setIncomingStatus('failed');
+        ctx.fatal(report);
+      },
     },
-    // As QEMU: failed at once, the error kept, the listener's address still reported.
-    fail: (desc, report) => {
-      listener.server.close();
-      m.error = desc;
-      m.setIncomingStatus('failed');
-      ctx.fatal(report);
-    },
-  });
+    secure,
+  );
   const listener = await listenSocket(addr, (accepted) => channels.accept(accepted));
   return {
     socketAddress: listener.addresses,
     cancel: () => {
+      abort.abort();
       listener.close();
       channels.close();
     },
@@ -193,13 +225,15 @@ function listenExec(addr: MigrationExecCommand, ctx: ListenContext): IncomingRun
   const { child, stream, exited } = spawnExec(addr.args, 'in');
   const out = stream as Readable;
   exited.catch((e: Error) => out.destroy(e));
-  ctx.load(out, undefined);
+  if (ctx.tls) ctx.refuse(out, tlsNotOnChannel(ctx.tls.objects, ctx.tls.creds, 'server', 'exec'));
+  else ctx.load(out, undefined);
   return { cancel: () => child.kill('SIGKILL') };
 }
 
 function listenFile(addr: FileMigrationArgs, ctx: ListenContext): IncomingRun {
   const rs = openFileIn(addr.filename, Number(addr.offset), ctx.fdsets);
-  ctx.load(rs, undefined);
+  if (ctx.tls) ctx.refuse(rs, tlsNotOnChannel(ctx.tls.objects, ctx.tls.creds, 'server', 'file'));
+  else ctx.load(rs, undefined);
   return { cancel: () => rs.destroy() };
 }
 
@@ -210,18 +244,51 @@ function checkCaps(m: Migration): void {
   checkCapabilitySupport(m.options.caps, m.options.params);
 }
 
+/** tls-creds, tls-hostname and tls-authz as one channel's TLS step needs them; undefined without TLS. */
+function tlsSetup(
+  objects: TlsObjects,
+  params: Readonly<MigrationParams>,
+  addr?: MigrationAddress,
+): TlsSetup | undefined {
+  const creds = params['tls-creds'];
+  if (creds === '') return undefined;
+  // The source checks the name it connected to, unless tls-hostname names another
+  // (migration/tls.c); unix and fd sockets have none.
+  const host = addr?.transport === 'socket' && addr.type === 'inet' ? addr.host : undefined;
+  return { objects, creds, hostname: params['tls-hostname'] || host, authz: params['tls-authz'] };
+}
+
 /**
- * QEMU's TLS step for an outgoing migration: once the main channel is connected (a connect
- * error comes first), before a byte of the stream. Without TLS objects it always fails.
+ * QEMU's TLS step for an outgoing migration: on the main channel once it is connected (a
+ * connect error comes first) and on every multifd channel, before a byte of the stream. A
+ * cancel ends a handshake at once.
  */
-function withTls(t: OutgoingTransport, m: Migration): OutgoingTransport {
-  const refused = tlsChannelError(m.options.params);
-  if (!refused) return t;
-  const stream = t.stream.then((): never => {
-    throw refused;
-  });
+function withTls(t: OutgoingTransport, tls: TlsSetup | undefined): OutgoingTransport {
+  if (!tls) return t;
+  const abort = new AbortController();
+  const secured = new Set<TLSSocket>();
+  const secure = async (channel: Promise<Writable | Duplex>): Promise<TLSSocket> => {
+    const s = await channel;
+    if (!(s instanceof Socket)) {
+      throw tlsNotOnChannel(tls.objects, tls.creds, 'client', t.kind === 'command' ? 'exec' : 'file');
+    }
+    const ts = await tlsClientChannel(s, tls, abort.signal);
+    secured.add(ts);
+    return ts;
+  };
+  const stream = secure(t.stream);
   stream.catch(() => {});
-  return { ...t, stream };
+  const open = t.openChannel;
+  return {
+    ...t,
+    stream,
+    openChannel: open && (() => secure(open())),
+    close: () => {
+      abort.abort(new Error('migration cancelled'));
+      t.close();
+      for (const ts of secured) ts.destroy();
+    },
+  };
 }
 
 export class Engine implements MigrationEngine {
@@ -254,7 +321,8 @@ export class Engine implements MigrationEngine {
     checkCaps(m);
     const addr = parsed.main.addr;
     const ctx: ConnectContext = { takeFd: (str) => this.#takeFd(str, false), fdsets: this.#host.fdsets };
-    const transport = withTls(transportOf(addr).connect(addr, ctx), m);
+    const tls = tlsSetup(this.#host.tls, m.options.params, addr);
+    const transport = withTls(transportOf(addr).connect(addr, ctx), tls);
     const run = new OutgoingMigration(m, this.#host.ram, this.#host.runstate, transport);
     void run.run();
     return run;
@@ -280,21 +348,20 @@ export class Engine implements MigrationEngine {
       fdsets: this.#host.fdsets,
       takeFd: (str) => this.#takeFd(str, true),
       fatal,
+      load: (input, rp, opts) => void runIncoming(m, ram, runstate, input, rp, done, opts),
+      tls: tlsSetup(this.#host.tls, m.options.params),
       /**
-       * QEMU's TLS step on the incoming side, then the load: the channel is there (accepted,
-       * the exec child's output, the file) and nothing of it is read. With tls-creds set it
-       * fails there with QEMU 10.0's text, and with exit-on-error the process ends.
+       * A channel that is there fails its TLS step: nothing of it is loaded, and with
+       * exit-on-error the process ends. After the migrate-incoming reply, as in QEMU (exec
+       * and file channels are there at once).
        */
-      load: (input, rp, opts) => {
-        const refused = tlsChannelError(m.options.params);
-        if (!refused) return void runIncoming(m, ram, runstate, input, rp, done, opts);
-        // After the migrate-incoming reply (exec and file channels are there at once).
+      refuse: (input, e) => {
         setImmediate(() => {
-          m.error = refused.message;
+          m.error = e.message;
           m.incomingEnded();
           input.destroy();
           m.setIncomingStatus('failed');
-          done(refused.message);
+          done(e.message);
         });
       },
     };

@@ -404,17 +404,6 @@ export function checkCapabilitySupport(
   }
 }
 
-/**
- * QEMU's TLS step on a channel, which QEMU runs once the channel is connected (source) or
- * has arrived (destination), before a byte of the stream. qmigrate has no TLS credential
- * objects yet (`object-add` comes later), so any `tls-creds` names one that does not exist.
- * @returns QEMU 10.0's error for the channel, or undefined without TLS.
- */
-export function tlsChannelError(params: Readonly<Parameters>): QapiError | undefined {
-  const creds = params['tls-creds'];
-  return creds === '' ? undefined : genericError(`No TLS credentials with id '${creds}'`);
-}
-
 /** What a command's checks need to know about the VM beyond its options. */
 export interface SupportContext {
   caps: Readonly<Capabilities>;
@@ -496,7 +485,7 @@ export function checkIncomingSupport(parsed: ParsedInput, ctx: SupportContext): 
 
 /** tls-hostname and tls-authz only refine TLS; QEMU ignores them while tls-creds is empty. */
 function checkTlsOptions(params: Readonly<Parameters>): void {
-  if (params['tls-creds'] !== '') return; // refused on the channel, with QEMU's text
+  if (params['tls-creds'] !== '') return;
   for (const p of ['tls-hostname', 'tls-authz'] as const) {
     if (params[p] !== '') {
       throw genericError(`Parameter '${p}' is set but 'tls-creds' is empty: without TLS it would be ignored`);

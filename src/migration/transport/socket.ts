@@ -87,6 +87,7 @@ const reads = new (class {
  * new Socket; the old object only keeps the server's connection count right.
  */
 export function readInto(s: Socket, sink: ReadSink): Socket {
+  if ((s as Socket & { encrypted?: boolean }).encrypted) return readDecrypted(s, sink);
   const old = s as unknown as { _handle: unknown };
   const handle = old._handle;
   if (!handle) throw new InternalError('readInto: the socket has no handle (closed, or taken over already)');
@@ -101,6 +102,28 @@ export function readInto(s: Socket, sink: ReadSink): Socket {
   } as ConstructorParameters<typeof Socket>[0]);
   d.on('close', () => s.destroy());
   return d;
+}
+
+/**
+ * readInto for a TLS socket, whose reads are decrypted records that node:tls allocates: each
+ * is copied into the sink's buffers (one copy, in large pieces). What the sink cannot take
+ * yet goes back to the front of the socket's queue, and comes again on resume().
+ */
+function readDecrypted(s: Socket, sink: ReadSink): Socket {
+  s.on('data', (chunk: Buffer) => {
+    let at = 0;
+    while (at < chunk.length) {
+      const n = chunk.copy(sink.target(), 0, at);
+      at += n;
+      const more = sink.filled(n) && reads.take(s);
+      if (!more) {
+        s.pause();
+        if (at < chunk.length) s.unshift(chunk.subarray(at));
+        return;
+      }
+    }
+  });
+  return s;
 }
 
 /**
