@@ -269,7 +269,8 @@ function withTls(t: OutgoingTransport, tls: TlsSetup | undefined): OutgoingTrans
   const secured = new Set<TLSSocket>();
   const secure = async (channel: Promise<Writable | Duplex>): Promise<TLSSocket> => {
     const s = await channel;
-    if (!(s instanceof Socket)) {
+    // An exec command's stdin is a Socket in Node too: the transport's kind decides.
+    if (t.kind !== 'socket' || !(s instanceof Socket)) {
       throw tlsNotOnChannel(tls.objects, tls.creds, 'client', t.kind === 'command' ? 'exec' : 'file');
     }
     const ts = await tlsClientChannel(s, tls, abort.signal);

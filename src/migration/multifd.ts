@@ -59,7 +59,11 @@ export class MultifdSender {
   normal = 0;
   zero = 0;
 
-  constructor(outs: Writable[], detectZero: boolean) {
+  /**
+   * @param outs the channels, in id order.
+   * @param initWritten each channel's init packet went out as it opened (else it goes here).
+   */
+  constructor(outs: Writable[], detectZero: boolean, initWritten = false) {
     this.#channels = outs.map((out, id) => ({ out, id }));
     this.#detectZero = detectZero;
     for (const c of this.#channels) {
@@ -70,7 +74,7 @@ export class MultifdSender {
       c.out.on('close', () => {
         if (!this.#ending) this.error ??= systemError('EPIPE', 'write');
       });
-      c.out.write(encodeMultifdInit({ id: c.id }));
+      if (!initWritten) c.out.write(encodeMultifdInit({ id: c.id }));
       this.bytes += MULTIFD_INIT_SIZE;
     }
   }

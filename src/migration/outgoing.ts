@@ -15,6 +15,7 @@ import { strerror } from '../util/errno.js';
 import type { GuestRunState, Migration, OutgoingRun } from './migration.js';
 import { MultifdSender } from './multifd.js';
 import { RAM_SAVE_FLAG_MULTIFD_FLUSH, RamSaver } from './ram.js';
+import { encodeMultifdInit } from './stream/multifd-packet.js';
 import { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
 import {
   MIG_CMD_OPEN_RETURN_PATH,
@@ -143,9 +144,18 @@ export class OutgoingMigration implements OutgoingRun {
         const open = this.#transport.openChannel;
         if (!open) throw new QapiError('Migration requires multi-channel URIs (e.g. tcp)');
         const n = m.options.params['multifd-channels'];
-        const chans = await Promise.all(Array.from({ length: n }, () => open()));
+        // Each channel says who it is as soon as it is open, as QEMU's channel threads do: a
+        // QEMU destination reads a TLS channel's init packet before it answers the next
+        // channel's handshake.
+        const chans = await Promise.all(
+          Array.from({ length: n }, async (_, id) => {
+            const c = await open();
+            c.write(encodeMultifdInit({ id }));
+            return c;
+          }),
+        );
         this.#channels = chans;
-        ram.multifd = new MultifdSender(chans, m.options.params['zero-page-detection'] === 'multifd');
+        ram.multifd = new MultifdSender(chans, m.options.params['zero-page-detection'] === 'multifd', true);
         this.#multifd = ram.multifd;
       }
       await this.#precopy(f, ram, (t) => {

@@ -217,21 +217,29 @@ const PARAMETERS: Record<string, Decision> = {
   'cpu-throttle-increment': { status: 'vacuous', proof: [VACUOUS] },
   'cpu-throttle-tailslow': { status: 'vacuous', proof: [VACUOUS] },
   'tls-creds': {
-    status: 'refused (on the channel)',
+    status: 'honoured (tcp, unix, fd), refused (file, exec) on the channel',
     proof: [
+      'test/migration/tls-pairs.test.ts: multifd 4 over tcp, authz',
+      'test/migration/tls-pairs.test.ts: one channel over unix with return path',
+      'test/migration/tls-transports.test.ts: qmigrate source and destination refuse, saying why',
       'test/migration/options-tls.test.ts: source: tls-creds fails the connected channel',
-      'test/migration/options-tls.test.ts: fails when the channel arrives',
     ],
   },
   'tls-hostname': {
-    status: 'refused (without tls-creds)',
+    status: 'honoured (with tls-creds), refused (without)',
     refusals: TLS_ONLY('tls-hostname'),
-    proof: ['test/migration/options-tls.test.ts: QEMU 10.0 ignores them, qmigrate refuses'],
+    proof: [
+      'test/migration/tls-pairs.test.ts: one channel over unix with return path',
+      'test/migration/tls-refusals.test.ts: qmigrate source, QEMU 10.0 destination: each refusal',
+    ],
   },
   'tls-authz': {
-    status: 'refused (without tls-creds)',
+    status: 'honoured (with tls-creds), refused (without)',
     refusals: TLS_ONLY('tls-authz'),
-    proof: ['test/migration/options-tls.test.ts: QEMU 10.0 ignores them, qmigrate refuses'],
+    proof: [
+      'test/migration/tls-pairs.test.ts: multifd 4 over tcp, authz',
+      'test/migration/tls-refusals.test.ts: QEMU 10.0 source, qmigrate destination: each refusal',
+    ],
   },
   'max-bandwidth': {
     status: 'honoured',

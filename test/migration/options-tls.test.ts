@@ -1,5 +1,5 @@
-// tls-creds naming an object that does not exist (qmigrate has no TLS objects yet, so every
-// name is such a one): QEMU 10.0 accepts the parameter and the command, then fails the
+// tls-creds naming an object that does not exist (test/migration/tls-*.test.ts have the ones
+// that do): QEMU 10.0 accepts the parameter and the command, then fails the
 // channel once it is there, before a byte of the stream. qmigrate does the same, with the
 // same text, on both sides; nothing goes out in clear text. tls-hostname and tls-authz, which
 // QEMU ignores without tls-creds, are refused instead.

@@ -5,12 +5,13 @@
 // leaving the source's guest running and the destination's never started.
 import assert from 'node:assert/strict';
 import { randomFillSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Engine } from '../../src/migration/engine.js';
+import { loadPskCreds } from '../../src/migration/tls/psk.js';
 import type { TlsCreds, TlsEndpoint, TlsObjects } from '../../src/migration/tls/types.js';
 import type { MigrationInfo } from '../../src/qapi/types.js';
 import { Vm } from '../../src/vm/vm.js';
@@ -248,4 +249,34 @@ test('migrate_cancel during a TLS handshake with a silent peer: cancelled at onc
   assert.equal(i.status, 'cancelled');
   assert.ok(Date.now() - at < 500, 'at once');
   assert.equal(await status(src), 'running');
+});
+
+test('TLS with PSK credentials: multifd 2 over tcp; tls-authz checks the username', async (t) => {
+  const dir = pkiRoot(t);
+  writeFileSync(join(dir, 'keys.psk'), `qemu:${'ab'.repeat(32)}\nother:${'cd'.repeat(32)}\n`);
+  const client = (username: string) =>
+    objects([loadPskCreds({ id: 'tls0', dir, endpoint: 'client', username })]);
+  const server = objects([loadPskCreds({ id: 'tls0', dir, endpoint: 'server' })], ['qemu']);
+  const tls = { 'tls-creds': 'tls0' };
+  const ok = await run(t, {
+    src: client('qemu'),
+    dst: server,
+    multifd: 2,
+    srcParams: tls,
+    dstParams: { ...tls, 'tls-authz': 'auth0' },
+  });
+  assert.equal(ok.s.status, 'completed', JSON.stringify(ok.s));
+  assert.ok(ok.src.ram.blocks[0]!.host.equals(ok.dst.ram.blocks[0]!.host), 'RAM equal');
+  const denied = await run(t, {
+    src: client('other'),
+    dst: server,
+    srcParams: tls,
+    dstParams: { ...tls, 'tls-authz': 'auth0' },
+  });
+  assert.equal(denied.s.status, 'failed');
+  assert.deepEqual(
+    [denied.d.status, denied.d['error-desc']],
+    ['failed', 'TLS PSK authz check for other is denied'],
+  );
+  assert.equal(await status(denied.dst), 'inmigrate');
 });

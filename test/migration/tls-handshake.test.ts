@@ -7,12 +7,8 @@ import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
-import {
-  distinguishedName,
-  TLS_HANDSHAKE_TIMEOUT_MS,
-  tlsClientChannel,
-  tlsServerChannel,
-} from '../../src/migration/tls/tls.js';
+import { distinguishedName } from '../../src/migration/tls/dn.js';
+import { TLS_HANDSHAKE_TIMEOUT_MS, tlsClientChannel, tlsServerChannel } from '../../src/migration/tls/tls.js';
 import type { TlsCreds, TlsEndpoint, TlsObjects } from '../../src/migration/tls/types.js';
 import { EXPIRED, makeCa, makeCredsDir, makePki, pkiRoot } from '../helpers/tls-certs.js';
 
@@ -79,23 +75,24 @@ async function handshake(
 test('TLS channel: a good pair, data both ways; the client DN as GnuTLS prints it', async (t) => {
   const pki = makePki(pkiRoot(t));
   const [c, s] = await pair(t);
-  const [ct, st] = await Promise.all([
-    tlsClientChannel(c, {
-      objects: objects([creds('tls0', pki.client, 'client')]),
-      creds: 'tls0',
-      hostname: '127.0.0.1',
-    }),
-    tlsServerChannel(s, {
-      objects: objects([creds('tls0', pki.server, 'server')], ['CN=client,O=qmigrate tests']),
-      creds: 'tls0',
-      authz: 'auth0',
-    }),
-  ]);
+  const server = tlsServerChannel(s, {
+    objects: objects([creds('tls0', pki.server, 'server')], ['CN=client,O=qmigrate tests']),
+    creds: 'tls0',
+    authz: 'auth0',
+  });
+  const ct = await tlsClientChannel(c, {
+    objects: objects([creds('tls0', pki.client, 'client')]),
+    creds: 'tls0',
+    hostname: '127.0.0.1',
+  });
+  const big = Buffer.alloc(4 << 20, 7);
+  // The server's end is handed over once the client has sent something.
+  ct.write(big);
+  const st = await server;
   t.after(() => {
     ct.destroy();
     st.destroy();
   });
-  const big = Buffer.alloc(4 << 20, 7);
   const got: Buffer[] = [];
   let n = 0;
   const all = new Promise<void>((r) =>
@@ -105,7 +102,6 @@ test('TLS channel: a good pair, data both ways; the client DN as GnuTLS prints i
       if (n === big.length) r();
     }),
   );
-  ct.write(big);
   await all;
   assert.ok(Buffer.concat(got).equals(big));
   st.write('pong');
