@@ -1,8 +1,9 @@
 // `qmigrate migrate --tls-creds` with qmigrate vm ends (helper A's TLS objects and monitors,
-// helper B's TLS channels), every monitor reached over TLS: qmigrate vm -> qmigrate vm on one
-// channel and multifd 4, and qmigrate vm -> QEMU 10.0, complete with the RAM equal and no
-// tls-creds (nor, on QEMU, object) left; a destination certificate from another CA fails with
-// one line, exit 1, the source's guest running and its tls-creds back to ''.
+// helper B's TLS channels), every monitor reached over TLS: qmigrate vm -> qmigrate vm,
+// qmigrate vm -> QEMU 10.0 and QEMU 10.0 -> qmigrate vm, each on one channel and with multifd
+// 4, complete with the RAM equal and no tls-creds (nor, on QEMU, object) left; a destination
+// certificate from another CA fails with one line, exit 1, the source's guest running and its
+// tls-creds back to ''.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -46,6 +47,9 @@ for (const [from, to, extra] of [
   ['qmigrate', 'qmigrate', []],
   ['qmigrate', 'qmigrate', ['--multifd', '4']],
   ['qmigrate', '10.0', []],
+  ['qmigrate', '10.0', ['--multifd', '4']],
+  ['10.0', 'qmigrate', []],
+  ['10.0', 'qmigrate', ['--multifd', '4']],
 ] as const) {
   test(`${from} -> ${to} over TLS${extra.length ? ' (multifd 4)' : ''}, monitors over TLS: completed, RAM equal, nothing left`, async (t) => {
     const pki = makePki(pkiRoot(t));
