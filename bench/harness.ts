@@ -198,6 +198,33 @@ export interface SocketCase {
   prealloc?: boolean;
   /** Measure QMP round trips on both sides during the migration. */
   probe?: boolean;
+  /**
+   * Migrate over TLS with the credentials in this directory (QEMU's x509 layout, all five
+   * files): a tls-creds-x509 object on each side, `tls-creds` pointing at it.
+   */
+  tls?: string;
+}
+
+/**
+ * The TLS set-up a user makes on both sides (as `qmigrate migrate --tls-creds` does): the
+ * destination a server that checks the source's certificate, the source a client that checks
+ * the destination's against the address's host (127.0.0.1, in the test certificates' SANs).
+ */
+async function enableTls(s: QmpClient, d: QmpClient, dir: string | undefined): Promise<void> {
+  if (!dir) return;
+  for (const [q, endpoint] of [
+    [d, 'server'],
+    [s, 'client'],
+  ] as const) {
+    await q.executeRaw('object-add', {
+      'qom-type': 'tls-creds-x509',
+      id: 'tls0',
+      dir,
+      endpoint,
+      'verify-peer': true,
+    });
+    await q.migrateSetParameters({ 'tls-creds': 'tls0' });
+  }
 }
 
 /** Profile windows (monotonic µs) of the last profiled run, per VM name. */
@@ -242,6 +269,7 @@ export async function migrateSocket(
         : { transport: 'socket', type: 'unix', path: join(dir, 'mig.sock') };
     await s.migrateSetParameters({ 'max-bandwidth': 0 });
     await enableMultifd([s, d], c.multifd);
+    await enableTls(s, d, c.tls);
     await d.migrateIncoming({ channels: [{ 'channel-type': 'main', addr }] });
     const bound = (await d.queryMigrate())['socket-address']?.[0];
     if (addr.transport === 'socket' && addr.type === 'inet' && bound?.type === 'inet') addr.port = bound.port;

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { quantile } from '../test/helpers/monitors.js';
 import { findQemu } from '../test/helpers/qemu.js';
+import { makePki } from '../test/helpers/tls-certs.js';
 import {
   type Engine,
   loadFromFile,
@@ -74,6 +75,8 @@ interface Row {
   note?: string;
   /** Measure QMP round trips on both sides while the guest migrates. */
   probe?: boolean;
+  /** Over TLS (issue 13: at most 1.0x QEMU's total time), certificates made for the run. */
+  tls?: boolean;
 }
 
 const QQ: Pair = { label: 'QEMU -> QEMU', src: 'qemu', dst: 'qemu' };
@@ -144,6 +147,18 @@ function rows(): Row[] {
       multifd,
       pairs: [QQ, MM],
       probe: true,
+    });
+  }
+  for (const multifd of [0, 4]) {
+    out.push({
+      id: `tls-${multifd ? `multifd${multifd}-` : ''}tcp`,
+      title: `half, tcp, ${multifd ? `multifd ${multifd}` : 'single channel'}, TLS`,
+      kind: 'socket',
+      pattern: 'half',
+      transport: 'tcp',
+      multifd,
+      pairs: [QQ, MM],
+      tls: true,
     });
   }
   // A file has one engine on it: the pair's other end is unused.
@@ -218,6 +233,13 @@ function summarize(s: Sample[]): Summary {
   };
 }
 
+/** The run's certificates (one CA; a dir with QEMU's five files), made on first use. */
+let pkiDir: string | undefined;
+function tlsCreds(dir: string): string {
+  pkiDir ??= makePki(join(dir, 'pki')).both;
+  return pkiDir;
+}
+
 class Images {
   readonly #dir: string;
   readonly #made = new Set<string>();
@@ -255,6 +277,7 @@ async function once(
           workload: pair.workload ? WORKLOAD : 0,
           prealloc: !pair.lazy,
           probe: row.probe,
+          tls: row.tls ? tlsCreds(dir) : undefined,
         },
         dir,
         MIB,
@@ -410,6 +433,15 @@ function verdict(r: Result, all: Result[], rssLimit: number): string {
   return `- ${r.row.title}: ${head}. Against QEMU's default: ${(m.total / lazy.total).toFixed(2)}x.`;
 }
 
+/** A TLS row against its goal (issue 13): qmigrate -> qmigrate at most 1.0x QEMU's total time. */
+function tlsVerdict(r: Result): string {
+  const ref = summarize(r.samples[0]!);
+  const m = summarize(r.samples[1]!);
+  const ratio = m.total / ref.total;
+  const cpu = `CPU s src / dst: qmigrate ${fmt(m.cpuSrc, 2)} / ${fmt(m.cpuDst, 2)}, QEMU ${fmt(ref.cpuSrc, 2)} / ${fmt(ref.cpuDst, 2)}`;
+  return `- ${r.row.title}: ${ratio > 1 ? '**not met**' : 'met'}: time ${ratio.toFixed(2)}x QEMU (goal at most 1.0x); ${cpu}.`;
+}
+
 /** The bandwidth a row's transport could reach, if measured. */
 function ceiling(row: Row, bandwidth: { name: string; bw: Bandwidth }[]): number | undefined {
   if (row.kind !== 'socket') return undefined;
@@ -507,6 +539,7 @@ function report(results: Result[], bandwidth: { name: string; bw: Bandwidth }[],
     }
     if (r.row.note) L.push(`| | *${r.row.note}* | | | | | | |`);
     if (r.row.targets) verdicts.push(verdict(r, results, rssLimit));
+    if (r.row.tls) verdicts.push(tlsVerdict(r));
   }
   const probed = results.filter((r) => r.row.probe);
   if (probed.length) {
@@ -535,7 +568,7 @@ function report(results: Result[], bandwidth: { name: string; bw: Bandwidth }[],
   L.push('## Targets');
   L.push('');
   L.push(
-    `Single-channel rows (issue 6): qmigrate -> qmigrate at most 0.8x QEMU's total time, downtime at most QEMU's, peak RSS at most 1.2x guest RAM + 64 MiB (${mib(rssLimit)} MiB). Multifd rows (issue 5): at most 0.8x QEMU's time with the same channels, and faster than qmigrate's single channel on the same socket. Each is judged against QEMU with a preallocated destination (the like-for-like reference); the ratio against QEMU as it runs by default follows.`,
+    `Single-channel rows (issue 6): qmigrate -> qmigrate at most 0.8x QEMU's total time, downtime at most QEMU's, peak RSS at most 1.2x guest RAM + 64 MiB (${mib(rssLimit)} MiB). Multifd rows (issue 5): at most 0.8x QEMU's time with the same channels, and faster than qmigrate's single channel on the same socket. TLS rows (issue 13): at most 1.0x QEMU's time, both engines with the same certificates (RSA 2048, made by openssl for the run). Each is judged against QEMU with a preallocated destination (the like-for-like reference); the ratio against QEMU as it runs by default follows.`,
   );
   L.push('');
   L.push(...verdicts);

@@ -13,6 +13,7 @@
  *    +-- JsonSyntaxError         qapi/json.ts         JSON_SYNTAX
  *    +-- QmpClientError          qmp/errors.ts
  *    |    +-- ConnectError                            QMP_CONNECT
+ *    |    |    +-- TlsHandshakeError                  QMP_TLS
  *    |    +-- StateError                              QMP_STATE
  *    |    +-- QmpError (alias ExecuteError)           QMP_EXECUTE
  *    |    +-- ExecInterruptedError                    QMP_INTERRUPTED

@@ -7,6 +7,7 @@
 import { constants as buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { constants as os } from 'node:os';
+import { isAbsolute } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { InternalError, QmigrateError } from '../errors.js';
 import { strtosz } from '../qapi/cutils.js';
@@ -219,9 +220,21 @@ Exit codes:
   4    the --timeout passed and the migration was cancelled (--on-timeout cancel)
   130  interrupted (SIGINT, Ctrl-C, or SIGTERM): the migration was cancelled and the
        report printed
+
+TLS: --tls-creds DIR makes the stream TLS: qmigrate adds a tls-creds-x509 object on each side
+(the source a client, the destination a server with verify-peer=on) with dir=DIR as that
+host's QEMU reads it, sets tls-creds (and --tls-hostname) and removes both when the migration
+ends, however it ends. DIR holds QEMU's files: ca-cert.pem, server-cert.pem and server-key.pem
+for the destination, client-cert.pem and client-key.pem for the source (one dir with all five
+serves both). Hosts that keep them in different places: --from-tls-creds and --to-tls-creds.
+--from-qmp-tls DIR / --to-qmp-tls DIR reach a monitor with tls-creds over TCP, with this
+machine's DIR (ca-cert.pem, and client-cert.pem with client-key.pem when it has verify-peer=on).
+
 Examples:
   qmigrate migrate --from /run/src.qmp --to /run/dst.qmp --unix /run/mig.sock
-  qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --multifd 4 --timeout 300 --on-timeout pause`;
+  qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --multifd 4 --timeout 300 --on-timeout pause
+  qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --tls-creds /etc/pki/qemu \\
+    --from-qmp-tls ~/.pki/qmp --to-qmp-tls ~/.pki/qmp`;
 
 /** QEMU's range for multifd-channels (a uint8, at least 1: migration/options.c). */
 const MULTIFD_MAX = 255;
@@ -302,6 +315,38 @@ function migrateOptions(): Option[] {
     new Option('--json', 'print JSON lines on stdout: samples, events, the report').conflicts('quiet'),
     new Option('--quiet', 'print nothing unless the migration does not complete'),
     new Option('--dry-run', 'run the preflight, print the commands for each side, change nothing'),
+    ...tlsOptions(),
+  ];
+}
+
+/** A directory QEMU reads on its own host: absolute, since its working directory is not ours. */
+function remoteDir(text: string): string {
+  if (!isAbsolute(text))
+    throw new InvalidArgumentError(
+      "Give an absolute path: each host's QEMU reads it from its own working directory.",
+    );
+  return text;
+}
+
+/** The TLS flags of migrate: the stream's (objects on the peers) and the monitors' (read here). */
+function tlsOptions(): Option[] {
+  return [
+    new Option(
+      '--tls-creds <dir>',
+      '[path] migrate over TLS, with tls-creds-x509 objects of this dir on both hosts',
+    ).argParser(remoteDir),
+    new Option('--from-tls-creds <dir>', "[path] the source host's dir, if not --tls-creds's").argParser(
+      remoteDir,
+    ),
+    new Option('--to-tls-creds <dir>', "[path] the destination host's dir, if not --tls-creds's").argParser(
+      remoteDir,
+    ),
+    new Option(
+      '--tls-hostname <name>',
+      "the name the destination's certificate must carry (default: the stream's host)",
+    ),
+    new Option('--from-qmp-tls <dir>', "[path] reach --from over TLS with this machine's client files"),
+    new Option('--to-qmp-tls <dir>', "[path] reach --to over TLS with this machine's client files"),
   ];
 }
 

@@ -40,7 +40,7 @@ function parseHostPort(text: string, hostPort: string): QmpEndpoint {
   return { kind: 'tcp', host, port };
 }
 
-/** The address as a person reads it: `unix:PATH` or `tcp:HOST:PORT` (`[v6]` bracketed). */
+/** The address as a person reads it: `unix:PATH` or `tcp:HOST:PORT` (`[v6]` bracketed; TLS not shown). */
 export function formatQmpEndpoint(ep: QmpEndpoint): string {
   if (ep.kind === 'unix') return `unix:${ep.path}`;
   return `tcp:${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}`;
@@ -60,12 +60,16 @@ export async function connectQmpEndpoint(
     return await QmpClient.connect(ep.kind === 'unix' ? ep.path : { host: ep.host, port: ep.port }, {
       timeout: options.timeoutMs ?? 10_000,
       signal: options.signal,
+      ...(ep.kind === 'tcp' && ep.tls ? { tls: ep.tls } : {}),
     });
   } catch (e) {
     let why = (e as Error).message.replace(/^cannot open a QMP session with [^:]*(:\d+)?: /, '');
     // A QEMU monitor's socket takes one client at a time; others wait, ungreeted, in its backlog.
     if (why.startsWith('no QMP session within'))
-      why += ' (a QEMU monitor serves one client at a time: is another one connected to it?)';
+      why +=
+        ep.kind === 'tcp' && !ep.tls
+          ? ' (a QEMU monitor serves one client at a time: is another one connected to it? One with tls-creds waits for a TLS handshake: give its CA and client certificate)'
+          : ' (a QEMU monitor serves one client at a time: is another one connected to it?)';
     throw new PreflightError([`cannot reach the ${side}'s monitor at ${formatQmpEndpoint(ep)}: ${why}`], {
       cause: e,
     });

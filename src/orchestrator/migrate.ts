@@ -10,7 +10,7 @@ import type { QmpClient } from '../qmp/client.js';
 import { QmpClientError, QmpError } from '../qmp/errors.js';
 import { connectQmpEndpoint } from './endpoint.js';
 import { MonitorLostError, PreflightError } from './errors.js';
-import { planCommands } from './plan.js';
+import { cleanupCommands, planCommands } from './plan.js';
 import { type PreflightFacts, preflight } from './preflight.js';
 import type {
   MigratePlan,
@@ -106,7 +106,8 @@ export async function planMigration(
     if (s.status === 'rejected' || d.status === 'rejected') throw connectFailure(s, d);
     const facts = await preflight(s.value, d.value, plan, { timeoutMs: o.timeoutMs });
     const forms = { sourceChannels: facts.source.channels, destinationChannels: facts.destination.channels };
-    return { facts, commands: planCommands(plan, forms) };
+    const before = { source: facts.source.parameters, destination: facts.destination.parameters };
+    return { facts, commands: [...planCommands(plan, forms), ...cleanupCommands(plan, before)] };
   } finally {
     await Promise.all(
       [s, d].map((r) => (r.status === 'fulfilled' ? r.value.close().catch(() => {}) : undefined)),
@@ -157,6 +158,9 @@ class MigrationRun {
   #cancelSentAt: number | undefined;
   #paused = false;
   readonly #warnings: string[] = [];
+  /** The sides where the plan's TLS object was created, so that it is removed at the end. */
+  readonly #tlsCreated = new Set<'source' | 'destination'>();
+  #before: PreflightFacts | undefined;
 
   constructor(plan: MigratePlan, options: RunMigrationOptions) {
     this.#plan = plan;
@@ -187,8 +191,10 @@ class MigrationRun {
     const onAbort = () => this.cancel();
     this.#o.signal?.addEventListener('abort', onAbort, { once: true });
     if (this.#o.signal?.aborted) this.#cancel.abort();
+    let report: MigrationReport | undefined;
     try {
-      return await this.#run();
+      report = await this.#run();
+      return report;
     } catch (e) {
       this.#error = e;
       this.#commands.reject(e);
@@ -196,6 +202,10 @@ class MigrationRun {
       throw e;
     } finally {
       this.#o.signal?.removeEventListener('abort', onAbort);
+      // Whatever ended the migration (completed, failed, cancelled, a signal, a refusal in
+      // the set-up), what qmigrate created on the peers goes before it lets them go.
+      const left = await this.#removeTls();
+      if (report && left.length) report.warnings = [...(report.warnings ?? []), ...left];
       await Promise.all([this.#src?.close().catch(() => {}), this.#dst?.close().catch(() => {})]);
       this.#done = true;
       this.#notify?.();
@@ -231,6 +241,7 @@ class MigrationRun {
     const src = this.#src as QmpClient;
     const dst = this.#dst as QmpClient;
     const facts = await preflight(src, dst, this.#plan, { timeoutMs: this.#o.connectTimeoutMs });
+    this.#before = facts;
     this.#facts.resolve(facts);
     if (this.#cancel.signal.aborted) throw new PreflightError(['cancelled before the migration started']);
     await this.#setUp(src, dst, facts);
@@ -252,15 +263,21 @@ class MigrationRun {
     if (s.status === 'rejected' || d.status === 'rejected') throw connectFailure(s, d);
   }
 
-  /** The destination's commands, its real address read back, then the source's up to `migrate`. */
+  /**
+   * The TLS objects on both sides, the destination's commands, its real address read back,
+   * then the source's up to `migrate`.
+   */
   async #setUp(src: QmpClient, dst: QmpClient, facts: PreflightFacts): Promise<void> {
     const forms = { sourceChannels: facts.source.channels, destinationChannels: facts.destination.channels };
-    const first = planCommands(this.#plan, forms).filter((c) => c.side === 'destination');
+    const planned = planCommands(this.#plan, forms);
+    const objects = planned.filter((c) => c.execute === 'object-add');
+    const first = planned.filter((c) => c.side === 'destination' && c.execute !== 'object-add');
+    for (const c of objects) await this.#send(c.side === 'source' ? src : dst, c);
     for (const c of first) await this.#send(dst, c);
     const listening = (await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs }))['socket-address'];
     const all = planCommands(this.#plan, { ...forms, listening });
-    const second = all.filter((c) => c.side === 'source');
-    this.#commands.resolve([...first, ...second]);
+    const second = all.filter((c) => c.side === 'source' && c.execute !== 'object-add');
+    this.#commands.resolve([...objects, ...first, ...second]);
     this.#listen(src, dst);
     for (const c of second) {
       if (c.execute === 'migrate') this.#t0 = Date.now();
@@ -272,11 +289,39 @@ class MigrationRun {
   async #send(qmp: QmpClient, c: PlannedCommand): Promise<void> {
     try {
       await qmp.executeRaw(c.execute, c.arguments, { timeout: this.#o.connectTimeoutMs });
+      if (c.execute === 'object-add') this.#tlsCreated.add(c.side);
     } catch (e) {
       if (!(e instanceof QmpError)) throw e;
       const left = c.side === 'source' ? '; the destination is left waiting for the incoming migration' : '';
       throw new PreflightError([`${c.side} refused ${c.execute}: ${e.desc}${left}`], { cause: e });
     }
+  }
+
+  /**
+   * Undoes the TLS set-up where it was done: tls-creds as it was, the object deleted. A side
+   * whose monitor is gone is skipped (QEMU 10.0's destination exits after a failed incoming
+   * migration, and its objects with it); a refusal is returned as a warning for the report.
+   */
+  async #removeTls(): Promise<string[]> {
+    if (this.#tlsCreated.size === 0) return [];
+    const before = {
+      source: this.#before?.source.parameters,
+      destination: this.#before?.destination.parameters,
+    };
+    const left: string[] = [];
+    for (const c of cleanupCommands(this.#plan, before)) {
+      const qmp = c.side === 'source' ? this.#src : this.#dst;
+      if (!qmp || qmp.isClosed || !this.#tlsCreated.has(c.side)) continue;
+      try {
+        await qmp.executeRaw(c.execute, c.arguments, { timeout: this.#o.connectTimeoutMs });
+      } catch (e) {
+        if (qmp.isClosed) continue;
+        left.push(
+          `could not undo the TLS set-up on the ${c.side}: ${c.execute} failed: ${(e as Error).message}`,
+        );
+      }
+    }
+    return left;
   }
 
   #listen(src: QmpClient, dst: QmpClient): void {

@@ -6,7 +6,10 @@
 import { ArgumentError } from '../errors.js';
 import type { MigrationAddress, MigrationChannel, SocketAddress } from '../qapi/types.js';
 import { addressToEquivalentUri, uriToChannel } from '../qapi/uri.js';
-import type { MigratePlan, PlannedCommand } from './types.js';
+import type { MigratePlan, MigrationTls, PlannedCommand } from './types.js';
+
+/** The credentials objects' id when the plan names none. */
+export const DEFAULT_TLS_ID = 'qmigrate-tls0';
 
 /**
  * Capabilities only the source reads (QEMU 10.0: the sender's throttling, page release,
@@ -79,7 +82,8 @@ export interface PlanFacts {
 }
 
 /**
- * The commands for both sides, in the order they are sent: the destination's capabilities,
+ * The commands for both sides, in the order they are sent: with TLS the credentials objects
+ * (destination, then source), then the destination's capabilities,
  * parameters and `migrate-incoming`, then the source's capabilities, parameters and `migrate`.
  * `events` is switched on at both ends. A side without `channels` gets the equivalent `uri`.
  * @throws {ArgumentError} when the plan has both or neither of `channels` and `uri`, or a side
@@ -90,6 +94,11 @@ export function planCommands(plan: MigratePlan, facts: PlanFacts = {}): PlannedC
     throw new ArgumentError('a migration plan needs exactly one of channels and uri');
   const channels = plan.channels ?? [uriToChannel(plan.uri as string)];
   const out: PlannedCommand[] = [];
+  // Both credentials objects first: a directory a host cannot read fails there, before the
+  // destination listens (QEMU loads the files at object-add).
+  for (const side of ['destination', 'source'] as const) {
+    if (plan.tls) out.push({ side, execute: 'object-add', arguments: tlsObject(plan.tls, side) });
+  }
   for (const side of ['destination', 'source'] as const) {
     const caps = capabilitiesFor(plan, side);
     out.push({ side, execute: 'migrate-set-capabilities', arguments: { capabilities: caps } });
@@ -118,8 +127,53 @@ function capabilitiesFor(plan: MigratePlan, side: 'source' | 'destination') {
 }
 
 function parametersFor(plan: MigratePlan, side: 'source' | 'destination'): Record<string, unknown> {
-  if (side === 'source') return { ...plan.parameters };
-  return Object.fromEntries(Object.entries(plan.parameters).filter(([k]) => !SOURCE_ONLY_PARAMETERS.has(k)));
+  const own =
+    side === 'source'
+      ? { ...plan.parameters }
+      : Object.fromEntries(Object.entries(plan.parameters).filter(([k]) => !SOURCE_ONLY_PARAMETERS.has(k)));
+  if (!plan.tls) return own;
+  // tls-hostname is the client's: the destination's QEMU never reads it.
+  const hostname =
+    side === 'source' && plan.tls.hostname !== undefined ? { 'tls-hostname': plan.tls.hostname } : {};
+  return { ...own, 'tls-creds': plan.tls.id ?? DEFAULT_TLS_ID, ...hostname };
+}
+
+/**
+ * The tls-creds-x509 object of one side, as object-add takes it: QEMU's migration is the
+ * client on the source and the server on the destination (migration/tls.c), and the server
+ * asks for the source's certificate (verify-peer, which the client side has on by default).
+ */
+function tlsObject(tls: MigrationTls, side: 'source' | 'destination'): Record<string, unknown> {
+  return {
+    'qom-type': 'tls-creds-x509',
+    id: tls.id ?? DEFAULT_TLS_ID,
+    dir: side === 'source' ? tls.sourceDir : tls.destinationDir,
+    endpoint: side === 'source' ? 'client' : 'server',
+    'verify-peer': true,
+  };
+}
+
+/**
+ * What undoes the plan's TLS set-up on each side once the migration has ended: `tls-creds`
+ * (and the source's `tls-hostname`) back to what they were, then object-del. Empty without
+ * TLS. `before` holds each side's parameters as the preflight read them.
+ */
+export function cleanupCommands(
+  plan: MigratePlan,
+  before: { source?: Record<string, unknown>; destination?: Record<string, unknown> } = {},
+): PlannedCommand[] {
+  if (!plan.tls) return [];
+  const id = plan.tls.id ?? DEFAULT_TLS_ID;
+  const out: PlannedCommand[] = [];
+  for (const side of ['source', 'destination'] as const) {
+    const was = before[side] ?? {};
+    const restore: Record<string, unknown> = { 'tls-creds': was['tls-creds'] ?? '' };
+    if (side === 'source' && plan.tls.hostname !== undefined)
+      restore['tls-hostname'] = was['tls-hostname'] ?? '';
+    out.push({ side, execute: 'migrate-set-parameters', arguments: restore, phase: 'cleanup' });
+    out.push({ side, execute: 'object-del', arguments: { id }, phase: 'cleanup' });
+  }
+  return out;
 }
 
 /** The plan's channels with a tcp port 0 replaced by the port the destination listens on. */

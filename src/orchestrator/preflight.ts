@@ -25,6 +25,8 @@ export interface SideFacts {
   memdevs?: { id: string; size: number }[];
   capabilities: Record<string, boolean>;
   parameters: Record<string, unknown>;
+  /** The commands the side has (query-commands); undefined when not asked (older callers' facts). */
+  commands?: string[];
 }
 
 export interface PreflightFacts {
@@ -66,6 +68,7 @@ export async function gatherFacts(qmp: QmpClient, options: { timeoutMs?: number 
     memdevs,
     capabilities: Object.fromEntries(caps.map((c) => [c.capability, c.state])),
     parameters: params as Record<string, unknown>,
+    commands: commands.map((c) => c.name),
   };
 }
 
@@ -102,7 +105,25 @@ export function comparePreflight(facts: PreflightFacts, plan: MigratePlan): stri
     ...capabilityProblems(facts, plan),
     ...parameterProblems(facts, plan),
     ...formProblems(facts, plan),
+    ...tlsProblems(facts, plan),
   ];
+}
+
+/** With TLS, each side must be able to create the credentials object and point tls-creds at it. */
+function tlsProblems({ source: s, destination: d }: PreflightFacts, plan: MigratePlan): string[] {
+  if (!plan.tls) return [];
+  const out: string[] = [];
+  for (const [side, f] of [
+    ['destination', d],
+    ['source', s],
+  ] as const) {
+    const peer = `QEMU ${f.versionText}`;
+    if (f.commands && !f.commands.includes('object-add'))
+      out.push(`${side} (${peer}) has no object-add: qmigrate cannot create its TLS credentials there`);
+    if (!('tls-creds' in f.parameters))
+      out.push(`${side} (${peer}) has no 'tls-creds' migration parameter: it cannot migrate over TLS`);
+  }
+  return out;
 }
 
 function stateProblems({ source: s, destination: d }: PreflightFacts): string[] {

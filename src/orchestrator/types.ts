@@ -5,12 +5,35 @@
  * query-migrate (qapi/migration.json MigrationInfo, MigrationStats) where they mean the same.
  */
 import type { MigrationChannel, MigrationInfo, MigrationStatus } from '../qapi/types.js';
+import type { QmpTlsOptions } from '../qmp/tls.js';
 
 /**
  * Where a monitor is: a unix socket path, `HOST:PORT`, `unix:PATH` or `tcp:HOST:PORT`
- * (parsed by parseQmpEndpoint).
+ * (parsed by parseQmpEndpoint); `tls` when the monitor has `tls-creds` (a tcp one).
  */
-export type QmpEndpoint = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+export type QmpEndpoint =
+  | { kind: 'unix'; path: string }
+  | { kind: 'tcp'; host: string; port: number; tls?: QmpTlsOptions };
+
+/**
+ * The migration stream over TLS: qmigrate creates a tls-creds-x509 object on each side (the
+ * source a client endpoint, the destination a server one with verify-peer=on), points
+ * `tls-creds` at it, and removes both when the migration ends, however it ends.
+ */
+export interface MigrationTls {
+  /**
+   * The credentials directory as each host's QEMU reads it (`dir=`; qmigrate never reads
+   * it): the source's holds ca-cert.pem, client-cert.pem and client-key.pem, the
+   * destination's ca-cert.pem, server-cert.pem and server-key.pem. One directory with all
+   * five serves both, as libvirt lays out /etc/pki/qemu.
+   */
+  sourceDir: string;
+  destinationDir: string;
+  /** The source's `tls-hostname`: the name the destination's certificate carries (default: the address's host). */
+  hostname?: string;
+  /** The objects' id on both sides (default `qmigrate-tls0`; the CLI picks a fresh one per run). */
+  id?: string;
+}
 
 /** What to do when `timeoutS` passes before the migration completed. */
 export type TimeoutPolicy = 'cancel' | 'pause';
@@ -28,6 +51,8 @@ export interface MigratePlan {
   /** Set on both ends: capabilities by QEMU name, and parameters by QEMU name with QMP values. */
   capabilities: Record<string, boolean>;
   parameters: Record<string, unknown>;
+  /** The stream over TLS, with credentials objects qmigrate makes and removes. */
+  tls?: MigrationTls;
   /** Seconds before `onTimeout` applies; undefined: no timeout. */
   timeoutS?: number;
   onTimeout: TimeoutPolicy;
@@ -38,6 +63,8 @@ export interface PlannedCommand {
   side: 'source' | 'destination';
   execute: string;
   arguments?: Record<string, unknown>;
+  /** `cleanup`: sent once the migration has ended, whatever the outcome (TLS objects removed). */
+  phase?: 'cleanup';
 }
 
 /** One observation of a running migration, from the source's query-migrate. */

@@ -21,12 +21,15 @@ import {
   QmpError,
   ServerParseError,
   StateError,
+  TlsHandshakeError,
 } from './errors.js';
 import { EventListener, type QmpEvent } from './events.js';
 import { type ExecuteOptions, QmpCommandMethods } from './methods.js';
 import { QmpProtocol } from './protocol.js';
+import { closedAfterHandshake, describeTlsFailure, type QmpTlsOptions, startTls } from './tls.js';
 
 export type { ExecuteOptions } from './methods.js';
+export { type QmpTlsOptions, readX509CredsDir } from './tls.js';
 
 /** A unix socket path, `{ path }` (a Linux abstract name with `abstract`), or `{ host, port }`. */
 export type QmpAddress =
@@ -48,6 +51,11 @@ export interface ConnectOptions {
   maxMessageLength?: number;
   /** Receives every event from the start, even those sent before the greeting or negotiation. */
   onEvent?: (event: QmpEvent) => void;
+  /**
+   * Speak TLS to a monitor with `tls-creds` (readX509CredsDir() reads QEMU's layout of a
+   * credentials dir). The handshake counts within `timeout`.
+   */
+  tls?: QmpTlsOptions;
 }
 
 export interface Greeting {
@@ -95,7 +103,9 @@ export class QmpClient extends QmpCommandMethods {
   }
 
   /**
-   * Connects, reads the greeting and (by default) negotiates capabilities.
+   * Connects, runs the TLS handshake when `tls` is given, reads the greeting and (by default)
+   * negotiates capabilities.
+   * @throws {TlsHandshakeError} (a ConnectError) when TLS fails, saying which check did.
    * @throws {ConnectError} when the socket cannot be reached, the peer does not greet like a
    *   QMP server, or negotiation fails, within `timeout`.
    */
@@ -111,6 +121,7 @@ export class QmpClient extends QmpCommandMethods {
     const signals = [AbortSignal.timeout(timeout), ...(options.signal ? [options.signal] : [])];
     const signal = AbortSignal.any(signals);
     let socket: Socket | undefined;
+    let secured = false;
     try {
       // A unix path is used as given or refused (too long), and a full backlog is waited for.
       socket = await socketConnect(
@@ -121,6 +132,11 @@ export class QmpClient extends QmpCommandMethods {
             : { type: 'inet', host: address.host, port: String(address.port) },
         { signal },
       );
+      if (options.tls) {
+        const host = typeof address === 'object' && 'host' in address ? address.host : undefined;
+        socket = await startTls(socket, options.tls, host, signal);
+        secured = true;
+      }
       client.#protocol.start(socket);
       client.#greeting = await client.#protocol.greeting(signal);
       if (options.negotiate ?? true) {
@@ -133,6 +149,21 @@ export class QmpClient extends QmpCommandMethods {
       return client;
     } catch (e) {
       socket?.destroy();
+      const tlsError =
+        e instanceof TlsHandshakeError
+          ? e
+          : secured && !client.#greeting && !signal.aborted
+            ? tlsRefusal(e, options.tls)
+            : undefined;
+      if (tlsError) {
+        throw new TlsHandshakeError(
+          tlsError.check,
+          `cannot open a QMP session with ${where}: ${tlsError.message}`,
+          {
+            cause: tlsError.cause ?? e,
+          },
+        );
+      }
       const why =
         signal.aborted && !options.signal?.aborted
           ? `no QMP session within ${timeout} ms`
@@ -382,6 +413,21 @@ export class QmpClient extends QmpCommandMethods {
     for (const l of this.#listeners) l.end();
     this.#listeners.clear();
   }
+}
+
+/**
+ * A TLS session that ended between the handshake and the greeting: an alert the server sent
+ * (an OpenSSL server checks the client's certificate after a TLS 1.3 handshake), or a silent
+ * close (QEMU's GnuTLS does that when the client's certificate fails its checks).
+ */
+function tlsRefusal(e: unknown, tls: QmpTlsOptions | undefined): TlsHandshakeError {
+  const hadCert = tls?.cert !== undefined;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code?.startsWith('ERR_SSL_')) {
+    const { check, why } = describeTlsFailure(e as NodeJS.ErrnoException, '', hadCert);
+    return new TlsHandshakeError(check, `TLS: ${why}`, { cause: e });
+  }
+  return closedAfterHandshake(hadCert);
 }
 
 /** Frames the byte stream into lines of JSON (QEMU ends each message with CRLF). */

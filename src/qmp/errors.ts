@@ -4,6 +4,7 @@
  *   QmigrateError (src/errors.ts)
  *    +-- QmpClientError          anything the client reports
  *         +-- ConnectError       no session: connect, greeting or negotiation failed
+ *         |    +-- TlsHandshakeError  the TLS handshake failed; `check` says which check
  *         +-- StateError         the client is not in a state to do that (closed, ...)
  *         +-- QmpError           the peer answered a command with {error: {class, desc}}
  *         +-- ExecInterruptedError  the connection ended while a command waited
@@ -22,8 +23,32 @@ import { QmigrateError } from '../errors.js';
 export class QmpClientError extends QmigrateError {}
 
 export class ConnectError extends QmpClientError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('QMP_CONNECT', message, options);
+  constructor(message: string, options?: { cause?: unknown }, code = 'QMP_CONNECT') {
+    super(code, message, options);
+  }
+}
+
+/**
+ * Which TLS check failed: the server's certificate is signed by no CA we trust, does not
+ * carry the name we expected, is expired (or not valid yet) or revoked; the server refused
+ * (or required) our client certificate; the peer does not speak TLS; something else.
+ */
+export type TlsCheck =
+  | 'unknown-ca'
+  | 'hostname'
+  | 'expired'
+  | 'revoked'
+  | 'client-certificate'
+  | 'not-tls'
+  | 'other';
+
+/** The TLS handshake with a monitor failed; a ConnectError, so callers that catch those still do. */
+export class TlsHandshakeError extends ConnectError {
+  readonly check: TlsCheck;
+
+  constructor(check: TlsCheck, message: string, options?: { cause?: unknown }) {
+    super(message, options, 'QMP_TLS');
+    this.check = check;
   }
 }
 

@@ -6,6 +6,7 @@
  * and maps the outcome to the exit codes of `qmigrate migrate --help`.
  */
 
+import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { InternalError, QmigrateError } from '../../errors.js';
 import { parseQmpEndpoint } from '../../orchestrator/endpoint.js';
@@ -15,6 +16,7 @@ import type {
   MigratePlan,
   MigrationEventSample,
   MigrationReport,
+  MigrationTls,
   PlannedCommand,
   ProgressSample,
   QmpEndpoint,
@@ -28,6 +30,7 @@ import { schema } from '../../qapi/schema.js';
 import type { MigrationChannel } from '../../qapi/types.js';
 import { uriToChannel } from '../../qapi/uri.js';
 import { ConnectError } from '../../qmp/errors.js';
+import { readX509CredsDir } from '../../qmp/tls.js';
 import { CliUsageError, Interrupted, PeerUnreachableError } from '../errors.js';
 import { jsonLine, type ProgressMode, ProgressView, type ViewIo } from '../progress-view.js';
 import { checkOnVm } from './check.js';
@@ -50,6 +53,14 @@ export interface MigrateFlags {
   json?: boolean;
   quiet?: boolean;
   dryRun?: boolean;
+  /** The stream over TLS: the credentials dir on both hosts, or per host. */
+  tlsCreds?: string;
+  fromTlsCreds?: string;
+  toTlsCreds?: string;
+  tlsHostname?: string;
+  /** The monitors over TLS: a local dir in QEMU's layout with the client's files. */
+  fromQmpTls?: string;
+  toQmpTls?: string;
 }
 
 /** A running migration, as the orchestrator's runMigration returns it. */
@@ -202,6 +213,53 @@ function planStream(flags: MigrateFlags): Pick<MigratePlan, 'channels' | 'uri'> 
 }
 
 /**
+ * The stream's TLS from --tls-creds (both hosts), --from-tls-creds / --to-tls-creds (one host
+ * each, over --tls-creds) and --tls-hostname; the objects get a fresh id per run, so that a
+ * run never meets one an earlier run left behind.
+ * @throws {CliUsageError} for half a pair, --tls-hostname alone, tls-creds
+ *   also given with --parameter, or a unix stream without --tls-hostname.
+ */
+function planTls(
+  flags: MigrateFlags,
+  stream: Pick<MigratePlan, 'channels' | 'uri'>,
+): MigrationTls | undefined {
+  const sourceDir = flags.fromTlsCreds ?? flags.tlsCreds;
+  const destinationDir = flags.toTlsCreds ?? flags.tlsCreds;
+  if (sourceDir === undefined && destinationDir === undefined) {
+    if (flags.tlsHostname !== undefined)
+      throw new CliUsageError('--tls-hostname applies to TLS only: add --tls-creds DIR');
+    return undefined;
+  }
+  if (sourceDir === undefined || destinationDir === undefined) {
+    const [given, missing] = sourceDir === undefined ? ['--to', '--from'] : ['--from', '--to'];
+    throw new CliUsageError(
+      `${given}-tls-creds names one host's directory: add ${missing}-tls-creds DIR, or --tls-creds DIR for both`,
+    );
+  }
+  const own = (flags.parameter ?? [])
+    .map((p) => p.split('=')[0])
+    .find((n) => n === 'tls-creds' || n === 'tls-hostname');
+  if (own)
+    throw new CliUsageError(
+      `--parameter ${own} and --tls-creds both set TLS: give only --tls-creds (and --tls-hostname)`,
+    );
+  const main =
+    stream.channels?.find((c) => c['channel-type'] === 'main') ??
+    (stream.uri ? uriToChannel(stream.uri) : undefined);
+  const unix = main?.addr.transport === 'socket' && main.addr.type === 'unix';
+  if (unix && flags.tlsHostname === undefined)
+    throw new CliUsageError(
+      "--tls-creds over a unix socket needs --tls-hostname NAME, the name in the destination's certificate (QEMU has no host to check it against: 'No hostname available for TLS')",
+    );
+  return {
+    sourceDir,
+    destinationDir,
+    ...(flags.tlsHostname !== undefined ? { hostname: flags.tlsHostname } : {}),
+    id: `qmigrate-tls-${randomBytes(4).toString('hex')}`,
+  };
+}
+
+/**
  * The MigratePlan of the flags, but for the two monitors, which the orchestrator parses:
  * everything checked before it is loaded.
  * @throws {CliUsageError} for anything QEMU or the orchestrator would refuse before starting.
@@ -235,10 +293,12 @@ export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to
       `--parameter ${multifdParameters[0]} applies only to multifd: add --capability multifd (or use --multifd N)`,
     );
   }
+  const tls = planTls(flags, stream);
   return {
     ...stream,
     capabilities,
     parameters,
+    ...(tls ? { tls } : {}),
     ...(flags.timeout !== undefined ? { timeoutS: flags.timeout } : {}),
     onTimeout: flags.onTimeout,
   };
@@ -250,18 +310,27 @@ export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to
  */
 export function buildPlan(
   options: Omit<MigratePlan, 'from' | 'to'>,
-  flags: Pick<MigrateFlags, 'from' | 'to'>,
+  flags: Pick<MigrateFlags, 'from' | 'to' | 'fromQmpTls' | 'toQmpTls'>,
   parseEndpoint: MigrateLibrary['parseQmpEndpoint'],
 ): MigratePlan {
-  const endpoint = (text: string, flag: string) => {
+  const endpoint = (text: string, flag: string, tlsDir: string | undefined): QmpEndpoint => {
+    let ep: QmpEndpoint;
     try {
-      return parseEndpoint(text);
+      ep = parseEndpoint(text);
     } catch (e) {
       throw new CliUsageError(`${flag}: ${(e as Error).message}`);
     }
+    if (tlsDir === undefined) return ep;
+    if (ep.kind !== 'tcp')
+      throw new CliUsageError(`${flag}-qmp-tls applies to a monitor over TCP (HOST:PORT), not ${text}`);
+    try {
+      return { ...ep, tls: readX509CredsDir(tlsDir) };
+    } catch (e) {
+      throw new CliUsageError(`${flag}-qmp-tls: ${(e as Error).message}`);
+    }
   };
-  const from = endpoint(flags.from, '--from');
-  const to = endpoint(flags.to, '--to');
+  const from = endpoint(flags.from, '--from', flags.fromQmpTls);
+  const to = endpoint(flags.to, '--to', flags.toQmpTls);
   const same =
     from.kind === 'unix' && to.kind === 'unix'
       ? resolve(from.path) === resolve(to.path)
@@ -312,7 +381,8 @@ function printPlan(commands: PlannedCommand[], mode: ProgressMode, io: MigrateIo
       c.arguments === undefined
         ? ''
         : ` ${JSON.stringify(c.arguments, (_k, v) => (typeof v === 'bigint' ? Number(v) : v))}`;
-    io.out(`${c.side.padEnd(11)} ${c.execute}${args}\n`);
+    const when = c.phase === 'cleanup' ? '  (once the migration has ended)' : '';
+    io.out(`${c.side.padEnd(11)} ${c.execute}${args}${when}\n`);
   }
 }
 
