@@ -67,7 +67,7 @@ export function parseObjectOption(text: string): ObjectOptions {
     // An unknown type is reported by the check below, before its properties.
     if (!m && branch) throw genericError(`Invalid parameter '${k}'`);
     if (m?.type === 'bool') {
-      if (!(v in BOOL)) throw genericError(`Parameter '${k}' expects 'on' or 'off'`);
+      if (!Object.hasOwn(BOOL, v)) throw genericError(`Parameter '${k}' expects 'on' or 'off'`);
       args[k] = BOOL[v];
     } else if (m && typeof m.type !== 'string') {
       throw genericError(`Parameter '${k}' is a list: use -object's JSON form`);

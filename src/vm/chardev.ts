@@ -108,7 +108,7 @@ function socketOpts(opts: string[], spec: string, compat: boolean): Record<strin
       throw new ChardevError(`Invalid parameter '${k}'${compat ? `\nparse error: ${spec}` : ''}`);
     }
     const bools = ['server', 'wait', 'nodelay', 'telnet', 'websocket', 'mux', 'abstract', 'tight'];
-    if (bools.includes(k) && BOOL[v] === undefined) {
+    if (bools.includes(k) && !Object.hasOwn(BOOL, v)) {
       throw new ChardevError(
         `Parameter '${k}' expects 'on' or 'off'${compat ? `\nparse error: ${spec}` : ''}`,
       );
@@ -119,7 +119,7 @@ function socketOpts(opts: string[], spec: string, compat: boolean): Record<strin
 }
 
 function flag(o: Record<string, string>, k: string, dflt: boolean): boolean {
-  return o[k] === undefined ? dflt : (BOOL[o[k]!] ?? dflt);
+  return o[k] !== undefined && Object.hasOwn(BOOL, o[k]) ? BOOL[o[k]]! : dflt;
 }
 
 /** The abstract/tight options of a unix socket chardev, as given. */
