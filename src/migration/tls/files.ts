@@ -4,6 +4,7 @@
  * the event loop (a FIFO, which QEMU 10.0 waits on for ever) nor take unbounded memory.
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { genericError } from '../../qapi/errors.js';
 import { systemError } from '../../util/errno.js';
 
 /**
@@ -21,7 +22,7 @@ export function credsFile(dir: string, file: string): string {
  * A credentials file's bytes. Opened without blocking and refused unless a regular file (after
  * symlinks) of at most MAX_CREDS_FILE bytes.
  * @throws a Node system error (EISDIR for a directory, ENOENT, ...), so that strerror() gives
- * glib's text, or an Error whose message says why the file is refused.
+ * glib's text, or a QapiError whose text says why the file is refused.
  */
 export function readCredsFile(path: string): Buffer {
   // O_NONBLOCK: opening a FIFO without a writer would otherwise wait here.
@@ -31,9 +32,9 @@ export function readCredsFile(path: string): Buffer {
     if (st.isDirectory()) {
       throw systemError('EISDIR', 'read');
     }
-    if (!st.isFile()) throw new Error('Not a regular file');
+    if (!st.isFile()) throw genericError('Not a regular file');
     if (st.size > MAX_CREDS_FILE)
-      throw new Error(`File is larger than ${MAX_CREDS_FILE >> 20} MiB (${st.size} bytes)`);
+      throw genericError(`File is larger than ${MAX_CREDS_FILE >> 20} MiB (${st.size} bytes)`);
     const buf = Buffer.alloc(st.size);
     let n = 0;
     while (n < buf.length) {
