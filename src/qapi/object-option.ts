@@ -6,7 +6,7 @@
  */
 import { checkCommand } from './check.js';
 import { genericError } from './errors.js';
-import { parseJson } from './json.js';
+import { qobjectFromJson } from './json-stream.js';
 import { schema } from './schema.js';
 import type { ObjectOptions } from './types.js';
 
@@ -49,7 +49,7 @@ const BOOL: Record<string, boolean> = {
  */
 export function parseObjectOption(text: string): ObjectOptions {
   if (text.startsWith('{')) {
-    return checkCommand('object-add', parseJson(text)) as unknown as ObjectOptions;
+    return checkCommand('object-add', qobjectFromJson(text)) as unknown as ObjectOptions;
   }
   const args: Record<string, unknown> = {};
   const pairs = keyval(text);
