@@ -6,7 +6,7 @@
  */
 import { checkCommand } from './check.js';
 import { genericError } from './errors.js';
-import { parseJson } from './json.js';
+import { qobjectFromJson } from './json-stream.js';
 import { schema } from './schema.js';
 import type { ObjectOptions } from './types.js';
 
@@ -49,7 +49,7 @@ const BOOL: Record<string, boolean> = {
  */
 export function parseObjectOption(text: string): ObjectOptions {
   if (text.startsWith('{')) {
-    return checkCommand('object-add', parseJson(text)) as unknown as ObjectOptions;
+    return checkCommand('object-add', qobjectFromJson(text)) as unknown as ObjectOptions;
   }
   const args: Record<string, unknown> = {};
   const pairs = keyval(text);
@@ -67,7 +67,7 @@ export function parseObjectOption(text: string): ObjectOptions {
     // An unknown type is reported by the check below, before its properties.
     if (!m && branch) throw genericError(`Invalid parameter '${k}'`);
     if (m?.type === 'bool') {
-      if (!(v in BOOL)) throw genericError(`Parameter '${k}' expects 'on' or 'off'`);
+      if (!Object.hasOwn(BOOL, v)) throw genericError(`Parameter '${k}' expects 'on' or 'off'`);
       args[k] = BOOL[v];
     } else if (m && typeof m.type !== 'string') {
       throw genericError(`Parameter '${k}' is a list: use -object's JSON form`);

@@ -2,7 +2,7 @@
  * A QMP server, wire-compatible with QEMU 10.0's monitor/qmp.c: greeting, capabilities
  * negotiation, in-band commands one at a time per session and OOB ones at once, replies and
  * events written byte for byte as QEMU writes them, on unix and tcp sockets or any duplex
- * stream (stdio). Malformed input is answered as QEMU answers it (see json-stream.ts). A
+ * stream (stdio). Malformed input is answered as QEMU answers it (see qapi/json-stream.ts). A
  * session reads no further than QEMU's request queue allows, nor while its client leaves
  * replies unread.
  */
@@ -13,11 +13,11 @@ import { checkCommand } from '../qapi/check.js';
 import { QapiError } from '../qapi/errors.js';
 import { introspect } from '../qapi/introspect.js';
 import { stringifyJson } from '../qapi/json.js';
+import { JsonStreamer, type StreamItem } from '../qapi/json-stream.js';
 import type { EventName, Events, VersionInfo } from '../qapi/types.js';
 import { socketListen } from '../util/sockets.js';
 import { type Dispatcher, type Reply, reply, type SessionContext } from './dispatch.js';
 import { QmpServerError } from './errors.js';
-import { JsonStreamer, type StreamItem } from './json-stream.js';
 import { QmpProtocol } from './protocol.js';
 
 /** Where a monitor listens, in the shape QEMU's socket chardev options give. */

@@ -108,7 +108,7 @@ function socketOpts(opts: string[], spec: string, compat: boolean): Record<strin
       throw new ChardevError(`Invalid parameter '${k}'${compat ? `\nparse error: ${spec}` : ''}`);
     }
     const bools = ['server', 'wait', 'nodelay', 'telnet', 'websocket', 'mux', 'abstract', 'tight'];
-    if (bools.includes(k) && BOOL[v] === undefined) {
+    if (bools.includes(k) && !Object.hasOwn(BOOL, v)) {
       throw new ChardevError(
         `Parameter '${k}' expects 'on' or 'off'${compat ? `\nparse error: ${spec}` : ''}`,
       );
@@ -119,7 +119,7 @@ function socketOpts(opts: string[], spec: string, compat: boolean): Record<strin
 }
 
 function flag(o: Record<string, string>, k: string, dflt: boolean): boolean {
-  return o[k] === undefined ? dflt : (BOOL[o[k]!] ?? dflt);
+  return o[k] !== undefined && Object.hasOwn(BOOL, o[k]) ? BOOL[o[k]]! : dflt;
 }
 
 /** The abstract/tight options of a unix socket chardev, as given. */
@@ -311,8 +311,8 @@ function tlsListener(
       return psk(s, id);
     };
   }
-  // A client that connects and never completes its handshake is dropped after 10 s.
-  const server = tls.createServer({ ...opts, handshakeTimeout: 10_000 }, (s) => {
+  // A client that connects and never completes its handshake is dropped.
+  const server = tls.createServer({ ...opts, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS }, (s) => {
     const name = label();
     const refused = authzRefusal(dev.tlsAuthz, tlsCtx.objects, s, pskIds.get(s));
     if (refused) {
@@ -332,7 +332,14 @@ function tlsListener(
   return server;
 }
 
-/** The client end of a TLS chardev: the handshake, the server's certificate and name checked. */
+/** How long a TLS chardev waits for a handshake, as server or client (QEMU waits for ever). */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * The client end of a TLS chardev: the handshake, the server's certificate and name checked,
+ * within TLS_HANDSHAKE_TIMEOUT_MS (a server that accepts and never answers would otherwise
+ * hold the VM's start for ever).
+ */
 async function tlsConnect(sock: Socket, host: string, creds: TlsCreds): Promise<tls.TLSSocket> {
   const t = tls.connect({
     ...creds.tlsOptions,
@@ -340,13 +347,21 @@ async function tlsConnect(sock: Socket, host: string, creds: TlsCreds): Promise<
     host,
     servername: isIP(host) ? undefined : host,
   });
+  let timer: NodeJS.Timeout | undefined;
   await new Promise<void>((res, rej) => {
     t.once('secureConnect', res);
     t.once('error', (e) => rej(new ChardevError(`TLS handshake failed: ${e.message}`, { cause: e })));
-  }).catch((e) => {
-    t.destroy();
-    throw e;
-  });
+    timer = setTimeout(
+      () =>
+        rej(new ChardevError(`TLS handshake failed: no answer within ${TLS_HANDSHAKE_TIMEOUT_MS / 1000} s`)),
+      TLS_HANDSHAKE_TIMEOUT_MS,
+    );
+  })
+    .catch((e) => {
+      t.destroy();
+      throw e;
+    })
+    .finally(() => clearTimeout(timer));
   return t;
 }
 

@@ -32,6 +32,7 @@ import {
   type VmConfig,
   versionText,
 } from './cmdline.js';
+import { VmObjects } from './objects.js';
 import { QEMU_VERSION_TEXT, VERSION_INFO, Vm } from './vm.js';
 
 /** A share=on memory-backend-file: the guest's RAM goes back into it when the process ends. */
@@ -185,20 +186,34 @@ function prefault(vm: Vm): void {
   }
 }
 
+/** The id of the RAM backend QEMU creates itself for a plain `-m` (hw/core/machine.c default_ram_id). */
+const DEFAULT_RAM_ID = 'ram';
+
 /**
  * The -object objects of object-add's types, in order, after the machine's own (its RAM
- * backends and the workload, which object-del refuses).
+ * backends and the workload, which object-del refuses). With a plain `-m`, an object of its
+ * own named `ram` is refused once created, as QEMU's vl.c refuses it (two lines).
  * @throws {UsageError} QEMU's text, without the option: QEMU creates objects after parsing.
  */
 function createObjects(vm: Vm, cfg: VmConfig): void {
   if (cfg.workload?.id !== undefined) vm.objects.reserve(cfg.workload.id, 'qmigrate-workload');
+  const defaultRam = cfg.memoryBackend === undefined && cfg.ramSizeGiven && cfg.ramSize > 0n;
   for (const o of cfg.objects) {
     try {
-      vm.objects.add(o);
+      // The default backend holds the id already: create the object aside, for its own errors.
+      if (defaultRam && o.id === DEFAULT_RAM_ID) new VmObjects().add(o);
+      else vm.objects.add(o);
     } catch (e) {
       if (e instanceof QapiError) throw new UsageError(e.message);
       throw e;
     }
+  }
+  const ids = [...cfg.backends.map((b) => b.id), cfg.workload?.id, ...cfg.objects.map((o) => o.id)];
+  if (defaultRam && ids.includes(DEFAULT_RAM_ID)) {
+    throw new UsageError(
+      `object's id '${DEFAULT_RAM_ID}' is reserved for the default RAM backend, it can't be used for any other purposes\n` +
+        `Change the object's 'id' to something else or disable automatic creation of the default RAM backend by setting 'memory-backend=${DEFAULT_RAM_ID}' with '-machine'.`,
+    );
   }
 }
 

@@ -1,4 +1,4 @@
-// Differential test of src/qmp/json-stream.ts against a real QEMU 10.0 QMP monitor: each case's
+// Differential test of src/qapi/json-stream.ts against a real QEMU 10.0 QMP monitor: each case's
 // raw bytes go to QEMU and to our streamer, and the two reply sequences must be equal. Parse
 // and limit errors compare by their exact desc; values by their kind (QMP object or not) and,
 // when the object carries an "id", by the id QEMU echoes back, so decoded strings and numbers
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JsonDouble, parseJson } from '../../src/qapi/json.js';
-import { JsonStreamer, type StreamItem } from '../../src/qmp/json-stream.js';
+import { JsonStreamer, type StreamItem } from '../../src/qapi/json-stream.js';
 import { type QemuBinary, type RunningQemu, requireQemu, startQemu } from '../helpers/qemu.js';
 
 /** Bytes exactly as written: every char of the string is one byte (latin1). */

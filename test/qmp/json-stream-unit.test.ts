@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { inspect } from 'node:util';
 import { JsonDouble } from '../../src/qapi/json.js';
-import { JsonStreamer, type StreamItem } from '../../src/qmp/json-stream.js';
+import { JsonStreamer, type StreamItem } from '../../src/qapi/json-stream.js';
 
 type Limits = ConstructorParameters<typeof JsonStreamer>[1];
 

@@ -11,40 +11,91 @@ export function authzSimple(id: string, identity: string): TlsAuthz {
   return { id, isAllowed: (who) => who === identity };
 }
 
-/** fnmatch(pattern, s, 0) as a regular expression: `*`, `?`, `[...]` (with `!`), `\` escapes. */
+/** POSIX character classes in brackets (`[[:alpha:]]`), C locale, as RegExp class contents. */
+const POSIX_CLASSES: Record<string, string> = {
+  alpha: 'A-Za-z',
+  digit: '0-9',
+  alnum: '0-9A-Za-z',
+  upper: 'A-Z',
+  lower: 'a-z',
+  space: '\\t\\n\\v\\f\\r ',
+  blank: '\\t ',
+  xdigit: '0-9A-Fa-f',
+  cntrl: '\\x00-\\x1f\\x7f',
+  punct: '!-\\/:-@\\[-`{-~',
+  print: ' -~',
+  graph: '!-~',
+};
+
+/** One character, literally, in a `u` RegExp (in or out of a class). */
+function lit(c: string): string {
+  return `\\u{${c.codePointAt(0)!.toString(16)}}`;
+}
+
+/**
+ * The bracket expression opening at `p[open]` (`[`) as a RegExp class, and the index after it:
+ * `!` or `^` negates, a leading `]` is a member, `\\` escapes, `a-z` ranges (out of order:
+ * empty), `[:class:]`, `[.c.]` and `[=c=]`. Undefined when it never closes (the `[` is then a
+ * literal); `invalid` for an unknown class name (fnmatch then fails, i.e. never matches).
+ */
+function bracket(p: string, open: number): { re: string; next: number } | 'invalid' | undefined {
+  let i = open + 1;
+  const negate = p[i] === '!' || p[i] === '^';
+  if (negate) i++;
+  const parts: string[] = [];
+  for (let first = true; i < p.length; first = false) {
+    if (p[i] === ']' && !first) return { re: `[${negate ? '^' : ''}${parts.join('')}]`, next: i + 1 };
+    const kind = p[i] === '[' ? p[i + 1] : undefined;
+    if (kind === ':' || kind === '.' || kind === '=') {
+      const end = p.indexOf(`${kind}]`, i + 2);
+      if (end >= 0) {
+        const name = p.slice(i + 2, end);
+        if (kind === ':') {
+          if (!Object.hasOwn(POSIX_CLASSES, name)) return 'invalid';
+          parts.push(POSIX_CLASSES[name]!);
+        } else parts.push([...name].map(lit).join(''));
+        i = end + 2;
+        continue;
+      }
+    }
+    let lo = p[i]!;
+    if (lo === '\\' && i + 1 < p.length) lo = p[++i]!;
+    i++;
+    if (p[i] === '-' && i + 1 < p.length && p[i + 1] !== ']') {
+      let hi = p[i + 1]!;
+      i += 2;
+      if (hi === '\\' && i < p.length) hi = p[i++]!;
+      if (lo.codePointAt(0)! <= hi.codePointAt(0)!) parts.push(`${lit(lo)}-${lit(hi)}`);
+      continue;
+    }
+    parts.push(lit(lo));
+  }
+  return undefined;
+}
+
+/**
+ * fnmatch(pattern, s, 0) as glibc runs it, as a regular expression: `*`, `?`, bracket
+ * expressions, `\\` escapes; every other character literal. A pattern fnmatch finds invalid
+ * (an unknown `[:class:]`) never matches.
+ */
 export function globRegExp(pattern: string): RegExp {
   let re = '';
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i]!;
     if (c === '*') re += '[\\s\\S]*';
     else if (c === '?') re += '[\\s\\S]';
-    else if (c === '\\' && i + 1 < pattern.length) re += escapeChar(pattern[++i]!);
+    else if (c === '\\' && i + 1 < pattern.length) re += lit(pattern[++i]!);
     else if (c === '[') {
-      const end = bracketEnd(pattern, i);
-      if (end < 0) re += '\\[';
+      const b = bracket(pattern, i);
+      if (b === 'invalid') return /(?!)/;
+      if (b === undefined) re += lit(c);
       else {
-        let body = pattern.slice(i + 1, end);
-        const negate = body[0] === '!' || body[0] === '^';
-        if (negate) body = body.slice(1);
-        re += `[${negate ? '^' : ''}${body.replace(/[\\\]^]/g, (m) => `\\${m}`)}]`;
-        i = end;
+        re += b.re;
+        i = b.next - 1;
       }
-    } else re += escapeChar(c);
+    } else re += lit(c);
   }
-  return new RegExp(`^${re}$`);
-}
-
-function escapeChar(c: string): string {
-  return c.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
-}
-
-/** The `]` closing the bracket expression at `open` (a leading `]` is a member), or -1. */
-function bracketEnd(p: string, open: number): number {
-  let i = open + 1;
-  if (p[i] === '!' || p[i] === '^') i++;
-  if (p[i] === ']') i++;
-  const end = p.indexOf(']', i);
-  return end;
+  return new RegExp(`^${re}$`, 'u');
 }
 
 /** authz-list: the first rule that matches decides; none, the default `policy` (deny). */

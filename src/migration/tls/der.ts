@@ -110,3 +110,21 @@ export function extKeyUsage(value: Buffer): string[] {
   const seq = tlv(value, 0, value.length);
   return children(value, seq).map((c) => oidText(value.subarray(c.start, c.end)));
 }
+
+/**
+ * Why `der` is not PKCS#3 DHParameter as GnuTLS imports it (one SEQUENCE of the prime and the
+ * generator, INTEGERs, then an optional private value length), in libtasn1's terms: `tag`
+ * for an element of another type, `der` for a length that does not fit; undefined when it is.
+ */
+export function dhParameterFault(der: Buffer): 'tag' | 'der' | undefined {
+  try {
+    if (der[0] !== 0x30) return 'tag';
+    const seq = tlv(der, 0, der.length);
+    if (seq.end !== der.length) return 'der';
+    const ints = children(der, seq);
+    if (ints.length < 2 || ints.length > 3) return 'der';
+    return ints.every((i) => i.tag === 0x02) ? undefined : 'tag';
+  } catch {
+    return 'der';
+  }
+}

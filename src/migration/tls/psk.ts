@@ -4,12 +4,12 @@
  * (TLS 1.3 with an external PSK, TLS 1.2 (EC)DHE-PSK and PSK), so the keys become node:tls
  * PSK callbacks: a client sends its username and key, a server reads the file per handshake.
  */
-import { readFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
 import { genericError } from '../../qapi/errors.js';
 import { strerror } from '../../util/errno.js';
+import { readCredsFile } from './files.js';
 import type { TlsCreds, TlsEndpoint } from './types.js';
-import { credsPath } from './x509.js';
+import { credsPath, dhParams } from './x509.js';
 
 /** tls-creds-psk's properties, as object-add checked them. */
 export interface PskCredsProps {
@@ -43,9 +43,15 @@ function lookupKey(text: string, username: string): string | undefined {
   return undefined;
 }
 
-/** A key in hex, as GNUTLS_PSK_KEY_HEX takes it. */
-function hexKey(hex: string): Buffer {
-  return Buffer.from(hex.trim(), 'hex');
+/**
+ * A key in hex, as GNUTLS_PSK_KEY_HEX takes it: pairs of hex digits and nothing else (Node's
+ * decoder would stop at the first bad digit and keep the prefix, i.e. another, shorter key).
+ * @returns the key, or GnuTLS's reason it is refused.
+ */
+function hexKey(hex: string): Buffer | { reason: string } {
+  if (hex === '') return { reason: 'The request is invalid.' };
+  if (!/^(?:[0-9A-Fa-f]{2})+$/.test(hex)) return { reason: 'Error in parsing.' };
+  return Buffer.from(hex, 'hex');
 }
 
 /**
@@ -69,13 +75,14 @@ export function loadPskCreds(p: PskCredsProps): TlsCreds {
     // As GnuTLS's server credentials file: read at each handshake, so edits count.
     const pskCallback = (_socket: TLSSocket, identity: string) => {
       try {
-        const hex = lookupKey(readFileSync(pskFile, 'latin1'), identity);
-        return hex === undefined ? null : hexKey(hex);
+        const hex = lookupKey(readCredsFile(pskFile).toString('latin1'), identity);
+        const key = hex === undefined ? undefined : hexKey(hex);
+        return Buffer.isBuffer(key) ? key : null;
       } catch {
         return null;
       }
     };
-    const dhparam = dhFile ? readFileSync(dhFile) : undefined;
+    const dhparam = dhFile ? dhParams(dhFile) : undefined;
     const tlsOptions = { pskCallback, ciphers: PSK_CIPHERS, ...(dhparam && { dhparam }) };
     return {
       id: p.id,
@@ -88,13 +95,14 @@ export function loadPskCreds(p: PskCredsProps): TlsCreds {
   const username = p.username ?? 'qemu';
   let text: string;
   try {
-    text = readFileSync(pskFile, 'latin1');
+    text = readCredsFile(pskFile).toString('latin1');
   } catch (e) {
     throw genericError(`Cannot read PSK file ${pskFile}: Failed to open file “${pskFile}”: ${strerror(e)}`);
   }
   const hex = lookupKey(text, username);
   if (hex === undefined) throw genericError(`Username ${username} not found in PSK file ${pskFile}`);
   const psk = hexKey(hex);
+  if (!Buffer.isBuffer(psk)) throw genericError(`Cannot set PSK client credentials: ${psk.reason}`);
   const tlsOptions = {
     pskCallback: () => ({ identity: username, psk }),
     ciphers: PSK_CIPHERS,

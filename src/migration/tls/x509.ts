@@ -4,12 +4,12 @@
  * into node:tls options. GnuTLS's own reasons are given where Node can tell the same case.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { accessSync, constants, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, constants } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { genericError } from '../../qapi/errors.js';
 import { strerror } from '../../util/errno.js';
-import { basicConstraintsCa, certExtensions, extKeyUsage, keyUsageBits } from './der.js';
+import { basicConstraintsCa, certExtensions, dhParameterFault, extKeyUsage, keyUsageBits } from './der.js';
+import { credsFile, readCredsFile } from './files.js';
 import type { TlsCreds, TlsEndpoint } from './types.js';
 
 /** tls-creds-x509's properties (QEMU's names in comments), as object-add checked them. */
@@ -51,7 +51,7 @@ const OID = {
  * optional. @throws {QapiError} `Unable to access credentials PATH: ERRNO`
  */
 export function credsPath(dir: string, file: string, required: boolean): string | undefined {
-  const path = join(dir, file);
+  const path = credsFile(dir, file);
   try {
     accessSync(path, constants.R_OK);
     return path;
@@ -61,22 +61,48 @@ export function credsPath(dir: string, file: string, required: boolean): string 
   }
 }
 
-/** A file's text as glib's g_file_get_contents reads it, or its error (`Error reading file “P”: ...`). */
-function contents(path: string, what: (reason: string) => string): string {
+/**
+ * A file's text as glib's g_file_get_contents reads it, or its error (`Error reading file “P”: ...`);
+ * a file that is not a regular one (a FIFO would block) or too large is refused with the reason.
+ */
+export function contents(path: string, what: (reason: string) => string): string {
   try {
-    return readFileSync(path, 'latin1');
+    return readCredsFile(path).toString('latin1');
   } catch (e) {
     throw genericError(what(`Error reading file “${path}”: ${strerror(e)}`));
   }
 }
 
+/** The base64 body of the first PEM block `label` (a RegExp source), or GnuTLS's reason why not. */
+function pemBody(pem: string, label: string): { der: Buffer } | { reason: string } {
+  const m = new RegExp(`-----BEGIN ${label}-----([^-]*)-----END`).exec(pem);
+  if (!m) return { reason: 'Base64 unexpected header error.' };
+  const b64 = m[1]!.replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0)
+    return { reason: 'Base64 decoding error.' };
+  return { der: Buffer.from(b64, 'base64') };
+}
+
 /** GnuTLS's reason for a PEM certificate it cannot import. */
 function importReason(pem: string): string {
-  const m = /-----BEGIN (?:X509 )?CERTIFICATE-----([^-]*)-----END/.exec(pem);
-  if (!m) return 'Base64 unexpected header error.';
-  const b64 = m[1]!.replace(/\s+/g, '');
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) return 'Base64 decoding error.';
-  return 'ASN1 parser: Error in DER parsing.';
+  const body = pemBody(pem, '(?:X509 )?CERTIFICATE');
+  return 'reason' in body ? body.reason : 'ASN1 parser: Error in DER parsing.';
+}
+
+/**
+ * A server's dh-params.pem (PKCS#3 in PEM), as QEMU reads and imports it; OpenSSL would skip
+ * a file it cannot parse without a word. @throws {QapiError} QEMU's texts.
+ */
+export function dhParams(path: string): Buffer {
+  const pem = contents(path, (why) => why);
+  const body = pemBody(pem, 'DH PARAMETERS');
+  const fault = 'reason' in body ? undefined : dhParameterFault(body.der);
+  const reason =
+    'reason' in body
+      ? body.reason
+      : fault && `ASN1 parser: ${fault === 'tag' ? 'Error in TAG.' : 'Error in DER parsing.'}`;
+  if (reason) throw genericError(`Unable to load DH parameters from ${path}: ${reason}`);
+  return Buffer.from(pem, 'latin1');
 }
 
 function parseCert(pem: string): X509Certificate | undefined {
@@ -197,8 +223,8 @@ function keyPair(
   let cert: string;
   let key: string;
   try {
-    cert = readFileSync(certFile, 'latin1');
-    key = readFileSync(keyFile, 'latin1');
+    cert = readCredsFile(certFile).toString('latin1');
+    key = readCredsFile(keyFile).toString('latin1');
   } catch {
     throw fail('Error while reading file.');
   }
@@ -239,7 +265,7 @@ export function loadX509Creds(p: X509CredsProps): TlsCreds {
   const ca = contents(caFile, (why) => `Cannot load CA certificate '${caFile}': ${why}`);
   const pair = certFile && keyFile ? keyPair(certFile, keyFile, p.passwordid) : undefined;
   const crl = crlFile ? contents(crlFile, (why) => `Cannot load CRL '${crlFile}': ${why}`) : undefined;
-  const dhparam = dhFile ? readFileSync(dhFile) : undefined;
+  const dhparam = dhFile ? dhParams(dhFile) : undefined;
   const verifyPeer = p.verifyPeer ?? true;
   const tlsOptions = {
     ca,

@@ -4,7 +4,8 @@
  * (qobject/json-lexer.c), the message splitter and its limits (qobject/json-streamer.c), the
  * parser (qobject/json-parser.c) and, for error texts, util/unicode.c and qobject/json-writer.c.
  */
-import { intValue, JsonDouble } from '../qapi/json.js';
+import { genericError } from './errors.js';
+import { intValue, JsonDouble } from './json.js';
 
 export type StreamItem = { value: unknown } | { error: string };
 
@@ -244,6 +245,21 @@ export class JsonStreamer {
     this.#state = START;
     this.#dropCarry();
     this.#reset();
+  }
+
+  /**
+   * End of a whole text, as json_message_parser_flush (qobject_from_json's): the token being
+   * lexed ends as at a NUL, without that NUL being lexed again, and a partial message is parsed
+   * (`JSON parse error, premature EOI`). The streamer is fresh afterwards.
+   */
+  flush(): void {
+    if (this.#state !== START && this.#state !== RECOVERY) {
+      const next = TABLE[(this.#state << 8) | 0]!;
+      const type = next & LOOKAHEAD ? next & 0x7f : ERR;
+      if (type !== START) this.#lexed(type, new Uint8Array(0), 0, 0);
+    }
+    if (this.#types.length) this.#emit(parseTokens(this.#types, this.#vals));
+    this.end();
   }
 
   #dropCarry(): void {
@@ -624,4 +640,28 @@ function decodeString(tok: Buffer): string | BadString {
     run = i;
   }
   return i > run ? out + tok.toString('latin1', run, i) : out;
+}
+
+/**
+ * One JSON value from a whole text, as qobject/qjson.c's qobject_from_json takes `-object`'s
+ * and `object_add`'s JSON form: the first error, or a second value, fails it.
+ * @returns the value (undefined for a text without one).
+ * @throws {QapiError} with QEMU 10.0's text (`JSON parse error, premature EOI`,
+ * `Expecting at most one JSON value`, ...).
+ */
+export function qobjectFromJson(text: string): unknown {
+  let result: { value: unknown } | undefined;
+  let error: string | undefined;
+  const streamer = new JsonStreamer((item) => {
+    if (error !== undefined) return;
+    if (result) {
+      result = undefined;
+      error = 'Expecting at most one JSON value';
+    } else if ('error' in item) error = item.error;
+    else result = item;
+  });
+  streamer.feed(Buffer.from(text, 'utf8'));
+  streamer.flush();
+  if (error !== undefined) throw genericError(error);
+  return result?.value;
 }
