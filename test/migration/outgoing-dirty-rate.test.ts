@@ -36,6 +36,7 @@ test('dirty-pages-rate stays within what the guest writes', async (t) => {
   for (const end = Date.now() + 30_000; rates.filter((r) => r > 0).length < 2; await sleep(100)) {
     assert.ok(Date.now() < end, `no dirty-pages-rate within 30 s: ${rates}`);
     const info = await src.qmp.queryMigrate();
+    if (info.status === 'setup') continue; // the connection still being made, on a busy machine
     assert.equal(info.status, 'active', JSON.stringify(info));
     rates.push(Number(info.ram?.['dirty-pages-rate'] ?? 0));
   }
