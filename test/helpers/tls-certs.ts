@@ -17,11 +17,15 @@ export interface TestCa {
 
 /** One leaf certificate's wishes. Dates are openssl `ca` form, e.g. `20200101000000Z`. */
 export interface LeafOptions {
-  /** Subject, as openssl's `-subj` (`/O=qmigrate/CN=localhost`). */
+  /** Subject, as openssl's `-subj` (`/CN=localhost/O=qmigrate`; kept in this order). */
   readonly subject: string;
   /** Subject alternative names, e.g. `['DNS:localhost', 'IP:127.0.0.1']`. */
   readonly san?: readonly string[];
   readonly usage: 'server' | 'client';
+  /** extendedKeyUsage instead of the usage's own (serverAuth or clientAuth), e.g. `emailProtection`. */
+  readonly purpose?: string;
+  /** Mark extendedKeyUsage critical (QEMU refuses a wrong purpose only then). */
+  readonly criticalPurpose?: boolean;
   readonly notBefore?: string;
   readonly notAfter?: string;
 }
@@ -84,7 +88,7 @@ export function makeLeaf(ca: TestCa, dir: string, prefix: string, o: LeafOptions
     const ext = [
       'basicConstraints=critical,CA:FALSE',
       'keyUsage=critical,digitalSignature,keyEncipherment',
-      `extendedKeyUsage=${o.usage === 'server' ? 'serverAuth' : 'clientAuth'}`,
+      `extendedKeyUsage=${o.criticalPurpose ? 'critical,' : ''}${o.purpose ?? (o.usage === 'server' ? 'serverAuth' : 'clientAuth')}`,
       ...(o.san?.length ? [`subjectAltName=${o.san.join(',')}`] : []),
     ];
     writeFileSync(
@@ -100,7 +104,6 @@ export function makeLeaf(ca: TestCa, dir: string, prefix: string, o: LeafOptions
         'default_md = sha256',
         'policy = any',
         'unique_subject = no',
-        'preserve = yes',
         'copy_extensions = none',
         'x509_extensions = leaf',
         '[any]',
@@ -110,6 +113,9 @@ export function makeLeaf(ca: TestCa, dir: string, prefix: string, o: LeafOptions
         'localityName = optional',
         'stateOrProvinceName = optional',
         'organizationalUnitName = optional',
+        'domainComponent = optional',
+        'userId = optional',
+        'emailAddress = optional',
         '[leaf]',
         ...ext,
         '',
@@ -125,6 +131,7 @@ export function makeLeaf(ca: TestCa, dir: string, prefix: string, o: LeafOptions
         'ca',
         '-batch',
         '-notext',
+        '-preserveDN',
         '-config',
         'ca.cnf',
         '-cert',
@@ -176,7 +183,7 @@ export function makeCredsDir(
   mkdirSync(dir, { recursive: true });
   copyFileSync(ca.cert, join(dir, 'ca-cert.pem'));
   makeLeaf(ca, dir, endpoint, {
-    subject: endpoint === 'server' ? '/O=qmigrate tests/CN=localhost' : '/O=qmigrate tests/CN=client',
+    subject: endpoint === 'server' ? '/CN=localhost/O=qmigrate tests' : '/CN=client/O=qmigrate tests',
     san: endpoint === 'server' ? ['DNS:localhost', 'IP:127.0.0.1'] : undefined,
     usage: endpoint,
     ...o,

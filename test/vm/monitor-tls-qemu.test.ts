@@ -6,10 +6,10 @@
 // sessions, and a monitor that keeps serving after each refusal. tls-authz with an identity
 // computed by distinguishedName() lets the client into QEMU: the DN format is QEMU's.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import * as tls from 'node:tls';
@@ -17,67 +17,21 @@ import { distinguishedName } from '../../src/migration/tls/dn.js';
 import { connectRetry } from '../helpers/peers.js';
 import { qemuStderr, requireQemu, startQemu, untilIncludes } from '../helpers/qemu.js';
 import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
-import { EXPIRED, makeCa, makeCredsDir, makePki, pkiRoot, type TestCa } from '../helpers/tls-certs.js';
+import {
+  EXPIRED,
+  makeCa,
+  makeCredsDir,
+  makeLeaf,
+  makePki,
+  pkiRoot,
+  type TestCa,
+} from '../helpers/tls-certs.js';
+import { freePort } from '../helpers/tls-monitor.js';
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** A client leaf with any subject (openssl's -multivalue-rdn), signed by `ca`. */
+/** A client leaf with any subject (`+` joins attributes into one RDN), signed by `ca`. */
 function clientLeaf(ca: TestCa, dir: string, subject: string): { cert: string; key: string } {
-  mkdirSync(dir, { recursive: true });
-  const key = join(dir, 'client-key.pem');
-  const cert = join(dir, 'client-cert.pem');
-  const ext = join(dir, 'ext.cnf');
-  writeFileSync(
-    ext,
-    'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n',
-  );
-  const csr = join(dir, 'req.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-new',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      csr,
-      '-multivalue-rdn',
-      '-subj',
-      subject,
-    ],
-    { stdio: 'ignore' },
-  );
-  execFileSync(
-    'openssl',
-    [
-      'x509',
-      '-req',
-      '-in',
-      csr,
-      '-CA',
-      ca.cert,
-      '-CAkey',
-      ca.key,
-      '-CAcreateserial',
-      '-days',
-      '3',
-      '-extfile',
-      ext,
-      '-out',
-      cert,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
+  makeLeaf(ca, dir, 'client', { subject, usage: 'client' });
+  return { cert: join(dir, 'client-cert.pem'), key: join(dir, 'client-key.pem') };
 }
 
 type Outcome = 'greeting' | 'closed';

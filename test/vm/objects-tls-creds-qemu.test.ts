@@ -5,7 +5,6 @@
 // equal. Then object-add / object-del / duplicate ids / unknown types, and `-object` on the
 // command line, against QEMU 10.0 the same way.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -13,48 +12,21 @@ import type { genericError } from '../../src/qapi/errors.js';
 import { Vm } from '../../src/vm/vm.js';
 import { qemuStderr, requireQemu, startQemu } from '../helpers/qemu.js';
 import { runQmigrate } from '../helpers/qmigrate.js';
-import { EXPIRED, makeCa, makeCredsDir, makePki, pkiRoot, type TestCa } from '../helpers/tls-certs.js';
+import {
+  EXPIRED,
+  makeCa,
+  makeCredsDir,
+  makeLeaf,
+  makePki,
+  pkiRoot,
+  type TestCa,
+} from '../helpers/tls-certs.js';
 
 /** A leaf whose extended key usage is critical and `purpose` only (openssl x509 -req). */
 function criticalPurposeDir(ca: TestCa, dir: string, endpoint: 'server' | 'client', purpose: string): string {
   mkdirSync(dir, { recursive: true });
   copyFileSync(ca.cert, join(dir, 'ca-cert.pem'));
-  const ext = join(dir, 'ext.cnf');
-  writeFileSync(
-    ext,
-    'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n' +
-      `extendedKeyUsage=critical,${purpose}\n`,
-  );
-  const key = join(dir, `${endpoint}-key.pem`);
-  const csr = join(dir, 'req.pem');
-  execFileSync(
-    'openssl',
-    ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', csr, '-subj', '/CN=x'],
-    { stdio: 'ignore' },
-  );
-  execFileSync(
-    'openssl',
-    [
-      'x509',
-      '-req',
-      '-in',
-      csr,
-      '-CA',
-      ca.cert,
-      '-CAkey',
-      ca.key,
-      '-CAcreateserial',
-      '-days',
-      '3',
-      '-extfile',
-      ext,
-      '-out',
-      join(dir, `${endpoint}-cert.pem`),
-    ],
-    { stdio: 'ignore' },
-  );
-  rmSync(ext);
-  rmSync(csr);
+  makeLeaf(ca, dir, endpoint, { subject: '/CN=x', usage: endpoint, purpose, criticalPurpose: true });
   return dir;
 }
 
