@@ -3,7 +3,9 @@
  * the same RAM-only guest on a memory-backend-file, both driven through QmpClient, so every
  * test can pair any source with any destination.
  */
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -125,4 +127,18 @@ export async function waitRunstate(qmp: QmpClient, state: string, ms = 20_000): 
     if (Date.now() > deadline) throw new Error(`runstate is ${s.status}, not ${state}`);
     await sleep(20);
   }
+}
+
+/**
+ * Asserts that the source's RAM is still its image and that the destination's equals it byte
+ * for byte, both read with pmemsave (as QEMU sees them) into `dir`.
+ */
+export async function assertRamMigrated(src: Peer, dst: Peer, dir: string, sizeMiB: number, srcImg: string) {
+  const a = join(dir, 'src.dump');
+  const b = join(dir, 'dst.dump');
+  await src.qmp.pmemsave({ val: 0, size: sizeMiB << 20, filename: a });
+  await dst.qmp.pmemsave({ val: 0, size: sizeMiB << 20, filename: b });
+  const srcRam = readFileSync(a);
+  assert.ok(srcRam.equals(readFileSync(srcImg)), 'source RAM is its image');
+  assert.ok(srcRam.equals(readFileSync(b)), 'destination RAM equals the source RAM byte for byte');
 }

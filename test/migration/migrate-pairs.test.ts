@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import type { MigrationAddress, MigrationChannel } from '../../src/qapi/types.js';
 import { writeMixedImage } from '../helpers/guest.js';
-import { type PeerKind, startPeer, waitMigration, waitRunstate } from '../helpers/peers.js';
+import {
+  assertRamMigrated,
+  type PeerKind,
+  startPeer,
+  waitMigration,
+  waitRunstate,
+} from '../helpers/peers.js';
 
 const MiB = 256;
 
@@ -83,13 +89,7 @@ async function migrate(t: TestContext, from: PeerKind, to: PeerKind, transport: 
   assert.equal(dstDone.status, 'completed', JSON.stringify(dstDone));
   await waitRunstate(dst.qmp, 'running');
   assert.equal((await src.qmp.queryStatus()).status, 'postmigrate');
-  const a = join(dir, 'src.dump');
-  const b = join(dir, 'dst.dump');
-  await src.qmp.pmemsave({ val: 0, size: MiB << 20, filename: a });
-  await dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: b });
-  const srcRam = readFileSync(a);
-  assert.ok(srcRam.equals(readFileSync(srcImg)), 'source RAM is its image');
-  assert.ok(srcRam.equals(readFileSync(b)), 'destination RAM equals the source RAM byte for byte');
+  await assertRamMigrated(src, dst, dir, MiB, srcImg);
 }
 
 const PAIRS: [PeerKind, PeerKind][] = [

@@ -5,12 +5,18 @@
 // address's host checked, the client's DN through the destination's authz-simple). A 256 MiB
 // guest of mixed pages: `completed` on both sides, RAM equal byte for byte.
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import type { MigrationCapabilityStatus, MigrationInfo } from '../../src/qapi/types.js';
 import { writeMixedImage } from '../helpers/guest.js';
-import { type PeerKind, startPeer, waitMigration, waitRunstate } from '../helpers/peers.js';
+import {
+  assertRamMigrated,
+  type PeerKind,
+  startPeer,
+  waitMigration,
+  waitRunstate,
+} from '../helpers/peers.js';
 import { makePki, pkiRoot } from '../helpers/tls-certs.js';
 
 const MiB = 256;
@@ -60,13 +66,7 @@ async function migrate(t: TestContext, from: PeerKind, to: PeerKind, multifd: nu
   const dstDone = await waitMigration(dst.qmp);
   assert.equal(dstDone.status, 'completed', JSON.stringify(dstDone));
   await waitRunstate(dst.qmp, 'running');
-  const a = join(dir, 'src.dump');
-  const b = join(dir, 'dst.dump');
-  await src.qmp.pmemsave({ val: 0, size: MiB << 20, filename: a });
-  await dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: b });
-  const srcRam = readFileSync(a);
-  assert.ok(srcRam.equals(readFileSync(srcImg)), 'source RAM is its image');
-  assert.ok(srcRam.equals(readFileSync(b)), 'destination RAM equals the source RAM byte for byte');
+  await assertRamMigrated(src, dst, dir, MiB, srcImg);
 }
 
 const PAIRS: [PeerKind, PeerKind][] = [
