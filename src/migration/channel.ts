@@ -9,6 +9,7 @@ import { MultifdReceiver } from './multifd.js';
 import { MULTIFD_INIT_SIZE } from './stream/multifd-packet.js';
 import { QemuFileReader, StreamError } from './stream/qemu-file.js';
 import { QEMU_VM_FILE_MAGIC } from './stream/savevm.js';
+import { SOURCE_CLOSED_FIRST } from './tls/tls.js';
 import { type ReadSink, readInto } from './transport/socket.js';
 
 /** Reads go to the free tail of a 1 MiB buffer, and a new one starts below 64 KiB of tail. */
@@ -276,9 +277,22 @@ export class IncomingChannels {
         accepted.destroy();
         // QEMU 10.0 prints the error and goes on listening, in `setup`: qmigrate fails the
         // migration, so that whoever waits for it learns why.
-        if (!this.#closed) this.#fail(e.message);
+        if (!this.#closed) this.#fail(this.#tlsFailure(e));
       },
     );
+  }
+
+  /**
+   * A multifd source that fails on one channel closes the others unused: a session closed
+   * before its first byte then says nothing of this side's certificate, least of all when
+   * another channel, which passed the same check, came before it.
+   */
+  #tlsFailure(e: Error): string {
+    if (!this.#receiver || !e.message.startsWith(SOURCE_CLOSED_FIRST)) return e.message;
+    const came = (this.#main ? 1 : 0) + this.#channels;
+    return came > 0
+      ? `${SOURCE_CLOSED_FIRST} on one channel after ${came} had come: it failed on another of its channels, not on this destination's certificate (its own error says why)`
+      : `${SOURCE_CLOSED_FIRST}: it refused this destination's certificate or name, or failed on another of its channels (its own error says which)`;
   }
 
   /** Sorts a connection that is ready to be read (after its TLS step). */

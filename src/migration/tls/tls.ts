@@ -324,6 +324,14 @@ export async function tlsServerChannel(
   }
 }
 
+/**
+ * The start of a destination's error for a TLS session the source closed before its first
+ * byte: with one channel that means the source refused this side, with multifd it may have
+ * failed on another channel instead (IncomingChannels says which).
+ */
+export const SOURCE_CLOSED_FIRST = 'the source closed the TLS session before sending anything';
+const SOURCE_REFUSED = "it refused this destination's certificate or name (its own error says which)";
+
 /** @throws {QapiError} when the client's certificate or its DN does not pass. */
 function checkClient(ts: TLSSocket, authz: TlsAuthz | undefined): void {
   const cert = ts.getPeerX509Certificate();
@@ -359,11 +367,7 @@ function firstBytes(ts: TLSSocket, signal?: AbortSignal): Promise<void> {
     const onEnd = () => {
       cleanup();
       ts.destroy();
-      reject(
-        genericError(
-          "the source closed the TLS session before sending anything: it refused this destination's certificate or name (its own error says which)",
-        ),
-      );
+      reject(genericError(`${SOURCE_CLOSED_FIRST}: ${SOURCE_REFUSED}`));
     };
     const onAbort = () => {
       cleanup();
