@@ -257,6 +257,17 @@ function serverOptions(creds: TlsCreds) {
   return { options, pskIdentity: () => identity };
 }
 
+const strays = new WeakSet<object>();
+
+/**
+ * Whether a destination's channel failed before it spoke TLS at all (clear text, closed or
+ * silent before its hello: a port scan, a health check, a clear-text source), as opposed to a
+ * TLS client that a check or an alert refused. QEMU 10.0 prints the former and listens on.
+ */
+export function isStrayConnection(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && strays.has(e);
+}
+
 /**
  * The destination's TLS step on one accepted channel: the server end, which asks for the
  * client's certificate and checks it (and the authz list on its DN) when verify-peer=on.
@@ -288,15 +299,22 @@ export async function tlsServerChannel(
     server.once('secureConnection', resolve);
     server.once('tlsClientError', (e, s) => {
       s.destroy();
-      reject(genericError(handshakeFailure(e)));
+      // A peer's alert is a TLS client that refused this side; anything else never spoke TLS.
+      const err = genericError(handshakeFailure(e));
+      if (!/_ALERT_/.test((e as NodeJS.ErrnoException).code ?? '')) strays.add(err);
+      reject(err);
     });
   });
   const onAbort = () => sock.destroy();
   signal?.addEventListener('abort', onAbort, { once: true });
   let onClose = () => {};
   const closed = new Promise<never>((_, reject) => {
-    onClose = () =>
-      reject(signal?.aborted ? signal.reason : genericError(handshakeFailure({ code: 'ECONNRESET' })));
+    onClose = () => {
+      if (signal?.aborted) return reject(signal.reason);
+      const err = genericError(handshakeFailure({ code: 'ECONNRESET' }));
+      if (!ts) strays.add(err);
+      reject(err);
+    };
     sock.once('close', onClose);
   });
   closed.catch(() => {});
