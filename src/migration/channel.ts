@@ -9,6 +9,7 @@ import { MultifdReceiver } from './multifd.js';
 import { MULTIFD_INIT_SIZE } from './stream/multifd-packet.js';
 import { QemuFileReader, StreamError } from './stream/qemu-file.js';
 import { QEMU_VM_FILE_MAGIC } from './stream/savevm.js';
+import { isStrayConnection, SOURCE_CLOSED_FIRST } from './tls/tls.js';
 import { type ReadSink, readInto } from './transport/socket.js';
 
 /** Reads go to the free tail of a 1 MiB buffer, and a new one starts below 64 KiB of tail. */
@@ -210,6 +211,8 @@ export interface IncomingEvents {
    * `report`, the line QEMU prints (on stderr, or as it exits with exit-on-error).
    */
   fail(desc: string, report: string): void;
+  /** A connection was dropped before it spoke TLS; the migration still waits (QEMU prints it). */
+  ignored?(report: string): void;
 }
 
 /**
@@ -274,11 +277,27 @@ export class IncomingChannels {
       (e: Error) => {
         this.#conns.delete(accepted);
         accepted.destroy();
-        // QEMU 10.0 prints the error and goes on listening, in `setup`: qmigrate fails the
-        // migration, so that whoever waits for it learns why.
-        if (!this.#closed) this.#fail(e.message);
+        if (this.#closed || this.#state !== 'setup') return;
+        // A connection that never spoke TLS cannot end a migration that TLS guards (a port
+        // scan would): said and ignored, as QEMU 10.0 does. A TLS client that a check refused
+        // fails it (QEMU listens on in `setup`), so that whoever waits for it learns why.
+        if (isStrayConnection(e)) this.#on.ignored?.(e.message);
+        else this.#fail(this.#tlsFailure(e));
       },
     );
+  }
+
+  /**
+   * A multifd source that fails on one channel closes the others unused: a session closed
+   * before its first byte then says nothing of this side's certificate, least of all when
+   * another channel, which passed the same check, came before it.
+   */
+  #tlsFailure(e: Error): string {
+    if (!this.#receiver || !e.message.startsWith(SOURCE_CLOSED_FIRST)) return e.message;
+    const came = (this.#main ? 1 : 0) + this.#channels;
+    return came > 0
+      ? `${SOURCE_CLOSED_FIRST} on one channel after ${came} had come: it failed on another of its channels, not on this destination's certificate (its own error says why)`
+      : `${SOURCE_CLOSED_FIRST}: it refused this destination's certificate or name, or failed on another of its channels (its own error says which)`;
   }
 
   /** Sorts a connection that is ready to be read (after its TLS step). */

@@ -39,6 +39,8 @@ export interface EngineHost {
   readonly fdsets: Map<number, number[]>;
   /** An incoming migration failed and exit-on-error is set: end the process like QEMU. */
   fatal(message: string): void;
+  /** A line QEMU prints on stderr and goes on (a stray connection to a TLS destination). */
+  warn?(message: string): void;
   /** The VM's TLS credentials and authz objects, for `tls-creds` and `tls-authz`. */
   readonly tls: TlsObjects;
 }
@@ -65,6 +67,8 @@ interface ListenContext extends ConnectContext {
   refuse(input: Readable, e: Error): void;
   /** The incoming migration failed: with exit-on-error, the process ends like QEMU. */
   fatal(report: string): void;
+  /** A line for stderr; the migration goes on. */
+  warn(report: string): void;
 }
 
 /** One MigrationAddress transport, as both sides open it. */
@@ -207,6 +211,7 @@ async function listenStream(
         m.setIncomingStatus('failed');
         ctx.fatal(report);
       },
+      ignored: (report) => ctx.warn(report),
     },
     secure,
   );
@@ -349,6 +354,7 @@ export class Engine implements MigrationEngine {
       fdsets: this.#host.fdsets,
       takeFd: (str) => this.#takeFd(str, true),
       fatal,
+      warn: (report) => this.#host.warn?.(report),
       load: (input, rp, opts) => void runIncoming(m, ram, runstate, input, rp, done, opts),
       tls: tlsSetup(this.#host.tls, m.options.params),
       /**

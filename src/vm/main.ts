@@ -235,6 +235,7 @@ async function startVm(
       ram,
       memdevs: memdevsOf(cfg),
       fatal,
+      warn: (msg) => process.stderr.write(`qmigrate: ${msg}\n`),
     });
     if (cfg.incoming !== undefined) prefault(vm);
     createObjects(vm, cfg);

@@ -27,6 +27,8 @@ export const VERSION_INFO: VersionInfo = { qemu: QEMU_VERSION, package: `qmigrat
 export interface VmOptions {
   /** Called when an incoming migration fails with exit-on-error (default: nothing). */
   fatal?: (message: string) => void;
+  /** Called with a line QEMU prints on stderr and goes on (default: nothing). */
+  warn?: (message: string) => void;
   /** `-incoming` value: `defer`, or a URI started at once. */
   incoming?: string;
   /** `-S`: start paused (prelaunch). */
@@ -82,6 +84,7 @@ export class Vm {
           fds: this.fds,
           fdsets: this.fdsets,
           fatal: (msg) => opts.fatal?.(msg),
+          warn: (msg) => opts.warn?.(msg),
           tls: this.objects,
         }),
     );

@@ -120,8 +120,9 @@ async function run(t: TestContext, c: Case) {
   const started = Date.now();
   await src.execute('migrate', { uri });
   const s = await until(src, ended);
+  const ms = Date.now() - started;
   const d = await until(dst, ended, 5000).catch(async () => info(dst));
-  return { src, dst, s, d, ms: Date.now() - started };
+  return { src, dst, s, d, ms };
 }
 
 test('TLS qmigrate -> qmigrate: tcp and unix, one channel with return path, multifd 4: RAM equal', async (t) => {
@@ -162,7 +163,7 @@ test('TLS refusals between qmigrate VMs: each side fails, says why, guest kept',
     creds('tls0', makeCredsDir(pki.ca, join(root, 's3'), 'server', EXPIRED), 'server'),
   ]);
   const tls = { 'tls-creds': 'tls0' };
-  const cases: [string, Case, RegExp | string, RegExp | string][] = [
+  const cases: [string, Case, RegExp | string, RegExp | string | undefined][] = [
     [
       'wrong CA',
       { src: client, dst: wrongCaServer, srcParams: tls, dstParams: tls },
@@ -196,7 +197,8 @@ test('TLS refusals between qmigrate VMs: each side fails, says why, guest kept',
       'clear text to TLS',
       { src: client, dst: server, dstParams: tls },
       /^Unable to write to socket: (Connection reset by peer|Broken pipe)$/,
-      'TLS handshake failed: An unexpected TLS packet was received.',
+      // It never spoke TLS: the destination says so on stderr and listens on, as QEMU 10.0.
+      undefined,
     ],
     [
       'TLS to clear text',
@@ -208,8 +210,8 @@ test('TLS refusals between qmigrate VMs: each side fails, says why, guest kept',
       'unix without tls-hostname',
       { src: client, dst: server, srcParams: tls, dstParams: tls, transport: 'unix' },
       'No hostname for certificate validation',
-      // The source gives up before its hello.
-      'TLS handshake failed: The TLS connection was non-properly terminated.',
+      // The source gives up before its hello: a connection that never spoke TLS.
+      undefined,
     ],
   ];
   for (const [name, c, srcText, dstText] of cases) {
@@ -221,8 +223,11 @@ test('TLS refusals between qmigrate VMs: each side fails, says why, guest kept',
         ? assert.equal(got, text, `${name}: ${side}`)
         : assert.match(String(got), text, `${name}: ${side}`);
     m(srcText, r.s['error-desc'], 'source');
-    assert.equal(r.d.status, 'failed', `${name}: destination ${JSON.stringify(r.d)}`);
-    m(dstText, r.d['error-desc'], 'destination');
+    if (dstText === undefined) assert.equal(r.d.status, 'setup', `${name}: the destination listens on`);
+    else {
+      assert.equal(r.d.status, 'failed', `${name}: destination ${JSON.stringify(r.d)}`);
+      m(dstText, r.d['error-desc'], 'destination');
+    }
     assert.equal(await status(r.src), 'running', `${name}: the source's guest runs on`);
     assert.equal(await status(r.dst), 'inmigrate', `${name}: the destination never starts`);
   }

@@ -257,6 +257,17 @@ function serverOptions(creds: TlsCreds) {
   return { options, pskIdentity: () => identity };
 }
 
+const strays = new WeakSet<object>();
+
+/**
+ * Whether a destination's channel failed before it spoke TLS at all (clear text, closed or
+ * silent before its hello: a port scan, a health check, a clear-text source), as opposed to a
+ * TLS client that a check or an alert refused. QEMU 10.0 prints the former and listens on.
+ */
+export function isStrayConnection(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && strays.has(e);
+}
+
 /**
  * The destination's TLS step on one accepted channel: the server end, which asks for the
  * client's certificate and checks it (and the authz list on its DN) when verify-peer=on.
@@ -288,15 +299,22 @@ export async function tlsServerChannel(
     server.once('secureConnection', resolve);
     server.once('tlsClientError', (e, s) => {
       s.destroy();
-      reject(genericError(handshakeFailure(e)));
+      // A peer's alert is a TLS client that refused this side; anything else never spoke TLS.
+      const err = genericError(handshakeFailure(e));
+      if (!/_ALERT_/.test((e as NodeJS.ErrnoException).code ?? '')) strays.add(err);
+      reject(err);
     });
   });
   const onAbort = () => sock.destroy();
   signal?.addEventListener('abort', onAbort, { once: true });
   let onClose = () => {};
   const closed = new Promise<never>((_, reject) => {
-    onClose = () =>
-      reject(signal?.aborted ? signal.reason : genericError(handshakeFailure({ code: 'ECONNRESET' })));
+    onClose = () => {
+      if (signal?.aborted) return reject(signal.reason);
+      const err = genericError(handshakeFailure({ code: 'ECONNRESET' }));
+      if (!ts) strays.add(err);
+      reject(err);
+    };
     sock.once('close', onClose);
   });
   closed.catch(() => {});
@@ -323,6 +341,14 @@ export async function tlsServerChannel(
     sock.off('close', onClose);
   }
 }
+
+/**
+ * The start of a destination's error for a TLS session the source closed before its first
+ * byte: with one channel that means the source refused this side, with multifd it may have
+ * failed on another channel instead (IncomingChannels says which).
+ */
+export const SOURCE_CLOSED_FIRST = 'the source closed the TLS session before sending anything';
+const SOURCE_REFUSED = "it refused this destination's certificate or name (its own error says which)";
 
 /** @throws {QapiError} when the client's certificate or its DN does not pass. */
 function checkClient(ts: TLSSocket, authz: TlsAuthz | undefined): void {
@@ -359,11 +385,7 @@ function firstBytes(ts: TLSSocket, signal?: AbortSignal): Promise<void> {
     const onEnd = () => {
       cleanup();
       ts.destroy();
-      reject(
-        genericError(
-          "the source closed the TLS session before sending anything: it refused this destination's certificate or name (its own error says which)",
-        ),
-      );
+      reject(genericError(`${SOURCE_CLOSED_FIRST}: ${SOURCE_REFUSED}`));
     };
     const onAbort = () => {
       cleanup();
