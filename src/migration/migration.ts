@@ -327,6 +327,15 @@ export class Migration {
     this.#outgoing = undefined;
   }
 
+  /**
+   * The VM is going away (an in-process Vm's close): a listener still waiting for a source,
+   * or a run still sending, must not keep sockets open after it.
+   */
+  shutdown(): void {
+    this.#incoming?.cancel();
+    this.#outgoing?.cancel();
+  }
+
   cancel(): void {
     checkMigrateCancel(this.status);
     if (!isRunning(this.status) || !this.#outgoing) return;

@@ -123,6 +123,7 @@ export class Vm {
   }
 
   async close(): Promise<void> {
+    this.migration.shutdown();
     await this.server.close();
   }
 }
