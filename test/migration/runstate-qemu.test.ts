@@ -14,7 +14,7 @@ import { writeMixedImage } from '../helpers/guest.js';
 import { type Peer, type PeerKind, startPeer, waitMigration, waitMigrationStatus } from '../helpers/peers.js';
 
 const MiB = 32;
-type Table = Record<string, StatusInfo | string[] | number>;
+type Table = Record<string, StatusInfo | string[] | number | string>;
 
 function tmp(t: TestContext, kind: string): string {
   const dir = mkdtempSync(join(tmpdir(), `qmigrate-rs-${kind}-`));
@@ -88,7 +88,7 @@ async function sourceTable(t: TestContext, kind: PeerKind): Promise<Table | unde
   await waitMigrationStatus(a.qmp, 'device');
   table.device = await a.qmp.queryStatus();
   await a.qmp.migrateCancel();
-  assert.equal((await waitMigration(a.qmp)).status, 'cancelled');
+  table['cancel in device ends'] = (await waitMigration(a.qmp)).status ?? '';
   table['after cancel in device'] = await a.qmp.queryStatus();
   // The order of run-state and migration events around the switchover and the cancel.
   const order = events.drain().map((e) => (e.event === 'MIGRATION' ? e.data.status : e.event));
@@ -142,8 +142,13 @@ async function destinationTable(t: TestContext, kind: PeerKind): Promise<Table |
 }
 
 test('source run state in each migration state matches QEMU 10.0', async (t) => {
-  const theirs = await sourceTable(t, '10.0');
+  // QEMU 10.0 itself sometimes ends a cancel in device `failed` (seen once in CI, on a loaded
+  // machine): its reference is taken again then, up to three times.
+  let theirs = await sourceTable(t, '10.0');
+  for (let i = 0; i < 2 && theirs?.['cancel in device ends'] === 'failed'; i++)
+    theirs = await sourceTable(t, '10.0');
   if (!theirs) return;
+  assert.equal(theirs['cancel in device ends'], 'cancelled');
   const ours = await sourceTable(t, 'qmigrate');
   assert.deepEqual(ours, theirs);
   // The values themselves, as QEMU 10.0 gave them here.
