@@ -5,39 +5,24 @@
 // leaving the source's guest running and the destination's never started.
 import assert from 'node:assert/strict';
 import { randomFillSync } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Engine } from '../../src/migration/engine.js';
 import { loadPskCreds } from '../../src/migration/tls/psk.js';
-import type { TlsCreds, TlsEndpoint, TlsObjects } from '../../src/migration/tls/types.js';
+import type { TlsCreds, TlsObjects } from '../../src/migration/tls/types.js';
 import type { MigrationInfo } from '../../src/qapi/types.js';
-import { Vm } from '../../src/vm/vm.js';
+import type { Vm } from '../../src/vm/vm.js';
 import { EXPIRED, makeCa, makeCredsDir, makePki, pkiRoot } from '../helpers/tls-certs.js';
+import { tlsObjects, tlsVm, x509Creds } from '../helpers/tls-vm.js';
 
 const MiB = 1 << 20;
 const PEER_REFUSED =
   /^the source closed the TLS session before sending anything: it refused this destination's certificate or name/;
 
-function creds(id: string, dir: string, endpoint: TlsEndpoint, verifyPeer = true): TlsCreds {
-  const f = (n: string) => readFileSync(join(dir, n));
-  return {
-    id,
-    type: 'tls-creds-x509',
-    endpoint,
-    verifyPeer,
-    tlsOptions: { ca: f('ca-cert.pem'), cert: f(`${endpoint}-cert.pem`), key: f(`${endpoint}-key.pem`) },
-  };
-}
-
-function objects(list: TlsCreds[], allowed: string[] = []): TlsObjects {
-  return {
-    tlsCreds: (id) => list.find((c) => c.id === id),
-    authz: (id) => (id === 'auth0' ? { id, isAllowed: (dn) => allowed.includes(dn) } : undefined),
-  };
-}
+const creds = x509Creds;
+const objects = (list: TlsCreds[], allowed: string[] = []) => tlsObjects(list, allowed);
 
 /** A VM of `size` bytes of RAM (random and zero pages when `fill`), with these TLS objects. */
 function vm(t: TestContext, tls: TlsObjects, size: number, fill: boolean, incoming?: string): Vm {
@@ -46,25 +31,7 @@ function vm(t: TestContext, tls: TlsObjects, size: number, fill: boolean, incomi
     randomFillSync(host, 0, size / 2);
     host.fill(0x5a, (size * 3) / 4);
   }
-  const box: { engine?: Engine } = {};
-  const v = new Vm({
-    ram: [{ idstr: 'm0', host, filled: true, shared: true }],
-    incoming,
-    engine: {
-      startOutgoing: (p, m) => box.engine!.startOutgoing(p, m),
-      startIncoming: (p, m, e) => box.engine!.startIncoming(p, m, e),
-    },
-  });
-  box.engine = new Engine({
-    ram: v.ram,
-    runstate: v.runstate,
-    fds: v.fds,
-    fdsets: v.fdsets,
-    fatal: () => {},
-    tls,
-  });
-  t.after(() => v.close());
-  return v;
+  return tlsVm(t, tls, host, incoming);
 }
 
 const info = (v: Vm) => v.execute('query-migrate') as Promise<MigrationInfo>;

@@ -2,33 +2,18 @@
 // process, with credentials objects built here from certificates made at test time: QEMU's
 // texts for the credentials lookup and for every check, both ends bounded and cancellable.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import { distinguishedName } from '../../src/migration/tls/dn.js';
 import { TLS_HANDSHAKE_TIMEOUT_MS, tlsClientChannel, tlsServerChannel } from '../../src/migration/tls/tls.js';
-import type { TlsCreds, TlsEndpoint, TlsObjects } from '../../src/migration/tls/types.js';
+import type { TlsObjects } from '../../src/migration/tls/types.js';
 import { EXPIRED, makeCa, makeCredsDir, makePki, pkiRoot } from '../helpers/tls-certs.js';
+import { tlsObjects, x509Creds } from '../helpers/tls-vm.js';
 
-function creds(id: string, dir: string, endpoint: TlsEndpoint, verifyPeer = true): TlsCreds {
-  const f = (n: string) => readFileSync(join(dir, n));
-  return {
-    id,
-    type: 'tls-creds-x509',
-    endpoint,
-    verifyPeer,
-    tlsOptions: { ca: f('ca-cert.pem'), cert: f(`${endpoint}-cert.pem`), key: f(`${endpoint}-key.pem`) },
-  };
-}
-
-function objects(list: TlsCreds[], allowed?: string[]): TlsObjects {
-  return {
-    tlsCreds: (id) => list.find((c) => c.id === id),
-    authz: (id) => (id === 'auth0' && allowed ? { id, isAllowed: (dn) => allowed.includes(dn) } : undefined),
-  };
-}
+const creds = x509Creds;
+const objects = tlsObjects;
 
 /** A connected pair of plain sockets: [client end, server end]. */
 async function pair(t: TestContext): Promise<[Socket, Socket]> {

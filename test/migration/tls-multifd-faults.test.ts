@@ -4,53 +4,24 @@
 // other channels the source then closed unused.
 import assert from 'node:assert/strict';
 import { randomFillSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Engine } from '../../src/migration/engine.js';
-import type { TlsCreds, TlsEndpoint, TlsObjects } from '../../src/migration/tls/types.js';
+import type { TlsEndpoint, TlsObjects } from '../../src/migration/tls/types.js';
 import type { MigrationInfo } from '../../src/qapi/types.js';
-import { Vm } from '../../src/vm/vm.js';
+import type { Vm } from '../../src/vm/vm.js';
 import { makePki, pkiRoot } from '../helpers/tls-certs.js';
+import { tlsObjects, tlsVm, x509Creds } from '../helpers/tls-vm.js';
 
 const MiB = 1 << 20;
 
-function objects(id: string, dir: string, endpoint: TlsEndpoint): TlsObjects {
-  const f = (n: string) => readFileSync(join(dir, n));
-  const creds: TlsCreds = {
-    id,
-    type: 'tls-creds-x509',
-    endpoint,
-    verifyPeer: true,
-    tlsOptions: { ca: f('ca-cert.pem'), cert: f(`${endpoint}-cert.pem`), key: f(`${endpoint}-key.pem`) },
-  };
-  return { tlsCreds: (i) => (i === id ? creds : undefined), authz: () => undefined };
-}
+const objects = (id: string, dir: string, endpoint: TlsEndpoint) =>
+  tlsObjects([x509Creds(id, dir, endpoint)]);
 
 function vm(t: TestContext, tls: TlsObjects, size: number, incoming?: string): Vm {
   const host = Buffer.alloc(size);
   if (!incoming) randomFillSync(host);
-  const box: { engine?: Engine } = {};
-  const v = new Vm({
-    ram: [{ idstr: 'm0', host, filled: true, shared: true }],
-    incoming,
-    engine: {
-      startOutgoing: (p, m) => box.engine!.startOutgoing(p, m),
-      startIncoming: (p, m, e) => box.engine!.startIncoming(p, m, e),
-    },
-  });
-  box.engine = new Engine({
-    ram: v.ram,
-    runstate: v.runstate,
-    fds: v.fds,
-    fdsets: v.fdsets,
-    fatal: () => {},
-    tls,
-  });
-  t.after(() => v.close());
-  return v;
+  return tlsVm(t, tls, host, incoming);
 }
 
 const info = (v: Vm) => v.execute('query-migrate') as Promise<MigrationInfo>;
