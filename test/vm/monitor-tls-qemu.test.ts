@@ -206,8 +206,18 @@ async function runPlan(s: Setup): Promise<string[]> {
 test('TLS monitors: the same clients let in and refused by qmigrate vm and QEMU 10.0', async (t) => {
   const bin = requireQemu(t, '10.0');
   if (!bin) return;
-  const s = await setup(t);
-  const q = await startQemu(bin, s.args);
+  // The ports were free when picked; a parallel test may take one before QEMU binds it.
+  let s = await setup(t);
+  let q: Awaited<ReturnType<typeof startQemu>>;
+  for (let i = 0; ; i++, s = await setup(t)) {
+    try {
+      q = await startQemu(bin, s.args);
+      break;
+    } catch (e) {
+      if (i < 2 && String(e).includes('Address already in use')) continue;
+      throw e;
+    }
+  }
   t.after(() => q.stop());
   const theirs = await runPlan(s);
   // The plan's expectations are QEMU 10.0's behaviour.
