@@ -2,12 +2,13 @@
 # Installs the Debian packages the tests need besides QEMU (scripts/setup-qemu.sh), from this
 # machine's own apt sources, so no host name is written here:
 #   nasm - assembles the boot-sector guest of test/fixtures/guest/bootblock.asm;
-#   openssl - makes the TLS tests' CA and certificates at test time (test/helpers/tls-certs.ts).
+#   openssl - makes the TLS tests' CA and certificates at test time (test/helpers/tls-certs.ts);
+#   iproute2 - `ip netns`/veth for the two-host tests (test/helpers/netns.ts).
 # Idempotent: packages already installed are left alone, and apt's lists are only refreshed
 # when a missing package is unknown to them.
 set -euo pipefail
 
-packages=(nasm openssl)
+packages=(nasm openssl iproute2)
 
 sudo=''
 if [ "$(id -u)" -ne 0 ]; then

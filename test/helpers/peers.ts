@@ -40,7 +40,8 @@ export async function connectRetry(path: string, ms = 20_000): Promise<QmpClient
 
 /**
  * Starts a peer whose RAM is the file `image` (`sizeMiB`), with extra options. Returns
- * undefined (the test skipped) when a QEMU peer is not installed.
+ * undefined (the test skipped) when a QEMU peer is not installed. `opts.netns`: run it inside
+ * that network namespace (test/helpers/netns.ts); its QMP socket is still a path in `dir`.
  */
 export async function startPeer(
   t: TestContext,
@@ -50,6 +51,7 @@ export async function startPeer(
   image: string,
   sizeMiB: number,
   extra: string[] = [],
+  opts: { netns?: string } = {},
 ): Promise<Peer | undefined> {
   if (kind === 'qmigrate') {
     const sock = join(dir, `${name}.qmp`);
@@ -64,7 +66,7 @@ export async function startPeer(
         `unix:${sock},server=on,wait=off`,
         ...extra,
       ],
-      { stdio: 'inherit' },
+      { stdio: 'inherit', netns: opts.netns },
     );
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     const qmp = await connectRetry(sock);
@@ -78,7 +80,7 @@ export async function startPeer(
   }
   const bin = requireQemu(t, kind);
   if (!bin) return undefined;
-  return qemuPeer(t, kind, await startQemu(bin, extra, guestArgs(image, sizeMiB)));
+  return qemuPeer(t, kind, await startQemu(bin, extra, guestArgs(image, sizeMiB), opts.netns));
 }
 
 /** A started QEMU as a Peer: its own QMP connection (a fresh one), stopped when the test ends. */

@@ -96,17 +96,24 @@ export interface RunningQemu {
   stop(): Promise<void>;
 }
 
-/** Starts `-machine none` with a QMP unix socket and connects a negotiated QMP session. */
+/**
+ * Starts `-machine none` with a QMP unix socket and connects a negotiated QMP session. With
+ * `netns`, QEMU runs inside that network namespace (`ip netns exec`, which execs: the child's
+ * pid is QEMU's); its QMP socket is a path, reachable from any namespace.
+ */
 export async function startQemu(
   bin: QemuBinary,
   extra: string[] = [],
   machine: string[] = ['-machine', 'none'],
+  netns?: string,
 ): Promise<RunningQemu> {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-qemu-'));
   const sock = join(dir, 'qmp.sock');
+  const prefix = netns ? ['netns', 'exec', netns, bin.path] : [];
   const child = spawn(
-    bin.path,
+    netns ? 'ip' : bin.path,
     [
+      ...prefix,
       ...bin.args,
       ...machine,
       '-display',

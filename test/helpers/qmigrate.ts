@@ -7,15 +7,21 @@ import { fileURLToPath } from 'node:url';
 
 const entry = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 
-/** Spawns `qmigrate ARGS` from the sources. */
+/**
+ * Spawns `qmigrate ARGS` from the sources; with `netns`, inside that network namespace
+ * (through `ip netns exec`, which execs: the child's pid is qmigrate's).
+ */
 export function spawnQmigrate(
   args: string[],
   options: {
     stdio?: 'pipe' | 'inherit' | import('node:child_process').StdioOptions;
     env?: NodeJS.ProcessEnv;
+    netns?: string;
   } = {},
 ): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
+  const argv = [process.execPath, '--import', 'tsx', entry, ...args];
+  if (options.netns) argv.unshift('ip', 'netns', 'exec', options.netns);
+  return spawn(argv[0]!, argv.slice(1), {
     stdio: options.stdio ?? 'pipe',
     env: options.env ?? process.env,
   });
