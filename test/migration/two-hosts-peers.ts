@@ -28,18 +28,21 @@ export function scratch(t: TestContext): string {
 
 /**
  * Starts a `from` source (a `sizeMiB` guest of mixed pages) in one namespace and a `to`
- * destination in `-incoming defer` in the other. Undefined when the test skipped.
+ * destination in `-incoming defer` in the other, both with files in a scratch `dir`.
+ * Undefined when the test skipped.
  */
 export async function onTwoHosts(
   t: TestContext,
   from: PeerKind,
   to: PeerKind,
   sizeMiB: number,
-  extra: { src?: string[]; dst?: string[]; dir?: string } = {},
+  /** Extra options of each peer, made once the namespaces (and their addresses) exist. */
+  options: (net: TwoHosts, dir: string) => { src?: string[]; dst?: string[] } = () => ({}),
 ): Promise<OnTwoHosts | undefined> {
   const net = twoHosts(t);
   if (!net) return undefined;
-  const dir = extra.dir ?? scratch(t);
+  const dir = scratch(t);
+  const extra = options(net, dir);
   const srcImg = join(dir, 'src.img');
   writeMixedImage(srcImg, sizeMiB << 20, 21);
   const src = await startPeer(t, from, dir, 'src', srcImg, sizeMiB, extra.src, { netns: net.src.ns });
