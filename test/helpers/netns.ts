@@ -63,6 +63,16 @@ function deleteNs(ns: string): void {
   live.delete(ns);
 }
 
+/**
+ * True when two hosts can be made here (root, Linux, `ip`); otherwise skips the test loudly,
+ * or under QMIGRATE_REQUIRE_QEMU=1 (CI) throws.
+ */
+export function requireTwoHosts(t: TestContext): boolean {
+  const why = missing();
+  if (why) skipLoudly(t, why);
+  return !why;
+}
+
 /** On exit, and on a signal that would end the process, no namespace of ours may stay. */
 function hookExit(): void {
   if (hooked) return;
@@ -126,11 +136,7 @@ function freeSubnet(): number {
  * root or no `ip`). Removed in t.after, and on exit or SIGINT/SIGTERM/SIGHUP if it gets there.
  */
 export function twoHosts(t: TestContext): TwoHosts | undefined {
-  const why = missing();
-  if (why) {
-    skipLoudly(t, why);
-    return undefined;
-  }
+  if (!requireTwoHosts(t)) return undefined;
   hookExit();
   const base = `qmig-${process.pid}-${counter++}`;
   const net = freeSubnet();

@@ -1,0 +1,65 @@
+// The two-host helper (test/helpers/netns.ts): the /30 exists only inside the two namespaces
+// (the host has neither address nor route for it), the link carries packets until it is taken
+// down, and no namespace of a test is left behind, whether the test passes, fails, or its
+// process gets SIGTERM or SIGINT.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { requireTwoHosts, twoHosts } from '../helpers/netns.js';
+
+const fixture = fileURLToPath(new URL('../fixtures/netns/two-hosts-then.ts', import.meta.url));
+
+const namespaces = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+
+test('two hosts: addresses only inside the namespaces; the link is up, then down', (t) => {
+  const net = twoHosts(t);
+  if (!net) return;
+  const host = execFileSync('ip', ['-4', 'addr', 'show'], { encoding: 'utf8' });
+  const routes = execFileSync('ip', ['-4', 'route', 'show', 'table', 'all'], { encoding: 'utf8' });
+  const prefix = net.src.addr.replace(/\.\d+$/, '.');
+  for (const h of [net.src, net.dst]) {
+    assert.ok(!host.includes(h.addr), `${h.addr} is not the host's`);
+    assert.match(net.exec(h, ['ip', '-4', 'addr', 'show', 'dev', h.ifname]), new RegExp(`inet ${h.addr}/30`));
+    assert.match(net.exec(h, ['ip', 'link', 'show', 'lo']), /\bUP\b/);
+  }
+  assert.ok(!routes.includes(prefix), 'the host has no route to the link');
+  assert.match(net.exec(net.src, ['ip', 'route', 'get', net.dst.addr]), new RegExp(`dev ${net.src.ifname}`));
+  assert.match(net.exec(net.src, ['ip', 'link', 'show', net.src.ifname]), /state UP/);
+  net.linkDown(net.dst);
+  assert.match(net.exec(net.src, ['ip', 'link', 'show', net.src.ifname]), /NO-CARRIER/);
+  net.linkUp(net.dst);
+  assert.match(net.exec(net.src, ['ip', 'link', 'show', net.src.ifname]), /state UP/);
+});
+
+for (const end of ['fail', 'SIGTERM', 'SIGINT'] as const) {
+  test(`two hosts: no namespace is left behind when the test process ends by ${end}`, async (t) => {
+    if (!requireTwoHosts(t)) return;
+    const child = spawn(process.execPath, ['--import', 'tsx', fixture, end === 'fail' ? 'fail' : 'wait'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let names: string[] = [];
+    t.after(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      // Whatever happened, this test leaves nothing behind either.
+      for (const n of names) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+    });
+    names = await new Promise<string[]>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        // (stdout also carries the fixture's TAP report.)
+        const m = /^(qmig-\S+-src) (qmig-\S+-dst)$/m.exec(out);
+        if (m) resolve([m[1]!, m[2]!]);
+      });
+      child.once('exit', () => reject(new Error(`the fixture ended first: ${out}`)));
+    });
+    // (A failing test removes them at once: only a waiting one is sure to still have them.)
+    if (end !== 'fail') for (const n of names) assert.match(namespaces(), new RegExp(`^${n}\\b`, 'm'));
+    const exited = new Promise<unknown>((r) => child.once('exit', (code, signal) => r(signal ?? code)));
+    if (end !== 'fail') child.kill(end);
+    const how = await exited;
+    assert.equal(how, end === 'fail' ? 1 : end, 'the process ends as it would have');
+    for (const n of names) assert.doesNotMatch(namespaces(), new RegExp(`^${n}\\b`, 'm'));
+  });
+}
