@@ -7,8 +7,8 @@
 //   migration to a fresh destination completes with RAM equal;
 // - with tcp_retries2=3 in the source's namespace TCP gives up within seconds and the
 //   migration ends `failed` by itself, error-desc as QEMU 10.0's (observed: "Unable to write
-//   to socket: No route to host" with the destination's side down, "Connection timed out"
-//   with the source's), the guest running.
+//   to socket: No route to host" with the destination's side down, mostly; "Connection timed
+//   out" with the source's), the guest running.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -104,7 +104,13 @@ for (const from of ['10.0', 'qmigrate'] as const) {
     await cutMidway(on, 'dst');
     const end = await waitMigration(on.src.qmp, 20_000);
     assert.equal(end.status, 'failed', JSON.stringify(end));
-    assert.equal(end['error-desc'], 'Unable to write to socket: No route to host');
+    // Which errno TCP ends with depends on whether the neighbour entry of the destination
+    // failed before the retransmissions ran out (No route to host) or not (timed out).
+    assert.match(
+      String(end['error-desc']),
+      /^Unable to write to socket: (No route to host|Connection timed out)$/,
+      JSON.stringify(end),
+    );
     await assertSourceIntact(on);
     await assertNeverRan(on.dst);
   });
