@@ -28,11 +28,6 @@ export interface TwoHosts {
   remove(): void;
 }
 
-/** The argv prefix that runs a program inside `ns` (`ip netns exec` execs it: same pid). */
-export function inNetns(ns: string): string[] {
-  return ['ip', 'netns', 'exec', ns];
-}
-
 function ip(args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
 }
@@ -173,12 +168,4 @@ export function twoHosts(t: TestContext): TwoHosts | undefined {
     },
     remove,
   };
-}
-
-/** Namespaces named as ours (`qmig-<pid>-...`) that still exist, for tests of the cleanup. */
-export function netnsOf(pid: number): string[] {
-  return ip(['netns', 'list'])
-    .split('\n')
-    .map((l) => l.split(' ')[0]!)
-    .filter((n) => n.startsWith(`qmig-${pid}-`));
 }
