@@ -77,6 +77,9 @@ export class QmpServer {
       return { address: 'stdio' };
     }
     const server = createServer((sock: Socket) => this.attach(sock, `${describe(spec)}#${++this.#counter}`));
+    // As `qmigrate vm`'s monitors (vm/chardev.ts MONITOR_MAX_CLIENTS): a connection past this
+    // many at once is closed.
+    server.maxConnections = QMP_MAX_CLIENTS;
     const first = new Promise<void>((res) => server.once('connection', () => res()));
     await socketListen(
       server,
@@ -120,6 +123,9 @@ function describe(spec: ListenSpec): string {
       ? `tcp:${spec.host}:${spec.port}`
       : 'stdio';
 }
+
+/** Clients a QmpServer listener serves at once (QEMU: one per chardev, the next ones wait). */
+export const QMP_MAX_CLIENTS = 16;
 
 /**
  * QEMU's QMP_REQ_QUEUE_LEN_MAX (include/monitor/monitor.h, used in monitor/qmp.c): with OOB
