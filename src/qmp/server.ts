@@ -77,6 +77,9 @@ export class QmpServer {
       return { address: 'stdio' };
     }
     const server = createServer((sock: Socket) => this.attach(sock, `${describe(spec)}#${++this.#counter}`));
+    // As `qmigrate vm`'s monitors (vm/chardev.ts MONITOR_MAX_CLIENTS): a connection past this
+    // many at once is closed.
+    server.maxConnections = QMP_MAX_CLIENTS;
     const first = new Promise<void>((res) => server.once('connection', () => res()));
     await socketListen(
       server,
@@ -121,6 +124,9 @@ function describe(spec: ListenSpec): string {
       : 'stdio';
 }
 
+/** Clients a QmpServer listener serves at once (QEMU: one per chardev, the next ones wait). */
+export const QMP_MAX_CLIENTS = 16;
+
 /**
  * QEMU's QMP_REQ_QUEUE_LEN_MAX (include/monitor/monitor.h, used in monitor/qmp.c): with OOB
  * enabled, a session stops reading once this many in-band requests wait behind the one
@@ -139,9 +145,10 @@ export const QMP_REQ_QUEUE_LEN_MAX = 8;
 export const QMP_OUTPUT_SOFT_LIMIT = 64 << 10;
 
 /**
- * Unsent bytes past which a session is dropped. Reading stops at the soft limit, so only events
- * (and the replies of the few requests queued then) pile up past it, for a client that reads
- * nothing at all; QEMU would hold them until it disconnects.
+ * Unsent bytes past which a session is dropped, when a message joins output already past the
+ * soft limit. Reading stops at the soft limit, so only events (and the replies of the few
+ * requests queued then) pile up past it, for a client that reads nothing at all; QEMU would
+ * hold them until it disconnects.
  */
 export const QMP_OUTPUT_HARD_LIMIT = 16 << 20;
 
@@ -232,8 +239,11 @@ export class QmpSession extends QmpProtocol implements SessionContext {
   }
 
   #send(msg: unknown): void {
+    const waiting = this.unsent;
     if (!this.write(`${stringifyJson(msg)}\r\n`)) return;
-    if (this.unsent > QMP_OUTPUT_HARD_LIMIT) {
+    // Only output piled on a backlog counts: one large reply to a client that keeps up goes out
+    // whole, as QEMU sends it (a stray token of up to 64 MiB is quoted in its error).
+    if (waiting > QMP_OUTPUT_SOFT_LIMIT && this.unsent > QMP_OUTPUT_HARD_LIMIT) {
       this.fail(
         new QmpServerError(
           'QMP_OUTPUT_OVERFLOW',

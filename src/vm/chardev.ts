@@ -252,6 +252,14 @@ export interface ChardevTls {
 }
 
 /**
+ * Clients a listening monitor serves at once. QEMU serves one per chardev and leaves the next in
+ * the kernel's backlog until it leaves; qmigrate serves several (a tool and a person on the same
+ * monitor), each bounded (QMP: 8 queued requests, 64 KiB of unread output, QEMU's 64 MiB token
+ * limit), and closes a connection past this many at once, with a line on stderr.
+ */
+export const MONITOR_MAX_CLIENTS = 16;
+
+/**
  * The chardev's credentials, checked as char-socket.c checks them when it opens.
  * @throws {ChardevError} QEMU's texts: unknown id, not credentials, wrong endpoint; and
  * qmigrate's for a tls-authz that could never see a certificate (x509 with verify-peer=off,
@@ -404,6 +412,11 @@ export async function openChardev(
     creds && tlsCtx && dev.kind === 'tcp'
       ? tlsListener(dev, creds, tlsCtx, onStream, label)
       : createServer((s) => onStream(s, label()));
+  server.maxConnections = MONITOR_MAX_CLIENTS;
+  server.on('drop', (d) => {
+    const who = d?.remoteAddress ? `${d.remoteAddress}:${d.remotePort}` : 'a client';
+    tlsCtx?.log(`refused ${who}: ${MONITOR_MAX_CLIENTS} clients are connected already (the limit)`);
+  });
   const first = new Promise<void>((res) => server.once('connection', () => res()));
   await socketListen(server, addr).catch((e) => {
     throw chardevError(e);

@@ -1,12 +1,20 @@
 /**
- * Fuzz target: the migration URI parser (src/qapi/uri.ts, QEMU's migrate_uri_parse). Valid URIs
+ * Fuzz targets: the migration URI parser (src/qapi/uri.ts, QEMU's migrate_uri_parse). Valid URIs
  * of every scheme are built, then bytes inserted, deleted or replaced: the parser answers with a
  * MigrationAddress or a QapiError, and an address it gives survives address -> URI -> address.
+ * The same addresses as `channels` JSON text, mutated, through the JSON parser, the input
+ * visitor (qapi/check.ts) and the channel rules (migration/channel-rules.ts).
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { QmigrateError } from '../../../src/errors.js';
+import { parseMigrationInput } from '../../../src/migration/channel-rules.js';
+import { checkCommand } from '../../../src/qapi/check.js';
 import { QapiError } from '../../../src/qapi/errors.js';
-import { addressToUri, parseMigrationUri } from '../../../src/qapi/uri.js';
+import { stringifyJson } from '../../../src/qapi/json.js';
+import { qobjectFromJson } from '../../../src/qapi/json-stream.js';
+import type { MigrationChannel } from '../../../src/qapi/types.js';
+import { addressToUri, parseMigrationUri, uriToChannel } from '../../../src/qapi/uri.js';
 import type { FuzzTarget } from './target.js';
 
 const valid = fc.oneof(
@@ -32,7 +40,59 @@ const mutated = fc
     }, uri),
   );
 
+/** Channel lists from valid URIs: main and cpr entries, sometimes doubled or missing. */
+const channels = fc
+  .array(fc.tuple(valid, fc.constantFrom<MigrationChannel['channel-type']>('main', 'main', 'cpr')), {
+    minLength: 0,
+    maxLength: 3,
+  })
+  .map((list) =>
+    list.flatMap(([uri, type]) => {
+      try {
+        return [{ ...uriToChannel(uri), 'channel-type': type }];
+      } catch {
+        return [];
+      }
+    }),
+  );
+
+/** A migrate / migrate-incoming arguments object and its JSON text, edited. */
+const channelsText = fc
+  .tuple(
+    channels,
+    fc.constantFrom('migrate', 'migrate-incoming') as fc.Arbitrary<'migrate' | 'migrate-incoming'>,
+    fc.array(fc.tuple(fc.nat(), fc.nat(3), fc.string({ maxLength: 3 })), { maxLength: 3 }),
+  )
+  .map(([list, command, edits]) => {
+    const text = stringifyJson({ channels: list });
+    const mutated = edits.reduce((s, [at, del, ins]) => {
+      const i = at % (s.length + 1);
+      return s.slice(0, i) + ins + s.slice(i + del);
+    }, text);
+    return { list, command, text, mutated };
+  });
+
 export const targets: FuzzTarget[] = [
+  {
+    name: 'qapi/channels',
+    ciRuns: 2000,
+    property: () =>
+      fc.property(channelsText, ({ list, command, text, mutated }) => {
+        // Unedited, the visitor gives back the channels the text was written from.
+        const args = checkCommand(command, qobjectFromJson(text) as Record<string, unknown>) as {
+          channels?: MigrationChannel[];
+        };
+        assert.deepEqual(args.channels, list);
+        for (const t of [text, mutated]) {
+          try {
+            const typed = checkCommand(command, qobjectFromJson(t) as Record<string, unknown>);
+            parseMigrationInput(typed as { channels?: MigrationChannel[] }, command);
+          } catch (e) {
+            assert.ok(e instanceof QmigrateError, `${JSON.stringify(t)}: ${(e as Error)?.stack ?? e}`);
+          }
+        }
+      }),
+  },
   {
     name: 'qapi/uri',
     ciRuns: 5000,
