@@ -176,7 +176,7 @@ export async function checkChannel(data: Buffer, base: Base, piece: number): Pro
 export const targets: FuzzTarget[] = [
   {
     name: 'migration/multifd',
-    ciRuns: 400,
+    ciRuns: 250,
     property: () =>
       fc.asyncProperty(fc.nat(1), edits, fc.constantFrom(1 << 20, 4096, 1000, 7), async (k, es, piece) => {
         const base = getBases()[k]!;
