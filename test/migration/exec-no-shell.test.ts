@@ -59,8 +59,8 @@ test('args given to a URI-only peer become a shell command that runs exactly the
     ...META,
     '',
   ];
-  const uri = addressToEquivalentUri({ transport: 'exec', args });
-  assert.ok(uri?.startsWith('exec:'), uri);
+  const uri = addressToEquivalentUri({ transport: 'exec', args }) ?? '';
+  assert.ok(uri.startsWith('exec:'), uri);
   const r = spawnSync('/bin/sh', ['-c', uri.slice('exec:'.length)], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), [...META, '']);

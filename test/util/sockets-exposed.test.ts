@@ -10,7 +10,8 @@ test('loopback hosts: 127.0.0.0/8, ::1 and IPv4-mapped 127.x; nothing else', () 
 });
 
 test('exposedAddress names the first inet address off the loopback; unix sockets never', () => {
-  assert.equal(exposedAddress([{ type: 'unix', path: '/x' }]), undefined);
+  const unix: { type: string } = { type: 'unix' };
+  assert.equal(exposedAddress([unix]), undefined);
   assert.equal(exposedAddress([{ type: 'inet', host: '127.0.0.1', port: '1' }]), undefined);
   assert.equal(exposedAddress([{ type: 'inet', host: '0.0.0.0', port: '4444' }]), '0.0.0.0:4444');
   assert.equal(exposedAddress([{ type: 'inet', host: '::', port: '4444' }]), '[::]:4444');

@@ -49,7 +49,8 @@ test('listeners on 0.0.0.0 without TLS warn once each; loopback and unix ones do
     'tcp:[::]:0,server=on,wait=off',
   ]);
   await q.migrateIncoming({ uri: 'tcp:0.0.0.0:0' });
-  const port = (await q.queryMigrate())['socket-address']?.[0]?.port;
+  const bound = (await q.queryMigrate())['socket-address']?.[0];
+  const port = bound?.type === 'inet' ? bound.port : undefined;
   const line = `qmigrate: warning: migration listener on 0.0.0.0:${port} without TLS`;
   await untilIncludes(() => out.stderr, line);
   const warnings = out.stderr.split('\n').filter((l) => WARNING.test(l));
