@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { connectRetry } from '../helpers/peers.js';
 import { spawnQmigrate } from '../helpers/qmigrate.js';
 
@@ -75,63 +75,96 @@ async function pour(s: Socket, head: Buffer, fill: Buffer, sample: () => void): 
   return sent;
 }
 
+/** A `qmigrate vm -incoming defer` listening on `transport` (exit-on-error false). */
+async function destination(t: TestContext, transport: 'tcp' | 'unix', multifd = false) {
+  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-garbage-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const qmp = join(dir, 'q.sock');
+  const child = spawnQmigrate([
+    'vm',
+    '-machine',
+    'none,memory-backend=m0',
+    '-object',
+    'memory-backend-ram,id=m0,size=16M',
+    '-incoming',
+    'defer',
+    '-qmp',
+    `unix:${qmp},server=on,wait=off`,
+  ]);
+  const out = { stderr: '' };
+  child.stderr?.on('data', (d) => {
+    out.stderr += d;
+  });
+  t.after(() => child.kill('SIGKILL'));
+  const q = await connectRetry(qmp);
+  t.after(() => q.close());
+  if (multifd) {
+    await q.migrateSetCapabilities({ capabilities: [{ capability: 'multifd', state: true }] });
+    await q.migrateSetParameters({ 'multifd-channels': 2 });
+  }
+  const uri = transport === 'tcp' ? 'tcp:127.0.0.1:0' : `unix:${join(dir, 'mig.sock')}`;
+  await q.migrateIncoming({ uri, 'exit-on-error': false });
+  const info = await q.queryMigrate();
+  const addr = info['socket-address']?.[0];
+  assert.ok(addr, `no socket-address in ${JSON.stringify(info)}`);
+  const dial = async () => {
+    const s =
+      addr.type === 'inet' ? connect(Number(addr.port), addr.host) : connect((addr as { path: string }).path);
+    await new Promise((res, rej) => s.once('connect', res).once('error', rej));
+    return s;
+  };
+  const pid = child.pid!;
+  /** Polls until the incoming migration ended; checks what must hold after garbage. */
+  const ended = async (peakSoFar: number, before: number, want: RegExp) => {
+    let peak = peakSoFar;
+    let status = '';
+    for (let i = 0; i < 400 && status !== 'failed' && status !== 'completed'; i++) {
+      status = (await q.queryMigrate()).status ?? '';
+      if (status !== 'failed') await new Promise((r) => setTimeout(r, 25));
+      peak = Math.max(peak, rss(pid));
+    }
+    const after = await q.queryMigrate();
+    assert.equal(after.status, 'failed', JSON.stringify(after));
+    assert.match(after['error-desc'] ?? '', want);
+    // The monitor answers, and the guest never ran.
+    assert.equal((await q.queryStatus()).status, 'inmigrate');
+    assert.ok(
+      peak - before <= RSS_GROWTH_MAX,
+      `RSS grew by ${((peak - before) / 2 ** 20).toFixed(1)} MiB (from ${(before / 2 ** 20).toFixed(1)} MiB)`,
+    );
+    assert.equal(child.exitCode, null, `the process exited: ${out.stderr}`);
+    t.diagnostic(`RSS ${(before / 2 ** 20).toFixed(1)} -> peak ${(peak / 2 ** 20).toFixed(1)} MiB`);
+  };
+  return { dial, pid, ended };
+}
+
 for (const transport of ['tcp', 'unix'] as const) {
   for (const kind of KINDS) {
     test(`${transport}: ${kind.name} (100 MB) fail the incoming migration, nothing else`, async (t) => {
-      const dir = mkdtempSync(join(tmpdir(), 'qmigrate-garbage-'));
-      t.after(() => rmSync(dir, { recursive: true, force: true }));
-      const qmp = join(dir, 'q.sock');
-      const child = spawnQmigrate([
-        'vm',
-        '-machine',
-        'none,memory-backend=m0',
-        '-object',
-        'memory-backend-ram,id=m0,size=16M',
-        '-incoming',
-        'defer',
-        '-qmp',
-        `unix:${qmp},server=on,wait=off`,
-      ]);
-      let stderr = '';
-      child.stderr?.on('data', (d) => {
-        stderr += d;
-      });
-      t.after(() => child.kill('SIGKILL'));
-      const q = await connectRetry(qmp);
-      t.after(() => q.close());
-      const uri = transport === 'tcp' ? 'tcp:127.0.0.1:0' : `unix:${join(dir, 'mig.sock')}`;
-      await q.migrateIncoming({ uri, 'exit-on-error': false });
-      const info = await q.queryMigrate();
-      const addr = info['socket-address']?.[0];
-      assert.ok(addr, `no socket-address in ${JSON.stringify(info)}`);
-      const s =
-        addr.type === 'inet'
-          ? connect(Number(addr.port), addr.host)
-          : connect((addr as { path: string }).path);
-      await new Promise((res, rej) => s.once('connect', res).once('error', rej));
-      const before = rss(child.pid!);
+      const d = await destination(t, transport);
+      const s = await d.dial();
+      const before = rss(d.pid);
       let peak = before;
       const sent = await pour(s, kind.head, kind.fill, () => {
-        peak = Math.max(peak, rss(child.pid!));
+        peak = Math.max(peak, rss(d.pid));
       });
-      let status = '';
-      for (let i = 0; i < 400 && status !== 'failed' && status !== 'completed'; i++) {
-        status = (await q.queryMigrate()).status ?? '';
-        if (status !== 'failed') await new Promise((r) => setTimeout(r, 25));
-        peak = Math.max(peak, rss(child.pid!));
-      }
-      const after = await q.queryMigrate();
-      assert.equal(after.status, 'failed', JSON.stringify(after));
-      assert.match(after['error-desc'] ?? '', kind.want);
-      // The monitor answers, and the guest never ran.
-      assert.equal((await q.queryStatus()).status, 'inmigrate');
-      assert.ok(
-        peak - before <= RSS_GROWTH_MAX,
-        `RSS grew by ${((peak - before) / 2 ** 20).toFixed(1)} MiB (from ${(before / 2 ** 20).toFixed(1)} MiB)`,
-      );
-      assert.equal(child.exitCode, null, `the process exited: ${stderr}`);
+      await d.ended(peak, before, kind.want);
       if (kind.all) assert.ok(sent >= TOTAL, `only ${sent} bytes were taken`);
-      t.diagnostic(`RSS ${(before / 2 ** 20).toFixed(1)} -> peak ${(peak / 2 ** 20).toFixed(1)} MiB`);
     });
   }
 }
+
+test('tcp with multifd: three connections of random bytes fail the incoming migration, nothing else', async (t) => {
+  const d = await destination(t, 'tcp', true);
+  const before = rss(d.pid);
+  let peak = before;
+  const conns = await Promise.all([d.dial(), d.dial(), d.dial()]);
+  await Promise.all(
+    conns.map((s) =>
+      pour(s, Buffer.alloc(0), random, () => {
+        peak = Math.max(peak, rss(d.pid));
+      }),
+    ),
+  );
+  await d.ended(peak, before, /multifd: received packet magic|not a migration stream/);
+});
