@@ -153,8 +153,11 @@ async function feed(data: Buffer, base: Base, ram: GuestRam, piece: number): Pro
   return { error, syncs };
 }
 
-/** Checks one mutated channel; throws when the reader broke a promise. */
-export async function checkChannel(data: Buffer, base: Base, piece: number): Promise<void> {
+/**
+ * Checks one mutated channel; throws when the reader broke a promise.
+ * @returns the reader's error, and how many SYNC packets it reached.
+ */
+export async function checkChannel(data: Buffer, base: Base, piece: number): Promise<Outcome> {
   const ram = new GuestRam();
   // Sentinels around the blocks: a write outside a block would land in one of these.
   const backing = base.blocks.map(([, len]) => Buffer.alloc(len + 2 * PAGE, 0xee));
@@ -171,6 +174,7 @@ export async function checkChannel(data: Buffer, base: Base, piece: number): Pro
       'a page was written outside its block',
     );
   }
+  return out;
 }
 
 export const targets: FuzzTarget[] = [
