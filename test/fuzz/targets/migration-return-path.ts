@@ -27,12 +27,14 @@ const be32 = (v: number) => {
   b.writeUInt32BE(v);
   return b;
 };
-/** REQ_PAGES (3): a be64 start and a be32 length; REQ_PAGES_ID (4) adds a block name first. */
-const reqPages = msg(3, Buffer.concat([Buffer.alloc(4), be32(0x1000), be32(0x1000)]));
+/** REQ_PAGES_ID (3): be64 start, be32 length, a counted block name; REQ_PAGES (4): no name. */
 const reqPagesId = msg(
-  4,
+  3,
   Buffer.concat([Buffer.alloc(8), be32(0x1000), Buffer.from([2]), Buffer.from('m0')]),
 );
+const reqPages = msg(4, Buffer.concat([Buffer.alloc(8), be32(0x1000)]));
+/** RECV_BITMAP (5), RESUME_ACK (6), SWITCHOVER_ACK (7): postcopy recovery and the ack. */
+const others = [msg(5, Buffer.from('\x02m0', 'latin1')), msg(6, be32(1)), msg(7, Buffer.alloc(0))];
 
 interface Base {
   bytes: Buffer;
@@ -51,7 +53,8 @@ function fieldsOf(b: Buffer): Field[] {
 
 const bases: Base[] = [
   Buffer.concat([msg(2, be32(1)), msg(2, be32(2)), msg(1, be32(0))]),
-  Buffer.concat([msg(2, be32(1)), reqPages, reqPagesId, msg(1, be32(1))]),
+  Buffer.concat([msg(2, be32(1)), reqPagesId, reqPages, msg(1, be32(1))]),
+  Buffer.concat([msg(7, Buffer.alloc(0)), ...others, msg(1, be32(0))]),
   readFileSync(new URL('../../fixtures/samples/qemu10-none-16M-multifd2-rp/conn0.s2c', import.meta.url)),
 ].map((bytes) => ({ bytes, fields: fieldsOf(bytes) }));
 
