@@ -15,6 +15,7 @@ import type {
   MigrationExecCommand,
   SocketAddress,
 } from '../qapi/types.js';
+import { exposedAddress } from '../util/sockets.js';
 import { IncomingChannels } from './channel.js';
 import type { ParsedInput } from './channel-rules.js';
 import { runIncoming } from './incoming.js';
@@ -216,6 +217,13 @@ async function listenStream(
     secure,
   );
   const listener = await listenSocket(addr, (accepted) => channels.accept(accepted));
+  // QEMU says nothing; a stream anyone on the network can send (or read) deserves one line.
+  const exposed = tls ? undefined : exposedAddress(listener.addresses);
+  if (exposed) {
+    ctx.warn(
+      `warning: migration listener on ${exposed} without TLS: anyone who can reach it can send this guest its RAM`,
+    );
+  }
   return {
     socketAddress: listener.addresses,
     cancel: () => {

@@ -17,12 +17,11 @@ import { MultifdSender } from './multifd.js';
 import { RAM_SAVE_FLAG_MULTIFD_FLUSH, RamSaver } from './ram.js';
 import { encodeMultifdInit } from './stream/multifd-packet.js';
 import { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
+import { readReturnPath } from './stream/return-path.js';
 import {
   MIG_CMD_OPEN_RETURN_PATH,
   MIG_CMD_PING,
   MIG_CMD_SWITCHOVER_START,
-  MIG_RP_MSG_PONG,
-  MIG_RP_MSG_SHUT,
   QEMU_VM_SECTION_END,
   QEMU_VM_SECTION_PART,
   QEMU_VM_SECTION_START,
@@ -615,22 +614,7 @@ export class OutgoingMigration implements OutgoingRun {
   async #readReturnPath(stream: Duplex): Promise<number> {
     const r = new QemuFileReader(stream, 1 << 16);
     try {
-      for (;;) {
-        await r.need(4, 'a return-path message');
-        const type = r.be16();
-        const len = r.be16();
-        if (len > 512)
-          throw new QapiError(
-            `RP: Received invalid message 0x${type.toString(16)} length 0x${len.toString(16)}`,
-          );
-        await r.need(len, 'a return-path message');
-        const data = r.bytes(len);
-        if (type === MIG_RP_MSG_SHUT && len === 4) return data.readUInt32BE(0);
-        if (type === MIG_RP_MSG_PONG && len === 4) continue;
-        throw new QapiError(
-          `RP: Received invalid message 0x${type.toString(16)} length 0x${len.toString(16)}`,
-        );
-      }
+      return await readReturnPath(r);
     } catch (e) {
       const err =
         e instanceof QapiError

@@ -69,6 +69,26 @@ export function describeAddress(addr: StreamAddress): string {
   return addr.type === 'inet' ? `${addr.host}:${addr.port}` : addr.path;
 }
 
+/** Whether an IP address is this host's loopback (127.0.0.0/8, ::1, or 127.x mapped in IPv6). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^::ffff:(?=\d+\.)/, '');
+  return /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::1' || h === '0:0:0:0:0:0:0:1';
+}
+
+/**
+ * The first address of a listener that other hosts can reach, as `host:port` (`[v6]:port`):
+ * an inet address not on the loopback (0.0.0.0 and :: included). Unix sockets are reached
+ * through the file system only.
+ * @param bound what the listener reports (socketListen's addresses: host names resolved).
+ */
+export function exposedAddress(
+  bound: readonly { type: string; host?: string; port?: string }[],
+): string | undefined {
+  const a = bound.find((x) => x.type === 'inet' && x.host !== undefined && !isLoopbackHost(x.host));
+  if (!a) return undefined;
+  return `${a.host!.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
 /**
  * Refuses a unix path the kernel would cut: longer than sun_path, or, for an abstract name
  * (which follows a NUL), longer than sun_path less one byte; a path or name with a NUL in it.

@@ -12,7 +12,13 @@ import { QmigrateError } from '../errors.js';
 import { distinguishedName } from '../migration/tls/dn.js';
 import { certificateRefusal } from '../migration/tls/peer-check.js';
 import type { TlsCreds, TlsObjects } from '../migration/tls/types.js';
-import { SocketError, type StreamAddress, socketConnect, socketListen } from '../util/sockets.js';
+import {
+  exposedAddress,
+  SocketError,
+  type StreamAddress,
+  socketConnect,
+  socketListen,
+} from '../util/sockets.js';
 
 /** A parsed chardev: where it listens (server) or what it connects to (client). */
 export type Chardev =
@@ -418,9 +424,14 @@ export async function openChardev(
     tlsCtx?.log(`refused ${who}: ${MONITOR_MAX_CLIENTS} clients are connected already (the limit)`);
   });
   const first = new Promise<void>((res) => server.once('connection', () => res()));
-  await socketListen(server, addr).catch((e) => {
+  const bound = await socketListen(server, addr).catch((e) => {
     throw chardevError(e);
   });
+  // QEMU says nothing; a monitor anyone on the network can drive deserves one line.
+  const exposed = creds ? undefined : exposedAddress(bound);
+  if (exposed) {
+    tlsCtx?.log(`warning: listening on ${exposed} without TLS: anyone who can reach it can connect`);
+  }
   if (dev.wait) await first;
   return () => server.close();
 }

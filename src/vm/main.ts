@@ -82,7 +82,8 @@ function openBackendFile(
     }
     if (code !== 'ENOENT') throw cannot(e);
     try {
-      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+      // The owner's only: QEMU creates it 0644, readable by anyone, with the guest's RAM in it.
+      fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
       created = true;
     } catch (e2) {
       throw cannot(e2);

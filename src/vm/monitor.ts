@@ -125,10 +125,11 @@ async function pmemsave(ram: GuestRam, a: Commands['pmemsave']['args']): Promise
       `pmemsave: 0x${addr.toString(16)}+0x${size.toString(16)} is outside guest RAM (0x${ram.size.toString(16)} bytes)`,
     );
   }
-  // As QEMU's fopen(filename, "wb"): created or truncated (a dump replaces the file).
+  // As QEMU's fopen(filename, "wb"): created or truncated (a dump replaces the file). A new
+  // file is the owner's only (QEMU's is 0666 less the umask): it holds guest memory.
   let fh: FileHandle;
   try {
-    fh = await open(a.filename, 'w');
+    fh = await open(a.filename, 'w', 0o600);
   } catch (e) {
     throw genericError(`Could not open '${a.filename}': ${strerror(e)}`);
   }

@@ -11,14 +11,26 @@ import { genericError } from '../../qapi/errors.js';
 import { readBe64, writeBe64 } from '../../util/be64.js';
 import { systemError } from '../../util/errno.js';
 
-/** An error in the incoming stream, with where it happened (byte offset, section name). */
+/** Control characters (C0, DEL, C1) a peer may put in a name the message quotes. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: they are what is matched
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * An error in the incoming stream, with where it happened (byte offset, section name). Names
+ * the peer sent (block ids, section names) are quoted in the message as they came, but a
+ * control byte among them is written `\xNN`: the message goes to query-migrate, the
+ * monitors and stderr, where a raw escape sequence or newline from the peer has no place.
+ */
 export class StreamError extends QmigrateError {
   constructor(
     message: string,
     readonly offset: number,
     public section?: string,
   ) {
-    super('MIGRATION_STREAM', message);
+    super(
+      'MIGRATION_STREAM',
+      message.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`),
+    );
   }
 }
 

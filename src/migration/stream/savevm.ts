@@ -40,6 +40,8 @@ export const TIMER_VERSION = 2;
 export const GLOBALSTATE_VERSION = 1;
 
 export const MACHINE_TYPE = 'none';
+/** Longest machine-type name the configuration record may carry (QEMU sets no bound). */
+export const MACHINE_NAME_MAX = 256;
 
 // ---- writing ----------------------------------------------------------------------------
 
@@ -205,7 +207,9 @@ export async function readHeader(r: QemuFileReader, validatedCaps: readonly stri
   r.u8();
   await r.need(4, 'the machine type');
   const len = r.be32();
-  if (len > 256) fail(r, `machine type name of ${len} bytes`, 'configuration');
+  // Checked before anything is allocated: QEMU 10.0 allocates any length here (and aborts).
+  if (len > MACHINE_NAME_MAX)
+    fail(r, `machine type name of ${len} bytes (at most ${MACHINE_NAME_MAX})`, 'configuration');
   await r.need(len, 'the machine type');
   const name = r.bytes(len).toString('latin1');
   if (name !== MACHINE_TYPE)
@@ -222,7 +226,8 @@ export async function readHeader(r: QemuFileReader, validatedCaps: readonly stri
       checkVersion(r, sub, subVersion, 1, 1);
       await r.need(4, sub);
       const n = r.be32();
-      if (n > CAPABILITIES.length) fail(r, `${n} capabilities`, 'configuration');
+      if (n > CAPABILITIES.length)
+        fail(r, `${n} capabilities listed, but there are only ${CAPABILITIES.length}`, 'configuration');
       for (let i = 0; i < n; i++) {
         const cap = await r.cstr(sub);
         if (!CAPABILITIES.includes(cap)) fail(r, `Received unknown capability ${cap}`, 'configuration');
