@@ -11,6 +11,7 @@ import * as tls from 'node:tls';
 import { QmigrateError } from '../errors.js';
 import { distinguishedName } from '../migration/tls/dn.js';
 import { certificateRefusal } from '../migration/tls/peer-check.js';
+import { handshakeFailure } from '../migration/tls/tls.js';
 import type { TlsCreds, TlsObjects } from '../migration/tls/types.js';
 import { SocketError, type StreamAddress, socketConnect, socketListen } from '../util/sockets.js';
 
@@ -332,9 +333,13 @@ function tlsListener(
   });
   server.on('tlsClientError', (e, s) => {
     // A client certificate that fails verification shows as a hang-up; the reason is here.
-    const why = s.authorizationError ? certificateRefusal(String(s.authorizationError)) : e.message;
+    // Otherwise GnuTLS's words, as the migration side says them: OpenSSL's own message names
+    // its source file and ends with a newline.
+    const why = s.authorizationError
+      ? `TLS handshake failed: ${certificateRefusal(String(s.authorizationError))}`
+      : handshakeFailure(e);
     const who = s.remoteAddress ? `client ${s.remoteAddress}:${s.remotePort}` : 'a client';
-    tlsCtx.log(`${who}: TLS handshake failed: ${why}`);
+    tlsCtx.log(`${who}: ${why}`);
     s.destroy();
   });
   return server;
