@@ -86,3 +86,42 @@ test('plain-text clients at a TLS monitor: one clear stderr line each, the monit
   c.write('{"execute":"qmp_capabilities"}\n{"execute":"query-status","id":1}\n');
   await until('query-status answered', () => out.includes('"id": 1'));
 });
+
+test('a loop of plain-text clients at a TLS monitor: 10 lines, then one line counting the rest', {
+  timeout: 90_000,
+}, async (t) => {
+  const pki = makePki(pkiRoot(t));
+  const port = await freePort();
+  const child = spawnQmigrate(['vm', '-machine', 'none', ...tlsMonitorArgs(pki.server, false, 'm', port)]);
+  let stderr = '';
+  child.stderr?.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await exited;
+  });
+  const start = performance.now();
+  for (let i = 0; i < 40; i++) {
+    const s = await open(port);
+    s.on('error', () => {});
+    s.resume();
+    const closed = new Promise((r) => s.once('close', r));
+    s.write('GET / HTTP/1.0\r\n\r\n');
+    await closed;
+  }
+  // Past the window (10 s from the first refusal), the rest is counted in one line.
+  await until('the count of the rest', () => stderr.includes('not logged one by one'), 30_000);
+  const lines = stderr.trimEnd().split('\n');
+  const looped = performance.now() - start;
+  if (looped < 10_000) {
+    assert.equal(lines.length, 11, stderr);
+    assert.match(lines[10]!, /: 30 more clients refused in 10 s \(not logged one by one\)$/);
+  } else {
+    // A machine too slow to loop 40 times in 10 s: two windows, still at most 10 lines each.
+    assert.ok(lines.length <= 22, stderr);
+  }
+  for (const l of lines.slice(0, 10))
+    assert.match(l, /TLS handshake failed: An unexpected TLS packet was received\.$/);
+});
