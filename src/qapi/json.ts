@@ -280,22 +280,51 @@ export function formatDouble(d: number): string {
   return fixed.includes('.') ? fixed.replace(/\.?0+$/, '') : fixed;
 }
 
-/** A string as QEMU writes it: ASCII printable as is, everything else escaped (\uXXXX upper case). */
+/** Any UTF-16 unit that is escaped: all but printable ASCII less quote and backslash. */
+const NEEDS_ESCAPE = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
+const HEX = Buffer.from('0123456789ABCDEF', 'latin1');
+/** The one-letter escapes QEMU's JSON writer uses, by code unit. */
+const SHORT_ESCAPE: Record<number, number> = {
+  34: 0x22,
+  92: 0x5c,
+  8: 0x62,
+  12: 0x66,
+  10: 0x6e,
+  13: 0x72,
+  9: 0x74,
+};
+
+/**
+ * A string as QEMU writes it: ASCII printable as is, everything else escaped (\uXXXX upper
+ * case, each UTF-16 unit). Written into one Buffer, so that an id or a quoted stray token of
+ * many MiB costs a few times its size (appending one character at a time grew the process by
+ * 1 GiB for a 30 MiB id).
+ */
 function quote(s: string): string {
-  let out = '"';
+  if (!NEEDS_ESCAPE.test(s)) return `"${s}"`;
+  const out = Buffer.allocUnsafe(s.length * 6 + 2);
+  let o = 0;
+  out[o++] = 0x22;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c === 0x22) out += '\\"';
-    else if (c === 0x5c) out += '\\\\';
-    else if (c >= 0x20 && c < 0x7f) out += s[i];
-    else if (c === 0x08) out += '\\b';
-    else if (c === 0x0c) out += '\\f';
-    else if (c === 0x0a) out += '\\n';
-    else if (c === 0x0d) out += '\\r';
-    else if (c === 0x09) out += '\\t';
-    else out += `\\u${c.toString(16).toUpperCase().padStart(4, '0')}`;
+    if (c >= 0x20 && c < 0x7f && c !== 0x22 && c !== 0x5c) {
+      out[o++] = c;
+      continue;
+    }
+    out[o++] = 0x5c;
+    const short = SHORT_ESCAPE[c];
+    if (short !== undefined) {
+      out[o++] = short;
+      continue;
+    }
+    out[o++] = 0x75;
+    out[o++] = HEX[c >> 12]!;
+    out[o++] = HEX[(c >> 8) & 15]!;
+    out[o++] = HEX[(c >> 4) & 15]!;
+    out[o++] = HEX[c & 15]!;
   }
-  return `${out}"`;
+  out[o++] = 0x22;
+  return out.toString('latin1', 0, o);
 }
 
 /**

@@ -11,6 +11,7 @@ import * as tls from 'node:tls';
 import { QmigrateError } from '../errors.js';
 import { distinguishedName } from '../migration/tls/dn.js';
 import { certificateRefusal } from '../migration/tls/peer-check.js';
+import { handshakeFailure } from '../migration/tls/tls.js';
 import type { TlsCreds, TlsObjects } from '../migration/tls/types.js';
 import {
   exposedAddress,
@@ -338,12 +339,51 @@ function tlsListener(
   });
   server.on('tlsClientError', (e, s) => {
     // A client certificate that fails verification shows as a hang-up; the reason is here.
-    const why = s.authorizationError ? certificateRefusal(String(s.authorizationError)) : e.message;
+    // Otherwise GnuTLS's words, as the migration side says them: OpenSSL's own message names
+    // its source file and ends with a newline.
+    const why = s.authorizationError
+      ? `TLS handshake failed: ${certificateRefusal(String(s.authorizationError))}`
+      : handshakeFailure(e);
     const who = s.remoteAddress ? `client ${s.remoteAddress}:${s.remotePort}` : 'a client';
-    tlsCtx.log(`${who}: TLS handshake failed: ${why}`);
+    tlsCtx.log(`${who}: ${why}`);
     s.destroy();
   });
   return server;
+}
+
+/** Lines about refused clients a listener writes per REFUSAL_LOG_WINDOW_MS; the rest are counted. */
+export const REFUSAL_LOG_BURST = 10;
+export const REFUSAL_LOG_WINDOW_MS = 10_000;
+
+/**
+ * `log`, bounded for a listener that anyone who can reach it can make refuse clients (a TLS
+ * monitor on the network, a full one): REFUSAL_LOG_BURST lines a window, then one line with
+ * how many more were refused, once the window ends. A connection loop would otherwise write
+ * a line to stderr per connection, for as long as it runs.
+ */
+function refusalLog(log: (line: string) => void): (line: string) => void {
+  let windowEnd = 0;
+  let lines = 0;
+  let dropped = 0;
+  const flush = () => {
+    if (dropped > 0)
+      log(`${dropped} more clients refused in ${REFUSAL_LOG_WINDOW_MS / 1000} s (not logged one by one)`);
+    dropped = 0;
+  };
+  return (line) => {
+    const now = performance.now();
+    if (now >= windowEnd) {
+      windowEnd = now + REFUSAL_LOG_WINDOW_MS;
+      lines = 0;
+    }
+    if (lines < REFUSAL_LOG_BURST) {
+      lines++;
+      log(line);
+      return;
+    }
+    // The first line past the burst arms the count's report at the window's end.
+    if (dropped++ === 0) setTimeout(flush, windowEnd - now).unref();
+  };
 }
 
 /** How long a TLS chardev waits for a handshake, as server or client (QEMU waits for ever). */
@@ -414,14 +454,15 @@ export async function openChardev(
   }
   let n = 0;
   const label = () => `${dev.kind}:${where}#${++n}`;
+  const log = tlsCtx ? refusalLog(tlsCtx.log) : undefined;
   const server =
-    creds && tlsCtx && dev.kind === 'tcp'
-      ? tlsListener(dev, creds, tlsCtx, onStream, label)
+    creds && tlsCtx && log && dev.kind === 'tcp'
+      ? tlsListener(dev, creds, { ...tlsCtx, log }, onStream, label)
       : createServer((s) => onStream(s, label()));
   server.maxConnections = MONITOR_MAX_CLIENTS;
   server.on('drop', (d) => {
     const who = d?.remoteAddress ? `${d.remoteAddress}:${d.remotePort}` : 'a client';
-    tlsCtx?.log(`refused ${who}: ${MONITOR_MAX_CLIENTS} clients are connected already (the limit)`);
+    log?.(`refused ${who}: ${MONITOR_MAX_CLIENTS} clients are connected already (the limit)`);
   });
   const first = new Promise<void>((res) => server.once('connection', () => res()));
   const bound = await socketListen(server, addr).catch((e) => {
