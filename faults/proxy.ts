@@ -94,14 +94,17 @@ export class FaultProxy {
         }
         return;
       }
-      if (room > 0) upstream.write(d.subarray(0, room));
-      this.#fire();
+      // Nothing more is forwarded from here on; the action waits until the bytes before the
+      // offset left the process (destroying a socket drops its queued writes).
+      this.fired = true;
+      client.pause();
+      if (room > 0) upstream.write(d.subarray(0, room), () => this.#fire());
+      else this.#fire();
     });
     if (this.fired) this.#act(pair);
   }
 
   #fire(): void {
-    this.fired = true;
     for (const pair of this.#pairs) this.#act(pair);
     if (this.#plan.action === 'hook') this.#plan.hook?.();
   }

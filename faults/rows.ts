@@ -4,7 +4,7 @@
  * (source final state, run state and RAM; destination never running; no crash; every wait
  * bounded). The faults mirror QEMU's migration qtests (tests/qtest/migration/*) in spirit.
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -212,6 +212,7 @@ export class RowRun {
       ? ['-object', `tls-creds-x509,id=tls0,dir=${this.env.pki.server},endpoint=server,verify-peer=on`]
       : [];
     const p = await Proc.start(kind, this.env.dir, name, img, this.env.mib, ['-incoming', 'defer', ...tls]);
+    this.#repProcs.push(p);
     this.#cleanups.push(async () => {
       await p.kill();
       rmSync(img, { force: true });
@@ -273,8 +274,29 @@ export class RowRun {
     return buf;
   }
 
+  /**
+   * After an error nobody was named in: the processes whose monitor does not answer within
+   * 2 s. QEMU's when only QEMU processes are silent.
+   */
+  async #silent(): Promise<Kind | 'matrix'> {
+    const silent: Proc[] = [];
+    for (const p of [this.src, ...this.#repProcs]) {
+      if (!p?.alive()) continue;
+      const ok = await p.qmp.queryStatus({ timeout: 2000 }).then(
+        () => true,
+        () => false,
+      );
+      if (!ok) silent.push(p);
+    }
+    if (silent.length === 0) return 'matrix';
+    return silent.every((p) => p.kind === 'qemu') ? 'qemu' : 'qmigrate';
+  }
+
+  #repProcs: Proc[] = [];
+
   /** Ends what one rep started (destinations, proxies). */
   async endRep(): Promise<void> {
+    this.#repProcs = [];
     const list = this.#cleanups.splice(0);
     for (const f of list.reverse()) await f();
   }
@@ -359,11 +381,10 @@ export class RowRun {
       outcome = await REPS[this.row.group](this, i, v);
     } catch (e) {
       const msg = (e as Error).message;
+      let who = blame(this.row, msg);
+      if (who === 'matrix') who = await this.#silent();
       v.push(
-        tag(
-          blame(this.row, msg) === 'qemu' ? 'qemu' : 'qmigrate',
-          `${e instanceof HangError ? 'hang' : 'error'}: ${msg}`,
-        ),
+        tag(who === 'qemu' ? 'qemu' : 'qmigrate', `${e instanceof HangError ? 'hang' : 'error'}: ${msg}`),
       );
       if (process.env.FAULTS_DEBUG) console.error(e);
       outcome = e instanceof HangError ? 'hang' : 'error';
@@ -647,7 +668,10 @@ async function execRep(r: RowRun, _i: number, v: string[]): Promise<string> {
       20_000,
       async () => {
         const info = await s.qmp.queryMigrate();
-        return info.status !== 'active' || Number(info.ram?.transferred ?? 0) >= half * 0.9;
+        if (info.status !== 'active' && info.status !== 'setup') return true;
+        return (
+          info.status === 'active' && Number(info.ram?.transferred ?? 0) >= half * 0.9 && existsSync(pidFile)
+        );
       },
       Boolean,
     );
