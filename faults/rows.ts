@@ -64,6 +64,8 @@ const PAIRS: [Kind, Kind][] = [
   ['qemu', 'qmigrate'],
 ];
 const FAILED = ['failed', 'cancelled'];
+/** Bound on the wait for a migration's final state (ms): about 100x a rep's own time. */
+const FINAL_MS = 15_000;
 
 /** Every row, in report order. */
 export function allRows(): Row[] {
@@ -450,7 +452,7 @@ async function socketRep(r: RowRun, _i: number, v: string[]): Promise<string> {
     r.t1 = Date.now();
     return 'source killed';
   }
-  const info = await finalMigration(s, 30_000);
+  const info = await finalMigration(s, FINAL_MS);
   r.t1 = Date.now();
   await proxy.stop();
   await r.checkSource(s, info.status ?? '', v);
@@ -544,7 +546,7 @@ async function cancelRep(r: RowRun, _i: number, v: string[]): Promise<string> {
     await waitStatus(s, state);
     await s.qmp.migrateCancel();
   }
-  const info = await finalMigration(s, 30_000);
+  const info = await finalMigration(s, FINAL_MS);
   r.t1 = Date.now();
   await proxy?.stop();
   await r.checkSource(s, info.status ?? '', v);
@@ -601,7 +603,7 @@ async function qmpRep(r: RowRun, _i: number, v: string[]): Promise<string> {
     });
     if (!started) return 'no migration';
   }
-  const info = await finalMigration(s, 30_000);
+  const info = await finalMigration(s, FINAL_MS);
   r.t1 = Date.now();
   if (info.status === 'completed') {
     await r.checkDest(d, true, v);
@@ -681,7 +683,7 @@ async function execRep(r: RowRun, _i: number, v: string[]): Promise<string> {
       process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
     } catch {}
   }
-  const info = await finalMigration(s, 30_000);
+  const info = await finalMigration(s, FINAL_MS);
   r.t1 = Date.now();
   await r.checkSource(s, info.status ?? '', v);
   return info.status ?? '';
@@ -719,7 +721,7 @@ async function fileRep(r: RowRun, i: number, v: string[]): Promise<string> {
   const d = await r.dest(r.row.dst!);
   r.t0 = Date.now();
   await d.qmp.migrateIncoming({ uri: `file:${path}`, 'exit-on-error': false });
-  const info = await finalMigration(d, 30_000);
+  const info = await finalMigration(d, FINAL_MS);
   r.t1 = Date.now();
   const status = info.status ?? '';
   if (!r.row.expect.includes(status))
