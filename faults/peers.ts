@@ -171,7 +171,7 @@ const FINAL = new Set(['completed', 'failed', 'cancelled']);
 /** query-migrate until the status is final (or the HangError). */
 export function finalMigration(p: Proc, ms: number): Promise<MigrationInfo> {
   return until(
-    `${p.name}: migration not final`,
+    `${p.name} (${p.kind}): migration not final`,
     ms,
     () => p.qmp.queryMigrate(),
     (i) => FINAL.has(i.status ?? ''),

@@ -440,11 +440,11 @@ async function socketRep(r: RowRun, _i: number, v: string[]): Promise<string> {
   r.t0 = Date.now();
   await s.qmp.migrate({ uri: proxy.uri });
   if (f === 'stall-cancel') {
-    await until('the proxy never reached its offset', 20_000, async () => proxy.fired, Boolean);
+    await until(`the source (${s.kind}) never reached the offset`, 20_000, async () => proxy.fired, Boolean);
     await s.qmp.migrateCancel();
   }
   if (f === 'src-kill') {
-    await until('the proxy never reached its offset', 20_000, async () => proxy.fired, Boolean);
+    await until(`the source (${s.kind}) never reached the offset`, 20_000, async () => proxy.fired, Boolean);
     await bounded(s.exited, 10_000, 'the killed source did not exit');
     r.src = undefined;
     await proxy.stop();
@@ -539,7 +539,7 @@ async function cancelRep(r: RowRun, _i: number, v: string[]): Promise<string> {
     await s.qmp.migrateContinue({ state: 'pre-switchover' });
   }
   if (state === 'cancelling') {
-    await until('the proxy never reached its offset', 20_000, async () => proxy!.fired, Boolean);
+    await until(`the source (${s.kind}) never reached the offset`, 20_000, async () => proxy!.fired, Boolean);
     const [a, b] = await Promise.allSettled([s.qmp.migrateCancel(), s.qmp.migrateCancel()]);
     for (const x of [a, b]) if (x.status === 'rejected') v.push(tag(s, `second cancel refused: ${x.reason}`));
   } else {
@@ -556,12 +556,12 @@ async function cancelRep(r: RowRun, _i: number, v: string[]): Promise<string> {
 
 function waitStatus(s: Proc, want: string): Promise<unknown> {
   return until(
-    `source never reached ${want}`,
+    `source (${s.kind}) never reached ${want}`,
     20_000,
     async () => (await s.qmp.queryMigrate()).status,
     (x) => {
       if (x === 'completed' || x === 'failed' || x === 'cancelled')
-        throw new Error(`source ended ${x} before ${want}`);
+        throw new Error(`source (${s.kind}) ended ${x} before ${want}`);
       return x === want;
     },
   );
@@ -668,7 +668,7 @@ async function execRep(r: RowRun, _i: number, v: string[]): Promise<string> {
   });
   if (killed) {
     await until(
-      'the exec child never read half the stream',
+      `the exec child of the source (${s.kind}) never read half the stream`,
       20_000,
       async () => {
         const info = await s.qmp.queryMigrate();
