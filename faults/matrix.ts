@@ -3,6 +3,7 @@
  * runs N reps; each rep's promises are checked and the results written to docs/reliability.md
  * and .json (or --out). Exits 1 when any rep broke a promise or a required row could not run.
  *   npm run faults -- [--reps N] [--only REGEX] [--out FILE.md] [--list] [--size MiB]
+ *   npm run faults -- --report FILE.json   (writes FILE.md again from a run's JSON)
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,6 +24,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     list: { type: 'boolean', default: false },
     size: { type: 'string', default: '32' },
+    report: { type: 'string' },
   },
 });
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -213,11 +215,17 @@ const NOTES = [
   "- The socket rows run with the `return-path` capability on both sides. Without it a source completes as soon as the end of the stream is in its socket, QEMU 10.0 as well: a destination killed at 90% (the rest of the stream waiting in the kernel buffers of the proxy's connection) then leaves the guest paused on the source (`postmigrate`) and running nowhere; a first run without it showed that for tcp and multifd `dst-kill-90` with qmigrate and QEMU 10.0 as the source alike. With a return path the source waits for the destination's SHUT.",
   "- A unix socket has no reset: `cut-reset` over unix closes the proxy's sockets with unread data (the peer gets ECONNRESET or EPIPE on its next write); `cut-close` closes them (a FIN to the destination, then a reset for the source's next write).",
   "- `QEMU 10.0's own`: what a QEMU 10.0 peer did that breaks the same promises (its monitor silent for seconds, a hang, a cancel that ended `failed`): reported, not counted against qmigrate and not failing the run. An error nobody is named in is QEMU's when only QEMU's monitors stop answering (2 s).",
+  "- QEMU 10.0 as seen while building the matrix (this machine): a source whose tcp peer stops reading mid-stream can stop answering its monitor for over 10 s (`query-migrate` unanswered; not every time: once 0.2 s at worst); over TLS its `migrate_cancel` then gets no reply in 10 s; a source whose return path ends while its writes are blocked stays `active` with `error-desc` set (`Channel error: Input/output error`) for as long as the peer holds the socket, where qmigrate now fails at once (test/migration/return-path-eof-stall.test.ts); a cancel while the peer stalls sometimes ends `failed`. A second `migrate` is refused with `There's a migration process in progress` and a second `migrate-incoming` with `The incoming migration has already been started` (qmigrate: the same texts). A `migrate` from a client that closes at once is sometimes run and sometimes dropped (monitor/qmp.c empties a closed client's request queue); qmigrate runs every request it has read.",
   '- `exec-child-*`: `exec` to `/bin/sh -c "head -c HALF > /dev/null"` (exits after half the stream) or to one that then stops reading and is SIGKILLed there.',
   "- `file` rows: the source kind saves the guest once (`file:`), each rep loads a copy truncated at a seeded offset (rep i uses seed i) or with three seeded bytes XORed, with `exit-on-error: false`. A corrupted byte inside page data is a valid stream (the format has no checksum, as QEMU's), so `completed` is allowed there; a truncated stream must fail.",
 ];
 
 async function main(): Promise<void> {
+  if (opt.report) {
+    const { meta, rows } = JSON.parse(readFileSync(opt.report, 'utf8')) as { meta: Meta; rows: RowResult[] };
+    writeFileSync(opt.report.replace(/\.json$/, '.md'), report(rows, meta));
+    return;
+  }
   const rows = allRows().filter((r) => !opt.only || new RegExp(opt.only).test(r.id));
   if (opt.list) {
     process.stdout.on('error', () => {}); // a closed pipe (`| head`) ends the listing, quietly
@@ -246,6 +254,8 @@ async function main(): Promise<void> {
     const pki = makePki(join(dir, 'pki'));
     const env: Env = { dir, mib, image, digest, streamBytes: nonZero * PAGE, pki };
     const t0 = Date.now();
+    // Taken before the rows run: what ran, whatever happens to the checkout meanwhile.
+    const commit = `${git(['rev-parse', '--short', 'HEAD'])}${git(['status', '--porcelain', '--untracked-files=no']) ? ' (with local changes)' : ''}`;
     const results: RowResult[] = [];
     for (const row of rows) {
       const r = await runRow(row, env, reps);
@@ -258,7 +268,7 @@ async function main(): Promise<void> {
     const meta: Meta = {
       command: `npm run faults -- ${process.argv.slice(2).join(' ')}`.trim(),
       date: new Date().toISOString(),
-      commit: `${git(['rev-parse', '--short', 'HEAD'])}${git(['status', '--porcelain', '--untracked-files=no']) ? ' (with local changes)' : ''}`,
+      commit,
       machine: `${cpus().length} cores (${cpus()[0]?.model.trim()}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}`,
       qemu: qemuVersion(),
       reps,

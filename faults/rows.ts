@@ -133,6 +133,10 @@ function tag(p: Proc | Kind, text: string): string {
 /** Whose fault an error of a rep is: QEMU's when it names a QEMU process or its monitor. */
 function blame(row: Row, message: string): Kind | 'matrix' {
   if (message.includes('(qemu)')) return 'qemu';
+  // A row whose only VM is a QEMU (its peer a listener or child of the matrix's): any refusal
+  // or error comes from QEMU (e.g. 10.0's `duplicate yank instance` for a migrate soon after
+  // a cancel in setup).
+  if (row.src === 'qemu' && (row.dst ?? 'qemu') === 'qemu') return 'qemu';
   if (message.includes("source's monitor")) return row.src;
   if (message.includes("destination's monitor") && row.dst) return row.dst;
   return /\((qmigrate)\)/.test(message) ? 'qmigrate' : 'matrix';
@@ -364,7 +368,7 @@ export class RowRun {
         // A destination that exits after its failure (exit-on-error, as the orchestrator leaves
         // it) may close its monitor while we ask: its exit is judged below.
         if (e instanceof HangError) throw e;
-        await bounded(d.exited, 2000, `${d.name} closed its monitor but did not exit`);
+        await bounded(d.exited, 2000, `${d.name} (${d.kind}) closed its monitor but did not exit`);
       }
     }
     if (!completed && d.resumed) v.push(tag(d, 'destination ran the guest (RESUME)'));
