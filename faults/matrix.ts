@@ -237,6 +237,8 @@ async function main(): Promise<void> {
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps: ${opt.reps} is not a positive integer`);
   const dir = mkdtempSync(join(process.env.QMIGRATE_FAULTS_TMP ?? tmpdir(), 'qmigrate-faults-'));
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  // Also when an exception escapes an event handler: no scratch directory is left behind.
+  process.once('exit', cleanup);
   for (const [sig, code] of [
     ['SIGINT', 130],
     ['SIGTERM', 143],
