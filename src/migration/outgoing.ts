@@ -168,7 +168,9 @@ export class OutgoingMigration implements OutgoingRun {
       m.outgoingEnded();
       this.#runstate.set('postmigrate');
       m.setStatus('completed');
-    } catch (e) {
+    } catch (caught) {
+      // A return path that failed first is the cause; the writes it ended only followed it.
+      const e = this.#rpError ?? caught;
       for (const b of this.#ram.blocks) b.logging = false;
       this.#transport.close();
       for (const c of this.#channels) c.destroy();
@@ -622,6 +624,13 @@ export class OutgoingMigration implements OutgoingRun {
           : new QapiError('return path closed before the destination confirmed the end of the migration');
       this.#rpError = err;
       this.#wake?.();
+      // The stream's writes may be blocked on a peer that reads nothing any more: end them,
+      // so the failure is this one now, not whenever the kernel gives up (QEMU 10.0 records
+      // the error and stays `active` while its write blocks).
+      if (!this.#committed && !this.#cancelled) {
+        this.#transport.close();
+        for (const c of this.#channels) c.destroy();
+      }
       throw err;
     }
   }
