@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import type { TestContext } from 'node:test';
+import { atExit } from './at-exit.js';
 import { skipLoudly } from './qemu.js';
 
 /** One end: its namespace, its veth interface there and its address on the link. */
@@ -44,9 +45,6 @@ function missing(): string | undefined {
   return undefined;
 }
 
-/** Namespaces this process made and has not deleted yet, for the exit and signal handlers. */
-const live = new Set<string>();
-let hooked = false;
 let counter = 0;
 
 function deleteNs(ns: string): void {
@@ -55,7 +53,6 @@ function deleteNs(ns: string): void {
   } catch {
     // Already gone (deleted by hand, or never fully made).
   }
-  live.delete(ns);
 }
 
 /**
@@ -66,22 +63,6 @@ export function requireTwoHosts(t: TestContext): boolean {
   const why = missing();
   if (why) skipLoudly(t, why);
   return !why;
-}
-
-/** On exit, and on a signal that would end the process, no namespace of ours may stay. */
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on('exit', () => {
-    for (const ns of [...live]) deleteNs(ns);
-  });
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      for (const ns of [...live]) deleteNs(ns);
-      // The default action, now that the namespaces are gone.
-      process.kill(process.pid, sig);
-    });
-  }
 }
 
 /** Every IPv4 prefix the host has as an address or a route, as [network, bits]. */
@@ -132,18 +113,19 @@ function freeSubnet(): number {
  */
 export function twoHosts(t: TestContext): TwoHosts | undefined {
   if (!requireTwoHosts(t)) return undefined;
-  hookExit();
   const base = `qmig-${process.pid}-${counter++}`;
   const net = freeSubnet();
   const src: NetnsHost = { ns: `${base}-src`, ifname: 'veth0', addr: toDotted(net + 1) };
   const dst: NetnsHost = { ns: `${base}-dst`, ifname: 'veth1', addr: toDotted(net + 2) };
+  // On exit or a signal too: no namespace of ours may stay.
+  const unhook = atExit(() => remove());
   const remove = () => {
     deleteNs(src.ns);
     deleteNs(dst.ns);
+    unhook();
   };
   t.after(remove);
   for (const h of [src, dst]) {
-    live.add(h.ns);
     ip(['netns', 'add', h.ns]);
     ip(['-n', h.ns, 'link', 'set', 'lo', 'up']);
   }

@@ -1,14 +1,18 @@
 // The two-host helper (test/helpers/netns.ts): the /30 exists only inside the two namespaces
 // (the host has neither address nor route for it), the link carries packets until it is taken
 // down, and no namespace of a test is left behind, whether the test passes, fails, or its
-// process gets SIGTERM or SIGINT.
+// process gets SIGTERM or SIGINT; nor, on such a signal, a peer process or a temp directory.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { requireTwoHosts, twoHosts } from '../helpers/netns.js';
+import { requireQemu } from '../helpers/qemu.js';
 
 const fixture = fileURLToPath(new URL('../fixtures/netns/two-hosts-then.ts', import.meta.url));
+const peersFixture = fileURLToPath(new URL('../fixtures/netns/two-hosts-peers-then.ts', import.meta.url));
 
 const namespaces = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
 
@@ -61,5 +65,54 @@ for (const end of ['fail', 'SIGTERM', 'SIGINT'] as const) {
     const how = await exited;
     assert.equal(how, end === 'fail' ? 1 : end, 'the process ends as it would have');
     for (const n of names) assert.doesNotMatch(namespaces(), new RegExp(`^${n}\\b`, 'm'));
+  });
+}
+
+/** The process `pid` is gone (or a zombie nobody reaps), within `ms`. */
+async function gone(pid: number, ms = 5000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) {
+    try {
+      if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) return true;
+    } catch {
+      return true;
+    }
+  }
+  return false;
+}
+
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  test(`two hosts: ${sig} to a test process with peers leaves no peer, namespace or temp dir`, async (t) => {
+    if (!requireTwoHosts(t) || !requireQemu(t, '10.0')) return;
+    const child = spawn(process.execPath, ['--import', 'tsx', peersFixture], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let left: { names: string[]; pids: number[]; dirs: string[] } = { names: [], pids: [], dirs: [] };
+    t.after(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      for (const p of left.pids) spawnSync('kill', ['-9', String(p)], { stdio: 'ignore' });
+      for (const n of left.names) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+      for (const d of left.dirs) rmSync(d, { recursive: true, force: true });
+    });
+    left = await new Promise<typeof left>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        const m = /^peers (\S+) (\S+) (\d+) (\d+) (\S+)$/m.exec(out);
+        if (!m) return;
+        const pids = [Number(m[3]), Number(m[4])];
+        // QEMU's own directory (its QMP socket's) is in its command line.
+        const qemuArgs = readFileSync(`/proc/${pids[1]}/cmdline`, 'utf8');
+        const qemuDir = /unix:(\S+)\/qmp\.sock/.exec(qemuArgs)?.[1];
+        assert.ok(qemuDir, qemuArgs);
+        resolve({ names: [m[1]!, m[2]!], pids, dirs: [m[5]!, qemuDir] });
+      });
+      child.once('exit', () => reject(new Error(`the fixture ended first: ${out}`)));
+    });
+    const exited = new Promise<unknown>((r) => child.once('exit', (code, signal) => r(signal ?? code)));
+    child.kill(sig);
+    assert.equal(await exited, sig, 'the process ends as it would have');
+    for (const p of left.pids) assert.ok(await gone(p), `peer ${p} is gone`);
+    for (const n of left.names) assert.doesNotMatch(namespaces(), new RegExp(`^${n}\\b`, 'm'));
+    for (const d of left.dirs) assert.ok(!existsSync(d), `${d} is removed`);
   });
 }
