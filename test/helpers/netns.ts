@@ -55,6 +55,28 @@ function deleteNs(ns: string): void {
   }
 }
 
+/** True when process `pid` exists (ours or another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Deletes the namespaces of test processes that are gone: one killed by SIGKILL (or a crash)
+ * runs no handler, and its namespaces would stay for good, one day in the way of a process
+ * that gets the same pid.
+ */
+function sweepOrphans(): void {
+  for (const line of ip(['netns', 'list']).split('\n')) {
+    const m = /^(qmig-(\d+)-\d+-(?:src|dst))\b/.exec(line);
+    if (m && !alive(Number(m[2]))) deleteNs(m[1]!);
+  }
+}
+
 /**
  * True when two hosts can be made here (root, Linux, `ip`); otherwise skips the test loudly,
  * or under QMIGRATE_REQUIRE_QEMU=1 (CI) throws.
@@ -109,10 +131,12 @@ function freeSubnet(): number {
 /**
  * Makes two namespaces `qmig-<pid>-<n>-src` and `-dst` joined by a veth pair (veth0 in src,
  * veth1 in dst) on a fresh /30, with `lo` up in both. Undefined when the test skipped (no
- * root or no `ip`). Removed in t.after, and on exit or SIGINT/SIGTERM/SIGHUP if it gets there.
+ * root or no `ip`). Removed in t.after, and on exit or SIGINT/SIGTERM/SIGHUP if it gets there;
+ * each call first deletes those of `qmig-` test processes that no longer exist.
  */
 export function twoHosts(t: TestContext): TwoHosts | undefined {
   if (!requireTwoHosts(t)) return undefined;
+  sweepOrphans();
   const base = `qmig-${process.pid}-${counter++}`;
   const net = freeSubnet();
   const src: NetnsHost = { ns: `${base}-src`, ifname: 'veth0', addr: toDotted(net + 1) };
@@ -126,6 +150,9 @@ export function twoHosts(t: TestContext): TwoHosts | undefined {
   };
   t.after(remove);
   for (const h of [src, dst]) {
+    // A namespace of this name is an earlier process's with the same pid, killed too hard to
+    // delete its own (this process has not used the name).
+    deleteNs(h.ns);
     ip(['netns', 'add', h.ns]);
     ip(['-n', h.ns, 'link', 'set', 'lo', 'up']);
   }

@@ -3,7 +3,7 @@
 // down, and no namespace of a test is left behind, whether the test passes, fails, or its
 // process gets SIGTERM or SIGINT; nor, on such a signal, a peer process or a temp directory.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -34,6 +34,61 @@ test('two hosts: addresses only inside the namespaces; the link is up, then down
   assert.match(net.exec(net.src, ['ip', 'link', 'show', net.src.ifname]), /NO-CARRIER/);
   net.linkUp(net.dst);
   assert.match(net.exec(net.src, ['ip', 'link', 'show', net.src.ifname]), /state UP/);
+});
+
+/** Starts the fixture in `mode` and resolves with the two namespaces it made. */
+function fixtureHosts(mode: string): { child: ChildProcess; names: Promise<string[]> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture, mode], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const names = new Promise<string[]>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /^(qmig-\S+-src) (qmig-\S+-dst)$/m.exec(out);
+      if (m) resolve([m[1]!, m[2]!]);
+    });
+    child.stderr.on('data', (d) => {
+      out += d;
+    });
+    child.once('exit', () => reject(new Error(`the fixture ended first: ${out}`)));
+  });
+  return { child, names };
+}
+
+test('two hosts: a namespace an earlier process with the same pid left does not stop the next', async (t) => {
+  if (!requireTwoHosts(t)) return;
+  const { child, names } = fixtureHosts('stale');
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const s of ['src', 'dst'])
+      spawnSync('ip', ['netns', 'del', `qmig-${child.pid}-0-${s}`], { stdio: 'ignore' });
+  });
+  const got = await names;
+  assert.deepEqual(got, [`qmig-${child.pid}-0-src`, `qmig-${child.pid}-0-dst`]);
+  const exited = new Promise<unknown>((r) => child.once('exit', (code, signal) => r(signal ?? code)));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 'SIGTERM');
+  for (const n of got) assert.doesNotMatch(namespaces(), new RegExp(`^${n}\\b`, 'm'));
+});
+
+test('two hosts: the namespaces of a test process killed with SIGKILL go with the next two hosts made', async (t) => {
+  if (!requireTwoHosts(t)) return;
+  const { child, names } = fixtureHosts('wait');
+  let got: string[] = [];
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const n of got) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+  });
+  got = await names;
+  const exited = new Promise<unknown>((r) => child.once('exit', (code, signal) => r(signal ?? code)));
+  child.kill('SIGKILL');
+  assert.equal(await exited, 'SIGKILL');
+  // Nothing can run on SIGKILL: they are still there...
+  for (const n of got) assert.match(namespaces(), new RegExp(`^${n}\\b`, 'm'));
+  // ...until the next two hosts, whose maker sees their process is gone.
+  assert.ok(twoHosts(t));
+  for (const n of got) assert.doesNotMatch(namespaces(), new RegExp(`^${n}\\b`, 'm'));
 });
 
 for (const end of ['fail', 'SIGTERM', 'SIGINT'] as const) {
