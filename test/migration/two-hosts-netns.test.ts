@@ -14,6 +14,10 @@ import { requireQemu } from '../helpers/qemu.js';
 const fixture = fileURLToPath(new URL('../fixtures/netns/two-hosts-then.ts', import.meta.url));
 const peersFixture = fileURLToPath(new URL('../fixtures/netns/two-hosts-peers-then.ts', import.meta.url));
 
+// Under `node --test` this process's node:test reports to its runner in a binary form, which a
+// fixture would inherit: its report here is TAP, its name lines on lines of their own.
+const { NODE_TEST_CONTEXT: _, ...fixtureEnv } = process.env;
+
 const namespaces = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
 
 test('two hosts: addresses only inside the namespaces; the link is up, then down', (t) => {
@@ -40,6 +44,7 @@ test('two hosts: addresses only inside the namespaces; the link is up, then down
 function fixtureHosts(mode: string): { child: ChildProcess; names: Promise<string[]> } {
   const child = spawn(process.execPath, ['--import', 'tsx', fixture, mode], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: fixtureEnv,
   });
   const names = new Promise<string[]>((resolve, reject) => {
     let out = '';
@@ -96,6 +101,7 @@ for (const end of ['fail', 'SIGTERM', 'SIGINT'] as const) {
     if (!requireTwoHosts(t)) return;
     const child = spawn(process.execPath, ['--import', 'tsx', fixture, end === 'fail' ? 'fail' : 'wait'], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: fixtureEnv,
     });
     let names: string[] = [];
     t.after(() => {
@@ -140,6 +146,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     if (!requireTwoHosts(t) || !requireQemu(t, '10.0')) return;
     const child = spawn(process.execPath, ['--import', 'tsx', peersFixture], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: fixtureEnv,
     });
     let left: { names: string[]; pids: number[]; dirs: string[] } = { names: [], pids: [], dirs: [] };
     t.after(() => {
