@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import type { TestContext } from 'node:test';
+import { atExit } from './at-exit.js';
 import { skipLoudly } from './qemu.js';
 
 /** One end: its namespace, its veth interface there and its address on the link. */
@@ -44,9 +45,6 @@ function missing(): string | undefined {
   return undefined;
 }
 
-/** Namespaces this process made and has not deleted yet, for the exit and signal handlers. */
-const live = new Set<string>();
-let hooked = false;
 let counter = 0;
 
 function deleteNs(ns: string): void {
@@ -55,7 +53,28 @@ function deleteNs(ns: string): void {
   } catch {
     // Already gone (deleted by hand, or never fully made).
   }
-  live.delete(ns);
+}
+
+/** True when process `pid` exists (ours or another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Deletes the namespaces of test processes that are gone: one killed by SIGKILL (or a crash)
+ * runs no handler, and its namespaces would stay for good, one day in the way of a process
+ * that gets the same pid.
+ */
+function sweepOrphans(): void {
+  for (const line of ip(['netns', 'list']).split('\n')) {
+    const m = /^(qmig-(\d+)-\d+-(?:src|dst))\b/.exec(line);
+    if (m && !alive(Number(m[2]))) deleteNs(m[1]!);
+  }
 }
 
 /**
@@ -66,22 +85,6 @@ export function requireTwoHosts(t: TestContext): boolean {
   const why = missing();
   if (why) skipLoudly(t, why);
   return !why;
-}
-
-/** On exit, and on a signal that would end the process, no namespace of ours may stay. */
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on('exit', () => {
-    for (const ns of [...live]) deleteNs(ns);
-  });
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      for (const ns of [...live]) deleteNs(ns);
-      // The default action, now that the namespaces are gone.
-      process.kill(process.pid, sig);
-    });
-  }
 }
 
 /** Every IPv4 prefix the host has as an address or a route, as [network, bits]. */
@@ -128,22 +131,28 @@ function freeSubnet(): number {
 /**
  * Makes two namespaces `qmig-<pid>-<n>-src` and `-dst` joined by a veth pair (veth0 in src,
  * veth1 in dst) on a fresh /30, with `lo` up in both. Undefined when the test skipped (no
- * root or no `ip`). Removed in t.after, and on exit or SIGINT/SIGTERM/SIGHUP if it gets there.
+ * root or no `ip`). Removed in t.after, and on exit or SIGINT/SIGTERM/SIGHUP if it gets there;
+ * each call first deletes those of `qmig-` test processes that no longer exist.
  */
 export function twoHosts(t: TestContext): TwoHosts | undefined {
   if (!requireTwoHosts(t)) return undefined;
-  hookExit();
+  sweepOrphans();
   const base = `qmig-${process.pid}-${counter++}`;
   const net = freeSubnet();
   const src: NetnsHost = { ns: `${base}-src`, ifname: 'veth0', addr: toDotted(net + 1) };
   const dst: NetnsHost = { ns: `${base}-dst`, ifname: 'veth1', addr: toDotted(net + 2) };
+  // On exit or a signal too: no namespace of ours may stay.
+  const unhook = atExit(() => remove());
   const remove = () => {
     deleteNs(src.ns);
     deleteNs(dst.ns);
+    unhook();
   };
   t.after(remove);
   for (const h of [src, dst]) {
-    live.add(h.ns);
+    // A namespace of this name is an earlier process's with the same pid, killed too hard to
+    // delete its own (this process has not used the name).
+    deleteNs(h.ns);
     ip(['netns', 'add', h.ns]);
     ip(['-n', h.ns, 'link', 'set', 'lo', 'up']);
   }

@@ -11,6 +11,7 @@ import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationInfo, MigrationStatus } from '../../src/qapi/types.js';
 import { QmpClient } from '../../src/qmp/client.js';
+import { atExit } from './at-exit.js';
 import { guestArgs } from './guest.js';
 import { type QemuVersion, type RunningQemu, requireQemu, startQemu } from './qemu.js';
 import { spawnQmigrate } from './qmigrate.js';
@@ -68,7 +69,10 @@ export async function startPeer(
       ],
       { stdio: 'inherit', netns: opts.netns },
     );
+    // A signal that ends the test process must not leave the VM running.
+    const unhook = atExit(() => child.kill('SIGKILL'));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    void exited.then(unhook);
     const qmp = await connectRetry(sock);
     const stop = async () => {
       await qmp.close().catch(() => {});

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { atExit } from './at-exit.js';
 import { MiniQmp } from './qmp-mini.js';
 
 export type QemuVersion = '10.0' | '7.2';
@@ -130,6 +131,11 @@ export async function startQemu(
     stderr += d;
   });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  // A signal that ends the test process must leave neither QEMU nor its directory.
+  const unhook = atExit(() => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
   try {
     const qmp = await MiniQmp.connect(sock, 10_000, exited);
     await qmp.execute('qmp_capabilities');
@@ -141,12 +147,14 @@ export async function startQemu(
       // would keep this test process alive for as long as it lives.
       child.stderr?.destroy();
       rmSync(dir, { recursive: true, force: true });
+      unhook();
     };
     return { qmp, child, dir, stop };
   } catch (e) {
     child.kill('SIGKILL');
     await exited;
     rmSync(dir, { recursive: true, force: true });
+    unhook();
     throw new Error(`QEMU did not start: ${(e as Error).message}; stderr: ${stderr}`);
   }
 }

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { atExit } from '../helpers/at-exit.js';
 import { writeMixedImage } from '../helpers/guest.js';
 import { type TwoHosts, twoHosts } from '../helpers/netns.js';
 import { type Peer, type PeerKind, startPeer } from '../helpers/peers.js';
@@ -22,7 +23,13 @@ export interface OnTwoHosts {
 /** A scratch directory removed after the test. */
 export function scratch(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-2hosts-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  // On a signal too, which ends the process without its t.after hooks.
+  const unhook = atExit(remove);
+  t.after(() => {
+    remove();
+    unhook();
+  });
   return dir;
 }
 
