@@ -17,16 +17,33 @@ import { findQemu } from '../test/helpers/qemu.js';
 import { makePki } from '../test/helpers/tls-certs.js';
 import { allRows, type Env, QEMU_OWN, type Rep, type Row, RowRun } from './rows.js';
 
-const { values: opt } = parseArgs({
-  options: {
-    reps: { type: 'string', default: '1' },
-    only: { type: 'string' },
-    out: { type: 'string' },
-    list: { type: 'boolean', default: false },
-    size: { type: 'string', default: '32' },
-    report: { type: 'string' },
-  },
-});
+const USAGE = `usage: npm run faults -- [--reps N] [--only REGEX] [--out FILE.md] [--list] [--size MiB]
+       npm run faults -- --report FILE.json`;
+
+function options() {
+  try {
+    return parseArgs({
+      options: {
+        reps: { type: 'string', default: '1' },
+        only: { type: 'string' },
+        out: { type: 'string' },
+        list: { type: 'boolean', default: false },
+        size: { type: 'string', default: '32' },
+        report: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }).values;
+  } catch (e) {
+    // parseArgs' own message names the bad option; one line, no stack.
+    console.error(`faults: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const opt = options();
+if (opt.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 /** What one row measured over its reps. */
@@ -226,7 +243,14 @@ async function main(): Promise<void> {
     writeFileSync(opt.report.replace(/\.json$/, '.md'), report(rows, meta));
     return;
   }
-  const rows = allRows().filter((r) => !opt.only || new RegExp(opt.only).test(r.id));
+  let only: RegExp | undefined;
+  try {
+    only = opt.only === undefined ? undefined : new RegExp(opt.only);
+  } catch (e) {
+    console.error(`faults: --only: ${(e as Error).message}`);
+    process.exit(2);
+  }
+  const rows = allRows().filter((r) => !only || only.test(r.id));
   if (opt.list) {
     process.stdout.on('error', () => {}); // a closed pipe (`| head`) ends the listing, quietly
     for (const r of rows) process.stdout.write(`${r.id}\n`);
@@ -234,7 +258,10 @@ async function main(): Promise<void> {
   }
   const reps = Number(opt.reps);
   const mib = Number(opt.size);
-  if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps: ${opt.reps} is not a positive integer`);
+  if (!Number.isInteger(reps) || reps < 1 || !(mib > 0)) {
+    console.error(`faults: --reps must be a positive integer and --size a number of MiB > 0\n${USAGE}`);
+    process.exit(2);
+  }
   const dir = mkdtempSync(join(process.env.QMIGRATE_FAULTS_TMP ?? tmpdir(), 'qmigrate-faults-'));
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   // Also when an exception escapes an event handler: no scratch directory is left behind.

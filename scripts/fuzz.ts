@@ -7,15 +7,40 @@ import { parseArgs } from 'node:util';
 import fc from 'fast-check';
 import { loadTargets } from './fuzz-targets.js';
 
-const { values: opt } = parseArgs({
-  options: { time: { type: 'string', default: '60' }, only: { type: 'string' }, seed: { type: 'string' } },
-});
+const USAGE = 'usage: npm run fuzz -- [--time SECONDS] [--only REGEX] [--seed N]';
+function options() {
+  try {
+    return parseArgs({
+      options: {
+        time: { type: 'string', default: '60' },
+        only: { type: 'string' },
+        seed: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`fuzz: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const opt = options();
+if (opt.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const seconds = Number(opt.time);
 if (!(seconds > 0)) {
   console.error(`fuzz: --time must be a number of seconds > 0, not '${opt.time}'`);
   process.exit(2);
 }
-const targets = await loadTargets(opt.only ? new RegExp(opt.only) : undefined);
+let only: RegExp | undefined;
+try {
+  only = opt.only === undefined ? undefined : new RegExp(opt.only);
+} catch (e) {
+  console.error(`fuzz: --only: ${(e as Error).message}`);
+  process.exit(2);
+}
+const targets = await loadTargets(only);
 if (targets.length === 0) {
   console.error('fuzz: no target matches --only');
   process.exit(2);
