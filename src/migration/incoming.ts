@@ -211,6 +211,8 @@ async function loadSectionStartFull(s: LoadState, type: number, at: number): Pro
     // ram_load takes version 4 only.
     if (version !== RAM_VERSION)
       throw new StreamError(`ram: unsupported version ${version} (only ${RAM_VERSION})`, at, 'ram');
+    // One id per section, the last START's (QEMU's load_section_id): an older one is unknown.
+    for (const [old, name] of s.sections) if (name === idstr) s.sections.delete(old);
     s.sections.set(id, idstr);
     await s.loader.loadChunk(r);
   } else if (type !== QEMU_VM_SECTION_FULL) {

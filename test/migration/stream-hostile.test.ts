@@ -141,6 +141,20 @@ const CASES: {
     want: /^Illegal RAM offset 0xfffffffffffff000 in block m0/,
   },
   {
+    // QEMU keeps one section id per section: the one its last START gave.
+    name: 'a PART under the id of a RAM section started again under another',
+    data: () => {
+      const start = sample.subarray(at('\x03ram') - 5, part);
+      const again = Buffer.from(start);
+      again.writeUInt32BE(9, 1);
+      again.writeUInt32BE(9, again.length - 4);
+      return Buffer.concat([sample.subarray(0, part), again, sample.subarray(part)]);
+    },
+    want: /^Unknown savevm section 1$/,
+    // The first PART, after the second START.
+    offset: part + (part - (at('\x03ram') - 5)),
+  },
+  {
     name: 'unsupported page encoding',
     data: () => edit((b) => b.writeUInt8(0x40, part + 5 + 7)),
     want: /Unknown combination of migration flags: 0x40/,
