@@ -317,7 +317,10 @@ export function finishIncoming(runstate: GuestRunState, received: LoadResult): v
   }
 }
 
-/** One incoming migration's main channel: load, then start the guest or report failure. */
+/**
+ * One incoming migration's main channel: load, then start the guest or report failure.
+ * `opts.onEnd` runs once the load has ended either way (the channel is no longer read).
+ */
 export async function runIncoming(
   m: Migration,
   ram: GuestRam,
@@ -325,7 +328,7 @@ export async function runIncoming(
   input: Readable,
   rp: Writable | undefined,
   onDone: (error?: string) => void,
-  opts: { reader?: QemuFileReader; onFlush?: () => Promise<void> } = {},
+  opts: { reader?: QemuFileReader; onFlush?: () => Promise<void>; onEnd?: () => void } = {},
 ): Promise<void> {
   m.setIncomingStatus('active');
   const r = opts.reader ?? new QemuFileReader(input);
@@ -348,5 +351,7 @@ export async function runIncoming(
     input.destroy();
     m.setIncomingStatus('failed');
     onDone(m.error);
+  } finally {
+    opts.onEnd?.();
   }
 }
