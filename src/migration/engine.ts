@@ -238,8 +238,17 @@ function listenExec(addr: MigrationExecCommand, ctx: ListenContext): IncomingRun
   const { child, stream, exited } = spawnExec(addr.args, 'in');
   const out = stream as Readable;
   exited.catch((e: Error) => out.destroy(e));
-  if (ctx.tls) ctx.refuse(out, tlsNotOnChannel(ctx.tls.objects, ctx.tls.creds, 'server', 'exec'));
-  else ctx.load(out, undefined);
+  // Once the stream is no longer read, the child has nothing left to do: one that writes on
+  // (ignoring SIGPIPE) or never exits would outlive the load, and `quit`. QEMU 10.0 waits
+  // for it without end (io/channel-command.c, a blocking waitpid on close).
+  const end = () => {
+    out.destroy();
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  if (ctx.tls) {
+    ctx.refuse(out, tlsNotOnChannel(ctx.tls.objects, ctx.tls.creds, 'server', 'exec'));
+    out.once('close', end);
+  } else ctx.load(out, undefined, { onEnd: end });
   return { cancel: () => child.kill('SIGKILL') };
 }
 

@@ -211,6 +211,8 @@ async function loadSectionStartFull(s: LoadState, type: number, at: number): Pro
     // ram_load takes version 4 only.
     if (version !== RAM_VERSION)
       throw new StreamError(`ram: unsupported version ${version} (only ${RAM_VERSION})`, at, 'ram');
+    // One id per section, the last START's (QEMU's load_section_id): an older one is unknown.
+    for (const [old, name] of s.sections) if (name === idstr) s.sections.delete(old);
     s.sections.set(id, idstr);
     await s.loader.loadChunk(r);
   } else if (type !== QEMU_VM_SECTION_FULL) {
@@ -315,7 +317,10 @@ export function finishIncoming(runstate: GuestRunState, received: LoadResult): v
   }
 }
 
-/** One incoming migration's main channel: load, then start the guest or report failure. */
+/**
+ * One incoming migration's main channel: load, then start the guest or report failure.
+ * `opts.onEnd` runs once the load has ended either way (the channel is no longer read).
+ */
 export async function runIncoming(
   m: Migration,
   ram: GuestRam,
@@ -323,7 +328,7 @@ export async function runIncoming(
   input: Readable,
   rp: Writable | undefined,
   onDone: (error?: string) => void,
-  opts: { reader?: QemuFileReader; onFlush?: () => Promise<void> } = {},
+  opts: { reader?: QemuFileReader; onFlush?: () => Promise<void>; onEnd?: () => void } = {},
 ): Promise<void> {
   m.setIncomingStatus('active');
   const r = opts.reader ?? new QemuFileReader(input);
@@ -346,5 +351,7 @@ export async function runIncoming(
     input.destroy();
     m.setIncomingStatus('failed');
     onDone(m.error);
+  } finally {
+    opts.onEnd?.();
   }
 }

@@ -242,11 +242,13 @@ export class RamLoader {
         this.#slice.restart();
       }
       const at = r.offset;
-      // The page offset and the flags in its low bits (below TARGET_PAGE_SIZE): `&` keeps the
-      // low 32 bits of the number exactly, and the word is exact below 2^53.
-      const word = r.be64();
-      const flags = word & (PAGE - 1);
-      const addr = word - flags;
+      // The page offset and the flags in its low bits (below TARGET_PAGE_SIZE), read as two
+      // halves: a be64 as one number loses its low bits (the flags) above 2^53. The offset, a
+      // multiple of the page size below 2^64, is always exact as a double.
+      const hi = r.be32();
+      const lo = r.be32();
+      const flags = lo & (PAGE - 1);
+      const addr = hi * 2 ** 32 + (lo - flags);
       switch (flags & ~RAM_SAVE_FLAG_CONTINUE) {
         case RAM_SAVE_FLAG_MEM_SIZE:
           await this.#memSize(r, addr, at);

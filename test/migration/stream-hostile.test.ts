@@ -131,6 +131,30 @@ const CASES: {
     want: /Illegal RAM offset 0x1000000 in block m0/,
   },
   {
+    // Above 2^53 a double loses the low bits, the flags among them; QEMU reads them exactly.
+    name: 'a page offset near 2^64',
+    data: () =>
+      edit((b) => {
+        b.writeUInt32BE(0xffffffff, part + 5);
+        b.writeUInt32BE((0xfffff000 | (b.readUInt32BE(part + 9) & 0xfff)) >>> 0, part + 9);
+      }),
+    want: /^Illegal RAM offset 0xfffffffffffff000 in block m0/,
+  },
+  {
+    // QEMU keeps one section id per section: the one its last START gave.
+    name: 'a PART under the id of a RAM section started again under another',
+    data: () => {
+      const start = sample.subarray(at('\x03ram') - 5, part);
+      const again = Buffer.from(start);
+      again.writeUInt32BE(9, 1);
+      again.writeUInt32BE(9, again.length - 4);
+      return Buffer.concat([sample.subarray(0, part), again, sample.subarray(part)]);
+    },
+    want: /^Unknown savevm section 1$/,
+    // The first PART, after the second START.
+    offset: part + (part - (at('\x03ram') - 5)),
+  },
+  {
     name: 'unsupported page encoding',
     data: () => edit((b) => b.writeUInt8(0x40, part + 5 + 7)),
     want: /Unknown combination of migration flags: 0x40/,

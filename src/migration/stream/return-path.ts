@@ -5,6 +5,7 @@
  * postcopy messages end the migration (qmigrate has no postcopy).
  */
 import { QapiError } from '../../qapi/errors.js';
+import { TimeSlice } from '../time-slice.js';
 import type { QemuFileReader } from './qemu-file.js';
 import { StreamError } from './qemu-file.js';
 import { MIG_RP_MSG_PONG, MIG_RP_MSG_SHUT } from './savevm.js';
@@ -44,7 +45,11 @@ const hex4 = (v: number) => `0x${v.toString(16).padStart(4, '0')}`;
  * @throws {StreamError} when the path ends between messages (or the reader's source failed).
  */
 export async function readReturnPath(r: QemuFileReader): Promise<number> {
+  // A destination that floods PONGs must not hold the monitors off: QEMU reads the return
+  // path in a thread of its own.
+  const slice = new TimeSlice();
   for (;;) {
+    await slice.maybeYield();
     await r.need(4, 'a return-path message');
     const type = r.be16();
     const len = r.be16();

@@ -5,13 +5,13 @@
  * working directory. A child that fails fails the migration.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { genericError } from '../../qapi/errors.js';
-import { strerror } from '../../util/errno.js';
+import { strerror, systemError } from '../../util/errno.js';
 
 export interface ExecChannel {
   child: ChildProcess;
@@ -48,19 +48,41 @@ function kernelPipe(): [number, number] | undefined {
 }
 
 /**
+ * The program's absolute path, once execve(2) would take it: access(2) fails for the same
+ * reasons (ENOENT, EACCES, ENOTDIR, ELOOP), and execve refuses anything but a regular file
+ * with EACCES. An empty name is no file (resolve() would make it the working directory).
+ * @throws {QapiError} `Failed to execute child process “X” (...)`, QEMU 10.0's text.
+ */
+function checkProgram(prog: string): string {
+  const fail = (why: string) => genericError(`Failed to execute child process \u201c${prog}\u201d (${why})`);
+  if (prog === '') throw fail(strerror(systemError('ENOENT', 'execve')));
+  const path = resolve(prog);
+  // QEMU's JSON parser makes U+0000 the bytes C0 80: the file it looks for has those in its name.
+  const C0_80 = Buffer.from([0xc0, 0x80]);
+  const name = path.includes('\0')
+    ? Buffer.concat(
+        path.split('\0').flatMap((part, i) => (i ? [C0_80, Buffer.from(part)] : [Buffer.from(part)])),
+      )
+    : path;
+  try {
+    accessSync(name, constants.X_OK);
+    if (!statSync(name).isFile()) throw systemError('EACCES', 'execve');
+  } catch (e) {
+    throw fail(strerror(e));
+  }
+  // Such a file exists; Node cannot name it to spawn.
+  if (name !== path) throw fail('a NUL character in its name, which qmigrate cannot pass on');
+  return path;
+}
+
+/**
  * Spawns the command.
  * @throws {QapiError} `Failed to execute child process “X” (...)` when it cannot run.
  */
 export function spawnExec(args: readonly string[], direction: 'out' | 'in'): ExecChannel {
   const [prog, ...rest] = args;
   if (prog === undefined) throw genericError("exec migration needs a program to run: 'args' is empty");
-  const path = resolve(prog);
-  try {
-    accessSync(path, constants.X_OK);
-  } catch (e) {
-    // execve(2) fails for the same reasons access(2) does here: ENOENT, EACCES, ENOTDIR, ELOOP.
-    throw genericError(`Failed to execute child process \u201c${prog}\u201d (${strerror(e)})`);
-  }
+  const path = checkProgram(prog);
   // QEMU passes U+0000 on as the bytes C0 80 (its JSON parser's); Node cannot pass those.
   const nul = rest.findIndex((a) => a.includes('\0'));
   if (nul >= 0) {
