@@ -336,10 +336,19 @@ export class Migration {
     this.#outgoing?.cancel();
   }
 
-  cancel(): void {
+  /**
+   * `migrate_cancel` on the source.
+   * @returns false when the cancel came too late: the end of the stream is already with the
+   *   peer (an exec child, a socket with no return path), so the migration ends as the peer
+   *   decides; QEMU replies `{}` then too, the caller says why nothing happened.
+   * @throws {QapiError} in postcopy (checkMigrateCancel).
+   */
+  cancel(): boolean {
     checkMigrateCancel(this.status);
-    if (!isRunning(this.status) || !this.#outgoing) return;
-    if (this.#outgoing.cancel()) this.setStatus('cancelling');
+    if (!isRunning(this.status) || !this.#outgoing) return true;
+    if (!this.#outgoing.cancel()) return false;
+    this.setStatus('cancelling');
+    return true;
   }
 
   continue(state: MigrationStatus): void {

@@ -27,6 +27,8 @@ export interface MonitorVm {
   hmp(commandLine: string): Promise<string>;
   /** Ends the process after the reply went out. */
   quit(): void;
+  /** A line for stderr (the VM goes on). */
+  warn(message: string): void;
 }
 
 export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
@@ -65,7 +67,11 @@ export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
     return {};
   });
   d.register('migrate_cancel', () => {
-    m.cancel();
+    // The reply stays QEMU's `{}`; a cancel that cannot act is not passed over in silence.
+    if (!m.cancel())
+      vm.warn(
+        'migrate_cancel: too late, the end of the stream is already with the peer; the migration ends as the peer decides (an exec child: when it exits)',
+      );
     return {};
   });
   d.register('migrate-continue', (a) => {

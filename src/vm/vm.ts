@@ -99,6 +99,7 @@ export class Vm {
       objects: this.objects,
       hmp: (line) => this.hmp.run(line),
       quit: () => setImmediate(() => this.#onQuit()),
+      warn: (msg) => opts.warn?.(msg),
     });
   }
 
