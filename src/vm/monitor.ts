@@ -31,6 +31,15 @@ export interface MonitorVm {
   warn(message: string): void;
 }
 
+/** migrate_cancel: the reply stays QEMU's `{}`; a cancel that cannot act is not passed over in silence. */
+function migrateCancel(vm: MonitorVm): Record<string, never> {
+  if (!vm.migration.cancel())
+    vm.warn(
+      'migrate_cancel: too late, the end of the stream is already with the peer; the migration ends as the peer decides (an exec child: when it exits)',
+    );
+  return {};
+}
+
 export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
   const m = vm.migration;
   d.register('query-status', () => ({ status: vm.runstate.state, running: vm.runstate.running }));
@@ -66,14 +75,7 @@ export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
     await m.migrateIncoming(a);
     return {};
   });
-  d.register('migrate_cancel', () => {
-    // The reply stays QEMU's `{}`; a cancel that cannot act is not passed over in silence.
-    if (!m.cancel())
-      vm.warn(
-        'migrate_cancel: too late, the end of the stream is already with the peer; the migration ends as the peer decides (an exec child: when it exits)',
-      );
-    return {};
-  });
+  d.register('migrate_cancel', () => migrateCancel(vm));
   d.register('migrate-continue', (a) => {
     m.continue(a.state);
     return {};
