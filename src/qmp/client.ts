@@ -6,6 +6,7 @@
  */
 import { channel as diagnosticsChannel } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
+import { ArgumentError } from '../errors.js';
 import { parseJson, stringifyJson } from '../qapi/json.js';
 import type { CommandName, Commands, EventName, MigrationChannel, VersionInfo } from '../qapi/types.js';
 import { addressToEquivalentUri } from '../qapi/uri.js';
@@ -214,6 +215,13 @@ export class QmpClient extends QmpCommandMethods {
   ): Promise<unknown> {
     if (this.#protocol.isClosed)
       return Promise.reject(new StateError(`cannot run '${command}': the client is closed`));
+    const bad = loneSurrogateAt(args, 'arguments');
+    if (bad !== undefined)
+      return Promise.reject(
+        new ArgumentError(
+          `cannot run '${command}': ${bad} holds a lone UTF-16 surrogate, which QMP's JSON cannot carry (QEMU answers a parse error with no id)`,
+        ),
+      );
     const id = `__qmigrate#${this.#nextId++}`;
     const msg: Record<string, unknown> = { [options.oob ? 'exec-oob' : 'execute']: command, id };
     if (args !== undefined) msg.arguments = args;
@@ -514,4 +522,29 @@ class ClientProtocol extends QmpProtocol {
     if (!this.#greeted) this.#noGreeting(error ?? new ConnectError('connection closed before the greeting'));
     this.#client.handleClose(error);
   }
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Where in a command's arguments a key or string has a lone surrogate (`arguments.a[2]`), or
+ * undefined. QEMU's JSON parser refuses such a string and its error reply has no id, which
+ * would leave the command unanswered and the session confused; better refused before sending.
+ */
+function loneSurrogateAt(v: unknown, path: string): string | undefined {
+  if (typeof v === 'string') return LONE_SURROGATE.test(v) ? path : undefined;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const at = loneSurrogateAt(v[i], `${path}[${i}]`);
+      if (at !== undefined) return at;
+    }
+    return undefined;
+  }
+  if (v === null || typeof v !== 'object') return undefined;
+  for (const [k, x] of Object.entries(v)) {
+    if (LONE_SURROGATE.test(k)) return `a key of ${path}`;
+    const at = loneSurrogateAt(x, `${path}.${k}`);
+    if (at !== undefined) return at;
+  }
+  return undefined;
 }
