@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -147,4 +148,28 @@ export async function assertRamMigrated(src: Peer, dst: Peer, dir: string, sizeM
   const srcRam = readFileSync(a);
   assert.ok(srcRam.equals(readFileSync(srcImg)), 'source RAM is its image');
   assert.ok(srcRam.equals(readFileSync(b)), 'destination RAM equals the source RAM byte for byte');
+}
+
+/**
+ * A bare `qmigrate vm -machine none -m 16M` (no backing file) with its QMP on a unix socket in a
+ * new temp dir, its stderr kept, and everything gone after the test: for tests that need a VM
+ * process and its stderr, not a guest image.
+ */
+export async function startBareVm(
+  t: TestContext,
+  extra: string[] = [],
+  ram: string[] = ['-machine', 'none', '-m', '16M'],
+): Promise<{ dir: string; child: ChildProcess; qmp: QmpClient; stderr: () => string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-vm-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sock = join(dir, 'q.sock');
+  const child = spawnQmigrate(['vm', ...ram, '-qmp', `unix:${sock},server=on,wait=off`, ...extra]);
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr?.on('data', (d) => {
+    stderr += d;
+  });
+  const qmp = await connectRetry(sock);
+  t.after(() => qmp.close());
+  return { dir, child, qmp, stderr: () => stderr };
 }

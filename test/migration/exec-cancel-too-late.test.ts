@@ -3,33 +3,13 @@
 // QEMU replies `{}` and says nothing; qmigrate replies `{}` too but says on stderr why nothing
 // happened, so the user's cancel is not ignored in silence.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { guestArgs } from '../helpers/guest.js';
-import { connectRetry, waitMigration } from '../helpers/peers.js';
-import { spawnQmigrate } from '../helpers/qmigrate.js';
+import { startBareVm, waitMigration } from '../helpers/peers.js';
 
 test('a cancel too late for an exec child is answered {} and explained on stderr', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-exec-late-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, 'src.img'), '');
-  const sock = join(dir, 'src.qmp');
-  const child = spawnQmigrate([
-    'vm',
-    ...guestArgs(join(dir, 'src.img'), 16),
-    '-qmp',
-    `unix:${sock},server=on,wait=off`,
-  ]);
-  t.after(() => child.kill('SIGKILL'));
-  let stderr = '';
-  child.stderr?.on('data', (d) => {
-    stderr += d;
-  });
-  const qmp = await connectRetry(sock);
-  t.after(() => qmp.close());
+  const vm = await startBareVm(t);
+  const qmp = vm.qmp;
   await qmp.migrate({
     channels: [
       {
@@ -42,5 +22,5 @@ test('a cancel too late for an exec child is answered {} and explained on stderr
   assert.deepEqual(await qmp.execute('migrate_cancel'), {});
   const info = await waitMigration(qmp, 10_000);
   assert.equal(info.status, 'completed');
-  assert.match(stderr, /migrate_cancel: too late, the end of the stream is already with the peer/);
+  assert.match(vm.stderr(), /migrate_cancel: too late, the end of the stream is already with the peer/);
 });

@@ -4,33 +4,17 @@
 // exactly them (addressToEquivalentUri's quoting), checked here against /bin/sh itself.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { addressToEquivalentUri } from '../../src/qapi/uri.js';
-import { connectRetry, waitMigration } from '../helpers/peers.js';
-import { spawnQmigrate } from '../helpers/qmigrate.js';
+import { startBareVm, waitMigration } from '../helpers/peers.js';
 
 /** File names no shell would leave alone (no '/', so each is one name in a directory). */
 const META = ['a;touch b|c&d$(touch e)`touch f`\'g"h>i<j*k\\l', ' $HOME ~ {m,n} #o', '-p\n!q'];
 
 test('the channels form runs exec args without a shell: metacharacters reach the program as they are', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-exec-meta-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const sock = join(dir, 'q.sock');
-  const child = spawnQmigrate([
-    'vm',
-    '-machine',
-    'none',
-    '-m',
-    '16M',
-    '-qmp',
-    `unix:${sock},server=on,wait=off`,
-  ]);
-  t.after(() => child.kill('SIGKILL'));
-  const q = await connectRetry(sock);
-  t.after(() => q.close());
+  const { dir, qmp: q } = await startBareVm(t);
   const out = join(dir, 'out');
   mkdirSync(out);
   await q.migrate({

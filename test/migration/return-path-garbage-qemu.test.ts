@@ -3,14 +3,10 @@
 // migration failed and the guest still running. A fake destination reads the stream and
 // answers with the message.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { connectRetry } from '../helpers/peers.js';
+import { startBareVm } from '../helpers/peers.js';
 import { requireQemu, startQemu } from '../helpers/qemu.js';
-import { spawnQmigrate } from '../helpers/qmigrate.js';
 
 const msg = (type: number, payload: Buffer) => {
   const h = Buffer.alloc(4);
@@ -83,21 +79,7 @@ test("a source fails on the return path's bad messages with QEMU 10.0's texts, g
     if (!('return' in r)) throw new Error(`${cmd}: ${JSON.stringify(r)}`);
     return r.return;
   };
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-rp-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const sock = join(dir, 'q.sock');
-  const child = spawnQmigrate([
-    'vm',
-    '-machine',
-    'none',
-    '-m',
-    '16M',
-    '-qmp',
-    `unix:${sock},server=on,wait=off`,
-  ]);
-  t.after(() => child.kill('SIGKILL'));
-  const q = await connectRetry(sock);
-  t.after(() => q.close());
+  const { qmp: q } = await startBareVm(t);
   const oursExec = (cmd: string, args?: unknown) => q.executeRaw(cmd, args as Record<string, unknown>);
   for (const [cmd, args] of SETUP) {
     await qemuExec(cmd, args);

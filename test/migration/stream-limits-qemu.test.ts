@@ -5,14 +5,11 @@
 // description's length is read in pieces: one that claims 4 GiB and is cut short completes
 // the migration on both (the guest's state is whole at EOF).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { connectRetry } from '../helpers/peers.js';
+import { startBareVm } from '../helpers/peers.js';
 import { requireQemu, startQemu, untilIncludes } from '../helpers/qemu.js';
-import { spawnQmigrate } from '../helpers/qmigrate.js';
 
 /** Magic, version, QEMU_VM_CONFIGURATION and a machine-type length of 0xffffffff. */
 const HUGE_NAME = Buffer.from('5145564d0000000307ffffffff6e6f6e65', 'hex');
@@ -50,23 +47,7 @@ test('QEMU 10.0 aborts on a 4 GiB machine-type name in the stream', async (t: Te
 });
 
 test('qmigrate refuses a 4 GiB machine-type name and stays up', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-limits-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const sock = join(dir, 'q.sock');
-  const child = spawnQmigrate([
-    'vm',
-    '-machine',
-    'none',
-    '-m',
-    '16M',
-    '-incoming',
-    'defer',
-    '-qmp',
-    `unix:${sock},server=on,wait=off`,
-  ]);
-  t.after(() => child.kill('SIGKILL'));
-  const q = await connectRetry(sock);
-  t.after(() => q.close());
+  const { qmp: q } = await startBareVm(t, ['-incoming', 'defer']);
   await q.migrateIncoming({ uri: 'tcp:127.0.0.1:0', 'exit-on-error': false });
   const bound = (await q.queryMigrate())['socket-address']?.[0];
   assert.equal(bound?.type, 'inet');
@@ -121,20 +102,7 @@ test('a VM description cut short completes the migration, on QEMU 10.0 and on qm
   assert.equal(theirs, 'completed');
   assert.deepEqual(await qemu.qmp.execute('query-status'), { return: { status: 'running', running: true } });
 
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-limits-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const sock = join(dir, 'q.sock');
-  const child = spawnQmigrate([
-    'vm',
-    ...RAM,
-    '-incoming',
-    'defer',
-    '-qmp',
-    `unix:${sock},server=on,wait=off`,
-  ]);
-  t.after(() => child.kill('SIGKILL'));
-  const q = await connectRetry(sock);
-  t.after(() => q.close());
+  const { qmp: q } = await startBareVm(t, ['-incoming', 'defer'], RAM);
   await q.migrateIncoming({ uri: 'tcp:127.0.0.1:0' });
   const bound = (await q.queryMigrate())['socket-address']?.[0];
   await send(Number(bound?.type === 'inet' ? bound.port : 0), CUT_VMDESC);

@@ -2,39 +2,19 @@
 // socket) and has no TLS makes qmigrate print one warning line on stderr (QEMU prints none);
 // loopback, unix and TLS listeners print nothing.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { connectRetry } from '../helpers/peers.js';
+import { startBareVm } from '../helpers/peers.js';
 import { untilIncludes } from '../helpers/qemu.js';
-import { spawnQmigrate } from '../helpers/qmigrate.js';
 import { makePki, pkiRoot } from '../helpers/tls-certs.js';
 
 async function vm(t: import('node:test').TestContext, args: string[]) {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-warn-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const sock = join(dir, 'q.sock');
-  const child = spawnQmigrate([
-    'vm',
-    '-machine',
-    'none',
-    '-m',
-    '16M',
-    '-incoming',
-    'defer',
-    '-qmp',
-    `unix:${sock},server=on,wait=off`,
-    ...args,
-  ]);
-  const out = { stderr: '' };
-  child.stderr?.on('data', (d) => {
-    out.stderr += d;
-  });
-  t.after(() => child.kill('SIGKILL'));
-  const q = await connectRetry(sock);
-  t.after(() => q.close());
-  return { q, out };
+  const vm = await startBareVm(t, ['-incoming', 'defer', ...args]);
+  const out = {
+    get stderr() {
+      return vm.stderr();
+    },
+  };
+  return { q: vm.qmp, out };
 }
 
 const WARNING = /warning: .* without TLS/;
