@@ -13,6 +13,7 @@ import { distinguishedName } from '../migration/tls/dn.js';
 import { certificateRefusal } from '../migration/tls/peer-check.js';
 import { handshakeFailure } from '../migration/tls/tls.js';
 import type { TlsCreds, TlsObjects } from '../migration/tls/types.js';
+import { QMP_MAX_CLIENTS } from '../qmp/server.js';
 import {
   exposedAddress,
   SocketError,
@@ -262,9 +263,10 @@ export interface ChardevTls {
  * Clients a listening monitor serves at once. QEMU serves one per chardev and leaves the next in
  * the kernel's backlog until it leaves; qmigrate serves several (a tool and a person on the same
  * monitor), each bounded (QMP: 8 queued requests, 64 KiB of unread output, QEMU's 64 MiB token
- * limit), and closes a connection past this many at once, with a line on stderr.
+ * limit), and closes a connection past this many at once, with a line on stderr. One number
+ * with the library's QmpServer, whose listeners follow the same rule.
  */
-export const MONITOR_MAX_CLIENTS = 16;
+export const MONITOR_MAX_CLIENTS = QMP_MAX_CLIENTS;
 
 /**
  * The chardev's credentials, checked as char-socket.c checks them when it opens.
