@@ -8,16 +8,19 @@ import { QapiError } from '../../qapi/errors.js';
 import { TimeSlice } from '../time-slice.js';
 import type { QemuFileReader } from './qemu-file.js';
 import { StreamError } from './qemu-file.js';
-import { MIG_RP_MSG_PONG, MIG_RP_MSG_SHUT } from './savevm.js';
+import {
+  MIG_RP_MSG_PONG,
+  MIG_RP_MSG_RECV_BITMAP,
+  MIG_RP_MSG_REQ_PAGES,
+  MIG_RP_MSG_REQ_PAGES_ID,
+  MIG_RP_MSG_RESUME_ACK,
+  MIG_RP_MSG_SHUT,
+} from './savevm.js';
 
 /** QEMU reads a return-path payload into a buffer of this size and refuses longer ones. */
 export const RP_MESSAGE_MAX = 512;
 
 /** migration.h enum mig_rp_message_type, past SHUT and PONG (savevm.ts). */
-export const MIG_RP_MSG_REQ_PAGES_ID = 3;
-export const MIG_RP_MSG_REQ_PAGES = 4;
-export const MIG_RP_MSG_RECV_BITMAP = 5;
-export const MIG_RP_MSG_RESUME_ACK = 6;
 export const MIG_RP_MSG_SWITCHOVER_ACK = 7;
 const MIG_RP_MSG_MAX = 8;
 
