@@ -369,7 +369,6 @@ export class MigrationOptions {
 const NOT_IMPLEMENTED: readonly { cap: MigrationCapability; why: string; sourceOnly?: true }[] = [
   { cap: 'xbzrle', why: 'XBZRLE page encoding is not implemented' },
   { cap: 'auto-converge', why: 'the guest workload is not throttled', sourceOnly: true },
-  { cap: 'postcopy-ram', why: 'postcopy is not implemented' },
   { cap: 'x-colo', why: 'COLO is not implemented' },
   {
     cap: 'dirty-bitmaps',
