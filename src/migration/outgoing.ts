@@ -682,9 +682,7 @@ export class OutgoingMigration implements OutgoingRun {
   /** Whether `e` is a broken connection (what postcopy survives), not a protocol error. */
   #isIoFailure(e: unknown): boolean {
     if (e === this.#rpError) return this.#rpIo;
-    if (e instanceof StreamError) return true;
-    if (e instanceof QmigrateError) return false;
-    return typeof (e as NodeJS.ErrnoException)?.code === 'string';
+    return isConnectionError(e);
   }
 
   /**
@@ -949,7 +947,7 @@ export class OutgoingMigration implements OutgoingRun {
         this.#m.options.caps['postcopy-ram'] ? this.#postcopyHandlers() : undefined,
       );
     } catch (e) {
-      this.#rpIo = e instanceof StreamError;
+      this.#rpIo = isConnectionError(e);
       const err =
         e instanceof QapiError
           ? e
@@ -967,6 +965,13 @@ export class OutgoingMigration implements OutgoingRun {
       throw err;
     }
   }
+}
+
+/** A stream that ended or failed (EOF, reset, EPIPE), as opposed to a peer saying something wrong. */
+function isConnectionError(e: unknown): boolean {
+  if (e instanceof StreamError) return true;
+  if (e instanceof QmigrateError) return false;
+  return typeof (e as NodeJS.ErrnoException)?.code === 'string';
 }
 
 function be32(v: number): Buffer {

@@ -4,6 +4,7 @@
 // equal to the source's at the stop and consistent for the workload's check.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -84,4 +85,65 @@ test('qmigrate -> QEMU 10.0: postcopy after a non-converging precopy completes w
   const dstRam = readFileSync(join(dir, 'dst.dump'));
   assert.ok(dstRam.equals(srcRam), 'destination RAM equals the source RAM at the stop');
   assert.equal(checkGuestRam(dstRam), 0, 'the workload check passes on the destination');
+});
+
+/** A unix-socket relay whose connections can be cut at will (the link breaking). */
+async function cuttableRelay(t: TestContext, listen: string, target: string) {
+  const pairs: Socket[] = [];
+  const server = createServer((c) => {
+    const u = connect(target);
+    pairs.push(c, u);
+    c.pipe(u);
+    u.pipe(c);
+    c.on('error', () => u.destroy());
+    u.on('error', () => c.destroy());
+  });
+  await new Promise<void>((r) => server.listen(listen, r));
+  t.after(() => server.close());
+  return {
+    cut() {
+      for (const s of pairs) s.destroy();
+    },
+  };
+}
+
+test('qmigrate -> QEMU 10.0: a link cut in postcopy pauses both sides; migrate resume:true finishes it', async (t) => {
+  const s = await postcopySetup(t, 'recover');
+  if (!s) return;
+  const { dir, src, dst } = s;
+  // Slow enough to be cut in the middle.
+  await src.qmp.migrateSetParameters({ 'max-postcopy-bandwidth': 2 << 20 });
+  const relay = await cuttableRelay(t, join(dir, 'relay.sock'), join(dir, 'm.sock'));
+  await dst.qmp.migrateIncoming({ uri: `unix:${join(dir, 'm.sock')}` });
+  await src.qmp.migrate({ uri: `unix:${join(dir, 'relay.sock')}` });
+  await waitMigrationStatus(src.qmp, 'active');
+  await src.qmp.migrateStartPostcopy();
+  await waitMigrationStatus(src.qmp, 'postcopy-active');
+  await sleep(500);
+  const before = (await src.qmp.queryMigrate()).ram!;
+  assert.ok(Number(before.remaining) > 8 << 20, 'the cut comes with much left to send');
+  relay.cut();
+  await waitMigrationStatus(src.qmp, 'postcopy-paused').catch(async (e) => {
+    throw new Error(`${e.message}: ${JSON.stringify(await src.qmp.queryMigrate())}`);
+  });
+  await waitMigrationStatus(dst.qmp, 'postcopy-paused');
+  assert.equal((await src.qmp.queryStatus()).status, 'finish-migrate', 'the source guest stays stopped');
+  await assert.rejects(src.qmp.migrateCancel(), /Postcopy migration in progress, cannot cancel/);
+  // Recovery: a new address on the destination, resume on the source.
+  await dst.qmp.migrateRecover({ uri: `unix:${join(dir, 'r.sock')}` });
+  await src.qmp.migrateSetParameters({ 'max-postcopy-bandwidth': 0 });
+  const states = src.qmp.listen('MIGRATION');
+  await src.qmp.migrate({ uri: `unix:${join(dir, 'r.sock')}`, resume: true });
+  const info = await waitMigration(src.qmp, 60_000);
+  assert.equal(info.status, 'completed', JSON.stringify(info));
+  const seen = states.drain().map((e) => e.data.status);
+  states.close();
+  assert.deepEqual(seen, ['postcopy-recover-setup', 'postcopy-recover', 'postcopy-active', 'completed']);
+  assert.equal((await waitMigration(dst.qmp)).status, 'completed');
+  await src.qmp.pmemsave({ val: 0, size: MiB << 20, filename: join(dir, 'src.dump') });
+  await dst.qmp.stop();
+  await dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: join(dir, 'dst.dump') });
+  const dstRam = readFileSync(join(dir, 'dst.dump'));
+  assert.ok(dstRam.equals(readFileSync(join(dir, 'src.dump'))), 'destination RAM equals the source RAM');
+  assert.equal(checkGuestRam(dstRam), 0);
 });
