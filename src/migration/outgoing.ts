@@ -13,7 +13,7 @@ import { InternalError, QmigrateError } from '../errors.js';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { QapiError } from '../qapi/errors.js';
 import type { RunState } from '../qapi/types.js';
-import { strerror } from '../util/errno.js';
+import { strerror, systemError } from '../util/errno.js';
 import type { GuestRunState, Migration, OutgoingRun } from './migration.js';
 import { MultifdSender } from './multifd.js';
 import { RAM_SAVE_FLAG_MULTIFD_FLUSH, RamSaver } from './ram.js';
@@ -989,9 +989,7 @@ function be32(v: number): Buffer {
 
 /** The error a postcopy wait ends with when migrate-pause shut the stream down. */
 function systemErrorPaused(): NodeJS.ErrnoException {
-  const e: NodeJS.ErrnoException = new Error('Channel was shut down (migrate-pause)');
-  e.code = 'ESHUTDOWN';
-  return e;
+  return systemError('ESHUTDOWN', 'write', { message: 'Channel was shut down (migrate-pause)' });
 }
 
 /**
