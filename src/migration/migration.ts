@@ -426,7 +426,8 @@ export class Migration {
         const done = this.status === 'completed';
         info['total-time'] = done ? this.totalTime : Date.now() - this.startTime;
         info['setup-time'] = this.setupTime;
-        if (done) info.downtime = this.downtime;
+        // QEMU 10.0 reports downtime in postcopy-active too (0 until the migration ends).
+        if (done || this.status === 'postcopy-active') info.downtime = this.downtime;
         else info['expected-downtime'] = this.expectedDowntime;
         info.ram = { ...this.stats, ...(done ? { remaining: 0, 'dirty-pages-rate': 0 } : {}) };
       }
