@@ -228,3 +228,40 @@ function popcount(x: number): number {
   for (let v = x >>> 0; v; v &= v - 1) n++;
   return n;
 }
+
+test('pause-before-switchover with postcopy: STOP, pre-switchover, device, postcopy-active, as QEMU 10.0', async (t) => {
+  const { dir, src } = await source(t, 'pbs');
+  await src.qmp.migrateSetCapabilities({
+    capabilities: [
+      { capability: 'pause-before-switchover', state: true },
+      { capability: 'events', state: true },
+    ],
+  });
+  await src.qmp.migrateSetParameters({ 'max-postcopy-bandwidth': 0 });
+  const fake = await fakePostcopyDest(join(dir, 'd.sock'), { m0: SIZE });
+  t.after(() => fake.close());
+  const listener = src.qmp.listen('MIGRATION', 'STOP', 'RESUME');
+  await src.qmp.migrate({ uri: `unix:${join(dir, 'd.sock')}` });
+  await waitMigrationStatus(src.qmp, 'active');
+  await src.qmp.migrateStartPostcopy();
+  await waitMigrationStatus(src.qmp, 'pre-switchover');
+  assert.deepEqual(await src.qmp.queryStatus(), { status: 'finish-migrate', running: false });
+  assert.equal(commands(fake.events).includes('ping:2'), false, 'nothing of the switch sent yet');
+  await src.qmp.migrateContinue({ state: 'pre-switchover' });
+  assert.equal((await waitMigration(src.qmp, 30_000)).status, 'completed');
+  const seen = listener
+    .drain()
+    .map((e) => (e.event === 'MIGRATION' ? (e.data as { status: string }).status : e.event));
+  listener.close();
+  // Recorded from QEMU 10.0 as a source with the same capabilities.
+  assert.deepEqual(seen, [
+    'setup',
+    'active',
+    'STOP',
+    'pre-switchover',
+    'device',
+    'postcopy-active',
+    'completed',
+  ]);
+  assert.ok(fake.ram.get('m0')!.equals(readFileSync(join(dir, 'src.img'))));
+});
