@@ -4,6 +4,7 @@
  * them. Each command's rules (below, as pure functions over a snapshot of the state, and
  * options.ts's) run before anything changes; moving bytes is a MigrationEngine's work.
  */
+import type { Readable, Writable } from 'node:stream';
 import { genericError, QapiError } from '../qapi/errors.js';
 import type {
   EventName,
@@ -27,7 +28,9 @@ import {
   type Parameters,
   type SupportContext,
 } from './options.js';
+import type { PostcopyIncoming } from './postcopy-ram.js';
 import { INCOMING_REPORTED, isRunning, POSTCOPY_STATES, RAM_STATES } from './status.js';
+import type { QemuFileReader } from './stream/qemu-file.js';
 
 /** What the state machine needs from the VM around it. */
 export interface MigrationHost {
@@ -64,6 +67,13 @@ export interface OutgoingRun {
   cancel(): boolean;
   /** Resumes from pre-switchover (migrate-continue). */
   continue(): void;
+}
+
+/** A channel a migrate-recover listener accepted, for the paused postcopy it resumes. */
+export interface RecoveredChannel {
+  input: Readable;
+  rp: Writable | undefined;
+  reader?: QemuFileReader;
 }
 
 /** A started incoming migration. */
@@ -216,6 +226,12 @@ export class Migration {
   stats: MigrationStats = emptyStats();
   #outgoing: OutgoingRun | undefined;
   #incoming: IncomingRun | undefined;
+  /** A postcopy destination's page state (blocktime), once ADVISE came. */
+  postcopyIncoming: PostcopyIncoming | undefined;
+  /** The migrate-recover listener, while one waits for a resuming source. */
+  #recoverListener: IncomingRun | undefined;
+  /** The paused load waiting for a resumed source's channel. */
+  #recoverWait: { resolve(ch: RecoveredChannel): void; reject(e: Error): void } | undefined;
 
   constructor(host: MigrationHost, engine: MigrationEngine) {
     this.#host = host;
@@ -334,6 +350,33 @@ export class Migration {
   shutdown(): void {
     this.#incoming?.cancel();
     this.#outgoing?.cancel();
+    this.#recoverListener?.cancel();
+    this.#recoverListener = undefined;
+    this.#recoverWait?.reject(new Error('the VM is going away'));
+    this.#recoverWait = undefined;
+  }
+
+  /**
+   * A paused postcopy load waits here for the channel of a resuming source (which a
+   * migrate-recover listener accepts). Rejects when the VM goes away.
+   */
+  waitRecoveredChannel(): Promise<RecoveredChannel> {
+    return new Promise((resolve, reject) => {
+      this.#recoverWait = { resolve, reject };
+    });
+  }
+
+  /**
+   * Gives an accepted channel to a paused postcopy load, if one waits.
+   * @returns false when no load waits (the channel starts a migration of its own).
+   */
+  takeRecoveredChannel(ch: RecoveredChannel): boolean {
+    const w = this.#recoverWait;
+    if (!w || this.incomingStatus !== 'postcopy-paused') return false;
+    this.#recoverWait = undefined;
+    this.#recoverListener = undefined;
+    w.resolve(ch);
+    return true;
   }
 
   /**
@@ -360,8 +403,27 @@ export class Migration {
     checkMigratePause(this.status, this.incomingStatus);
   }
 
-  recover(): void {
+  /** Every check `migrate-recover` makes before it listens (`qmigrate check` calls it too). @throws {QapiError} */
+  prepareRecover(args: { uri: string }): ParsedInput {
     checkMigrateRecover(this.incomingStatus);
+    const parsed = parseMigrationInput({ uri: args.uri }, 'migrate-incoming', this.options.params.mode);
+    checkTransport(parsed.main.addr, this.options.caps, this.options.params);
+    checkIncomingSupport(parsed, this.#support());
+    checkListenAddress(parsed.main.addr);
+    return parsed;
+  }
+
+  /**
+   * `migrate-recover URI` (qmp_migrate_recover): a paused postcopy destination listens on a
+   * new address; the resuming source's connection continues the load.
+   * @throws {QapiError} when not paused, or for the address (as migrate-incoming's checks).
+   */
+  async recover(args: { uri: string }): Promise<void> {
+    const parsed = this.prepareRecover(args);
+    // A second migrate-recover replaces the first listener (QEMU releases the old transport).
+    this.#recoverListener?.cancel();
+    this.#recoverListener = undefined;
+    this.#recoverListener = await this.#engine.startIncoming(parsed, this, false);
   }
 
   startPostcopy(): void {
@@ -395,6 +457,12 @@ export class Migration {
         else info['expected-downtime'] = this.expectedDowntime;
         info.ram = { ...this.stats, ...(done ? { remaining: 0, 'dirty-pages-rate': 0 } : {}) };
       }
+    }
+    // The destination's blocktime, once completed (fill_destination_postcopy_migration_info).
+    const bt = this.incomingStatus === 'completed' ? this.postcopyIncoming?.blocktime() : undefined;
+    if (bt && this.status === 'none') {
+      info['postcopy-blocktime'] = bt.total;
+      info['postcopy-vcpu-blocktime'] = bt.vcpu;
     }
     if (this.error !== undefined) info['error-desc'] = this.error;
     return info;

@@ -72,7 +72,7 @@ const notImplemented = (
   const error = `Capability '${caps.find((c) => c !== 'multifd' && c !== 'return-path') ?? cap}' is not supported by qmigrate: ${why}`;
   return (['source', 'destination'] as const).map((side): Refusal => ({ side, caps, addr, error }));
 };
-const POSTCOPY = 'postcopy is not implemented';
+const PREEMPT = 'the preempt channel for requested pages is not implemented';
 
 const CAPABILITIES: Record<string, Decision> = {
   xbzrle: {
@@ -100,7 +100,10 @@ const CAPABILITIES: Record<string, Decision> = {
       'test/migration/workload-live.test.ts: a writing guest migrates live',
     ],
   },
-  'postcopy-ram': { status: 'refused', refusals: notImplemented('postcopy-ram', POSTCOPY) },
+  'postcopy-ram': {
+    status: 'honoured (destination)',
+    proof: ['test/migration/postcopy-dest-qemu.test.ts: QEMU 10.0 -> qmigrate postcopy'],
+  },
   'x-colo': { status: 'refused', refusals: notImplemented('x-colo', 'COLO is not implemented') },
   'release-ram': { status: 'vacuous', proof: [VACUOUS] },
   'return-path': {
@@ -138,7 +141,10 @@ const CAPABILITIES: Record<string, Decision> = {
       'block dirty bitmap migration (and the postcopy it implies) is not implemented',
     ),
   },
-  'postcopy-blocktime': { status: 'vacuous', proof: [VACUOUS] },
+  'postcopy-blocktime': {
+    status: 'honoured (destination)',
+    proof: ['test/migration/postcopy-dest-qemu.test.ts: blocktime counted the waits'],
+  },
   'late-block-activate': { status: 'vacuous', proof: [VACUOUS] },
   'x-ignore-shared': {
     status: 'refused',
@@ -167,7 +173,7 @@ const CAPABILITIES: Record<string, Decision> = {
   },
   'postcopy-preempt': {
     status: 'refused',
-    refusals: notImplemented('postcopy-preempt', POSTCOPY, ['postcopy-ram', 'postcopy-preempt'], inet({})),
+    refusals: notImplemented('postcopy-preempt', PREEMPT, ['postcopy-preempt', 'postcopy-ram'], inet({})),
   },
   'switchover-ack': {
     status: 'refused',
