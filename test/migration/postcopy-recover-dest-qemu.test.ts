@@ -1,0 +1,66 @@
+// Postcopy recovery with qmigrate as the destination and QEMU 10.0 as the source: the link is
+// cut in postcopy; both sides pause (the destination's guest keeps running, waiting on missing
+// pages, its monitor answering); `migrate-recover` on qmigrate and `migrate resume=true` on
+// QEMU exchange the received bitmap (RECV_BITMAP) and RESUME_ACK; the migration completes with
+// RAM equal but for the workload's bytes.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FaultProxy } from '../../faults/proxy.js';
+import { waitMigration, waitMigrationStatus } from '../helpers/peers.js';
+import { assertPostcopyRam, MiB, postcopyPair, statuses } from '../helpers/postcopy.js';
+
+test('QEMU 10.0 -> qmigrate postcopy: the link cut, migrate-recover, resume completes', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-pc-rec-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const pair = await postcopyPair(t, dir, ['postcopy-blocktime']);
+  if (!pair) return;
+  const { src, dst, addr } = pair;
+  // The source's bytes go through a proxy that closes both ends 10 MiB in (in postcopy).
+  const proxy = await FaultProxy.start(
+    { path: addr.path },
+    { path: join(dir, 'proxy.sock') },
+    {
+      at: 10 << 20,
+      action: 'close',
+    },
+  );
+  t.after(() => proxy.stop());
+  const events = dst.qmp.listen('MIGRATION');
+  await src.qmp.migrateSetParameters({ 'max-bandwidth': 4 << 20, 'max-postcopy-bandwidth': 8 << 20 });
+  await src.qmp.migrate({ uri: proxy.uri });
+  await src.qmp.migrateStartPostcopy();
+  await waitMigrationStatus(dst.qmp, 'postcopy-paused', 20_000);
+  await waitMigrationStatus(src.qmp, 'postcopy-paused', 20_000);
+  // Paused: the guest runs on (it waits on a missing page, it does not crash); the monitor answers.
+  assert.equal((await dst.qmp.queryStatus()).status, 'running');
+  await sleep(300);
+  assert.equal((await dst.qmp.queryMigrate()).status, 'postcopy-paused');
+  await assert.rejects(
+    dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: join(dir, 'x') }),
+    /still on the migration source/,
+  );
+
+  const uri = `unix:${join(dir, 'recover.sock')}`;
+  await dst.qmp.migrateRecover({ uri });
+  await src.qmp.migrate({ uri, resume: true });
+  const info = await waitMigration(src.qmp, 60_000);
+  assert.equal(info.status, 'completed', JSON.stringify(info));
+  const dinfo = await waitMigration(dst.qmp, 20_000);
+  assert.equal(dinfo.status, 'completed', JSON.stringify(dinfo));
+  assert.deepEqual(statuses(events), [
+    'active',
+    'postcopy-active',
+    'postcopy-paused',
+    'postcopy-recover',
+    'postcopy-active',
+    'completed',
+  ]);
+  await dst.qmp.stop();
+  const dump = join(dir, 'dst.dump');
+  await dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: dump });
+  assertPostcopyRam(readFileSync(dump), readFileSync(join(dir, 'src.img')));
+});
