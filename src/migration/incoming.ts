@@ -611,13 +611,13 @@ export function finishIncoming(runstate: GuestRunState, received: LoadResult): v
 }
 
 /**
- * POSTCOPY_RUN (loadvm_postcopy_handle_run_bh): with autostart the guest resumes in the run
- * state the source sent (running, or suspended; any other is taken as it is), without it
- * the guest is left `paused` for management to start.
+ * POSTCOPY_RUN (loadvm_postcopy_handle_run_bh): with autostart the guest starts, whatever
+ * run state the source sent (QEMU 10.0 starts it even from a source that was stopped, unlike
+ * a precopy); without autostart (-S) it is left `paused` for management to start.
  */
-export function finishPostcopyRun(runstate: GuestRunState, received: LoadResult): void {
+export function finishPostcopyRun(runstate: GuestRunState): void {
   if (!runstate.autostart) runstate.set('paused');
-  else finishIncoming(runstate, received);
+  else runstate.start();
 }
 
 /**
@@ -649,7 +649,7 @@ export async function runIncoming(
     blocktime: m.options.caps['postcopy-blocktime'],
     status: () => m.incomingStatus,
     listen: () => m.setIncomingStatus('postcopy-active'),
-    run: (result) => finishPostcopyRun(runstate, result),
+    run: () => finishPostcopyRun(runstate),
     advised: (p) => {
       pc = p;
       m.postcopyIncoming = p;

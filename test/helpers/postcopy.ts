@@ -19,6 +19,7 @@ export async function postcopyPair(
   t: TestContext,
   dir: string,
   dstCaps: string[] = [],
+  dstArgs: string[] = [],
 ): Promise<{ src: Peer; dst: Peer; addr: { transport: 'socket'; type: 'unix'; path: string } } | undefined> {
   writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
   writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
@@ -29,6 +30,7 @@ export async function postcopyPair(
     'qmigrate-workload,id=w0,rate=3000',
     '-incoming',
     'defer',
+    ...dstArgs,
   ]))!;
   const on = (caps: string[]) => caps.map((c) => ({ capability: c as 'events', state: true }));
   await src.qmp.migrateSetCapabilities({ capabilities: on(['postcopy-ram', 'events']) });

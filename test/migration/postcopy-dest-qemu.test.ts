@@ -44,3 +44,25 @@ test('QEMU 10.0 -> qmigrate postcopy with the workload faulting pages in', async
   assertPostcopyRam(ram, readFileSync(join(dir, 'src.img')));
   assert.notEqual(ram[WORKLOAD_START], 0, 'the workload ran on the destination');
 });
+
+// QEMU 10.0's destination (observed with QEMU 10.0 on both ends): at POSTCOPY_RUN the guest
+// starts with autostart even when the source's guest was stopped, and stays paused with -S.
+for (const c of [
+  { name: 'a stopped source, autostart', stopSource: true, dstArgs: [], want: 'running' },
+  { name: 'a running source, -S', stopSource: false, dstArgs: ['-S'], want: 'paused' },
+]) {
+  test(`postcopy RUN: ${c.name} -> ${c.want}`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'qmigrate-pc-run-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const pair = await postcopyPair(t, dir, [], c.dstArgs);
+    if (!pair) return;
+    const { src, dst, addr } = pair;
+    if (c.stopSource) await src.qmp.stop();
+    await src.qmp.migrateSetParameters({ 'max-bandwidth': 4 << 20, 'max-postcopy-bandwidth': 64 << 20 });
+    await src.qmp.migrate({ channels: [{ 'channel-type': 'main', addr }] });
+    await src.qmp.migrateStartPostcopy();
+    assert.equal((await waitMigration(src.qmp, 30_000)).status, 'completed');
+    assert.equal((await waitMigration(dst.qmp, 20_000)).status, 'completed');
+    assert.equal((await dst.qmp.queryStatus()).status, c.want);
+  });
+}
