@@ -423,7 +423,10 @@ export class Migration {
     // A second migrate-recover replaces the first listener (QEMU releases the old transport).
     this.#recoverListener?.cancel();
     this.#recoverListener = undefined;
-    this.#recoverListener = await this.#engine.startIncoming(parsed, this, false);
+    const run = await this.#engine.startIncoming(parsed, this, false);
+    this.#recoverListener = run;
+    // query-migrate reports the new listener's address, as QEMU does once it listens.
+    this.#incoming = run;
   }
 
   startPostcopy(): void {
