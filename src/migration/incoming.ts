@@ -643,6 +643,8 @@ export async function runIncoming(
   let pc: PostcopyIncoming | undefined;
   let channel: Readable = input;
   let currentRp = rp;
+  // migrate-pause on this side: an error on the channel, which pauses a postcopy.
+  m.incomingShutdown = () => channel.destroy(new Error('Postcopy migration is paused by the user'));
   const warn = opts.warn ?? (() => {});
   const hooks: PostcopyHooks = {
     postcopyRam: m.options.caps['postcopy-ram'],
@@ -687,6 +689,7 @@ export async function runIncoming(
     m.setIncomingStatus('failed');
     onDone(m.error);
   } finally {
+    m.incomingShutdown = undefined;
     opts.onEnd?.();
   }
 }

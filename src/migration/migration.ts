@@ -226,6 +226,8 @@ export class Migration {
   stats: MigrationStats = emptyStats();
   #outgoing: OutgoingRun | undefined;
   #incoming: IncomingRun | undefined;
+  /** Shuts the incoming channel (set by the load while it reads one), for migrate-pause. */
+  incomingShutdown: (() => void) | undefined;
   /** A postcopy destination's page state (blocktime), once ADVISE came. */
   postcopyIncoming: PostcopyIncoming | undefined;
   /** The migrate-recover listener, while one waits for a resuming source. */
@@ -399,8 +401,13 @@ export class Migration {
     this.#outgoing?.continue();
   }
 
+  /**
+   * `migrate-pause`. On a destination in postcopy-active (qmp_migrate_pause's incoming part)
+   * the channel is shut: the load pauses as on a broken link, and a resume can follow.
+   */
   pause(): void {
     checkMigratePause(this.status, this.incomingStatus);
+    if (this.incomingStatus === 'postcopy-active') this.incomingShutdown?.();
   }
 
   /** Every check `migrate-recover` makes before it listens (`qmigrate check` calls it too). @throws {QapiError} */

@@ -13,54 +13,62 @@ import { FaultProxy } from '../../faults/proxy.js';
 import { waitMigration, waitMigrationStatus } from '../helpers/peers.js';
 import { assertPostcopyRam, MiB, postcopyPair, statuses } from '../helpers/postcopy.js';
 
-test('QEMU 10.0 -> qmigrate postcopy: the link cut, migrate-recover, resume completes', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-pc-rec-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const pair = await postcopyPair(t, dir, ['postcopy-blocktime']);
-  if (!pair) return;
-  const { src, dst, addr } = pair;
-  // The source's bytes go through a proxy that closes both ends 10 MiB in (in postcopy).
-  const proxy = await FaultProxy.start(
-    { path: addr.path },
-    { path: join(dir, 'proxy.sock') },
-    {
-      at: 10 << 20,
-      action: 'close',
-    },
-  );
-  t.after(() => proxy.stop());
-  const events = dst.qmp.listen('MIGRATION');
-  await src.qmp.migrateSetParameters({ 'max-bandwidth': 4 << 20, 'max-postcopy-bandwidth': 8 << 20 });
-  await src.qmp.migrate({ uri: proxy.uri });
-  await src.qmp.migrateStartPostcopy();
-  await waitMigrationStatus(dst.qmp, 'postcopy-paused', 20_000);
-  await waitMigrationStatus(src.qmp, 'postcopy-paused', 20_000);
-  // Paused: the guest runs on (it waits on a missing page, it does not crash); the monitor answers.
-  assert.equal((await dst.qmp.queryStatus()).status, 'running');
-  await sleep(300);
-  assert.equal((await dst.qmp.queryMigrate()).status, 'postcopy-paused');
-  await assert.rejects(
-    dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: join(dir, 'x') }),
-    /still on the migration source/,
-  );
+for (const how of ['the link cut', 'migrate-pause on qmigrate'] as const) {
+  test(`QEMU 10.0 -> qmigrate postcopy: ${how}, migrate-recover, resume completes`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'qmigrate-pc-rec-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const pair = await postcopyPair(t, dir, ['postcopy-blocktime']);
+    if (!pair) return;
+    const { src, dst, addr } = pair;
+    // The source's bytes go through a proxy that closes both ends 10 MiB in (in postcopy).
+    const proxy = await FaultProxy.start(
+      { path: addr.path },
+      { path: join(dir, 'proxy.sock') },
+      how === 'the link cut' ? { at: 10 << 20, action: 'close' } : {},
+    );
+    t.after(() => proxy.stop());
+    const events = dst.qmp.listen('MIGRATION');
+    await src.qmp.migrateSetParameters({ 'max-bandwidth': 4 << 20, 'max-postcopy-bandwidth': 8 << 20 });
+    await src.qmp.migrate({ uri: proxy.uri });
+    await src.qmp.migrateStartPostcopy();
+    if (how !== 'the link cut') {
+      await waitMigrationStatus(dst.qmp, 'postcopy-active', 20_000);
+      await sleep(500);
+      await dst.qmp.migratePause();
+    }
+    await waitMigrationStatus(dst.qmp, 'postcopy-paused', 20_000);
+    await waitMigrationStatus(src.qmp, 'postcopy-paused', 20_000);
+    // Paused: the guest runs on (it waits on a missing page, it does not crash); the monitor answers.
+    assert.equal((await dst.qmp.queryStatus()).status, 'running');
+    await sleep(300);
+    assert.equal((await dst.qmp.queryMigrate()).status, 'postcopy-paused');
+    await assert.rejects(
+      dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: join(dir, 'x') }),
+      /still on the migration source/,
+    );
 
-  const uri = `unix:${join(dir, 'recover.sock')}`;
-  await dst.qmp.migrateRecover({ uri });
-  await src.qmp.migrate({ uri, resume: true });
-  const info = await waitMigration(src.qmp, 60_000);
-  assert.equal(info.status, 'completed', JSON.stringify(info));
-  const dinfo = await waitMigration(dst.qmp, 20_000);
-  assert.equal(dinfo.status, 'completed', JSON.stringify(dinfo));
-  assert.deepEqual(statuses(events), [
-    'active',
-    'postcopy-active',
-    'postcopy-paused',
-    'postcopy-recover',
-    'postcopy-active',
-    'completed',
-  ]);
-  await dst.qmp.stop();
-  const dump = join(dir, 'dst.dump');
-  await dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: dump });
-  assertPostcopyRam(readFileSync(dump), readFileSync(join(dir, 'src.img')));
-});
+    const path = join(dir, 'recover.sock');
+    await dst.qmp.migrateRecover({ uri: `unix:${path}` });
+    // As QEMU 10.0: still paused, and the new listener's address reported.
+    const paused = await dst.qmp.queryMigrate();
+    assert.equal(paused.status, 'postcopy-paused');
+    assert.deepEqual(paused['socket-address'], [{ type: 'unix', path }]);
+    await src.qmp.migrate({ uri: `unix:${path}`, resume: true });
+    const info = await waitMigration(src.qmp, 60_000);
+    assert.equal(info.status, 'completed', JSON.stringify(info));
+    const dinfo = await waitMigration(dst.qmp, 20_000);
+    assert.equal(dinfo.status, 'completed', JSON.stringify(dinfo));
+    assert.deepEqual(statuses(events), [
+      'active',
+      'postcopy-active',
+      'postcopy-paused',
+      'postcopy-recover',
+      'postcopy-active',
+      'completed',
+    ]);
+    await dst.qmp.stop();
+    const dump = join(dir, 'dst.dump');
+    await dst.qmp.pmemsave({ val: 0, size: MiB << 20, filename: dump });
+    assertPostcopyRam(readFileSync(dump), readFileSync(join(dir, 'src.img')));
+  });
+}
