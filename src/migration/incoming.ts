@@ -11,6 +11,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { GuestRam } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
+import { genericError } from '../qapi/errors.js';
 import type { MigrationStatus, RunState } from '../qapi/types.js';
 import { strerror } from '../util/errno.js';
 import type { GuestRunState, Migration } from './migration.js';
@@ -644,7 +645,7 @@ export async function runIncoming(
   let channel: Readable = input;
   let currentRp = rp;
   // migrate-pause on this side: an error on the channel, which pauses a postcopy.
-  m.incomingShutdown = () => channel.destroy(new Error('Postcopy migration is paused by the user'));
+  m.incomingShutdown = () => channel.destroy(genericError('Postcopy migration is paused by the user'));
   const warn = opts.warn ?? (() => {});
   const hooks: PostcopyHooks = {
     postcopyRam: m.options.caps['postcopy-ram'],

@@ -354,7 +354,7 @@ export class Migration {
     this.#outgoing?.cancel();
     this.#recoverListener?.cancel();
     this.#recoverListener = undefined;
-    this.#recoverWait?.reject(new Error('the VM is going away'));
+    this.#recoverWait?.reject(genericError('the VM is going away while its postcopy migration is paused'));
     this.#recoverWait = undefined;
   }
 
