@@ -621,6 +621,13 @@ export function finishPostcopyRun(runstate: GuestRunState): void {
   else runstate.start();
 }
 
+/** A load's error in words: what and where for the stream's, glibc's words for the channel's. */
+function describeLoadError(e: unknown): string {
+  return e instanceof StreamError
+    ? `${e.message} (at byte ${e.offset}${e.section ? `, section '${e.section}'` : ''})`
+    : strerror(e);
+}
+
 /**
  * One incoming migration's main channel: load, then start the guest or report failure.
  * `opts.onEnd` runs once the load has ended either way (the channel is no longer read).
@@ -659,8 +666,10 @@ export async function runIncoming(
     },
     resumed: () => m.setIncomingStatus('postcopy-active'),
     warn,
-    pause: async () => {
+    pause: async (e) => {
       channel.destroy();
+      // What failed first, as QEMU's error_report of it, then its pause line.
+      warn(`load of migration failed in postcopy: ${describeLoadError(e)}`);
       warn('Detected IO failure for postcopy. Migration paused.');
       m.setIncomingStatus('postcopy-paused');
       const ch = await m.waitRecoveredChannel();
@@ -680,11 +689,7 @@ export async function runIncoming(
   } catch (e) {
     // A read error of the channel in glibc's words, as QEMU's `load of migration failed:
     // <strerror>` has them, never Node's ("EISDIR: illegal operation on a directory, read").
-    const what =
-      e instanceof StreamError
-        ? `${e.message} (at byte ${e.offset}${e.section ? `, section '${e.section}'` : ''})`
-        : strerror(e);
-    m.error = `load of migration failed: ${what}`;
+    m.error = `load of migration failed: ${describeLoadError(e)}`;
     m.incomingEnded();
     channel.destroy();
     m.setIncomingStatus('failed');

@@ -20,16 +20,24 @@ for (const how of ['the link cut', 'migrate-pause on qmigrate'] as const) {
     const pair = await postcopyPair(t, dir, ['postcopy-blocktime']);
     if (!pair) return;
     const { src, dst, addr } = pair;
-    // The source's bytes go through a proxy that closes both ends 10 MiB in (in postcopy).
-    const proxy = await FaultProxy.start(
-      { path: addr.path },
-      { path: join(dir, 'proxy.sock') },
-      how === 'the link cut' ? { at: 10 << 20, action: 'close' } : {},
-    );
-    t.after(() => proxy.stop());
+    // Cut: the source's bytes go through a proxy that closes both ends 10 MiB in (in
+    // postcopy). Pause: straight to the destination, which shuts the connection itself.
+    let uri = `unix:${addr.path}`;
+    if (how === 'the link cut') {
+      const proxy = await FaultProxy.start(
+        { path: addr.path },
+        { path: join(dir, 'proxy.sock') },
+        {
+          at: 10 << 20,
+          action: 'close',
+        },
+      );
+      t.after(() => proxy.stop());
+      uri = proxy.uri;
+    }
     const events = dst.qmp.listen('MIGRATION');
     await src.qmp.migrateSetParameters({ 'max-bandwidth': 4 << 20, 'max-postcopy-bandwidth': 8 << 20 });
-    await src.qmp.migrate({ uri: proxy.uri });
+    await src.qmp.migrate({ uri });
     await src.qmp.migrateStartPostcopy();
     if (how !== 'the link cut') {
       await waitMigrationStatus(dst.qmp, 'postcopy-active', 20_000);
