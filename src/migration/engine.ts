@@ -7,6 +7,7 @@
 import { Socket } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { InternalError } from '../errors.js';
 import type { GuestRam } from '../machine/ram.js';
 import { genericError } from '../qapi/errors.js';
 import type {
@@ -349,6 +350,18 @@ export class Engine implements MigrationEngine {
     const run = new OutgoingMigration(m, this.#host.ram, this.#host.runstate, transport);
     void run.run();
     return run;
+  }
+
+  resumeOutgoing(parsed: ParsedInput, m: Migration, run: OutgoingRun): void {
+    if (!(run instanceof OutgoingMigration)) throw new InternalError('internal: not an outgoing migration');
+    const addr = parsed.main.addr;
+    const ctx: ConnectContext = { takeFd: (str) => this.#takeFd(str, false), fdsets: this.#host.fdsets };
+    const tls = tlsSetup(this.#host.tls, m.options.params, addr);
+    const transport = withTls(transportOf(addr).connect(addr, ctx), tls);
+    if (!run.resume(transport)) {
+      transport.close();
+      throw genericError('Cannot resume if there is no paused migration');
+    }
   }
 
   async startIncoming(parsed: ParsedInput, m: Migration, exitOnError: boolean): Promise<IncomingRun> {

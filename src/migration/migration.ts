@@ -67,6 +67,10 @@ export interface OutgoingRun {
   cancel(): boolean;
   /** Resumes from pre-switchover (migrate-continue). */
   continue(): void;
+  /** migrate-start-postcopy: switch to postcopy at the next iteration. */
+  startPostcopy?(): void;
+  /** migrate-pause in postcopy: shut the stream down (the run pauses). */
+  pause?(): void;
 }
 
 /** A channel a migrate-recover listener accepted, for the paused postcopy it resumes. */
@@ -87,6 +91,12 @@ export interface IncomingRun {
 export interface MigrationEngine {
   /** @throws {QapiError} for synchronous connect errors (bad fd name, spawn, open...). */
   startOutgoing(parsed: ParsedInput, m: Migration): OutgoingRun | Promise<OutgoingRun>;
+  /**
+   * Connects to the destination's new address for a paused postcopy (migrate with resume)
+   * and hands the connection to `run`.
+   * @throws {QapiError} for synchronous connect errors.
+   */
+  resumeOutgoing?(parsed: ParsedInput, m: Migration, run: OutgoingRun): void;
   /** @throws {QapiError} when the listener or transport cannot be set up. */
   startIncoming(parsed: ParsedInput, m: Migration, exitOnError: boolean): IncomingRun | Promise<IncomingRun>;
 }
@@ -279,6 +289,10 @@ export class Migration {
   /** `migrate`: checks, then state `setup`, then the engine. */
   async migrate(args: MigrationInput & { resume?: boolean }): Promise<void> {
     const parsed = this.prepare(args);
+    if (args.resume) {
+      this.#resume(parsed);
+      return;
+    }
     this.error = undefined;
     this.stats = emptyStats();
     this.startTime = Date.now();
@@ -290,6 +304,24 @@ export class Migration {
     } catch (e) {
       // Synchronous connect errors are returned and leave the state failed, as in QEMU.
       this.fail(e instanceof QapiError ? e.desc : (e as Error).message);
+      throw e instanceof QapiError ? e : genericError((e as Error).message);
+    }
+  }
+
+  /**
+   * `migrate` with resume: true in postcopy-paused (qmp_migrate's resume path): state
+   * postcopy-recover-setup, then the run takes the new connection; a connect error returns
+   * it to postcopy-paused.
+   */
+  #resume(parsed: ParsedInput): void {
+    const run = this.#outgoing;
+    this.setStatus('postcopy-recover-setup');
+    try {
+      if (!run || !this.#engine.resumeOutgoing)
+        throw genericError('Cannot resume if there is no paused migration');
+      this.#engine.resumeOutgoing(parsed, this, run);
+    } catch (e) {
+      this.setStatus('postcopy-paused');
       throw e instanceof QapiError ? e : genericError((e as Error).message);
     }
   }
@@ -407,6 +439,7 @@ export class Migration {
    */
   pause(): void {
     checkMigratePause(this.status, this.incomingStatus);
+    if (this.status === 'postcopy-active' || this.status === 'postcopy-recover') this.#outgoing?.pause?.();
     if (this.incomingStatus === 'postcopy-active') this.incomingShutdown?.();
   }
 
@@ -438,6 +471,8 @@ export class Migration {
 
   startPostcopy(): void {
     checkStartPostcopy(this.options.caps, this.status);
+    // QEMU only raises a flag: in any later state it is taken without a word.
+    this.#outgoing?.startPostcopy?.();
   }
 
   setCapabilities(list: MigrationCapabilityStatus[]): void {
