@@ -4,10 +4,14 @@
  * requests on the return path (REQ_PAGES_ID / REQ_PAGES), the waits until those pages are
  * placed, blocktime, and the received bitmap a resuming source asks for (RECV_BITMAP).
  */
-import { endianness } from 'node:os';
 import type { Writable } from 'node:stream';
 import type { GuestRam, PageFaultHandler, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
+import {
+  encodeCountedName,
+  encodeRecvBitmap as encodeRecvBitmapBits,
+  encodeReqPages,
+} from './stream/postcopy.js';
 import { MIG_RP_MSG_RECV_BITMAP, MIG_RP_MSG_REQ_PAGES, MIG_RP_MSG_REQ_PAGES_ID } from './stream/savevm.js';
 
 /** QEMU's PostcopyState (migration/postcopy-ram.h), whose numbers its error texts print. */
@@ -20,9 +24,6 @@ export const PostcopyState = {
   END: 5,
 } as const;
 export type PostcopyStateValue = (typeof PostcopyState)[keyof typeof PostcopyState];
-
-/** Ends a received bitmap on the return path (ram.c RAMBLOCK_RECV_BITMAP_ENDING). */
-export const RAMBLOCK_RECV_BITMAP_ENDING = 0x0123456789abcdefn;
 
 /**
  * Pages one fault asks for: the faulted page and the missing ones after it, up to this many
@@ -171,56 +172,35 @@ export class PostcopyIncoming implements PageFaultHandler {
     // The link is down: the request is made again once a resumed source listens.
     if (!rp || rp.destroyed || rp.writableEnded) return;
     const named = block !== this.#lastRb;
-    const name = Buffer.from(block.idstr, 'latin1');
-    const len = named ? 13 + name.length : 12;
-    const msg = Buffer.alloc(4 + len);
-    msg.writeUInt16BE(named ? MIG_RP_MSG_REQ_PAGES_ID : MIG_RP_MSG_REQ_PAGES, 0);
-    msg.writeUInt16BE(len, 2);
-    msg.writeBigUInt64BE(BigInt(page * TARGET_PAGE_SIZE), 4);
-    msg.writeUInt32BE(n * TARGET_PAGE_SIZE, 12);
-    if (named) {
-      msg[16] = name.length;
-      name.copy(msg, 17);
-    }
+    const payload = encodeReqPages(
+      page * TARGET_PAGE_SIZE,
+      n * TARGET_PAGE_SIZE,
+      named ? block.idstr : undefined,
+    );
+    const msg = rpMessage(named ? MIG_RP_MSG_REQ_PAGES_ID : MIG_RP_MSG_REQ_PAGES, payload);
     this.#lastRb = block;
     this.requests++;
     rp.write(msg);
   }
 }
 
+/** A return-path message: be16 type, be16 length, the payload. */
+function rpMessage(type: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(4);
+  head.writeUInt16BE(type, 0);
+  head.writeUInt16BE(payload.length, 2);
+  return Buffer.concat([head, payload]);
+}
+
 /**
  * The answer to RECV_BITMAP (migrate_send_rp_recv_bitmap + ramblock_recv_bitmap_send): the
- * message with the block's name, then outside any message a be64 byte count, the received
- * bitmap as little-endian 64-bit words (bit i = page i), and RAMBLOCK_RECV_BITMAP_ENDING.
+ * message with the block's counted name, then outside any message the received bitmap in
+ * the shared codec's layout (stream/postcopy.ts: size, little-endian bits, end mark).
  */
 export function encodeRecvBitmap(block: RamBlock): Buffer {
-  const name = Buffer.from(block.idstr, 'latin1');
-  const words64 = Math.ceil(block.pages / 64);
-  const size = words64 * 8;
-  const out = Buffer.alloc(4 + 1 + name.length + 8 + size + 8);
-  out.writeUInt16BE(MIG_RP_MSG_RECV_BITMAP, 0);
-  out.writeUInt16BE(1 + name.length, 2);
-  out[4] = name.length;
-  name.copy(out, 5);
-  let at = 5 + name.length;
-  out.writeBigUInt64BE(BigInt(size), at);
-  at += 8;
-  const map = block.receivedMap;
-  if (map) {
-    // 32-bit words in little-endian order are the same bytes as 64-bit little-endian words.
-    const bytes = Buffer.from(map.buffer, map.byteOffset, Math.min(map.byteLength, size));
-    if (endianness() === 'LE') bytes.copy(out, at);
-    else for (let w = 0; w < map.length && w * 4 < size; w++) out.writeUInt32LE(map[w]!, at + w * 4);
-    // Bits past the last page stay clear, as QEMU's bitmap has none.
-    const tail = block.pages % 32;
-    if (tail && map.length * 4 <= size) {
-      const last = at + (map.length - 1) * 4;
-      out.writeUInt32LE(out.readUInt32LE(last) & ((1 << tail) - 1), last);
-    }
-  } else {
-    out.fill(0xff, at, at + size);
-  }
-  at += size;
-  out.writeBigUInt64BE(RAMBLOCK_RECV_BITMAP_ENDING, at);
-  return out;
+  const received = block.receivedMap ?? new Uint32Array(block.written.length).fill(0xffffffff);
+  return Buffer.concat([
+    rpMessage(MIG_RP_MSG_RECV_BITMAP, encodeCountedName(block.idstr)),
+    encodeRecvBitmapBits(received, block.pages),
+  ]);
 }

@@ -7,11 +7,8 @@ import { Readable, Writable } from 'node:stream';
 import { test } from 'node:test';
 import { GuestRam } from '../../src/machine/ram.js';
 import { loadVmState, type PostcopyHooks } from '../../src/migration/incoming.js';
-import {
-  encodeRecvBitmap,
-  type PostcopyIncoming,
-  RAMBLOCK_RECV_BITMAP_ENDING,
-} from '../../src/migration/postcopy-ram.js';
+import { encodeRecvBitmap, type PostcopyIncoming } from '../../src/migration/postcopy-ram.js';
+import { RAMBLOCK_RECV_BITMAP_ENDING } from '../../src/migration/stream/postcopy.js';
 import { QemuFileReader, StreamError } from '../../src/migration/stream/qemu-file.js';
 
 const PAGE = 4096;
