@@ -13,7 +13,7 @@ import { InternalError, QmigrateError } from '../errors.js';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { QapiError } from '../qapi/errors.js';
 import type { RunState } from '../qapi/types.js';
-import { strerror } from '../util/errno.js';
+import { strerror, systemError } from '../util/errno.js';
 import type { GuestRunState, Migration, OutgoingRun } from './migration.js';
 import { MultifdSender } from './multifd.js';
 import { RAM_SAVE_FLAG_MULTIFD_FLUSH, RamSaver } from './ram.js';
@@ -108,6 +108,8 @@ export class OutgoingMigration implements OutgoingRun {
   #lastReqBlock: RamBlock | undefined;
   /** Set while postcopy is paused: migrate with resume hands the new transport here. */
   #resume: ((t: OutgoingTransport) => void) | undefined;
+  /** Ends the wait of a paused postcopy (the VM is going away). */
+  #abortPause: (() => void) | undefined;
   /** Woken when the return path brought something a postcopy wait may be waiting for. */
   #progress: (() => void) | undefined;
   #bitmapsPending = 0;
@@ -151,6 +153,8 @@ export class OutgoingMigration implements OutgoingRun {
     for (const c of this.#channels) c.destroy();
     this.#wake?.();
     this.#continue?.();
+    this.#progress?.();
+    this.#abortPause?.();
     return true;
   }
 
@@ -777,13 +781,16 @@ export class OutgoingMigration implements OutgoingRun {
       this.#transport.close();
       m.error = this.#describe(why);
       m.setStatus('postcopy-paused');
-      const t = await new Promise<OutgoingTransport>((r) => {
+      const t = await new Promise<OutgoingTransport>((r, rej) => {
         this.#resume = r;
+        this.#abortPause = () => rej(new Cancelled());
       });
       this.#resume = undefined;
+      this.#abortPause = undefined;
       try {
         return await this.#postcopyRecover(t, ram);
       } catch (e) {
+        if (this.#cancelled) throw new Cancelled();
         why = this.#rpError ?? e;
       }
     }
@@ -982,9 +989,7 @@ function be32(v: number): Buffer {
 
 /** The error a postcopy wait ends with when migrate-pause shut the stream down. */
 function systemErrorPaused(): NodeJS.ErrnoException {
-  const e: NodeJS.ErrnoException = new Error('Channel was shut down (migrate-pause)');
-  e.code = 'ESHUTDOWN';
-  return e;
+  return systemError('ESHUTDOWN', 'write', { message: 'Channel was shut down (migrate-pause)' });
 }
 
 /**
