@@ -130,13 +130,14 @@ export class Workload {
     this.#waiting = true;
     void locateNextPage(block.host, (p) => this.#ram?.touch(block, p, true)).then(
       (next) => {
-        this.#waiting = false;
+        // A stop (and maybe a new start) came meanwhile: that one decides.
         if (epoch !== this.#epoch) return;
+        this.#waiting = false;
         this.#next = next;
         this.#run();
       },
       () => {
-        this.#waiting = false;
+        if (epoch === this.#epoch) this.#waiting = false;
       },
     );
   }
@@ -155,7 +156,7 @@ export class Workload {
     this.#timer = setInterval(() => this.#tick(), 2);
   }
 
-  /** The loop stops until page `p` is present (no timer runs meanwhile), then goes on. */
+  /** The loop stops until `pending` (a missing page's arrival) settles; no timer runs meanwhile. */
   #wait(pending: Promise<void>): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
