@@ -385,7 +385,11 @@ export class Engine implements MigrationEngine {
       takeFd: (str) => this.#takeFd(str, true),
       fatal,
       warn: (report) => this.#host.warn?.(report),
-      load: (input, rp, opts) => void runIncoming(m, ram, runstate, input, rp, done, opts),
+      load: (input, rp, opts) => {
+        // A migrate-recover listener's connection resumes the paused load.
+        if (m.takeRecoveredChannel({ input, rp, reader: opts?.reader })) return;
+        void runIncoming(m, ram, runstate, input, rp, done, { ...opts, warn: (l) => this.#host.warn?.(l) });
+      },
       tls: tlsSetup(this.#host.tls, m.options.params),
       /**
        * A channel that is there fails its TLS step: nothing of it is loaded, and with

@@ -8,6 +8,7 @@ import { InternalError } from '../errors.js';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
 import type { MultifdSender } from './multifd.js';
+import { type PostcopyIncoming, PostcopyState } from './postcopy-ram.js';
 import { bitmapRanges, type DiscardRange } from './stream/postcopy.js';
 import type { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
 import { StreamError } from './stream/qemu-file.js';
@@ -295,6 +296,8 @@ export class RamLoader {
   #announced = false;
   /** Called at each MULTIFD_FLUSH (multifd sync point). */
   onFlush: (() => Promise<void>) | undefined;
+  /** A postcopy destination's page state, from ADVISE on: placed pages become present. */
+  postcopy: PostcopyIncoming | undefined;
   /** A backlog of stream being applied must not hold the monitors off. */
   readonly #slice = new TimeSlice();
   #records = 0;
@@ -330,13 +333,32 @@ export class RamLoader {
           const fill = r.u8();
           if (fill !== 0) throw new StreamError(`Found a zero page with value ${fill}`, r.offset - 1, 'ram');
           this.#check(b, addr, at);
-          handleZeroPage(b, addr / PAGE);
+          const pc = this.postcopy;
+          if (pc && b.receivedMap) {
+            // In postcopy a page already present (fetched first, then written by the guest)
+            // is not placed again, as UFFDIO_ZEROPAGE answers EEXIST.
+            if (pc.state >= PostcopyState.LISTENING && b.isPresent(addr / PAGE)) break;
+            handleZeroPage(b, addr / PAGE);
+            pc.placed(b, addr / PAGE);
+          } else handleZeroPage(b, addr / PAGE);
           break;
         }
         case RAM_SAVE_FLAG_PAGE: {
           const b = this.#continued(flags) ?? (await this.#block(r, flags, at));
           this.#check(b, addr, at);
           if (r.available < PAGE) await r.need(PAGE, `page 0x${addr.toString(16)} of ${b.idstr}`);
+          const pc = this.postcopy;
+          if (pc && b.receivedMap) {
+            // As UFFDIO_COPY's EEXIST: what the guest has (and may have written) stays.
+            if (pc.state >= PostcopyState.LISTENING && b.isPresent(addr / PAGE)) {
+              r.skip(PAGE);
+              break;
+            }
+            r.copyTo(b.host, addr, PAGE);
+            b.markDirty(addr / PAGE);
+            pc.placed(b, addr / PAGE);
+            break;
+          }
           r.copyTo(b.host, addr, PAGE);
           b.markDirty(addr / PAGE);
           break;

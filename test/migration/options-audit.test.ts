@@ -101,11 +101,12 @@ const CAPABILITIES: Record<string, Decision> = {
     ],
   },
   'postcopy-ram': {
-    status: 'honoured (source)',
+    status: 'honoured',
     proof: [
       'test/migration/postcopy-source-qemu.test.ts: postcopy after a non-converging precopy completes with RAM equal',
       'test/migration/postcopy-source-qemu.test.ts: a link cut in postcopy pauses both sides',
       'test/migration/postcopy-source-requests.test.ts: requested pages come before their turn',
+      'test/migration/postcopy-dest-qemu.test.ts: QEMU 10.0 -> qmigrate postcopy',
     ],
   },
   'x-colo': { status: 'refused', refusals: notImplemented('x-colo', 'COLO is not implemented') },
@@ -145,7 +146,10 @@ const CAPABILITIES: Record<string, Decision> = {
       'block dirty bitmap migration (and the postcopy it implies) is not implemented',
     ),
   },
-  'postcopy-blocktime': { status: 'vacuous', proof: [VACUOUS] },
+  'postcopy-blocktime': {
+    status: 'honoured (destination)',
+    proof: ['test/migration/postcopy-dest-qemu.test.ts: blocktime counted the waits'],
+  },
   'late-block-activate': { status: 'vacuous', proof: [VACUOUS] },
   'x-ignore-shared': {
     status: 'refused',
