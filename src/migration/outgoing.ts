@@ -103,6 +103,11 @@ export class OutgoingMigration implements OutgoingRun {
   #postcopyRequested = false;
   /** The package with RUN is being handed over: the destination may run the guest from here on. */
   #switched = false;
+  /**
+   * When the switch to postcopy had handed its package over (Date.now()): the end of the
+   * downtime, as QEMU's postcopy_start records it (migration_downtime_end); 0 in precopy.
+   */
+  #switchedAt = 0;
   /** Page requests of the destination not served yet, in order (src_page_requests). */
   #requests: { b: RamBlock; page: number; pages: number }[] = [];
   #lastReqBlock: RamBlock | undefined;
@@ -224,7 +229,9 @@ export class OutgoingMigration implements OutgoingRun {
       });
       // Two millisecond clock readings, as QEMU takes them; both end where QEMU's do, once
       // stop-and-copy has handed its last byte over (and the return path said SHUT).
-      m.downtime = this.#doneAt - stoppedAt;
+      // In postcopy the guest runs on the destination from the switch on: the downtime ends
+      // there, not when the last page arrives.
+      m.downtime = (this.#switchedAt || this.#doneAt) - stoppedAt;
       m.totalTime = this.#doneAt - m.startTime;
       this.#updateStats(f, ram);
       m.outgoingEnded();
@@ -654,6 +661,7 @@ export class OutgoingMigration implements OutgoingRun {
     this.#switched = true;
     writeCommand(f, MIG_CMD_PACKAGED, be32(pkg.length));
     f.bytes(pkg);
+    this.#switchedAt = Date.now();
     writeCommand(f, MIG_CMD_PING, be32(4));
     f.flush();
     // The guest is stopped: nothing dirties its RAM any more.

@@ -62,8 +62,12 @@ test('qmigrate -> QEMU 10.0: postcopy after a non-converging precopy completes w
   await waitMigrationStatus(src.qmp, 'active');
   await sleep(700);
   assert.equal((await src.qmp.queryMigrate()).status, 'active', 'precopy has not converged');
+  // The postcopy phase at 8 MiB/s lasts seconds; the downtime is the switch only.
+  await src.qmp.migrateSetParameters({ 'max-postcopy-bandwidth': 8 << 20 });
+  const switchAt = Date.now();
   await src.qmp.migrateStartPostcopy();
   const info = await waitMigration(src.qmp, 60_000);
+  const postcopyMs = Date.now() - switchAt;
   assert.equal(info.status, 'completed', JSON.stringify(info));
   assert.equal((await src.qmp.queryStatus()).status, 'postmigrate');
   const events = listener
@@ -76,7 +80,13 @@ test('qmigrate -> QEMU 10.0: postcopy after a non-converging precopy completes w
   assert.ok(Number(ram['postcopy-bytes']) > 1 << 20, `postcopy bytes ${ram['postcopy-bytes']}`);
   assert.ok(Number(ram['precopy-bytes']) > 0);
   assert.equal(ram['postcopy-requests'], 0, 'a -machine none QEMU touches no page');
-  assert.ok(Number(info.downtime) > 0 && Number(info.downtime) <= Number(info['total-time']));
+  // QEMU's postcopy_start ends the downtime once the package is out (QEMU 10.0 itself reported
+  // 1 ms in one run and the whole postcopy phase in another: migration_downtime_end races it).
+  assert.ok(postcopyMs > 1500, `the postcopy phase took ${postcopyMs} ms`);
+  assert.ok(
+    Number(info.downtime) >= 0 && Number(info.downtime) < postcopyMs / 2,
+    `downtime ${info.downtime} ms of a ${postcopyMs} ms postcopy`,
+  );
   assert.equal((await waitMigration(dst.qmp)).status, 'completed');
   await src.qmp.pmemsave({ val: 0, size: MiB << 20, filename: join(dir, 'src.dump') });
   await dst.qmp.stop();
