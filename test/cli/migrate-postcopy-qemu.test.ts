@@ -194,3 +194,26 @@ test('Ctrl-C during postcopy cancels nothing: exit 130, the report says the migr
   assert.equal(info.status, 'completed', 'the migration was not cancelled');
   await assertGuestMoved(src, dst, dir);
 });
+
+test('SIGUSR1 switches to postcopy on request (postcopy-ram set, no switch of its own); the migration completes', async (t) => {
+  const dir = tempDir(t);
+  const g = await guests(t, dir);
+  if (!g) return;
+  const [src, dst] = g;
+  const args = ['migrate', '--from', src.cliQmp, '--to', dst.cliQmp, '--tcp', '127.0.0.1:0', ...SLOW];
+  const child = spawnQmigrate([...args, '--capability', 'postcopy-ram', '--json']);
+  let stdout = '';
+  child.stdout?.on('data', (d) => {
+    stdout += d;
+  });
+  const exited = new Promise<number | null>((r) => child.on('close', r));
+  t.after(() => child.kill('SIGKILL'));
+  await waitMigrationStatus(src.qmp, 'active', 30_000);
+  await sleep(300);
+  child.kill('SIGUSR1');
+  assert.equal(await exited, 0, stdout);
+  const report = lastJson(stdout);
+  assert.equal(report.status, 'completed');
+  assert.equal(report.postcopy?.startedBy, 'request');
+  await assertGuestMoved(src, dst, dir);
+});
