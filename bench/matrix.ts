@@ -509,7 +509,6 @@ function postcopyReport(results: PostcopyResult[]): string[] {
   return L;
 }
 
-
 /** One row's line in the targets section. */
 function verdict(r: Result, all: Result[], rssLimit: number): string {
   const ref = summarize(r.samples[0]!);
