@@ -542,7 +542,8 @@ class MigrationRun {
     const throughput =
       last && dt > 0 ? Math.max(0, (transferred - last.transferred) / dt) : Number(ram?.mbps ?? 0) * 125_000;
     this.#last = { at: now, transferred };
-    const dirtyPagesRate = Number(ram?.['dirty-pages-rate'] ?? 0);
+    // In postcopy the source's guest is stopped: QEMU's figure is the last precopy sync's.
+    const dirtyPagesRate = POSTCOPY.has(info.status ?? '') ? 0 : Number(ram?.['dirty-pages-rate'] ?? 0);
     const dirtyBytes = dirtyPagesRate * Number(ram?.['page-size'] || 4096);
     const net = throughput - dirtyBytes;
     return {

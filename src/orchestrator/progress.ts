@@ -50,6 +50,9 @@ function bytesText(sample: ProgressSample): string {
   if (sample.pass <= 1 && sample.transferred <= sample.total) {
     return `${formatBytes(sample.transferred)} / ${formatBytes(sample.total)}`;
   }
+  // In postcopy nothing is dirtied any more: what remains are the pages not sent yet.
+  if (sample.status.startsWith('postcopy'))
+    return `${formatBytes(sample.transferred)} sent, ${formatBytes(sample.remaining)} to go`;
   return `${formatBytes(sample.transferred)} sent, ${formatBytes(sample.remaining)} dirty`;
 }
 
