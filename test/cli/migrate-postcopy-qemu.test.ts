@@ -51,6 +51,19 @@ async function guests(t: TestContext, dir: string): Promise<[VcpuGuest, VcpuGues
   return [src, dst];
 }
 
+/** Waits for `p` for at most `ms`: a qmigrate that never ends fails the test instead of hanging it. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function lastJson(stdout: string): Report {
   return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Report;
 }
@@ -137,7 +150,7 @@ test('a link cut during postcopy: exit 5, both sides postcopy-paused, the guest 
   await waitMigrationStatus(src.qmp, 'postcopy-active', 30_000);
   await sleep(500);
   await proxy?.stop();
-  const code = await exited;
+  const code = await within(exited, 60_000, 'qmigrate exiting');
   assert.equal(code, 5, stdout + stderr);
   const report = lastJson(stdout);
   assert.equal(report.status, 'postcopy-paused');
@@ -184,7 +197,7 @@ test('Ctrl-C during postcopy cancels nothing: exit 130, the report says the migr
   t.after(() => child.kill('SIGKILL'));
   await waitMigrationStatus(src.qmp, 'postcopy-active', 30_000);
   child.kill('SIGINT');
-  assert.equal(await exited, 130, stdout);
+  assert.equal(await within(exited, 60_000, 'qmigrate exiting'), 130, stdout);
   assert.match(
     stdout,
     /^migration postcopy-active after .*: interrupted during postcopy, which cannot be cancelled/m,
@@ -211,7 +224,7 @@ test('SIGUSR1 switches to postcopy on request (postcopy-ram set, no switch of it
   await waitMigrationStatus(src.qmp, 'active', 30_000);
   await sleep(300);
   child.kill('SIGUSR1');
-  assert.equal(await exited, 0, stdout);
+  assert.equal(await within(exited, 60_000, 'qmigrate exiting'), 0, stdout);
   const report = lastJson(stdout);
   assert.equal(report.status, 'completed');
   assert.equal(report.postcopy?.startedBy, 'request');
