@@ -2,7 +2,11 @@
  * Guest RAM as QEMU models it (system/physmem.c, include/exec/ramblock.h): named RAM blocks
  * with a used length, laid out in guest-physical address space from 0. The blocks are the
  * unit the migration stream names (`idstr`) and sizes, so QEMU and qmigrate must agree.
+ * On a postcopy destination each block also knows which pages are present (QEMU's
+ * receivedmap); an access to a missing one goes to a PageFaultHandler (userfaultfd's part).
  */
+import { InternalError } from '../errors.js';
+
 export const TARGET_PAGE_SIZE = 4096;
 
 const ZERO_PAGE = Buffer.alloc(TARGET_PAGE_SIZE);
@@ -13,6 +17,36 @@ export function isZeroPage(host: Buffer, off: number): boolean {
   // spares the call into the full comparison for almost all of them.
   if (host[off] !== 0 || host[off + TARGET_PAGE_SIZE - 1] !== 0) return false;
   return ZERO_PAGE.compare(host, off, off + TARGET_PAGE_SIZE) === 0;
+}
+
+/**
+ * What the guest's accesses need when a page is missing (a postcopy destination's migration
+ * implements it, as QEMU's fault thread serves userfaultfd).
+ */
+export interface PageFaultHandler {
+  /**
+   * Resolves once page `page` of `block` is present. `vcpu`: the guest's own access (it
+   * counts in postcopy blocktime), not a monitor's read.
+   */
+  fault(block: RamBlock, page: number, vcpu: boolean): Promise<void>;
+}
+
+/** Sets (`on`) or clears `count` bits of `map` from bit `first`, whole words where it can. */
+export function setBitRange(map: Uint32Array, first: number, count: number, on: boolean): void {
+  const end = first + count;
+  let p = first;
+  for (; p < end && p & 31; p++) {
+    if (on) map[p >>> 5]! |= 1 << (p & 31);
+    else map[p >>> 5]! &= ~(1 << (p & 31));
+  }
+  if (p + 32 <= end) {
+    map.fill(on ? 0xffffffff : 0, p >>> 5, end >>> 5);
+    p = end & ~31;
+  }
+  for (; p < end; p++) {
+    if (on) map[p >>> 5]! |= 1 << (p & 31);
+    else map[p >>> 5]! &= ~(1 << (p & 31));
+  }
 }
 
 export class RamBlock {
@@ -35,6 +69,11 @@ export class RamBlock {
    * was allocated is known to be zero without reading it (reading would map it).
    */
   readonly written: Uint32Array;
+  /**
+   * Pages present in this process (QEMU's receivedmap), while a postcopy destination tracks
+   * them; undefined: every page is present.
+   */
+  receivedMap: Uint32Array | undefined;
 
   /** `filled`: the block starts with content (a backing file), not zeros. */
   constructor(idstr: string, offset: number, host: Buffer, filled = true) {
@@ -83,6 +122,40 @@ export class RamBlock {
     return (this.written[page >>> 5]! & (1 << (page & 31))) !== 0;
   }
 
+  /** Whether page `page` is present (always, unless presence is tracked). */
+  isPresent(page: number): boolean {
+    const map = this.receivedMap;
+    return map === undefined || (map[page >>> 5]! & (1 << (page & 31))) !== 0;
+  }
+
+  /** Starts tracking presence with every page missing (a postcopy destination's start). */
+  trackPresence(): void {
+    this.receivedMap = new Uint32Array(this.written.length);
+  }
+
+  /** Every page is present again (postcopy ended); nothing is tracked any more. */
+  untrackPresence(): void {
+    this.receivedMap = undefined;
+  }
+
+  /** Records `count` pages from `page` as present (true) or missing (false). */
+  setPresent(page: number, count = 1, present = true): void {
+    if (this.receivedMap) setBitRange(this.receivedMap, page, count, present);
+  }
+
+  /** Pages still missing (0 when presence is not tracked). */
+  get missingPages(): number {
+    const map = this.receivedMap;
+    if (!map) return 0;
+    let present = 0;
+    for (let w = 0; w < map.length; w++) {
+      const x = map[w]!;
+      if (x === 0xffffffff) present += 32;
+      else if (x !== 0) present += popcount32(x);
+    }
+    return Math.max(0, this.pages - present);
+  }
+
   get length(): number {
     return this.host.length;
   }
@@ -92,8 +165,46 @@ export class RamBlock {
   }
 }
 
+export function popcount32(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+}
+
 export class GuestRam {
   readonly blocks: RamBlock[] = [];
+  /** Who makes missing pages present (set while a postcopy destination tracks presence). */
+  pageFault: PageFaultHandler | undefined;
+
+  /**
+   * The presence check before an access to page `page` of `block`: undefined when the page
+   * is present (the fast path, no promise), else a promise that resolves once it is.
+   * @throws {InternalError} when a page is missing and nobody can bring it.
+   */
+  touch(block: RamBlock, page: number, vcpu: boolean): Promise<void> | undefined {
+    if (block.isPresent(page)) return undefined;
+    if (!this.pageFault)
+      throw new InternalError(`page ${page} of ${block.idstr} is missing and nothing can fetch it`);
+    return this.pageFault.fault(block, page, vcpu);
+  }
+
+  /** Pages of the guest-physical range [addr, addr+size) that are missing. */
+  missingIn(addr: bigint, size: bigint): number {
+    let n = 0;
+    const end = addr + size;
+    for (const b of this.blocks) {
+      if (!b.receivedMap) continue;
+      const lo = BigInt(b.offset);
+      const hi = lo + BigInt(b.length);
+      const from = addr > lo ? addr : lo;
+      const to = end < hi ? end : hi;
+      if (from >= to) continue;
+      const first = Number((from - lo) / BigInt(TARGET_PAGE_SIZE));
+      const last = Number((to - lo - 1n) / BigInt(TARGET_PAGE_SIZE));
+      for (let p = first; p <= last; p++) if (!b.isPresent(p)) n++;
+    }
+    return n;
+  }
 
   add(idstr: string, host: Buffer, filled = true): RamBlock {
     const offset = this.blocks.reduce((end, b) => Math.max(end, b.offset + b.length), 0);

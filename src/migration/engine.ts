@@ -7,6 +7,7 @@
 import { Socket } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { InternalError } from '../errors.js';
 import type { GuestRam } from '../machine/ram.js';
 import { genericError } from '../qapi/errors.js';
 import type {
@@ -351,6 +352,18 @@ export class Engine implements MigrationEngine {
     return run;
   }
 
+  resumeOutgoing(parsed: ParsedInput, m: Migration, run: OutgoingRun): void {
+    if (!(run instanceof OutgoingMigration)) throw new InternalError('internal: not an outgoing migration');
+    const addr = parsed.main.addr;
+    const ctx: ConnectContext = { takeFd: (str) => this.#takeFd(str, false), fdsets: this.#host.fdsets };
+    const tls = tlsSetup(this.#host.tls, m.options.params, addr);
+    const transport = withTls(transportOf(addr).connect(addr, ctx), tls);
+    if (!run.resume(transport)) {
+      transport.close();
+      throw genericError('Cannot resume if there is no paused migration');
+    }
+  }
+
   async startIncoming(parsed: ParsedInput, m: Migration, exitOnError: boolean): Promise<IncomingRun> {
     checkCaps(m);
     const addr = parsed.main.addr;
@@ -372,7 +385,11 @@ export class Engine implements MigrationEngine {
       takeFd: (str) => this.#takeFd(str, true),
       fatal,
       warn: (report) => this.#host.warn?.(report),
-      load: (input, rp, opts) => void runIncoming(m, ram, runstate, input, rp, done, opts),
+      load: (input, rp, opts) => {
+        // A migrate-recover listener's connection resumes the paused load.
+        if (m.takeRecoveredChannel({ input, rp, reader: opts?.reader })) return;
+        void runIncoming(m, ram, runstate, input, rp, done, { ...opts, warn: (l) => this.#host.warn?.(l) });
+      },
       tls: tlsSetup(this.#host.tls, m.options.params),
       /**
        * A channel that is there fails its TLS step: nothing of it is loaded, and with

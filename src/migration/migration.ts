@@ -4,6 +4,7 @@
  * them. Each command's rules (below, as pure functions over a snapshot of the state, and
  * options.ts's) run before anything changes; moving bytes is a MigrationEngine's work.
  */
+import type { Readable, Writable } from 'node:stream';
 import { genericError, QapiError } from '../qapi/errors.js';
 import type {
   EventName,
@@ -27,7 +28,9 @@ import {
   type Parameters,
   type SupportContext,
 } from './options.js';
+import type { PostcopyIncoming } from './postcopy-ram.js';
 import { INCOMING_REPORTED, isRunning, POSTCOPY_STATES, RAM_STATES } from './status.js';
+import type { QemuFileReader } from './stream/qemu-file.js';
 
 /** What the state machine needs from the VM around it. */
 export interface MigrationHost {
@@ -64,6 +67,17 @@ export interface OutgoingRun {
   cancel(): boolean;
   /** Resumes from pre-switchover (migrate-continue). */
   continue(): void;
+  /** migrate-start-postcopy: switch to postcopy at the next iteration. */
+  startPostcopy?(): void;
+  /** migrate-pause in postcopy: shut the stream down (the run pauses). */
+  pause?(): void;
+}
+
+/** A channel a migrate-recover listener accepted, for the paused postcopy it resumes. */
+export interface RecoveredChannel {
+  input: Readable;
+  rp: Writable | undefined;
+  reader?: QemuFileReader;
 }
 
 /** A started incoming migration. */
@@ -77,6 +91,12 @@ export interface IncomingRun {
 export interface MigrationEngine {
   /** @throws {QapiError} for synchronous connect errors (bad fd name, spawn, open...). */
   startOutgoing(parsed: ParsedInput, m: Migration): OutgoingRun | Promise<OutgoingRun>;
+  /**
+   * Connects to the destination's new address for a paused postcopy (migrate with resume)
+   * and hands the connection to `run`.
+   * @throws {QapiError} for synchronous connect errors.
+   */
+  resumeOutgoing?(parsed: ParsedInput, m: Migration, run: OutgoingRun): void;
   /** @throws {QapiError} when the listener or transport cannot be set up. */
   startIncoming(parsed: ParsedInput, m: Migration, exitOnError: boolean): IncomingRun | Promise<IncomingRun>;
 }
@@ -216,6 +236,14 @@ export class Migration {
   stats: MigrationStats = emptyStats();
   #outgoing: OutgoingRun | undefined;
   #incoming: IncomingRun | undefined;
+  /** Shuts the incoming channel (set by the load while it reads one), for migrate-pause. */
+  incomingShutdown: (() => void) | undefined;
+  /** A postcopy destination's page state (blocktime), once ADVISE came. */
+  postcopyIncoming: PostcopyIncoming | undefined;
+  /** The migrate-recover listener, while one waits for a resuming source. */
+  #recoverListener: IncomingRun | undefined;
+  /** The paused load waiting for a resumed source's channel. */
+  #recoverWait: { resolve(ch: RecoveredChannel): void; reject(e: Error): void } | undefined;
 
   constructor(host: MigrationHost, engine: MigrationEngine) {
     this.#host = host;
@@ -261,6 +289,10 @@ export class Migration {
   /** `migrate`: checks, then state `setup`, then the engine. */
   async migrate(args: MigrationInput & { resume?: boolean }): Promise<void> {
     const parsed = this.prepare(args);
+    if (args.resume) {
+      this.#resume(parsed);
+      return;
+    }
     this.error = undefined;
     this.stats = emptyStats();
     this.startTime = Date.now();
@@ -272,6 +304,24 @@ export class Migration {
     } catch (e) {
       // Synchronous connect errors are returned and leave the state failed, as in QEMU.
       this.fail(e instanceof QapiError ? e.desc : (e as Error).message);
+      throw e instanceof QapiError ? e : genericError((e as Error).message);
+    }
+  }
+
+  /**
+   * `migrate` with resume: true in postcopy-paused (qmp_migrate's resume path): state
+   * postcopy-recover-setup, then the run takes the new connection; a connect error returns
+   * it to postcopy-paused.
+   */
+  #resume(parsed: ParsedInput): void {
+    const run = this.#outgoing;
+    this.setStatus('postcopy-recover-setup');
+    try {
+      if (!run || !this.#engine.resumeOutgoing)
+        throw genericError('Cannot resume if there is no paused migration');
+      this.#engine.resumeOutgoing(parsed, this, run);
+    } catch (e) {
+      this.setStatus('postcopy-paused');
       throw e instanceof QapiError ? e : genericError((e as Error).message);
     }
   }
@@ -334,6 +384,33 @@ export class Migration {
   shutdown(): void {
     this.#incoming?.cancel();
     this.#outgoing?.cancel();
+    this.#recoverListener?.cancel();
+    this.#recoverListener = undefined;
+    this.#recoverWait?.reject(genericError('the VM is going away while its postcopy migration is paused'));
+    this.#recoverWait = undefined;
+  }
+
+  /**
+   * A paused postcopy load waits here for the channel of a resuming source (which a
+   * migrate-recover listener accepts). Rejects when the VM goes away.
+   */
+  waitRecoveredChannel(): Promise<RecoveredChannel> {
+    return new Promise((resolve, reject) => {
+      this.#recoverWait = { resolve, reject };
+    });
+  }
+
+  /**
+   * Gives an accepted channel to a paused postcopy load, if one waits.
+   * @returns false when no load waits (the channel starts a migration of its own).
+   */
+  takeRecoveredChannel(ch: RecoveredChannel): boolean {
+    const w = this.#recoverWait;
+    if (!w || this.incomingStatus !== 'postcopy-paused') return false;
+    this.#recoverWait = undefined;
+    this.#recoverListener = undefined;
+    w.resolve(ch);
+    return true;
   }
 
   /**
@@ -356,16 +433,46 @@ export class Migration {
     this.#outgoing?.continue();
   }
 
+  /**
+   * `migrate-pause`. On a destination in postcopy-active (qmp_migrate_pause's incoming part)
+   * the channel is shut: the load pauses as on a broken link, and a resume can follow.
+   */
   pause(): void {
     checkMigratePause(this.status, this.incomingStatus);
+    if (this.status === 'postcopy-active' || this.status === 'postcopy-recover') this.#outgoing?.pause?.();
+    if (this.incomingStatus === 'postcopy-active') this.incomingShutdown?.();
   }
 
-  recover(): void {
+  /** Every check `migrate-recover` makes before it listens (`qmigrate check` calls it too). @throws {QapiError} */
+  prepareRecover(args: { uri: string }): ParsedInput {
     checkMigrateRecover(this.incomingStatus);
+    const parsed = parseMigrationInput({ uri: args.uri }, 'migrate-incoming', this.options.params.mode);
+    checkTransport(parsed.main.addr, this.options.caps, this.options.params);
+    checkIncomingSupport(parsed, this.#support());
+    checkListenAddress(parsed.main.addr);
+    return parsed;
+  }
+
+  /**
+   * `migrate-recover URI` (qmp_migrate_recover): a paused postcopy destination listens on a
+   * new address; the resuming source's connection continues the load.
+   * @throws {QapiError} when not paused, or for the address (as migrate-incoming's checks).
+   */
+  async recover(args: { uri: string }): Promise<void> {
+    const parsed = this.prepareRecover(args);
+    // A second migrate-recover replaces the first listener (QEMU releases the old transport).
+    this.#recoverListener?.cancel();
+    this.#recoverListener = undefined;
+    const run = await this.#engine.startIncoming(parsed, this, false);
+    this.#recoverListener = run;
+    // query-migrate reports the new listener's address, as QEMU does once it listens.
+    this.#incoming = run;
   }
 
   startPostcopy(): void {
     checkStartPostcopy(this.options.caps, this.status);
+    // QEMU only raises a flag: in any later state it is taken without a word.
+    this.#outgoing?.startPostcopy?.();
   }
 
   setCapabilities(list: MigrationCapabilityStatus[]): void {
@@ -395,6 +502,12 @@ export class Migration {
         else info['expected-downtime'] = this.expectedDowntime;
         info.ram = { ...this.stats, ...(done ? { remaining: 0, 'dirty-pages-rate': 0 } : {}) };
       }
+    }
+    // The destination's blocktime, once completed (fill_destination_postcopy_migration_info).
+    const bt = this.incomingStatus === 'completed' ? this.postcopyIncoming?.blocktime() : undefined;
+    if (bt && this.status === 'none') {
+      info['postcopy-blocktime'] = bt.total;
+      info['postcopy-vcpu-blocktime'] = bt.vcpu;
     }
     if (this.error !== undefined) info['error-desc'] = this.error;
     return info;

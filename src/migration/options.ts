@@ -369,7 +369,6 @@ export class MigrationOptions {
 const NOT_IMPLEMENTED: readonly { cap: MigrationCapability; why: string; sourceOnly?: true }[] = [
   { cap: 'xbzrle', why: 'XBZRLE page encoding is not implemented' },
   { cap: 'auto-converge', why: 'the guest workload is not throttled', sourceOnly: true },
-  { cap: 'postcopy-ram', why: 'postcopy is not implemented' },
   { cap: 'x-colo', why: 'COLO is not implemented' },
   {
     cap: 'dirty-bitmaps',
@@ -378,7 +377,10 @@ const NOT_IMPLEMENTED: readonly { cap: MigrationCapability; why: string; sourceO
   { cap: 'x-ignore-shared', why: 'shared RAM is always sent' },
   { cap: 'background-snapshot', why: 'background snapshots are not implemented' },
   { cap: 'zero-copy-send', why: 'Node cannot send with MSG_ZEROCOPY' },
-  { cap: 'postcopy-preempt', why: 'postcopy is not implemented' },
+  {
+    cap: 'postcopy-preempt',
+    why: 'postcopy preempt (a second channel for requested pages) is not implemented',
+  },
   { cap: 'switchover-ack', why: 'the switchover handshake is not implemented' },
   { cap: 'mapped-ram', why: 'the mapped-ram file layout is not implemented' },
 ];

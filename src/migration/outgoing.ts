@@ -2,13 +2,15 @@
  * The source side of a precopy migration (migration/migration.c migration_thread,
  * migration_iteration_run, migration_completion): header, RAM setup, iterations of dirty
  * pages under the bandwidth limit until what is left fits in `downtime-limit`, then
- * stop-and-copy, device sections and the trailer. On failure or cancel the guest keeps
- * running with its RAM untouched (the source never writes guest memory).
+ * stop-and-copy, device sections and the trailer; or, once migrate-start-postcopy asked for it,
+ * postcopy (postcopy_start, the postcopy iterations with page requests served first, and
+ * postcopy_pause / postcopy_do_resume when the link breaks). On failure or cancel before the
+ * switchover the guest keeps running with its RAM untouched (the source never writes guest memory).
  */
-import type { Duplex, Writable } from 'node:stream';
+import { type Duplex, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InternalError, QmigrateError } from '../errors.js';
-import type { GuestRam } from '../machine/ram.js';
+import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { QapiError } from '../qapi/errors.js';
 import type { RunState } from '../qapi/types.js';
 import { strerror } from '../util/errno.js';
@@ -16,12 +18,21 @@ import type { GuestRunState, Migration, OutgoingRun } from './migration.js';
 import { MultifdSender } from './multifd.js';
 import { RAM_SAVE_FLAG_MULTIFD_FLUSH, RamSaver } from './ram.js';
 import { encodeMultifdInit } from './stream/multifd-packet.js';
-import { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
-import { readReturnPath } from './stream/return-path.js';
+import { encodeAdvise, encodeCountedName, encodeRamDiscards, readRecvBitmap } from './stream/postcopy.js';
+import { QemuFileReader, QemuFileWriter, StreamError } from './stream/qemu-file.js';
+import { type PostcopyHandlers, readReturnPath } from './stream/return-path.js';
 import {
   MIG_CMD_OPEN_RETURN_PATH,
+  MIG_CMD_PACKAGED,
   MIG_CMD_PING,
+  MIG_CMD_POSTCOPY_ADVISE,
+  MIG_CMD_POSTCOPY_LISTEN,
+  MIG_CMD_POSTCOPY_RAM_DISCARD,
+  MIG_CMD_POSTCOPY_RESUME,
+  MIG_CMD_POSTCOPY_RUN,
+  MIG_CMD_RECV_BITMAP,
   MIG_CMD_SWITCHOVER_START,
+  QEMU_VM_EOF,
   QEMU_VM_SECTION_END,
   QEMU_VM_SECTION_PART,
   QEMU_VM_SECTION_START,
@@ -42,6 +53,9 @@ import { TimeSlice } from './time-slice.js';
 const MAX_WAIT_MS = 50;
 const BUFFER_DELAY_MS = 100;
 const FLUSH_BYTES = 1 << 20;
+/** How long a resumed postcopy waits for each answer of the destination's handshake. */
+const RESUME_HANDSHAKE_MS = 10_000;
+const PAGE_SIZE = 4096;
 
 export interface OutgoingTransport {
   /** The stream, once connected (socket connects may fail later, asynchronously). */
@@ -83,8 +97,23 @@ export class OutgoingMigration implements OutgoingRun {
   readonly #m: Migration;
   readonly #ram: GuestRam;
   readonly #runstate: GuestRunState;
-  readonly #transport: OutgoingTransport;
+  #transport: OutgoingTransport;
   #cancelled = false;
+  /** migrate-start-postcopy was given (QEMU's start_postcopy). */
+  #postcopyRequested = false;
+  /** The package with RUN is being handed over: the destination may run the guest from here on. */
+  #switched = false;
+  /** Page requests of the destination not served yet, in order (src_page_requests). */
+  #requests: { b: RamBlock; page: number; pages: number }[] = [];
+  #lastReqBlock: RamBlock | undefined;
+  /** Set while postcopy is paused: migrate with resume hands the new transport here. */
+  #resume: ((t: OutgoingTransport) => void) | undefined;
+  /** Woken when the return path brought something a postcopy wait may be waiting for. */
+  #progress: (() => void) | undefined;
+  #bitmapsPending = 0;
+  /** The return path ended as a connection does (EOF, reset), not on a bad message. */
+  #rpIo = false;
+  #ramSaver: RamSaver | undefined;
   /** The stream's end is in the kernel with no word from the peer to wait for: too late to cancel. */
   #committed = false;
   #continue: (() => void) | undefined;
@@ -129,6 +158,34 @@ export class OutgoingMigration implements OutgoingRun {
     this.#continue?.();
   }
 
+  /** migrate-start-postcopy: the switch happens at the next iteration, as in QEMU. */
+  startPostcopy(): void {
+    this.#postcopyRequested = true;
+    this.#wake?.();
+  }
+
+  /**
+   * migrate-pause in postcopy (qmp_migrate_pause): shuts the stream down, so the run goes to
+   * postcopy-paused as for a broken link.
+   */
+  pause(): void {
+    this.#transport.close();
+    for (const c of this.#channels) c.destroy();
+    this.#wake?.();
+    this.#progress?.();
+  }
+
+  /**
+   * migrate with resume: true, in postcopy-paused: the transport to the destination's new
+   * address, for the recovery handshake.
+   * @returns false when the run is not waiting for one.
+   */
+  resume(t: OutgoingTransport): boolean {
+    if (!this.#resume) return false;
+    this.#resume(t);
+    return true;
+  }
+
   /** Runs the migration to its end; never throws (the outcome is in the migration state). */
   async run(): Promise<void> {
     const m = this.#m;
@@ -138,6 +195,7 @@ export class OutgoingMigration implements OutgoingRun {
       if (this.#cancelled) throw new Cancelled();
       const f = new QemuFileWriter(stream);
       const ram = new RamSaver(this.#ram, f, m.options.params['zero-page-detection']);
+      this.#ramSaver = ram;
       if (m.options.caps.multifd) {
         // The extra connections go to the same address; each opens with its init packet.
         const open = this.#transport.openChannel;
@@ -180,6 +238,8 @@ export class OutgoingMigration implements OutgoingRun {
       // paused meanwhile stays paused. QEMU's order: a cancelled migration resumes the guest
       // before it reports `cancelled`, a failed one after `failed`.
       const resume = () => {
+        // Past the switchover the destination may run the guest: it stays stopped here.
+        if (this.#switched) return;
         const old = this.#vmOldState;
         if (old === 'running') this.#runstate.start();
         else if (old !== undefined && this.#runstate.state === 'finish-migrate') this.#runstate.set(old);
@@ -217,7 +277,11 @@ export class OutgoingMigration implements OutgoingRun {
   async #precopy(f: QemuFileWriter, ram: RamSaver, onStop: (t: number) => void): Promise<void> {
     const slice = new TimeSlice();
     await this.#setup(f, ram);
-    await this.#iterate(f, ram, slice);
+    if (await this.#iterate(f, ram, slice)) {
+      await this.#postcopyStart(f, ram, onStop);
+      await this.#postcopy(f, ram, slice);
+      return;
+    }
     // Stop-and-copy.
     const runstateBefore = await this.#switchover(f, ram, onStop);
     await this.#completePrecopy(f, ram, slice, runstateBefore);
@@ -242,6 +306,8 @@ export class OutgoingMigration implements OutgoingRun {
       this.#shut = this.#readReturnPath(stream as Duplex);
       this.#shut.catch(() => {});
     }
+    // Told early, so a destination that cannot do postcopy fails now (migration_thread).
+    if (caps['postcopy-ram']) writeCommand(f, MIG_CMD_POSTCOPY_ADVISE, encodeAdvise(PAGE_SIZE, PAGE_SIZE));
     // Setup: every page dirty, the block list.
     writeSectionStart(f, QEMU_VM_SECTION_START, SECTION_ID.ram, 'ram', RAM_VERSION);
     ram.setup();
@@ -259,9 +325,11 @@ export class OutgoingMigration implements OutgoingRun {
 
   /**
    * Iterations (migration_iteration_run) while the guest runs: one RAM section part per turn
-   * under the rate limit, until a finished pass leaves no more than the downtime limit allows.
+   * under the rate limit, until a finished pass leaves no more than the downtime limit allows,
+   * or until migrate-start-postcopy asks for the switch.
+   * @returns true for postcopy, false for stop-and-copy.
    */
-  async #iterate(f: QemuFileWriter, ram: RamSaver, slice: TimeSlice): Promise<void> {
+  async #iterate(f: QemuFileWriter, ram: RamSaver, slice: TimeSlice): Promise<boolean> {
     const m = this.#m;
     // The rate limit counts bytes as they are queued (QEMU's does, into its QEMUFile);
     // bandwidth and progress count bytes the transport has passed on.
@@ -274,6 +342,7 @@ export class OutgoingMigration implements OutgoingRun {
     };
     for (;;) {
       this.#check();
+      if (this.#postcopyRequested) return true;
       // Read once per turn: migrate-set-parameters may replace them meanwhile.
       const params = m.options.params;
       const maxBw = Number(params['max-bandwidth']);
@@ -287,7 +356,7 @@ export class OutgoingMigration implements OutgoingRun {
       const allSent = await this.#iterateSection(f, ram, slice, window.bytes, budget);
       const t = performance.now();
       this.#updateCounters(f, ram, counters, t, allSent);
-      if (this.#pendingFits(f, ram, params, counters.bandwidth, allSent)) break;
+      if (this.#pendingFits(f, ram, params, counters.bandwidth, allSent)) return false;
     }
   }
 
@@ -557,6 +626,262 @@ export class OutgoingMigration implements OutgoingRun {
     }
   }
 
+  // ---- postcopy ---------------------------------------------------------------------------
+
+  /**
+   * The switch to postcopy (postcopy_start): the guest stopped as for stop-and-copy, a last
+   * bitmap sync, the discard list of every page still dirty, PING 2, the package (LISTEN, the
+   * device sections, PING 3, RUN), PING 4; then `postcopy-active` under max-postcopy-bandwidth.
+   */
+  async #postcopyStart(f: QemuFileWriter, ram: RamSaver, onStop: (t: number) => void): Promise<void> {
+    const m = this.#m;
+    const runstateBefore = await this.#switchover(f, ram, onStop);
+    ram.completing = true;
+    ram.sync();
+    m.pass(ram.counters.syncCount);
+    writeCommand(f, MIG_CMD_SWITCHOVER_START);
+    for (const { idstr, ranges } of ram.discardRanges()) {
+      for (const d of encodeRamDiscards(idstr, ranges)) writeCommand(f, MIG_CMD_POSTCOPY_RAM_DISCARD, d);
+    }
+    writeCommand(f, MIG_CMD_PING, be32(2));
+    const pkg = await postcopyPackage(runstateBefore === 'finish-migrate' ? 'running' : runstateBefore);
+    this.#check();
+    // The last point where a failure gives the guest back to the source (QEMU's too).
+    this.#switched = true;
+    writeCommand(f, MIG_CMD_PACKAGED, be32(pkg.length));
+    f.bytes(pkg);
+    writeCommand(f, MIG_CMD_PING, be32(4));
+    f.flush();
+    // The guest is stopped: nothing dirties its RAM any more.
+    ram.cleanup();
+    ram.completing = false;
+    ram.postcopy = true;
+    this.#updateStats(f, ram);
+    m.setStatus('postcopy-active');
+  }
+
+  /**
+   * The postcopy phase: the pages left, requested ones first, then the end of the stream; a
+   * broken link pauses it until migrate with resume gives a new one (postcopy_pause).
+   */
+  async #postcopy(f: QemuFileWriter, ram: RamSaver, slice: TimeSlice): Promise<void> {
+    let out = f;
+    for (;;) {
+      try {
+        await this.#postcopyIterate(out, ram, slice);
+        await this.#completePostcopy(out, ram);
+        return;
+      } catch (e) {
+        const cause = this.#rpError && this.#rpIo ? this.#rpError : e;
+        if (!this.#isIoFailure(cause)) throw this.#rpError && !this.#rpIo ? this.#rpError : e;
+        out = await this.#postcopyPause(ram, cause);
+      }
+    }
+  }
+
+  /** Whether `e` is a broken connection (what postcopy survives), not a protocol error. */
+  #isIoFailure(e: unknown): boolean {
+    if (e === this.#rpError) return this.#rpIo;
+    return isConnectionError(e);
+  }
+
+  /**
+   * Iterations in postcopy (migration_iteration_run in postcopy): one RAM section part per turn
+   * under max-postcopy-bandwidth, requested pages first and without waiting for the rate limit
+   * (QEMU's urgent requests), until no page is left.
+   */
+  async #postcopyIterate(f: QemuFileWriter, ram: RamSaver, slice: TimeSlice): Promise<void> {
+    const window: RateWindow = { start: performance.now(), bytes: this.#handed(f, ram) };
+    for (;;) {
+      this.#check();
+      if (ram.dirtyPages === 0) return;
+      const maxBw = Number(this.#m.options.params['max-postcopy-bandwidth']);
+      const budget = maxBw > 0 ? (maxBw * BUFFER_DELAY_MS) / 1000 : Number.POSITIVE_INFINITY;
+      const wait = this.#rateLimitWait(f, ram, window, budget);
+      if (wait > 0 && this.#requests.length === 0) {
+        await this.#sleep(wait);
+        continue;
+      }
+      const chunkStart = performance.now();
+      writeSectionPart(f, QEMU_VM_SECTION_PART, SECTION_ID.ram);
+      for (;;) {
+        this.#serveRequests(ram);
+        const allSent = await this.#fill(
+          f,
+          ram,
+          slice,
+          () => {
+            if (this.#requests.length) return true;
+            if (f.pendingBytes >= FLUSH_BYTES) {
+              if (f.busy) return true;
+              f.flush();
+            }
+            const over = this.#handed(f, ram) + f.pendingBytes - window.bytes >= budget;
+            return over || performance.now() - chunkStart >= MAX_WAIT_MS;
+          },
+          Number.isFinite(budget) ? 1 : 64,
+        );
+        if (allSent || this.#requests.length === 0) break;
+      }
+      ram.eos();
+      writeFooter(f, SECTION_ID.ram);
+      await f.drained();
+      f.flush();
+      await slice.maybeYield();
+      this.#check();
+      this.#updateStats(f, ram);
+    }
+  }
+
+  /** Sends every page the destination asked for and has not had yet (get_queued_page). */
+  #serveRequests(ram: RamSaver): void {
+    while (this.#requests.length) {
+      const r = this.#requests.shift()!;
+      for (let p = r.page; p < r.page + r.pages; p++) ram.sendRequested(r.b, p);
+    }
+  }
+
+  /**
+   * The end of a postcopy (migration_completion_postcopy): the RAM section's END with what is
+   * left, QEMU_VM_EOF (no VM description after a postcopy), then the destination's SHUT.
+   */
+  async #completePostcopy(f: QemuFileWriter, ram: RamSaver): Promise<void> {
+    writeSectionPart(f, QEMU_VM_SECTION_END, SECTION_ID.ram);
+    this.#serveRequests(ram);
+    ram.sendPages(() => false);
+    ram.eos();
+    writeFooter(f, SECTION_ID.ram);
+    f.u8(QEMU_VM_EOF);
+    await f.drain();
+    const code = await Promise.race([
+      this.#shut!,
+      new Promise<number>((_, rej) => {
+        this.#wake = () => rej(this.#rpError ?? systemErrorPaused());
+      }),
+    ]);
+    if (code !== 0) throw new QapiError(`RP: Sibling indicated error ${code}`);
+    this.#doneAt = Date.now();
+    await f.end();
+    this.#updateStats(f, ram);
+  }
+
+  /**
+   * postcopy_pause: the link is gone; `postcopy-paused` with the guest stopped and every page
+   * not known to be received kept, until migrate with resume brings a new connection and the
+   * handshake over it succeeds (or fails: paused again).
+   * @returns the writer of the new connection.
+   */
+  async #postcopyPause(ram: RamSaver, cause: unknown): Promise<QemuFileWriter> {
+    const m = this.#m;
+    for (let why = cause; ; ) {
+      this.#transport.close();
+      m.error = this.#describe(why);
+      m.setStatus('postcopy-paused');
+      const t = await new Promise<OutgoingTransport>((r) => {
+        this.#resume = r;
+      });
+      this.#resume = undefined;
+      try {
+        return await this.#postcopyRecover(t, ram);
+      } catch (e) {
+        why = this.#rpError ?? e;
+      }
+    }
+  }
+
+  /**
+   * The recovery handshake on a new connection (postcopy_do_resume): RECV_BITMAP for every
+   * block, each answered by the destination's received bitmap, from which the pages to send
+   * are rebuilt; then POSTCOPY_RESUME, answered by RESUME_ACK, back to `postcopy-active`.
+   * Each answer is awaited at most RESUME_HANDSHAKE_MS.
+   * @throws {QapiError} when the destination does not answer in time, or answers wrongly.
+   */
+  async #postcopyRecover(t: OutgoingTransport, ram: RamSaver): Promise<QemuFileWriter> {
+    const m = this.#m;
+    this.#transport = t;
+    this.#rpError = undefined;
+    this.#rpIo = false;
+    const stream = await t.stream;
+    m.setStatus('postcopy-recover');
+    const f = new QemuFileWriter(stream);
+    ram.setFile(f);
+    this.#shut = this.#readReturnPath(stream as Duplex);
+    this.#shut.catch(() => {});
+    const blocks = this.#ram.blocks;
+    this.#bitmapsPending = blocks.length;
+    for (const b of blocks) writeCommand(f, MIG_CMD_RECV_BITMAP, encodeCountedName(b.idstr));
+    f.flush();
+    await this.#handshakeWait(() => this.#bitmapsPending === 0, 'its received bitmaps (RECV_BITMAP)');
+    writeCommand(f, MIG_CMD_POSTCOPY_RESUME);
+    f.flush();
+    await this.#handshakeWait(() => m.status === 'postcopy-active', 'RESUME_ACK');
+    m.error = undefined;
+    ram.restart();
+    return f;
+  }
+
+  /** Waits until `done()`, at most RESUME_HANDSHAKE_MS; the return path's failure ends it too. */
+  async #handshakeWait(done: () => boolean, what: string): Promise<void> {
+    const deadline = performance.now() + RESUME_HANDSHAKE_MS;
+    while (!done()) {
+      if (this.#rpError) throw this.#rpError;
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new QapiError(
+          `Postcopy recovery failed: the destination did not send ${what} within ${RESUME_HANDSHAKE_MS / 1000} s`,
+        );
+      }
+      await Promise.race([
+        sleep(left),
+        new Promise<void>((r) => {
+          this.#progress = r;
+        }),
+      ]);
+      this.#progress = undefined;
+    }
+  }
+
+  /** What the return path's postcopy messages do to this run. */
+  #postcopyHandlers(): PostcopyHandlers {
+    return {
+      reqPages: (idstr, start, len) => {
+        this.#m.stats['postcopy-requests'] = Number(this.#m.stats['postcopy-requests']) + 1;
+        let b: RamBlock | undefined;
+        if (idstr === undefined) {
+          b = this.#lastReqBlock;
+          if (!b) throw new QapiError('MIG_RP_MSG_REQ_PAGES has no previous block');
+        } else {
+          b = this.#ram.block(idstr);
+          if (!b) throw new QapiError(`MIG_RP_MSG_REQ_PAGES has no block '${idstr}'`);
+          this.#lastReqBlock = b;
+        }
+        const last = start + len - 1;
+        if (last < 0 || last >= b.length) {
+          const hex = (v: number) => v.toString(16);
+          throw new QapiError(
+            `MIG_RP_MSG_REQ_PAGES request overrun, start=${hex(start)} len=${hex(len)} blocklen=${hex(b.length)}`,
+          );
+        }
+        this.#requests.push({ b, page: start / PAGE_SIZE, pages: len / PAGE_SIZE });
+        this.#wake?.();
+      },
+      recvBitmap: async (idstr, r) => {
+        const b = this.#ram.block(idstr);
+        if (!b) throw new QapiError(`MIG_RP_MSG_RECV_BITMAP has invalid block name '${idstr}'`);
+        if (this.#m.status !== 'postcopy-recover')
+          throw new QapiError(`Reload bitmap in incorrect state ${this.#m.status}`);
+        const received = await readRecvBitmap(r, idstr, b.pages);
+        this.#ramSaver?.reloadFromReceived(idstr, received);
+        this.#bitmapsPending--;
+        this.#progress?.();
+      },
+      resumeAck: () => {
+        if (this.#m.status === 'postcopy-recover') this.#m.setStatus('postcopy-active');
+        this.#progress?.();
+      },
+    };
+  }
+
   /** Waits until every channel has passed all it was given to the kernel. */
   async #settled(f: QemuFileWriter, ram: RamSaver): Promise<void> {
     await f.settled();
@@ -598,6 +923,7 @@ export class OutgoingMigration implements OutgoingRun {
     s['dirty-sync-count'] = ram.counters.syncCount;
     s['precopy-bytes'] = ram.counters.precopyBytes;
     s['downtime-bytes'] = ram.counters.downtimeBytes;
+    s['postcopy-bytes'] = ram.counters.postcopyBytes;
     const elapsed = Date.now() - this.#m.startTime - this.#m.setupTime;
     s.mbps = elapsed > 0 ? (Number(s.transferred) * 8) / elapsed / 1000 : 0;
   }
@@ -616,14 +942,19 @@ export class OutgoingMigration implements OutgoingRun {
   async #readReturnPath(stream: Duplex): Promise<number> {
     const r = new QemuFileReader(stream, 1 << 16);
     try {
-      return await readReturnPath(r);
+      return await readReturnPath(
+        r,
+        this.#m.options.caps['postcopy-ram'] ? this.#postcopyHandlers() : undefined,
+      );
     } catch (e) {
+      this.#rpIo = isConnectionError(e);
       const err =
         e instanceof QapiError
           ? e
           : new QapiError('return path closed before the destination confirmed the end of the migration');
       this.#rpError = err;
       this.#wake?.();
+      this.#progress?.();
       // The stream's writes may be blocked on a peer that reads nothing any more: end them,
       // so the failure is this one now, not whenever the kernel gives up (QEMU 10.0 records
       // the error and stays `active` while its write blocks).
@@ -634,4 +965,46 @@ export class OutgoingMigration implements OutgoingRun {
       throw err;
     }
   }
+}
+
+/** A stream that ended or failed (EOF, reset, EPIPE), as opposed to a peer saying something wrong. */
+function isConnectionError(e: unknown): boolean {
+  if (e instanceof StreamError) return true;
+  if (e instanceof QmigrateError) return false;
+  return typeof (e as NodeJS.ErrnoException)?.code === 'string';
+}
+
+function be32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(v);
+  return b;
+}
+
+/** The error a postcopy wait ends with when migrate-pause shut the stream down. */
+function systemErrorPaused(): NodeJS.ErrnoException {
+  const e: NodeJS.ErrnoException = new Error('Channel was shut down (migrate-pause)');
+  e.code = 'ESHUTDOWN';
+  return e;
+}
+
+/**
+ * The package of postcopy_start, as bytes: LISTEN, the device sections (`timer`,
+ * `globalstate` with the run state the guest had), PING 3, RUN.
+ */
+async function postcopyPackage(runstate: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const sink = new Writable({
+    write(c: Buffer, _enc, cb) {
+      chunks.push(Buffer.from(c));
+      cb();
+    },
+  });
+  const f = new QemuFileWriter(sink);
+  writeCommand(f, MIG_CMD_POSTCOPY_LISTEN);
+  writeTimer(f);
+  writeGlobalState(f, runstate);
+  writeCommand(f, MIG_CMD_PING, be32(3));
+  writeCommand(f, MIG_CMD_POSTCOPY_RUN);
+  await f.settled();
+  return Buffer.concat(chunks);
 }

@@ -8,6 +8,8 @@ import { InternalError } from '../errors.js';
 import type { GuestRam, RamBlock } from '../machine/ram.js';
 import { TARGET_PAGE_SIZE } from '../machine/ram.js';
 import type { MultifdSender } from './multifd.js';
+import { type PostcopyIncoming, PostcopyState } from './postcopy-ram.js';
+import { bitmapRanges, type DiscardRange } from './stream/postcopy.js';
 import type { QemuFileReader, QemuFileWriter } from './stream/qemu-file.js';
 import { StreamError } from './stream/qemu-file.js';
 import { TimeSlice } from './time-slice.js';
@@ -31,12 +33,14 @@ export interface RamCounters {
   /** Bytes of page records and their headers sent in precopy. */
   precopyBytes: number;
   downtimeBytes: number;
+  /** Bytes of page records and their headers sent once postcopy runs. */
+  postcopyBytes: number;
   syncCount: number;
 }
 
 export class RamSaver {
   readonly #ram: GuestRam;
-  readonly #f: QemuFileWriter;
+  #f: QemuFileWriter;
   /** Per block: pages still to send. */
   readonly #bitmaps: Uint32Array[];
   #dirtyPages = 0;
@@ -52,10 +56,13 @@ export class RamSaver {
     duplicate: 0,
     precopyBytes: 0,
     downtimeBytes: 0,
+    postcopyBytes: 0,
     syncCount: 0,
   };
   /** True while in stop-and-copy: bytes count as downtime bytes. */
   completing = false;
+  /** True once postcopy runs: bytes count as postcopy bytes. */
+  postcopy = false;
   /** With multifd, pages go to these channels instead of the main stream. */
   multifd: MultifdSender | undefined;
 
@@ -201,12 +208,77 @@ export class RamSaver {
       this.counters.normal++;
     }
     const n = f.pendingBytes - before;
-    if (this.completing) this.counters.downtimeBytes += n;
+    if (this.postcopy) this.counters.postcopyBytes += n;
+    else if (this.completing) this.counters.downtimeBytes += n;
     else this.counters.precopyBytes += n;
   }
 
   eos(): void {
     this.#f.be64(RAM_SAVE_FLAG_EOS);
+  }
+
+  /**
+   * The dirty pages of each block as RAM_DISCARD ranges (postcopy_each_ram_send_discard),
+   * and a fresh start for the scan: the next page record names its block again
+   * (ram_postcopy_send_discard_bitmap resets the last block sent and the scan position).
+   */
+  discardRanges(): { idstr: string; ranges: DiscardRange[] }[] {
+    const out = this.#ram.blocks.map((b, i) => ({
+      idstr: b.idstr,
+      ranges: bitmapRanges(this.#bitmaps[i]!, b.pages, PAGE),
+    }));
+    this.restart();
+    return out;
+  }
+
+  /** Forgets the last block sent and scans from the start again (ram_state_reset). */
+  restart(): void {
+    this.#lastBlock = undefined;
+    this.#blockIdx = 0;
+    this.#page = 0;
+  }
+
+  /** Writes on `f` from now on: the stream of a resumed postcopy. */
+  setFile(f: QemuFileWriter): void {
+    this.#f = f;
+  }
+
+  /**
+   * Sends page `p` of block `b` now if it is still to be sent (get_queued_page: a requested
+   * page already sent is skipped).
+   * @returns whether the page was sent.
+   */
+  sendRequested(b: RamBlock, p: number): boolean {
+    const i = this.#ram.blocks.indexOf(b);
+    const bm = this.#bitmaps[i]!;
+    const bit = 1 << (p & 31);
+    if ((bm[p >>> 5]! & bit) === 0) return false;
+    bm[p >>> 5]! &= ~bit;
+    this.#dirtyPages--;
+    this.#sendPage(b, p);
+    return true;
+  }
+
+  /**
+   * Rebuilds a block's bitmap from what the destination says it has received
+   * (ram_dirty_bitmap_reload): every page not received is to be sent again.
+   * @param received one bit a page, as readRecvBitmap returns it.
+   */
+  reloadFromReceived(idstr: string, received: Uint32Array): void {
+    const i = this.#ram.blocks.findIndex((b) => b.idstr === idstr);
+    const b = this.#ram.blocks[i]!;
+    const bm = this.#bitmaps[i]!;
+    let before = 0;
+    let after = 0;
+    for (let w = 0; w < bm.length; w++) {
+      before += popcount(bm[w]!);
+      const tail = b.pages - w * 32;
+      const valid = tail >= 32 ? 0xffffffff : (1 << tail) - 1;
+      bm[w] = ~received[w]! & valid;
+      after += popcount(bm[w]!);
+    }
+    this.#dirtyPages += after - before;
+    this.restart();
   }
 }
 
@@ -224,6 +296,8 @@ export class RamLoader {
   #announced = false;
   /** Called at each MULTIFD_FLUSH (multifd sync point). */
   onFlush: (() => Promise<void>) | undefined;
+  /** A postcopy destination's page state, from ADVISE on: placed pages become present. */
+  postcopy: PostcopyIncoming | undefined;
   /** A backlog of stream being applied must not hold the monitors off. */
   readonly #slice = new TimeSlice();
   #records = 0;
@@ -259,13 +333,32 @@ export class RamLoader {
           const fill = r.u8();
           if (fill !== 0) throw new StreamError(`Found a zero page with value ${fill}`, r.offset - 1, 'ram');
           this.#check(b, addr, at);
-          handleZeroPage(b, addr / PAGE);
+          const pc = this.postcopy;
+          if (pc && b.receivedMap) {
+            // In postcopy a page already present (fetched first, then written by the guest)
+            // is not placed again, as UFFDIO_ZEROPAGE answers EEXIST.
+            if (pc.state >= PostcopyState.LISTENING && b.isPresent(addr / PAGE)) break;
+            handleZeroPage(b, addr / PAGE);
+            pc.placed(b, addr / PAGE);
+          } else handleZeroPage(b, addr / PAGE);
           break;
         }
         case RAM_SAVE_FLAG_PAGE: {
           const b = this.#continued(flags) ?? (await this.#block(r, flags, at));
           this.#check(b, addr, at);
           if (r.available < PAGE) await r.need(PAGE, `page 0x${addr.toString(16)} of ${b.idstr}`);
+          const pc = this.postcopy;
+          if (pc && b.receivedMap) {
+            // As UFFDIO_COPY's EEXIST: what the guest has (and may have written) stays.
+            if (pc.state >= PostcopyState.LISTENING && b.isPresent(addr / PAGE)) {
+              r.skip(PAGE);
+              break;
+            }
+            r.copyTo(b.host, addr, PAGE);
+            b.markDirty(addr / PAGE);
+            pc.placed(b, addr / PAGE);
+            break;
+          }
           r.copyTo(b.host, addr, PAGE);
           b.markDirty(addr / PAGE);
           break;

@@ -249,7 +249,7 @@ async function startVm(
       if (!block) throw new UsageError('-object qmigrate-workload: the guest has no RAM');
       let w: Workload;
       try {
-        w = new Workload(block, cfg.workload.rate);
+        w = new Workload(block, cfg.workload.rate, vm.ram);
       } catch (e) {
         throw new UsageError(`-object qmigrate-workload: ${(e as Error).message}`);
       }

@@ -84,8 +84,8 @@ export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
     m.pause();
     return {};
   });
-  d.register('migrate-recover', () => {
-    m.recover();
+  d.register('migrate-recover', async (a) => {
+    await m.recover(a);
     return {};
   });
   d.register('migrate-start-postcopy', () => {
@@ -120,7 +120,8 @@ export function registerVmCommands(d: Dispatcher, vm: MonitorVm): void {
 /**
  * `pmemsave` (system/cpus.c qmp_pmemsave): guest RAM from `val`, `size` bytes, into a file
  * created or truncated.
- * @throws {QapiError} for a range outside guest RAM, or a file that cannot be opened or written.
+ * @throws {QapiError} for a range outside guest RAM, one with pages a postcopy has not brought
+ *   yet, or a file that cannot be opened or written.
  */
 async function pmemsave(ram: GuestRam, a: Commands['pmemsave']['args']): Promise<Record<string, never>> {
   const addr = BigInt(a.val);
@@ -131,6 +132,14 @@ async function pmemsave(ram: GuestRam, a: Commands['pmemsave']['args']): Promise
   if (!data) {
     throw genericError(
       `pmemsave: 0x${addr.toString(16)}+0x${size.toString(16)} is outside guest RAM (0x${ram.size.toString(16)} bytes)`,
+    );
+  }
+  // A postcopy destination: pages still on the source would read as zeros, which QEMU's
+  // pmemsave would write (or block on); a clear refusal instead.
+  const missing = ram.missingIn(addr, size);
+  if (missing > 0) {
+    throw genericError(
+      `pmemsave: ${missing} pages of the range are still on the migration source (postcopy); dump it once the migration has completed`,
     );
   }
   // As QEMU's fopen(filename, "wb"): created or truncated (a dump replaces the file). A new

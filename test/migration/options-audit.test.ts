@@ -72,7 +72,7 @@ const notImplemented = (
   const error = `Capability '${caps.find((c) => c !== 'multifd' && c !== 'return-path') ?? cap}' is not supported by qmigrate: ${why}`;
   return (['source', 'destination'] as const).map((side): Refusal => ({ side, caps, addr, error }));
 };
-const POSTCOPY = 'postcopy is not implemented';
+const PREEMPT = 'postcopy preempt (a second channel for requested pages) is not implemented';
 
 const CAPABILITIES: Record<string, Decision> = {
   xbzrle: {
@@ -100,7 +100,15 @@ const CAPABILITIES: Record<string, Decision> = {
       'test/migration/workload-live.test.ts: a writing guest migrates live',
     ],
   },
-  'postcopy-ram': { status: 'refused', refusals: notImplemented('postcopy-ram', POSTCOPY) },
+  'postcopy-ram': {
+    status: 'honoured',
+    proof: [
+      'test/migration/postcopy-source-qemu.test.ts: postcopy after a non-converging precopy completes with RAM equal',
+      'test/migration/postcopy-source-qemu.test.ts: a link cut in postcopy pauses both sides',
+      'test/migration/postcopy-source-requests.test.ts: requested pages come before their turn',
+      'test/migration/postcopy-dest-qemu.test.ts: QEMU 10.0 -> qmigrate postcopy',
+    ],
+  },
   'x-colo': { status: 'refused', refusals: notImplemented('x-colo', 'COLO is not implemented') },
   'release-ram': { status: 'vacuous', proof: [VACUOUS] },
   'return-path': {
@@ -138,7 +146,10 @@ const CAPABILITIES: Record<string, Decision> = {
       'block dirty bitmap migration (and the postcopy it implies) is not implemented',
     ),
   },
-  'postcopy-blocktime': { status: 'vacuous', proof: [VACUOUS] },
+  'postcopy-blocktime': {
+    status: 'honoured (destination)',
+    proof: ['test/migration/postcopy-dest-qemu.test.ts: blocktime counted the waits'],
+  },
   'late-block-activate': { status: 'vacuous', proof: [VACUOUS] },
   'x-ignore-shared': {
     status: 'refused',
@@ -167,7 +178,14 @@ const CAPABILITIES: Record<string, Decision> = {
   },
   'postcopy-preempt': {
     status: 'refused',
-    refusals: notImplemented('postcopy-preempt', POSTCOPY, ['postcopy-ram', 'postcopy-preempt'], inet({})),
+    refusals: (['source', 'destination'] as const).map(
+      (side): Refusal => ({
+        side,
+        caps: ['postcopy-ram', 'postcopy-preempt'],
+        addr: inet({}),
+        error: `Capability 'postcopy-preempt' is not supported by qmigrate: ${PREEMPT}`,
+      }),
+    ),
   },
   'switchover-ack': {
     status: 'refused',
@@ -256,7 +274,10 @@ const PARAMETERS: Record<string, Decision> = {
   'x-checkpoint-delay': { status: 'vacuous', proof: [VACUOUS] },
   'multifd-channels': { status: 'honoured', proof: ['test/migration/multifd-pairs.test.ts: {} channels'] },
   'xbzrle-cache-size': { status: 'vacuous', proof: [VACUOUS] },
-  'max-postcopy-bandwidth': { status: 'vacuous', proof: [VACUOUS] },
+  'max-postcopy-bandwidth': {
+    status: 'honoured',
+    proof: ['test/migration/postcopy-source-qemu.test.ts: a link cut in postcopy pauses both sides'],
+  },
   'max-cpu-throttle': { status: 'vacuous', proof: [VACUOUS] },
   'multifd-compression': {
     status: 'honoured (none), refused (zlib, zstd with multifd), vacuous (without multifd)',
@@ -474,8 +495,12 @@ const ARGUMENTS: Record<string, Decision> = {
   },
   'migrate detach': { status: 'vacuous', proof: [VACUOUS] },
   'migrate resume': {
-    status: 'refused',
-    proof: ['test/qapi/cases.ts: migrate resume without a paused migration'],
+    status: 'honoured',
+    proof: [
+      'test/qapi/cases.ts: migrate resume without a paused migration',
+      'test/migration/postcopy-source-qemu.test.ts: migrate resume:true finishes it',
+      'test/migration/postcopy-source-requests.test.ts: a peer that never answers the handshake',
+    ],
   },
   'migrate-incoming uri': {
     status: 'honoured',

@@ -141,14 +141,14 @@ test('timeout pause, then a cancel before it converged: the guest the policy sto
 test('a capability a side refuses: a PreflightError naming the side and the command', async (t) => {
   const lab = await startLab(t, 'qmigrate', 'qmigrate');
   if (!lab) return;
-  const e = await runMigration({ ...lab.plan, capabilities: { 'postcopy-ram': true } }).result.then(
+  const e = await runMigration({ ...lab.plan, capabilities: { xbzrle: true } }).result.then(
     () => assert.fail('expected a preflight failure'),
     (e: unknown) => e,
   );
   assert.ok(e instanceof PreflightError);
   assert.equal(
     e.message,
-    "destination refused migrate-incoming: Capability 'postcopy-ram' is not supported by qmigrate: postcopy is not implemented",
+    "destination refused migrate-incoming: Capability 'xbzrle' is not supported by qmigrate: XBZRLE page encoding is not implemented",
   );
   assert.equal((await lab.src.qmp.queryStatus()).status, 'running');
 });

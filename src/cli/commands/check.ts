@@ -61,7 +61,7 @@ export function checkOnVm(command: string, args: Record<string, unknown>): void 
       m.pause();
       break;
     case 'migrate-recover':
-      m.recover();
+      m.prepareRecover(args as unknown as Commands['migrate-recover']['args']);
       break;
     case 'migrate-start-postcopy':
       m.startPostcopy();

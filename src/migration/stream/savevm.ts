@@ -29,9 +29,18 @@ export const MIG_CMD_PACKAGED = 7;
 export const MIG_CMD_SWITCHOVER_START = 11;
 /** Highest command number QEMU 10.0 knows. */
 export const MIG_CMD_MAX = 11;
+export const MIG_CMD_POSTCOPY_LISTEN = 4;
+export const MIG_CMD_POSTCOPY_RUN = 5;
+export const MIG_CMD_POSTCOPY_RAM_DISCARD = 6;
+export const MIG_CMD_POSTCOPY_RESUME = 9;
+export const MIG_CMD_RECV_BITMAP = 10;
 
 export const MIG_RP_MSG_SHUT = 1;
 export const MIG_RP_MSG_PONG = 2;
+export const MIG_RP_MSG_REQ_PAGES_ID = 3;
+export const MIG_RP_MSG_REQ_PAGES = 4;
+export const MIG_RP_MSG_RECV_BITMAP = 5;
+export const MIG_RP_MSG_RESUME_ACK = 6;
 
 /** Section ids QEMU 10.0 gives a -machine none guest (registration order). */
 export const SECTION_ID = { timer: 0, ram: 1, globalstate: 3 } as const;

@@ -188,6 +188,8 @@ async function load(data: Buffer, base: Base, ram: GuestRam, piece: number): Pro
       out.status = s;
     },
     incomingEnded() {},
+    // Precopy streams: a POSTCOPY_ADVISE in them is refused (postcopy-ram off here).
+    options: { caps: { 'postcopy-ram': false, 'postcopy-blocktime': false } },
   };
   const runstate: GuestRunState = {
     state: 'inmigrate',
