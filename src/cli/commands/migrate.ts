@@ -547,7 +547,11 @@ export async function runMigrate(
     return started ? lostDuring(e, view) : failedBeforeStart(e, view, signal);
   }
   view.report(report);
-  if (report.status === 'postcopy-paused') view.note(resumeHint(flags));
+  if (report.status === 'postcopy-paused') {
+    // --quiet still says what to do next, beside the report it prints on stderr.
+    if (mode === 'quiet') io.err(resumeHint(flags));
+    else view.note(resumeHint(flags));
+  }
   return exitCodeOf(report);
 }
 
