@@ -143,9 +143,11 @@ export async function postcopyMigration(c: PostcopyCase, dir: string): Promise<P
       await sleep(1000);
     } else {
       const o = { engine: 'qmigrate' as const, dir, mib: GUEST_MIB };
+      // The destination runs the workload too once it has the guest: its accesses to pages
+      // not there yet are what postcopy-blocktime measures.
       vms.push(
         new Vm({ ...o, name: 'src', workload: c.workload }),
-        new Vm({ ...o, name: 'dst', incoming: true }),
+        new Vm({ ...o, name: 'dst', incoming: true, workload: c.workload }),
       );
       // Vm's own client holds the monitor only until it is closed; the orchestrator connects anew.
       for (const vm of vms) await (await vm.qmp).close();
