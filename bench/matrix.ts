@@ -476,7 +476,7 @@ function postcopyReport(results: PostcopyResult[]): string[] {
   L.push('## Postcopy: a guest that writes faster than the link');
   L.push('');
   L.push(
-    `max-bandwidth ${p.bandwidth / 1048576} MiB/s, downtime-limit ${p.downtimeLimitMs} ms, both engines driven by \`runMigration\` (what \`qmigrate migrate\` runs). Precopy gets ${p.precopyTimeoutS} s and is cancelled then (\`--timeout ${p.precopyTimeoutS}\`); postcopy is \`--postcopy\`: the switch once the first pass ended. QEMU 10.0 runs the TCG vCPU guest of test/fixtures/guest/bootblock.asm (128 MiB, it rewrites 99 MiB without pause); qmigrate runs \`-machine none\` with its workload at ${p.workload} pages/s. Blocked = the destination's postcopy-blocktime: how long its guest waited on pages it did not have yet. Medians.`,
+    `max-bandwidth ${p.bandwidth / 1048576} MiB/s, downtime-limit ${p.downtimeLimitMs} ms, both engines driven by \`runMigration\` (what \`qmigrate migrate\` runs). Precopy gets ${p.precopyTimeoutS} s and is cancelled then (\`--timeout ${p.precopyTimeoutS}\`); postcopy is \`--postcopy\`: the switch once the first pass ended. QEMU 10.0 runs the TCG vCPU guest of test/fixtures/guest/bootblock.asm (128 MiB, it rewrites 99 MiB without pause); qmigrate runs \`-machine none\` with its workload at ${p.workload} pages/s on both sides (the destination's from the switch on). Blocked = the destination's postcopy-blocktime: how long its guest waited on pages it did not have yet. Medians.`,
   );
   L.push('');
   L.push(
