@@ -26,6 +26,13 @@ import {
   type Window,
   writeImage,
 } from './harness.js';
+import {
+  type PostcopyCase,
+  type PostcopyEngine,
+  type PostcopyMode,
+  type PostcopySample,
+  postcopyMigration,
+} from './postcopy.js';
 import { type Bandwidth, socketBandwidth } from './socket-bandwidth.js';
 
 const { values: opt } = parseArgs({
@@ -47,6 +54,16 @@ const WARMUP = !opt.smoke && !opt['no-warmup'];
 const PROFILE = !opt.smoke && !opt['no-profile'];
 /** The workload's rate: pages per second (20000 pages = 78 MiB/s dirtied). */
 const WORKLOAD = 20000;
+/**
+ * The postcopy rows: the link (max-bandwidth) well below what either guest dirties, QEMU's
+ * default downtime limit, and the time precopy gets before it is called not converging.
+ */
+const POSTCOPY = {
+  bandwidth: 32 << 20,
+  downtimeLimitMs: 300,
+  precopyTimeoutS: opt.smoke ? 3 : 30,
+  workload: WORKLOAD,
+};
 
 interface Pair {
   label: string;
@@ -200,6 +217,15 @@ function rows(): Row[] {
   return out;
 }
 
+/** One pair of the postcopy rows and its runs. */
+interface PostcopyResult {
+  engine: PostcopyEngine;
+  mode: PostcopyMode;
+  samples: PostcopySample[];
+}
+
+const POSTCOPY_ID = 'postcopy';
+
 interface Result {
   row: Row;
   samples: Sample[][];
@@ -313,14 +339,16 @@ async function main(): Promise<void> {
       meta: Meta;
       bandwidth: { name: string; bw: Bandwidth }[];
       results: Result[];
+      postcopy?: PostcopyResult[];
     };
-    const doc = report(saved.results, saved.bandwidth, saved.meta);
+    const doc = report(saved.results, saved.bandwidth, saved.meta, saved.postcopy ?? []);
     writeFileSync(opt.report.replace(/\.json$/, '.md'), doc);
     console.log(doc);
     return;
   }
   const selected = rows().filter((r) => !opt.only || new RegExp(opt.only).test(r.id));
-  if (selected.length === 0) throw new Error(`no row matches --only ${opt.only}`);
+  const withPostcopy = !opt.only || new RegExp(opt.only).test(POSTCOPY_ID);
+  if (selected.length === 0 && !withPostcopy) throw new Error(`no row matches --only ${opt.only}`);
   const q = findQemu('10.0');
   if (!('path' in q)) throw new Error(`QEMU 10.0 not found: ${q.missing}; run npm run setup:qemu`);
   const qemuVersion = execFileSync(q.path, [...q.args, '--version'], { env: q.env, encoding: 'utf8' }).split(
@@ -330,6 +358,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(base, 'qmigrate-bench-'));
   const started = new Date();
   const results: Result[] = [];
+  const postcopy: PostcopyResult[] = [];
   const bandwidth: { name: string; bw: Bandwidth }[] = [];
   try {
     for (const [transport, streams] of [
@@ -367,6 +396,7 @@ async function main(): Promise<void> {
       results.push({ row, samples });
     }
     if (PROFILE) await profileSlowRows(results, bandwidth, dir, images);
+    if (withPostcopy) postcopy.push(...(await postcopyRows(dir)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -387,9 +417,9 @@ async function main(): Promise<void> {
   // The raw samples next to the report: the report can be written again from them (--report).
   writeFileSync(
     `${out.replace(/\.md$/, '')}.json`,
-    `${JSON.stringify({ meta, bandwidth, results }, null, 1)}\n`,
+    `${JSON.stringify({ meta, bandwidth, results, postcopy }, null, 1)}\n`,
   );
-  const doc = report(results, bandwidth, meta);
+  const doc = report(results, bandwidth, meta, postcopy);
   writeFileSync(out, doc);
   console.log(doc);
   console.error(`written to ${out}`);
@@ -400,7 +430,83 @@ async function main(): Promise<void> {
           throw new Error(`${r.row.id}: implausible sample ${JSON.stringify(s)}`);
       }
     }
+    for (const r of postcopy) {
+      for (const s of r.samples) {
+        // A postcopy run that ran must complete; precopy here must not converge.
+        const bad = s.unavailable
+          ? false
+          : r.mode === 'postcopy'
+            ? !s.converged || !(s.total! > 0)
+            : s.converged;
+        if (bad) throw new Error(`postcopy ${r.engine} ${r.mode}: implausible sample ${JSON.stringify(s)}`);
+      }
+    }
   }
+}
+
+/**
+ * The postcopy rows, interleaved as the others: for each engine precopy then postcopy, REPS
+ * times. A pair that cannot run (its reason in the sample) is not tried again.
+ */
+async function postcopyRows(dir: string): Promise<PostcopyResult[]> {
+  const out: PostcopyResult[] = [];
+  for (const engine of ['qemu', 'qmigrate'] as const) {
+    for (const mode of ['precopy', 'postcopy'] as const) out.push({ engine, mode, samples: [] });
+  }
+  for (let i = 0; i < REPS; i++) {
+    for (const r of out) {
+      if (r.samples[0]?.unavailable) continue;
+      const c: PostcopyCase = { engine: r.engine, mode: r.mode, ...POSTCOPY };
+      const s = await postcopyMigration(c, dir);
+      r.samples.push(s);
+      console.error(
+        `postcopy ${r.engine} ${r.mode} #${i + 1}: ${s.unavailable ? `not available: ${s.unavailable}` : `${s.converged ? 'completed' : 'did not converge'}, ${fmt(s.total)} ms, downtime ${fmt(s.downtime)} ms, blocked ${fmt(s.blocktime)} ms`}`,
+      );
+    }
+  }
+  return out;
+}
+
+/** The postcopy section of the report. */
+function postcopyReport(results: PostcopyResult[]): string[] {
+  if (!results.length) return [];
+  const L: string[] = [];
+  const p = POSTCOPY;
+  L.push('');
+  L.push('## Postcopy: a guest that writes faster than the link');
+  L.push('');
+  L.push(
+    `max-bandwidth ${p.bandwidth / 1048576} MiB/s, downtime-limit ${p.downtimeLimitMs} ms, both engines driven by \`runMigration\` (what \`qmigrate migrate\` runs). Precopy gets ${p.precopyTimeoutS} s and is cancelled then (\`--timeout ${p.precopyTimeoutS}\`); postcopy is \`--postcopy\`: the switch once the first pass ended. QEMU 10.0 runs the TCG vCPU guest of test/fixtures/guest/bootblock.asm (128 MiB, it rewrites 99 MiB without pause); qmigrate runs \`-machine none\` with its workload at ${p.workload} pages/s on both sides (the destination's from the switch on). Blocked = the destination's postcopy-blocktime: how long its guest waited on pages it did not have yet. Medians.`,
+  );
+  L.push('');
+  L.push(
+    '| engine | mode | result | total (ms) | downtime (ms) | guest blocked (ms) | page requests | sent in postcopy (MiB) |',
+  );
+  L.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of results) {
+    const name =
+      r.engine === 'qemu' ? 'QEMU 10.0 -> QEMU 10.0 (vCPU guest)' : 'qmigrate -> qmigrate (workload)';
+    const u = r.samples.find((s) => s.unavailable);
+    if (u || !r.samples.length) {
+      L.push(`| ${name} | ${r.mode} | not available: ${u?.unavailable ?? 'not run'} | | | | | |`);
+      continue;
+    }
+    const conv = r.samples.filter((s) => s.converged).length;
+    const med = (f: (s: PostcopySample) => number | undefined) => {
+      const xs = r.samples.map(f).filter((x): x is number => x !== undefined);
+      return xs.length ? median(xs) : undefined;
+    };
+    const result =
+      conv === r.samples.length
+        ? 'completed'
+        : conv === 0
+          ? `did not converge in ${p.precopyTimeoutS} s`
+          : `completed ${conv} of ${r.samples.length}`;
+    L.push(
+      `| ${name} | ${r.mode} | ${result} | ${conv ? fmt(med((s) => (s.converged ? s.total : undefined))) : '–'} | ${fmt(med((s) => s.downtime))} | ${fmt(med((s) => s.blocktime))} | ${fmt(med((s) => s.requests))} | ${mib(med((s) => s.postcopyBytes))} |`,
+    );
+  }
+  return L;
 }
 
 /** One row's line in the targets section. */
@@ -486,7 +592,12 @@ async function profileSlowRows(
   }
 }
 
-function report(results: Result[], bandwidth: { name: string; bw: Bandwidth }[], meta: Meta): string {
+function report(
+  results: Result[],
+  bandwidth: { name: string; bw: Bandwidth }[],
+  meta: Meta,
+  postcopy: PostcopyResult[],
+): string {
   const MIB = meta.mib;
   const REPS = meta.reps;
   const WARMUP = meta.warmup;
@@ -564,6 +675,7 @@ function report(results: Result[], bandwidth: { name: string; bw: Bandwidth }[],
       }
     }
   }
+  L.push(...postcopyReport(postcopy));
   L.push('');
   L.push('## Targets');
   L.push('');

@@ -63,6 +63,7 @@ Exit codes:
        did not answer; migrate: a monitor did not answer, or the preflight found the two
        sides cannot migrate)
   4    migrate: the --timeout passed and the migration did not complete
+  5    migrate: the link broke during postcopy; resume with migrate --resume
   129  hung up (SIGHUP)
   130  interrupted (SIGINT, Ctrl-C)
   141  the output was closed (e.g. piped into head)
@@ -76,7 +77,7 @@ report, then exits with the signal's code.
  * The whole command tree. Only `demo` and `migrate` run long, so only they get `signal`, which
  * stops them (the demo's output then goes silent; migrate cancels and still reports).
  */
-export function buildProgram(signal?: AbortSignal): Command {
+export function buildProgram(signal?: AbortSignal, postcopySignal?: AbortSignal): Command {
   return new Command('qmigrate')
     .description(
       "Live migration of VMs through QEMU's own QMP API: a typed client, a QEMU-compatible migration engine, and tools to drive both.",
@@ -88,7 +89,7 @@ export function buildProgram(signal?: AbortSignal): Command {
     .exitOverride()
     .addCommand(vmCommand())
     .addCommand(demoCommand(signal))
-    .addCommand(migrateCommand(signal))
+    .addCommand(migrateCommand(signal, postcopySignal))
     .addCommand(uriCommand())
     .addCommand(checkCommand());
 }
@@ -212,14 +213,27 @@ JSON object per line (samples, events, the report; an error as {"type":"error",.
 nothing else on stdout; --quiet prints nothing unless the migration does not complete. The
 final report says how long it took, the downtime, the bytes and where the guest runs.
 
+Postcopy: --postcopy sets postcopy-ram on both sides (and postcopy-blocktime on the
+destination) and switches to postcopy (migrate-start-postcopy) once precopy has not converged
+after --postcopy-after-passes N passes (default 1, as virsh --postcopy-after-precopy; 0: at
+once); with --on-timeout postcopy and no --postcopy-after-passes, at the --timeout only. A
+SIGUSR1 (kill -USR1 PID) switches at once. From the switch on the guest runs on the
+destination, which pulls the pages it lacks from the source: a postcopy migration cannot be
+cancelled. If the link breaks then, both sides pause (postcopy-paused) and qmigrate exits 5;
+\`qmigrate migrate --resume --from QMP --to QMP --tcp HOST:PORT\` has the destination listen
+anew (migrate-recover) and the source resume there (migrate with resume: true).
+
 Exit codes:
   0    the migration completed (also when --on-timeout pause paused the guest to get there)
   1    the migration failed or was cancelled by a peer; the source's guest keeps running
   2    usage or argument error
   3    a monitor cannot be reached, or the preflight found the sides cannot migrate
   4    the --timeout passed and the migration was cancelled (--on-timeout cancel)
+  5    the link broke during postcopy: both sides wait in postcopy-paused, the guest on
+       the destination; resume with --resume
   130  interrupted (SIGINT, Ctrl-C, or SIGTERM): the migration was cancelled and the
-       report printed
+       report printed; in postcopy nothing is cancelled (it cannot be): the migration
+       goes on without qmigrate following it
 
 TLS: --tls-creds DIR makes the stream TLS: qmigrate adds a tls-creds-x509 object on each side
 (the source a client, the destination a server with verify-peer=on) with dir=DIR as that
@@ -233,6 +247,8 @@ machine's DIR (ca-cert.pem, and client-cert.pem with client-key.pem when it has 
 Examples:
   qmigrate migrate --from /run/src.qmp --to /run/dst.qmp --unix /run/mig.sock
   qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --multifd 4 --timeout 300 --on-timeout pause
+  qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --postcopy --max-bandwidth 1G
+  qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --resume
   qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --tls-creds /etc/pki/qemu \\
     --from-qmp-tls ~/.pki/qmp --to-qmp-tls ~/.pki/qmp`;
 
@@ -255,7 +271,7 @@ function sizeArgument(text: string): number {
   return Number(r.value);
 }
 
-function migrateCommand(signal?: AbortSignal): Command {
+function migrateCommand(signal?: AbortSignal, postcopySignal?: AbortSignal): Command {
   const migrate = subcommand('migrate')
     .description('migrate a running guest live between two QMP monitors (QEMU or qmigrate vm)')
     .requiredOption('--from <qmp>', "the source's QMP monitor")
@@ -269,7 +285,7 @@ function migrateCommand(signal?: AbortSignal): Command {
       columns: () => process.stdout.columns,
       isTTY: process.stdout.isTTY === true,
     };
-    process.exitCode = await runMigrate(opts, io, async () => orchestrator, signal);
+    process.exitCode = await runMigrate(opts, io, async () => orchestrator, signal, postcopySignal);
   });
 }
 
@@ -309,9 +325,34 @@ function migrateOptions(): Option[] {
     new Option('--timeout <seconds>', '[number] apply --on-timeout if not completed by then').argParser(
       wholeNumber(1, 2 ** 31, 'Expected a whole number of seconds, 1 or more.'),
     ),
-    new Option('--on-timeout <policy>', "cancel, or pause the source's guest so it converges")
-      .choices(['cancel', 'pause'])
+    new Option(
+      '--on-timeout <policy>',
+      "cancel, pause the source's guest so it converges, or switch to postcopy",
+    )
+      .choices(['cancel', 'pause', 'postcopy'])
       .default('cancel'),
+    new Option('--postcopy', 'allow postcopy, and switch to it when precopy does not converge'),
+    new Option(
+      '--postcopy-after-passes <n>',
+      '[number] with --postcopy: switch once n precopy passes ended (default 1; 0: at once)',
+    ).argParser(wholeNumber(0, 2 ** 31, 'Expected a whole number of passes, 0 or more.')),
+    new Option(
+      '--resume',
+      'resume a postcopy migration paused on a broken link, the destination listening anew',
+    ).conflicts([
+      'postcopy',
+      'postcopyAfterPasses',
+      'multifd',
+      'downtimeLimit',
+      'maxBandwidth',
+      'capability',
+      'parameter',
+      'timeout',
+      'tlsCreds',
+      'fromTlsCreds',
+      'toTlsCreds',
+      'tlsHostname',
+    ]),
     new Option('--json', 'print JSON lines on stdout: samples, events, the report').conflicts('quiet'),
     new Option('--quiet', 'print nothing unless the migration does not complete'),
     new Option('--dry-run', 'run the preflight, print the commands for each side, change nothing'),
@@ -434,7 +475,11 @@ export async function main(argv: string[]): Promise<number> {
   // migrate waits (bounded) for its cancel to be confirmed before it reports.
   const migrate = argv[0] === 'migrate';
   const interrupt = stopOnInterrupt(migrate ? MIGRATE_GRACE_MS : 5000, migrate);
-  const program = buildProgram(interrupt.signal);
+  // migrate's explicit switch to postcopy (SIGUSR1 would otherwise start Node's inspector).
+  const postcopy = new AbortController();
+  const onUsr1 = () => postcopy.abort();
+  if (migrate) process.on('SIGUSR1', onUsr1);
+  const program = buildProgram(interrupt.signal, postcopy.signal);
   let code: number = EXIT.ok;
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -479,6 +524,7 @@ export async function main(argv: string[]): Promise<number> {
     code = interrupt.signal.reason.exitCode;
   }
   interrupt.dispose();
+  process.removeListener('SIGUSR1', onUsr1);
   process.exitCode = code;
   return code;
 }

@@ -2,7 +2,8 @@
  * Drives one live migration between two QMP endpoints, as `qmigrate migrate` does and as
  * libvirt's qemuMigrationSrcRun / virsh `migrate --verbose --timeout` do for QEMU: connect,
  * preflight, set up both sides, `migrate`, then follow MIGRATION / MIGRATION_PASS events and
- * the source's query-migrate until the migration ends, with cancel and a timeout policy.
+ * the source's query-migrate until the migration ends, with cancel, a timeout policy, the
+ * switch to postcopy, and the recovery of a postcopy migration paused on a broken link.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationInfo } from '../qapi/types.js';
@@ -10,13 +11,14 @@ import type { QmpClient } from '../qmp/client.js';
 import { QmpClientError, QmpError } from '../qmp/errors.js';
 import { connectQmpEndpoint } from './endpoint.js';
 import { MonitorLostError, PreflightError } from './errors.js';
-import { cleanupCommands, planCommands } from './plan.js';
-import { type PreflightFacts, preflight } from './preflight.js';
+import { cleanupCommands, planCommands, planResumeCommands } from './plan.js';
+import { type PreflightFacts, preflight, preflightResume } from './preflight.js';
 import type {
   MigratePlan,
   MigrationEventSample,
   MigrationReport,
   PlannedCommand,
+  PostcopyReport,
   ProgressSample,
 } from './types.js';
 
@@ -36,6 +38,10 @@ export interface RunMigrationOptions {
   cancelWaitMs?: number;
   /** ms to wait for the destination to finish loading once the source completed (default 60000). */
   completionWaitMs?: number;
+  /** Aborting it switches to postcopy now, as MigrationJob.startPostcopy() does. */
+  postcopySignal?: AbortSignal;
+  /** ms a resumed migration may take to get back to postcopy-active (default 30000). */
+  recoverWaitMs?: number;
 }
 
 /**
@@ -55,8 +61,16 @@ export interface MigrationJob extends AsyncIterable<MigrationSample> {
   readonly commands: Promise<PlannedCommand[]>;
   /** What the preflight learned of both sides. */
   readonly facts: Promise<PreflightFacts>;
-  /** Cancels the migration, as aborting `signal` does. */
+  /**
+   * Cancels the migration, as aborting `signal` does; once postcopy has begun QEMU refuses a
+   * cancel (the destination runs the guest), and the run ends with status `postcopy-active`.
+   */
   cancel(): void;
+  /**
+   * Switches to postcopy (`migrate-start-postcopy`) as soon as the migration is active; a
+   * warning in the report when the plan has no `postcopy-ram` or QEMU refuses.
+   */
+  startPostcopy(): void;
 }
 
 /**
@@ -66,9 +80,12 @@ export interface MigrationJob extends AsyncIterable<MigrationSample> {
  * with policy `cancel` it sends `migrate_cancel` and waits (bounded) for the source to settle;
  * with policy `pause` it stops the source's guest so the migration converges, and starts the
  * guest on the destination once it completed (as libvirt resumes it there after
- * `--timeout-suspend`). If the destination fails after the source completed, the source's
- * guest is started again. Both monitors are closed on every path; the destination's process
- * is never told to quit.
+ * `--timeout-suspend`); with policy `postcopy`, or once `plan.postcopy.afterPasses` passes
+ * ended, it sends `migrate-start-postcopy`. If the destination fails after the source
+ * completed (in precopy), the source's guest is started again. A postcopy migration whose link
+ * breaks ends the run with status `postcopy-paused` (nothing is cancelled: the destination
+ * runs the guest); a `resume` plan recovers it. Both monitors are closed on every path; the
+ * destination's process is never told to quit.
  */
 export function runMigration(plan: MigratePlan, options: RunMigrationOptions = {}): MigrationJob {
   const run = new MigrationRun(plan, options);
@@ -81,6 +98,7 @@ export function runMigration(plan: MigratePlan, options: RunMigrationOptions = {
     commands: run.commands,
     facts: run.facts,
     cancel: () => run.cancel(),
+    startPostcopy: () => run.requestPostcopy(),
     [Symbol.asyncIterator]: () => run.samples(),
   };
 }
@@ -104,6 +122,10 @@ export async function planMigration(
   ]);
   try {
     if (s.status === 'rejected' || d.status === 'rejected') throw connectFailure(s, d);
+    if (plan.resume) {
+      const facts = await preflightResume(s.value, d.value, { timeoutMs: o.timeoutMs });
+      return { facts, commands: planResumeCommands(plan, { sourceChannels: facts.source.channels }) };
+    }
     const facts = await preflight(s.value, d.value, plan, { timeoutMs: o.timeoutMs });
     const forms = { sourceChannels: facts.source.channels, destinationChannels: facts.destination.channels };
     const before = { source: facts.source.parameters, destination: facts.destination.parameters };
@@ -138,10 +160,19 @@ function deferred<T>(): Deferred<T> {
 
 const FINAL = new Set(['completed', 'failed', 'cancelled']);
 
+/** The source's states once postcopy began: the guest runs on the destination, no cancel. */
+const POSTCOPY = new Set([
+  'postcopy-active',
+  'postcopy-paused',
+  'postcopy-recover-setup',
+  'postcopy-recover',
+]);
+
 /** The state of one runMigration(): its monitors, its samples, and how it is being ended. */
 class MigrationRun {
   readonly #plan: MigratePlan;
-  readonly #o: Required<Omit<RunMigrationOptions, 'signal' | 'onSample'>> & RunMigrationOptions;
+  readonly #o: Required<Omit<RunMigrationOptions, 'signal' | 'onSample' | 'postcopySignal'>> &
+    RunMigrationOptions;
   readonly #cancel = new AbortController();
   readonly #commands = deferred<PlannedCommand[]>();
   readonly #facts = deferred<PreflightFacts>();
@@ -157,6 +188,14 @@ class MigrationRun {
   #endedBy: MigrationReport['endedBy'];
   #cancelSentAt: number | undefined;
   #paused = false;
+  /** The source's last migration status. */
+  #status = 'none';
+  /** What switched (or was to switch) to postcopy, when, and whether the source got there. */
+  #postcopyBy: PostcopyReport['startedBy'] | undefined;
+  #postcopyAt: number | undefined;
+  #postcopyRequested = false;
+  #sawPostcopy = false;
+  #timeoutDone = false;
   readonly #warnings: string[] = [];
   /** The sides where the plan's TLS object was created, so that it is removed at the end. */
   readonly #tlsCreated = new Set<'source' | 'destination'>();
@@ -171,6 +210,7 @@ class MigrationRun {
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       cancelWaitMs: options.cancelWaitMs ?? 10_000,
       completionWaitMs: options.completionWaitMs ?? 60_000,
+      recoverWaitMs: options.recoverWaitMs ?? 30_000,
     };
   }
 
@@ -187,10 +227,18 @@ class MigrationRun {
     this.#wake?.();
   }
 
+  requestPostcopy(): void {
+    this.#postcopyRequested = true;
+    this.#wake?.();
+  }
+
   async start(): Promise<MigrationReport> {
     const onAbort = () => this.cancel();
+    const onPostcopy = () => this.requestPostcopy();
     this.#o.signal?.addEventListener('abort', onAbort, { once: true });
+    this.#o.postcopySignal?.addEventListener('abort', onPostcopy, { once: true });
     if (this.#o.signal?.aborted) this.#cancel.abort();
+    if (this.#o.postcopySignal?.aborted) this.#postcopyRequested = true;
     let report: MigrationReport | undefined;
     try {
       report = await this.#run();
@@ -202,9 +250,14 @@ class MigrationRun {
       throw e;
     } finally {
       this.#o.signal?.removeEventListener('abort', onAbort);
+      this.#o.postcopySignal?.removeEventListener('abort', onPostcopy);
       // Whatever ended the migration (completed, failed, cancelled, a signal, a refusal in
-      // the set-up), what qmigrate created on the peers goes before it lets them go.
-      const left = await this.#removeTls();
+      // the set-up), what qmigrate created on the peers goes before it lets them go; but a
+      // postcopy migration that goes on, or waits to be resumed, still uses its TLS objects.
+      const live = report?.status === 'postcopy-paused' || report?.status === 'postcopy-active';
+      if (live && this.#tlsCreated.size)
+        this.#warnings.push('the TLS objects stay on both sides: the postcopy migration still uses them');
+      const left = live ? [] : await this.#removeTls();
       if (report && left.length) report.warnings = [...(report.warnings ?? []), ...left];
       await Promise.all([this.#src?.close().catch(() => {}), this.#dst?.close().catch(() => {})]);
       this.#done = true;
@@ -240,11 +293,15 @@ class MigrationRun {
     await this.#connect();
     const src = this.#src as QmpClient;
     const dst = this.#dst as QmpClient;
-    const facts = await preflight(src, dst, this.#plan, { timeoutMs: this.#o.connectTimeoutMs });
+    const o = { timeoutMs: this.#o.connectTimeoutMs };
+    const facts = this.#plan.resume
+      ? await preflightResume(src, dst, o)
+      : await preflight(src, dst, this.#plan, o);
     this.#before = facts;
     this.#facts.resolve(facts);
     if (this.#cancel.signal.aborted) throw new PreflightError(['cancelled before the migration started']);
-    await this.#setUp(src, dst, facts);
+    if (this.#plan.resume) await this.#setUpResume(src, dst, facts);
+    else await this.#setUp(src, dst, facts);
     const info = await this.#follow(src).catch((e: unknown) => {
       // Not the QMP client's bare 'cannot run 'query-migrate': the client is closed'.
       throw e instanceof QmpClientError && !(e instanceof QmpError) ? new MonitorLostError('source', e) : e;
@@ -283,6 +340,25 @@ class MigrationRun {
       if (c.execute === 'migrate') this.#t0 = Date.now();
       await this.#send(src, c);
     }
+  }
+
+  /**
+   * A resume plan's set-up: `migrate-recover` on the destination, its real address read back
+   * (QEMU 10.0 reports the new listener in query-migrate's socket-address), then the source's
+   * `migrate` with `resume: true`.
+   */
+  async #setUpResume(src: QmpClient, dst: QmpClient, facts: PreflightFacts): Promise<void> {
+    const forms = { sourceChannels: facts.source.channels };
+    const [recover] = planResumeCommands(this.#plan, forms);
+    await this.#send(dst, recover as PlannedCommand);
+    const listening = (await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs }))['socket-address'];
+    const all = planResumeCommands(this.#plan, { ...forms, listening });
+    this.#commands.resolve(all);
+    this.#listen(src, dst);
+    this.#postcopyBy = 'resume';
+    this.#sawPostcopy = true;
+    this.#t0 = Date.now();
+    await this.#send(src, all[1] as PlannedCommand);
   }
 
   /** Sends one set-up command; a refusal means nothing moved yet: a preflight failure. */
@@ -333,6 +409,9 @@ class MigrationRun {
         event: e.event,
         data: (e.data ?? {}) as Record<string, unknown>,
       });
+      // A short postcopy phase may fall between two polls: its event says it was there.
+      if (side === 'source' && POSTCOPY.has(String((e.data as { status?: unknown })?.status)))
+        this.#sawPostcopy = true;
       if (side === 'source') this.#wake?.();
     };
     src.on('MIGRATION', event('source'));
@@ -340,14 +419,33 @@ class MigrationRun {
     dst.on('MIGRATION', event('destination'));
   }
 
-  /** Polls the source until its migration is final, applying cancel and the timeout policy. */
+  /**
+   * Polls the source until its migration is final, applying cancel, the timeout policy and
+   * the switch to postcopy. It also ends at `postcopy-paused` (a resume plan's `migrate` has
+   * moved the source on to postcopy-recover-setup before it returns), on an interrupt once
+   * postcopy began (nothing to cancel), and when a resumed migration does not get back to
+   * postcopy-active within recoverWaitMs.
+   */
   async #follow(src: QmpClient): Promise<MigrationInfo> {
     for (;;) {
-      if (this.#cancel.signal.aborted && this.#cancelSentAt === undefined)
+      const interrupted = this.#cancel.signal.aborted;
+      if (interrupted && this.#cancelSentAt === undefined && !POSTCOPY.has(this.#status))
         await this.#sendCancel(src, 'interrupt');
       const info = await src.queryMigrate({ timeout: this.#o.connectTimeoutMs });
+      this.#status = info.status ?? 'none';
+      if (POSTCOPY.has(this.#status)) this.#sawPostcopy = true;
       this.#push(this.#sample(info));
-      if (FINAL.has(info.status ?? 'none')) return info;
+      if (FINAL.has(this.#status) || this.#status === 'postcopy-paused') return info;
+      if (interrupted && POSTCOPY.has(this.#status) && this.#cancelSentAt === undefined) {
+        this.#endedBy = 'interrupt';
+        return info;
+      }
+      if (this.#status.startsWith('postcopy-recover') && Date.now() - this.#t0 > this.#o.recoverWaitMs) {
+        this.#warnings.push(
+          `the source is still '${this.#status}' ${this.#o.recoverWaitMs} ms after migrate with resume; qmigrate stopped waiting`,
+        );
+        return info;
+      }
       if (this.#cancelSentAt !== undefined && Date.now() - this.#cancelSentAt > this.#o.cancelWaitMs) {
         this.#warnings.push(
           `the source is still '${info.status}' ${this.#o.cancelWaitMs} ms after migrate_cancel; qmigrate stopped waiting`,
@@ -355,13 +453,52 @@ class MigrationRun {
         return info;
       }
       await this.#applyTimeout(src);
+      await this.#maybeStartPostcopy(src, info);
       await this.#sleep(this.#o.pollMs);
+    }
+  }
+
+  /** The switch a request or the plan's passes ask for, once the migration is active. */
+  async #maybeStartPostcopy(src: QmpClient, info: MigrationInfo): Promise<void> {
+    if (this.#postcopyBy !== undefined || info.status !== 'active' || this.#endedBy !== undefined) return;
+    if (this.#postcopyRequested) return this.#startPostcopy(src, 'request');
+    const after = this.#plan.postcopy?.afterPasses;
+    // dirty-sync-count is 1 during the first pass: above N once N passes have ended.
+    if (after !== undefined && Number(info.ram?.['dirty-sync-count'] ?? 0) > after)
+      return this.#startPostcopy(src, 'passes');
+  }
+
+  async #startPostcopy(src: QmpClient, by: PostcopyReport['startedBy']): Promise<void> {
+    this.#postcopyBy = by;
+    this.#postcopyAt = Date.now() - this.#t0;
+    if (this.#plan.capabilities['postcopy-ram'] !== true) {
+      this.#warnings.push("a switch to postcopy was asked for, but the migration has no 'postcopy-ram'");
+      return;
+    }
+    try {
+      await src.migrateStartPostcopy({ timeout: this.#o.connectTimeoutMs });
+    } catch (e) {
+      if (!(e instanceof QmpError)) throw e;
+      this.#warnings.push(`the source refused migrate-start-postcopy: ${e.desc}`);
     }
   }
 
   async #applyTimeout(src: QmpClient): Promise<void> {
     const t = this.#plan.timeoutS;
-    if (t === undefined || this.#endedBy !== undefined || Date.now() - this.#t0 < t * 1000) return;
+    if (t === undefined || this.#timeoutDone || this.#endedBy !== undefined) return;
+    if (Date.now() - this.#t0 < t * 1000) return;
+    this.#timeoutDone = true;
+    if (POSTCOPY.has(this.#status)) {
+      // The guest runs on the destination: there is nothing to cancel or pause any more.
+      this.#warnings.push(
+        `the ${t} s timeout passed in postcopy, which cannot be cancelled or paused (the guest runs on the destination); the migration went on`,
+      );
+      return;
+    }
+    if (this.#plan.onTimeout === 'postcopy') {
+      if (this.#postcopyBy === undefined) await this.#startPostcopy(src, 'timeout');
+      return;
+    }
     if (this.#plan.onTimeout === 'cancel') return this.#sendCancel(src, 'timeout-cancel');
     this.#endedBy = 'timeout-pause';
     this.#paused = true;
@@ -370,9 +507,18 @@ class MigrationRun {
   }
 
   async #sendCancel(src: QmpClient, why: 'interrupt' | 'timeout-cancel'): Promise<void> {
+    try {
+      await src.migrateCancel({ timeout: this.#o.connectTimeoutMs });
+    } catch (e) {
+      // The switch to postcopy came first: QEMU refuses ('Postcopy migration in progress,
+      // cannot cancel.'), and the next poll sees the postcopy state.
+      if (!(e instanceof QmpError) || !/postcopy/i.test(e.desc)) throw e;
+      if (why === 'timeout-cancel') this.#warnings.push(`the source refused migrate_cancel: ${e.desc}`);
+      this.#status = 'postcopy-active';
+      return;
+    }
     this.#endedBy ??= why;
     this.#cancelSentAt = Date.now();
-    await src.migrateCancel({ timeout: this.#o.connectTimeoutMs });
   }
 
   /** Waits `ms`, or less when a source event or a cancel comes. */
@@ -396,7 +542,8 @@ class MigrationRun {
     const throughput =
       last && dt > 0 ? Math.max(0, (transferred - last.transferred) / dt) : Number(ram?.mbps ?? 0) * 125_000;
     this.#last = { at: now, transferred };
-    const dirtyPagesRate = Number(ram?.['dirty-pages-rate'] ?? 0);
+    // In postcopy the source's guest is stopped: QEMU's figure is the last precopy sync's.
+    const dirtyPagesRate = POSTCOPY.has(info.status ?? '') ? 0 : Number(ram?.['dirty-pages-rate'] ?? 0);
     const dirtyBytes = dirtyPagesRate * Number(ram?.['page-size'] || 4096);
     const net = throughput - dirtyBytes;
     return {
@@ -413,7 +560,18 @@ class MigrationRun {
       expectedDowntimeMs:
         info['expected-downtime'] === undefined ? undefined : Number(info['expected-downtime']),
       etaS: !ram ? undefined : remaining === 0 ? 0 : net > 0 ? remaining / net : undefined,
+      ...(this.#sawPostcopy
+        ? {
+            postcopyRequests: Number(ram?.['postcopy-requests'] ?? 0),
+            postcopyBytes: Number(ram?.['postcopy-bytes'] ?? 0),
+          }
+        : {}),
     };
+  }
+
+  #postcopyReport(info: MigrationInfo, dstInfo: MigrationInfo | undefined): PostcopyReport | undefined {
+    if (!this.#sawPostcopy) return undefined;
+    return postcopyReportOf(this.#postcopyBy, this.#postcopyAt, info, dstInfo);
   }
 
   /** The end: the destination's side of a completed migration, both run states, the report. */
@@ -423,10 +581,13 @@ class MigrationRun {
     facts: PreflightFacts,
     info: MigrationInfo,
   ): Promise<MigrationReport> {
+    if (POSTCOPY.has(info.status ?? '')) return this.#postcopyUnfinished(src, dst, info);
     let status = (FINAL.has(info.status ?? '') ? info.status : 'failed') as MigrationReport['status'];
     let reason = info['error-desc'];
+    let dstInfo: MigrationInfo | undefined;
     if (status === 'completed') {
       const d = await this.#destinationOutcome(dst);
+      dstInfo = d.info;
       if (d.failed) {
         status = 'failed';
         reason = `the destination failed to load the migration: ${d.failed}`;
@@ -444,11 +605,37 @@ class MigrationRun {
       reason ??= 'cancelled on the source (migrate_cancel)';
     const sourceRunState = await this.#settledSourceState(src, facts, status);
     const destinationRunState = await runStateOf(dst);
-    return this.#report(info, { status, reason, sourceRunState, destinationRunState });
+    return this.#report(info, { status, reason, sourceRunState, destinationRunState }, dstInfo);
+  }
+
+  /**
+   * The end of a run that leaves a postcopy migration going: paused on a broken link (how to
+   * resume it is the caller's to say), interrupted (it goes on), or a resume that did not get
+   * back to postcopy-active in time. Neither side's guest is touched: the destination's runs
+   * and waits for pages only the source has.
+   */
+  async #postcopyUnfinished(src: QmpClient, dst: QmpClient, info: MigrationInfo): Promise<MigrationReport> {
+    const paused = info.status !== 'postcopy-active';
+    const reason = paused
+      ? `the link broke during postcopy (${info['error-desc'] ?? 'no reason given'}); the guest runs on the destination and waits for the pages it lacks, which only the source has`
+      : 'interrupted during postcopy, which cannot be cancelled (the guest runs on the destination): the migration goes on without qmigrate following it';
+    const dstInfo = await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs }).catch(() => undefined);
+    return this.#report(
+      info,
+      {
+        status: paused ? 'postcopy-paused' : 'postcopy-active',
+        reason,
+        sourceRunState: await runStateOf(src),
+        destinationRunState: await runStateOf(dst),
+      },
+      dstInfo,
+    );
   }
 
   /** Polls the destination until it has loaded the stream (or failed), bounded. */
-  async #destinationOutcome(dst: QmpClient): Promise<{ failed?: string; runState?: string }> {
+  async #destinationOutcome(
+    dst: QmpClient,
+  ): Promise<{ failed?: string; runState?: string; info?: MigrationInfo }> {
     const deadline = Date.now() + this.#o.completionWaitMs;
     for (;;) {
       let m: MigrationInfo;
@@ -460,7 +647,7 @@ class MigrationRun {
         return { failed: `its monitor went away (${(e as Error).message})` };
       }
       if (m.status === 'failed') return { failed: m['error-desc'] ?? 'no reason given' };
-      if (m.status === 'completed' && runState !== 'inmigrate') return { runState };
+      if (m.status === 'completed' && runState !== 'inmigrate') return { runState, info: m };
       if (this.#cancel.signal.aborted) {
         // The source has completed: there is nothing left to cancel, and a Ctrl-C here waited
         // out the whole completionWaitMs (the CLI ended the process first, with no report).
@@ -481,6 +668,13 @@ class MigrationRun {
 
   /** After a destination failure past the source's completion: the guest runs on at the source. */
   async #resumeSource(src: QmpClient, facts: PreflightFacts): Promise<void> {
+    if (this.#sawPostcopy) {
+      // The destination ran the guest: the source's RAM is stale, starting it would fork the guest.
+      this.#warnings.push(
+        "the destination failed after postcopy began: the source's guest was NOT started again (the destination ran it, the source's copy is stale)",
+      );
+      return;
+    }
     if (facts.source.runState !== 'running' || this.#paused) return;
     const s = await src.queryStatus({ timeout: this.#o.connectTimeoutMs });
     if (s.status === 'postmigrate') {
@@ -515,6 +709,7 @@ class MigrationRun {
   #report(
     info: MigrationInfo,
     end: Pick<MigrationReport, 'status' | 'reason' | 'sourceRunState' | 'destinationRunState'>,
+    dstInfo?: MigrationInfo,
   ): MigrationReport {
     const ram = info.ram;
     const totalTimeMs = info['total-time'] === undefined ? undefined : Number(info['total-time']);
@@ -531,10 +726,31 @@ class MigrationRun {
         transferred !== undefined && totalTimeMs ? Math.round((transferred * 1000) / totalTimeMs) : undefined,
       passes: ram ? Number(ram['dirty-sync-count']) : undefined,
       pages: ram ? { normal: Number(ram.normal), duplicate: Number(ram.duplicate) } : undefined,
+      postcopy: this.#postcopyReport(info, dstInfo),
       warnings: this.#warnings.length ? [...this.#warnings] : undefined,
       source: info,
     };
   }
+}
+
+/** How postcopy went, once the source got there (or a resume plan ran). */
+function postcopyReportOf(
+  by: PostcopyReport['startedBy'] | undefined,
+  at: number | undefined,
+  info: MigrationInfo,
+  dstInfo: MigrationInfo | undefined,
+): PostcopyReport {
+  const ram = info.ram;
+  const blocktime = dstInfo?.['postcopy-blocktime'];
+  const vcpu = dstInfo?.['postcopy-vcpu-blocktime'];
+  return {
+    startedBy: by ?? 'request',
+    ...(at !== undefined && by !== 'resume' ? { startedAtMs: at } : {}),
+    ...(ram?.['postcopy-bytes'] !== undefined ? { bytes: Number(ram['postcopy-bytes']) } : {}),
+    ...(ram?.['postcopy-requests'] !== undefined ? { requests: Number(ram['postcopy-requests']) } : {}),
+    ...(blocktime !== undefined ? { blocktimeMs: Number(blocktime) } : {}),
+    ...(vcpu !== undefined ? { vcpuBlocktimeMs: vcpu.map(Number) } : {}),
+  };
 }
 
 /** A side's run state, or `unreachable` when its monitor is gone (QEMU 10.0 exits after a failed incoming migration by default). */

@@ -117,6 +117,31 @@ export function planCommands(plan: MigratePlan, facts: PlanFacts = {}): PlannedC
   return out;
 }
 
+/**
+ * The commands that recover a postcopy migration paused on a broken link (a `resume` plan):
+ * the destination's `migrate-recover` on the plan's address (it takes a uri only,
+ * qapi/migration.json), then the source's `migrate` with `resume: true` to where it listens.
+ * Nothing else: capabilities and parameters cannot change while the migration exists.
+ * @throws {ArgumentError} as planCommands, and for channels other than one main channel.
+ */
+export function planResumeCommands(plan: MigratePlan, facts: PlanFacts = {}): PlannedCommand[] {
+  if ((plan.channels === undefined) === (plan.uri === undefined))
+    throw new ArgumentError('a migration plan needs exactly one of channels and uri');
+  const channels = plan.channels ?? [uriToChannel(plan.uri as string)];
+  const sent = withListeningPort(channels, facts.listening);
+  const useChannels = plan.uri === undefined && facts.sourceChannels !== false;
+  return [
+    { side: 'destination', execute: 'migrate-recover', arguments: { uri: recoverUri(channels) } },
+    {
+      side: 'source',
+      execute: 'migrate',
+      arguments: useChannels
+        ? { channels: sent, resume: true }
+        : { uri: uriOf(sent, 'source'), resume: true },
+    },
+  ];
+}
+
 function capabilitiesFor(plan: MigratePlan, side: 'source' | 'destination') {
   const skip = side === 'source' ? DESTINATION_ONLY_CAPABILITIES : SOURCE_ONLY_CAPABILITIES;
   const caps = [{ capability: 'events', state: true }];
@@ -187,6 +212,17 @@ function withListeningPort(
     if (port === undefined || a.transport !== 'socket' || a.type !== 'inet' || a.port !== '0') return c;
     return { ...c, addr: { ...a, port } as MigrationAddress };
   });
+}
+
+/** migrate-recover's uri: it takes no channels on any QEMU version. */
+function recoverUri(channels: readonly MigrationChannel[]): string {
+  const main = channels.length === 1 && channels[0]?.['channel-type'] === 'main' ? channels[0] : undefined;
+  const uri = main && addressToEquivalentUri(main.addr);
+  if (uri === undefined)
+    throw new ArgumentError(
+      'migrate-recover takes a uri, and these channels have no URI form; give one main channel',
+    );
+  return uri;
 }
 
 function uriOf(channels: readonly MigrationChannel[], side: string): string {

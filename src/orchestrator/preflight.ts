@@ -106,7 +106,71 @@ export function comparePreflight(facts: PreflightFacts, plan: MigratePlan): stri
     ...parameterProblems(facts, plan),
     ...formProblems(facts, plan),
     ...tlsProblems(facts, plan),
+    ...postcopyProblems(facts, plan),
   ];
+}
+
+/**
+ * With `postcopy-ram`: both sides know the capability and the source can switch
+ * (migrate-start-postcopy); a switch policy without the capability is refused.
+ */
+function postcopyProblems({ source: s, destination: d }: PreflightFacts, plan: MigratePlan): string[] {
+  const on = plan.capabilities['postcopy-ram'] === true;
+  if (!on) {
+    if (plan.postcopy || plan.onTimeout === 'postcopy')
+      return ["a switch to postcopy needs capability 'postcopy-ram' on both sides"];
+    return [];
+  }
+  const out: string[] = [];
+  for (const [side, f] of [
+    ['destination', d],
+    ['source', s],
+  ] as const) {
+    if (!('postcopy-ram' in f.capabilities))
+      out.push(
+        `${side} (QEMU ${f.versionText}) has no 'postcopy-ram' capability: it cannot migrate in postcopy`,
+      );
+  }
+  if (s.commands && !s.commands.includes('migrate-start-postcopy'))
+    out.push(`source (QEMU ${s.versionText}) has no migrate-start-postcopy: it cannot switch to postcopy`);
+  return out;
+}
+
+/**
+ * The checks before recovering a paused postcopy migration (a `resume` plan): both sides in
+ * `postcopy-paused`, the destination with migrate-recover. Thrown as preflight() throws.
+ * @throws {PreflightError} with one line per problem.
+ * @throws {QmpClientError} when a query fails.
+ */
+export async function preflightResume(
+  source: QmpClient,
+  destination: QmpClient,
+  options: { timeoutMs?: number } = {},
+): Promise<PreflightFacts> {
+  const [s, d] = await Promise.all([gatherFacts(source, options), gatherFacts(destination, options)]);
+  const problems = compareResume({ source: s, destination: d });
+  if (problems.length) throw new PreflightError(problems);
+  return { source: s, destination: d };
+}
+
+/** The problems preflightResume() throws, from facts already gathered (pure). */
+export function compareResume({ source: s, destination: d }: PreflightFacts): string[] {
+  const out: string[] = [];
+  for (const [side, f] of [
+    ['source', s],
+    ['destination', d],
+  ] as const) {
+    const st = f.migration.status ?? 'none';
+    if (st !== 'postcopy-paused')
+      out.push(
+        `${side}'s migration is '${st}', not 'postcopy-paused': there is no paused postcopy migration to resume`,
+      );
+  }
+  if (d.commands && !d.commands.includes('migrate-recover'))
+    out.push(
+      `destination (QEMU ${d.versionText}) has no migrate-recover: it cannot resume a postcopy migration`,
+    );
+  return out;
 }
 
 /** With TLS, each side must be able to create the credentials object and point tls-creds at it. */

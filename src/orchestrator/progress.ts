@@ -50,6 +50,9 @@ function bytesText(sample: ProgressSample): string {
   if (sample.pass <= 1 && sample.transferred <= sample.total) {
     return `${formatBytes(sample.transferred)} / ${formatBytes(sample.total)}`;
   }
+  // In postcopy nothing is dirtied any more: what remains are the pages not sent yet.
+  if (sample.status.startsWith('postcopy'))
+    return `${formatBytes(sample.transferred)} sent, ${formatBytes(sample.remaining)} to go`;
   return `${formatBytes(sample.transferred)} sent, ${formatBytes(sample.remaining)} dirty`;
 }
 
@@ -74,6 +77,8 @@ function fields(sample: ProgressSample): { text: string; rank: number }[] {
   if (sample.expectedDowntimeMs !== undefined) {
     f.push({ text: `downtime ~${formatMs(sample.expectedDowntimeMs)}`, rank: 6 });
   }
+  if (sample.postcopyRequests !== undefined)
+    f.push({ text: `${sample.postcopyRequests} page requests`, rank: 3 });
   f.push({ text: `ETA ${formatEta(sample.etaS)}`, rank: 1 });
   return f;
 }
@@ -113,12 +118,19 @@ export function formatPlainLine(sample: ProgressSample): string {
   if (sample.expectedDowntimeMs !== undefined) {
     parts.push(`expected downtime ${formatMs(sample.expectedDowntimeMs)}`);
   }
+  if (sample.postcopyRequests !== undefined) {
+    parts.push(
+      `postcopy ${formatBytes(sample.postcopyBytes ?? 0)}, ${sample.postcopyRequests} page requests`,
+    );
+  }
   parts.push(`ETA ${formatEta(sample.etaS)}`);
   return `[${(sample.elapsedMs / 1000).toFixed(1)} s] ${parts.join(', ')}`;
 }
 
 /** Why qmigrate ended it, in words; undefined when QEMU did. */
 function endedByText(report: MigrationReport): string | undefined {
+  // Not 'cancelled': postcopy cannot be, the report's reason says what happened.
+  if (report.status === 'postcopy-active' || report.status === 'postcopy-paused') return undefined;
   switch (report.endedBy) {
     case 'timeout-cancel':
       return 'the timeout passed and the migration was cancelled (--on-timeout cancel)';
@@ -133,6 +145,10 @@ function endedByText(report: MigrationReport): string | undefined {
 
 /** What happened to the guest, which is what the person asking cares about most. */
 function guestLine(report: MigrationReport): string {
+  if (report.status === 'postcopy-paused')
+    return `the guest is on the destination (run state '${report.destinationRunState}'), blocked on missing pages until the migration is resumed`;
+  if (report.status === 'postcopy-active')
+    return `the guest runs on the destination (run state '${report.destinationRunState}'); the source still sends it pages`;
   if (report.status === 'completed') {
     const dst = report.destinationRunState;
     if (dst === undefined) return 'the guest is on the destination';
@@ -158,6 +174,32 @@ function countersLine(report: MigrationReport): string | undefined {
   if (report.passes !== undefined) parts.push(`${report.passes} ${report.passes === 1 ? 'pass' : 'passes'}`);
   if (report.pages) parts.push(`pages: ${report.pages.normal} normal, ${report.pages.duplicate} zero`);
   return parts.length ? parts.join(', ') : undefined;
+}
+
+const STARTED_BY = {
+  passes: 'after precopy passes that did not converge',
+  timeout: 'at the timeout (--on-timeout postcopy)',
+  request: 'on request',
+  resume: 'resumed after a pause',
+} as const;
+
+/**
+ * The postcopy line, e.g. `postcopy: switched after precopy passes that did not converge at
+ * 8.0 s, 99.4 MiB sent in postcopy, 516 page requests, guest blocked 14.1 s on missing pages`.
+ */
+export function postcopyLine(report: MigrationReport): string | undefined {
+  const p = report.postcopy;
+  if (!p) return undefined;
+  let head =
+    p.startedBy === 'resume'
+      ? `postcopy ${STARTED_BY.resume}`
+      : `postcopy: switched ${STARTED_BY[p.startedBy]}`;
+  if (p.startedAtMs !== undefined) head += ` at ${formatMs(p.startedAtMs)}`;
+  const parts = [head];
+  if (p.bytes !== undefined) parts.push(`${formatBytes(p.bytes)} sent in postcopy`);
+  if (p.requests !== undefined) parts.push(`${p.requests} page requests`);
+  if (p.blocktimeMs !== undefined) parts.push(`guest blocked ${formatMs(p.blocktimeMs)} on missing pages`);
+  return parts.join(', ');
 }
 
 /**
@@ -186,6 +228,8 @@ export function formatReport(report: MigrationReport): string[] {
   if (report.status !== 'completed' && report.reason && report.endedBy) lines.push(`  ${report.reason}`);
   const counters = countersLine(report);
   if (counters) lines.push(`  ${counters}`);
+  const postcopy = postcopyLine(report);
+  if (postcopy) lines.push(`  ${postcopy}`);
   lines.push(`  ${guestLine(report)}`);
   for (const w of report.warnings ?? []) lines.push(`  warning: ${w}`);
   return lines;

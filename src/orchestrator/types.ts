@@ -35,8 +35,24 @@ export interface MigrationTls {
   id?: string;
 }
 
-/** What to do when `timeoutS` passes before the migration completed. */
-export type TimeoutPolicy = 'cancel' | 'pause';
+/**
+ * What to do when `timeoutS` passes before the migration completed: cancel it, pause the
+ * source's guest so it converges, or switch to postcopy (`postcopy-ram` must be on).
+ */
+export type TimeoutPolicy = 'cancel' | 'pause' | 'postcopy';
+
+/**
+ * When a migration with `postcopy-ram` switches to postcopy (`migrate-start-postcopy`) by
+ * itself. Besides these, the timeout policy `postcopy` and MigrationJob.startPostcopy() switch.
+ */
+export interface PostcopyPlan {
+  /**
+   * Switch once this many precopy passes have ended without the migration completing (QEMU's
+   * dirty-sync-count is then above it): 1 is virsh's `--postcopy-after-precopy`, after the
+   * first pass; 0 switches as soon as the migration is active. Undefined: not by passes.
+   */
+  afterPasses?: number;
+}
 
 /** One migration between two monitors, everything the user asked for. */
 export interface MigratePlan {
@@ -56,6 +72,14 @@ export interface MigratePlan {
   /** Seconds before `onTimeout` applies; undefined: no timeout. */
   timeoutS?: number;
   onTimeout: TimeoutPolicy;
+  /** Switch to postcopy by itself (needs `postcopy-ram` in `capabilities`). */
+  postcopy?: PostcopyPlan;
+  /**
+   * Recover a postcopy migration that paused on a broken link instead of starting one: the
+   * destination `migrate-recover`s on the plan's address, the source `migrate`s there with
+   * `resume: true`. Capabilities, parameters and TLS are the paused migration's own.
+   */
+  resume?: boolean;
 }
 
 /** The command a plan sends to one side, in order (what `--dry-run` prints). */
@@ -89,6 +113,9 @@ export interface ProgressSample {
   expectedDowntimeMs?: number;
   /** Seconds to completion at the current throughput and dirty rate; undefined if not converging. */
   etaS?: number;
+  /** Pages the destination asked for on its return path, and the bytes sent since postcopy began. */
+  postcopyRequests?: number;
+  postcopyBytes?: number;
 }
 
 /** A MIGRATION event seen on either side. */
@@ -100,14 +127,39 @@ export interface MigrationEventSample {
   data: Record<string, unknown>;
 }
 
+/** The postcopy part of a report, from both sides' query-migrate. */
+export interface PostcopyReport {
+  /** What made the switch: passes (PostcopyPlan), the timeout, a request, or a resumed migration. */
+  startedBy: 'passes' | 'timeout' | 'request' | 'resume';
+  /** ms after `migrate` that `migrate-start-postcopy` was sent (not for a resume). */
+  startedAtMs?: number;
+  /** The source's ram.postcopy-bytes and ram.postcopy-requests. */
+  bytes?: number;
+  requests?: number;
+  /**
+   * ms the destination's guest was blocked on missing pages (its postcopy-blocktime, with
+   * the `postcopy-blocktime` capability), and per vCPU.
+   */
+  blocktimeMs?: number;
+  vcpuBlocktimeMs?: number[];
+}
+
 /** How the migration ended. */
 export interface MigrationReport {
   type: 'report';
-  status: 'completed' | 'failed' | 'cancelled';
+  /**
+   * `postcopy-paused`: the link broke during postcopy; the guest runs on the destination and
+   * waits for the pages it lacks, the source holds them: recover with a `resume` plan.
+   * `postcopy-active`: qmigrate stopped following a postcopy migration (an interrupt: postcopy
+   * cannot be cancelled), which goes on without it.
+   */
+  status: 'completed' | 'failed' | 'cancelled' | 'postcopy-paused' | 'postcopy-active';
   /** Why it did not complete: QEMU's error-desc, a timeout, an interrupt. */
   reason?: string;
   /** What ended it when qmigrate did: the timeout policy, or a signal. */
   endedBy?: 'timeout-cancel' | 'timeout-pause' | 'interrupt';
+  /** Set when the migration switched to postcopy (or was resumed in postcopy). */
+  postcopy?: PostcopyReport;
   /** ms, as QEMU reports them (total-time, setup-time, downtime). */
   totalTimeMs?: number;
   setupTimeMs?: number;

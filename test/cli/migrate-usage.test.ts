@@ -31,7 +31,7 @@ for (const [args, want] of [
   ],
   [
     [...base, '--unix', '/x', '--on-timeout', 'later'],
-    /^error: option '--on-timeout <policy>' argument 'later' is invalid\. Allowed choices are cancel, pause\.$/m,
+    /^error: option '--on-timeout <policy>' argument 'later' is invalid\. Allowed choices are cancel, pause, postcopy\.$/m,
   ],
   [
     [...base, '--unix', '/x', '--max-bandwidth', '1Q'],
@@ -46,6 +46,18 @@ for (const [args, want] of [
     /^qmigrate: --parameter: Parameter 'downtime-limit' expects uint64$/m,
   ],
   [[...base, '--tcp', 'nohost'], /^qmigrate: --tcp: error parsing address 'nohost'$/m],
+  [
+    [...base, '--unix', '/x', '--timeout', '5', '--on-timeout', 'postcopy'],
+    /^qmigrate: --on-timeout postcopy switches to postcopy, which needs postcopy-ram on both sides: add --postcopy$/m,
+  ],
+  [
+    [...base, '--unix', '/x', '--resume', '--max-bandwidth', '1M'],
+    /^error: option '--resume' cannot be used with option '--max-bandwidth <size>'$/m,
+  ],
+  [
+    [...base, '--unix', '/x', '--postcopy', '--postcopy-after-passes', '-1'],
+    /^error: option '--postcopy-after-passes <n>' argument '-1' is invalid\. Expected a whole number of passes, 0 or more\.$/m,
+  ],
   [
     ['migrate', '--from', 'tcp:h:x', '--to', 'b', '--unix', '/x'],
     /^qmigrate: --from: QMP address 'tcp:h:x' has port 'x'; a port is 1-65535$/m,
@@ -83,10 +95,13 @@ test('migrate --help: the stream flags, the output modes and every exit code', a
     '--json',
     '--quiet',
     '--dry-run',
+    '--postcopy',
+    '--postcopy-after-passes <n>',
+    '--resume',
   ]) {
     assert.ok(r.stdout.includes(`  ${flag} `), flag);
   }
-  for (const code of ['0', '1', '2', '3', '4', '130'])
+  for (const code of ['0', '1', '2', '3', '4', '5', '130'])
     assert.match(r.stdout, new RegExp(`^ {2}${code} +\\S`, 'm'), code);
   assert.match(r.stdout, /with --json one\s+JSON object per line/);
 });

@@ -50,6 +50,11 @@ export interface MigrateFlags {
   parameter?: string[];
   timeout?: number;
   onTimeout: TimeoutPolicy;
+  /** Postcopy allowed, switched to after --postcopy-after-passes passes (default 1). */
+  postcopy?: boolean;
+  postcopyAfterPasses?: number;
+  /** Recover a postcopy migration paused on a broken link. */
+  resume?: boolean;
   json?: boolean;
   quiet?: boolean;
   dryRun?: boolean;
@@ -75,7 +80,10 @@ export interface MigrationJob extends AsyncIterable<ProgressSample | MigrationEv
 export interface MigrateLibrary {
   parseQmpEndpoint(text: string): QmpEndpoint;
   planFor(plan: MigratePlan, options: { signal?: AbortSignal }): Promise<PlannedCommand[]>;
-  runMigration(plan: MigratePlan, options: { signal?: AbortSignal }): MigrationJob;
+  runMigration(
+    plan: MigratePlan,
+    options: { signal?: AbortSignal; postcopySignal?: AbortSignal },
+  ): MigrationJob;
 }
 
 /** Where the command writes: a view's io, and whether stdout is a terminal. */
@@ -84,7 +92,14 @@ export interface MigrateIo extends ViewIo {
 }
 
 /** The exit codes `qmigrate migrate --help` lists. */
-export const MIGRATE_EXIT = { completed: 0, failed: 1, usage: 2, preflight: 3, timeout: 4 } as const;
+export const MIGRATE_EXIT = {
+  completed: 0,
+  failed: 1,
+  usage: 2,
+  preflight: 3,
+  timeout: 4,
+  postcopyPaused: 5,
+} as const;
 
 /**
  * `NAME[=on|off]` for --capability, the name checked against QEMU 10.0's MigrationCapability.
@@ -265,9 +280,21 @@ function planTls(
  * @throws {CliUsageError} for anything QEMU or the orchestrator would refuse before starting.
  */
 export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to'> {
+  if (flags.resume) {
+    // The paused migration keeps its own capabilities, parameters and TLS (commander refuses
+    // those flags with --resume); only where the destination listens anew is asked.
+    return {
+      ...planStream(flags),
+      capabilities: {},
+      parameters: {},
+      onTimeout: flags.onTimeout,
+      resume: true,
+    };
+  }
   const capabilities: Record<string, boolean> = {};
   if (flags.multifd !== undefined) capabilities.multifd = true;
   for (const [name, on] of (flags.capability ?? []).map(parseCapability)) capabilities[name] = on;
+  const postcopy = planPostcopy(flags, capabilities);
   try {
     const list = Object.entries(capabilities).map(([capability, state]) => ({ capability, state }));
     checkOnVm('migrate-set-capabilities', checkCommand('migrate-set-capabilities', { capabilities: list }));
@@ -301,7 +328,38 @@ export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to
     ...(tls ? { tls } : {}),
     ...(flags.timeout !== undefined ? { timeoutS: flags.timeout } : {}),
     onTimeout: flags.onTimeout,
+    ...(postcopy ? { postcopy } : {}),
   };
+}
+
+/**
+ * --postcopy: `postcopy-ram` on both sides and `postcopy-blocktime` on the destination (for
+ * the report), switched to once --postcopy-after-passes passes ended without converging
+ * (default 1, virsh's --postcopy-after-precopy); with --on-timeout postcopy and no
+ * --postcopy-after-passes, at the timeout only. Sets the capabilities in `capabilities`.
+ * @throws {CliUsageError} for --postcopy-after-passes without --postcopy, --postcopy with
+ *   postcopy-ram=off, and --on-timeout postcopy without postcopy or without --timeout.
+ */
+function planPostcopy(flags: MigrateFlags, capabilities: Record<string, boolean>): MigratePlan['postcopy'] {
+  if (flags.postcopy && capabilities['postcopy-ram'] === false)
+    throw new CliUsageError(
+      '--postcopy needs the postcopy-ram capability: drop --capability postcopy-ram=off',
+    );
+  if (flags.postcopyAfterPasses !== undefined && !flags.postcopy)
+    throw new CliUsageError('--postcopy-after-passes says when --postcopy switches: add --postcopy');
+  if (flags.onTimeout === 'postcopy') {
+    if (!flags.postcopy && capabilities['postcopy-ram'] !== true)
+      throw new CliUsageError(
+        '--on-timeout postcopy switches to postcopy, which needs postcopy-ram on both sides: add --postcopy',
+      );
+    if (flags.timeout === undefined)
+      throw new CliUsageError('--on-timeout postcopy applies at the --timeout: add --timeout SECONDS');
+  }
+  if (!flags.postcopy) return undefined;
+  capabilities['postcopy-ram'] = true;
+  capabilities['postcopy-blocktime'] ??= true;
+  const afterPasses = flags.postcopyAfterPasses ?? (flags.onTimeout === 'postcopy' ? undefined : 1);
+  return afterPasses === undefined ? {} : { afterPasses };
 }
 
 /**
@@ -353,11 +411,13 @@ export const orchestrator: MigrateLibrary = {
 
 /**
  * The exit code of a report: 0 completed (also when --on-timeout pause made it converge),
- * 4 when the timeout ended it otherwise, 1 for any other failure or cancel. An interrupt's
- * code (130) is set by the CLI's signal handling, which wins over this.
+ * 4 when the timeout ended it otherwise, 5 when postcopy paused on a broken link, 1 for any
+ * other failure or cancel. An interrupt's code (130) is set by the CLI's signal handling,
+ * which wins over this.
  */
 export function exitCodeOf(report: MigrationReport): number {
   if (report.status === 'completed') return MIGRATE_EXIT.completed;
+  if (report.status === 'postcopy-paused') return MIGRATE_EXIT.postcopyPaused;
   if (report.endedBy === 'timeout-cancel' || report.endedBy === 'timeout-pause') return MIGRATE_EXIT.timeout;
   return MIGRATE_EXIT.failed;
 }
@@ -440,6 +500,7 @@ export async function runMigrate(
   io: MigrateIo,
   load: () => Promise<MigrateLibrary>,
   signal?: AbortSignal,
+  postcopySignal?: AbortSignal,
 ): Promise<number> {
   let plan: MigratePlan;
   let lib: MigrateLibrary;
@@ -468,7 +529,7 @@ export async function runMigrate(
   let report: MigrationReport;
   let started = false;
   try {
-    const job = lib.runMigration(plan, { signal });
+    const job = lib.runMigration(plan, { signal, postcopySignal });
     // Read the result even if the iteration throws first, so it is never left unhandled.
     const result = job.result.then(
       (r) => ({ r }),
@@ -486,5 +547,19 @@ export async function runMigrate(
     return started ? lostDuring(e, view) : failedBeforeStart(e, view, signal);
   }
   view.report(report);
+  if (report.status === 'postcopy-paused') {
+    // --quiet still says what to do next, beside the report it prints on stderr.
+    if (mode === 'quiet') io.err(resumeHint(flags));
+    else view.note(resumeHint(flags));
+  }
   return exitCodeOf(report);
+}
+
+/** How to resume a paused postcopy migration: the same monitors, a new stream address. */
+function resumeHint(flags: MigrateFlags): string {
+  const tls = [
+    flags.fromQmpTls !== undefined ? ` --from-qmp-tls ${flags.fromQmpTls}` : '',
+    flags.toQmpTls !== undefined ? ` --to-qmp-tls ${flags.toQmpTls}` : '',
+  ].join('');
+  return `resume it once the link is back: qmigrate migrate --resume --from ${flags.from} --to ${flags.to}${tls} --tcp HOST:PORT (or --unix PATH: where the destination listens anew)`;
 }
