@@ -1,5 +1,5 @@
 /**
- * The HMP command tables qmigrate implements: the migration commands plus help, info, stop,
+ * The HMP command tables qmigrate implements: the migration commands (postcopy's too) plus help, info, stop,
  * cont, quit, object_add and object_del (and `info memdev`), with QEMU 10.0's names, argument specs, parameter strings and help texts
  * (qemu/qemu: hmp-commands.hx, hmp-commands-info.hx). QEMU sorts both tables by name at
  * startup (monitor/monitor.c sortcmdlist), which decides the order `help` lists them in.
@@ -13,8 +13,11 @@ export type CommandId =
   | 'migrate'
   | 'migrate_cancel'
   | 'migrate_incoming'
+  | 'migrate_pause'
+  | 'migrate_recover'
   | 'migrate_set_capability'
   | 'migrate_set_parameter'
+  | 'migrate_start_postcopy'
   | 'object_add'
   | 'object_del'
   | 'quit'
@@ -105,6 +108,20 @@ export const HMP_COMMANDS = sortTable([
     id: 'migrate_incoming',
   },
   {
+    name: 'migrate_pause',
+    argsType: '',
+    params: '',
+    help: 'Pause an ongoing migration (postcopy-only)',
+    id: 'migrate_pause',
+  },
+  {
+    name: 'migrate_recover',
+    argsType: 'uri:s',
+    params: 'uri',
+    help: 'Continue a paused incoming postcopy migration',
+    id: 'migrate_recover',
+  },
+  {
     name: 'migrate_set_capability',
     argsType: 'capability:s,state:b',
     params: 'capability state',
@@ -119,6 +136,15 @@ export const HMP_COMMANDS = sortTable([
     help: 'Set the parameter for migration',
     id: 'migrate_set_parameter',
     completion: 'parameter',
+  },
+  {
+    name: 'migrate_start_postcopy',
+    argsType: '',
+    params: '',
+    help:
+      'Followup to a migration command to switch the migration to postcopy mode. ' +
+      'The postcopy-ram capability must be set on both source and destination before the original migration command .',
+    id: 'migrate_start_postcopy',
   },
   {
     name: 'object_add',

@@ -169,6 +169,16 @@ export class Hmp {
       case 'migrate_cancel':
         await this.#callIgnoringErrors('migrate_cancel');
         break;
+      // hmp_migrate_pause(), hmp_migrate_recover(), hmp_migrate_start_postcopy(): QMP, errors printed.
+      case 'migrate_pause':
+        await this.#call(out, 'migrate-pause');
+        break;
+      case 'migrate_recover':
+        await this.#call(out, 'migrate-recover', { uri: fromBytes(str('uri')) });
+        break;
+      case 'migrate_start_postcopy':
+        await this.#call(out, 'migrate-start-postcopy');
+        break;
       case 'migrate_set_capability':
         await this.#migrateSetCapability(out, str('capability'), args.get('state') === true);
         break;

@@ -219,8 +219,13 @@ export async function loadVmState(
       if ((await loadSections(s)) === 'quit') continue;
       // A postcopy source sends no VM description and keeps the link open until SHUT: QEMU's
       // listen thread reads nothing after EOF.
-      if (s.pc) endPostcopy(s);
-      else await skipVmDescription(s.r);
+      if (s.pc && s.pc.state !== PostcopyState.ADVISE) endPostcopy(s);
+      else {
+        // postcopy-ram on, but the precopy completed before any switch (only ADVISE came):
+        // an ordinary end, as QEMU's process_incoming_migration_co takes it.
+        s.pc?.untrack();
+        await skipVmDescription(s.r);
+      }
       if (s.rpOpen) sendRp(s, MIG_RP_MSG_SHUT, 0);
       return s.result;
     } catch (e) {
@@ -683,7 +688,8 @@ export async function runIncoming(
     const result = await loadVmState(r, ram, rp, opts.onFlush, hooks);
     currentRp?.end();
     m.incomingEnded();
-    if (!pc) finishIncoming(runstate, result);
+    // A postcopy that ran started the guest at RUN; an ADVISE alone is a precopy's end.
+    if (!pc || pc.state === PostcopyState.ADVISE) finishIncoming(runstate, result);
     m.setIncomingStatus('completed');
     onDone();
   } catch (e) {

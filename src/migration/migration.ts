@@ -434,13 +434,16 @@ export class Migration {
   }
 
   /**
-   * `migrate-pause`. On a destination in postcopy-active (qmp_migrate_pause's incoming part)
-   * the channel is shut: the load pauses as on a broken link, and a resume can follow.
+   * `migrate-pause`. On a destination in postcopy-active or postcopy-recover (qmp_migrate_pause's
+   * incoming part) the channel is shut: the load pauses as on a broken link, and a resume can follow.
    */
   pause(): void {
     checkMigratePause(this.status, this.incomingStatus);
     if (this.status === 'postcopy-active' || this.status === 'postcopy-recover') this.#outgoing?.pause?.();
-    if (this.incomingStatus === 'postcopy-active') this.incomingShutdown?.();
+    // In postcopy-recover too (QEMU 10.0 shuts the channel in both): a resume channel that
+    // never speaks would otherwise keep the destination there, refusing migrate-recover.
+    if (this.incomingStatus === 'postcopy-active' || this.incomingStatus === 'postcopy-recover')
+      this.incomingShutdown?.();
   }
 
   /** Every check `migrate-recover` makes before it listens (`qmigrate check` calls it too). @throws {QapiError} */

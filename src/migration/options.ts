@@ -455,12 +455,16 @@ export function checkOutgoingSupport(parsed: ParsedInput, ctx: SupportContext): 
   }
   checkCapabilitySupport(caps, params, 'source');
   const addr = parsed.main.addr;
-  if (caps['return-path'] && addr.transport === 'file') {
+  // postcopy-ram opens the return path too: its page requests and recovery travel there.
+  const rp = caps['return-path'] ? 'return-path' : caps['postcopy-ram'] ? 'postcopy-ram' : undefined;
+  if (rp && addr.transport === 'file') {
     // QEMU opens it anyway and fails reading the file: "Unable to read from file: Bad file descriptor".
-    throw genericError("Capability 'return-path' needs a transport that carries replies; a file cannot");
+    throw genericError(`Capability '${rp}' needs a transport that carries replies; a file cannot`);
   }
-  if (caps['return-path'] && addr.transport === 'exec') {
-    throw notSupported("Capability 'return-path' over exec", "the child's output is not read");
+  if (rp && addr.transport === 'exec') {
+    // QEMU 10.0 with postcopy-ram reads the child's output as the return path; with
+    // `exec:cat > /dev/null` its postcopy stays postcopy-active for good, the guest stopped.
+    throw notSupported(`Capability '${rp}' over exec`, "the child's output is not read");
   }
   checkTlsOptions(params);
   checkSocketOptions(addr, 'source');

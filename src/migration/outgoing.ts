@@ -684,8 +684,13 @@ export class OutgoingMigration implements OutgoingRun {
         await this.#completePostcopy(out, ram);
         return;
       } catch (e) {
-        const cause = this.#rpError && this.#rpIo ? this.#rpError : e;
-        if (!this.#isIoFailure(cause)) throw this.#rpError && !this.#rpIo ? this.#rpError : e;
+        if (this.#cancelled) throw e;
+        // Past the switchover the source holds the only copy of the pages not yet sent: a
+        // return path that broke or said something wrong pauses, as a broken link does, so a
+        // resume can still finish (QEMU 10.0 records the error, stays postcopy-active and
+        // pauses once the link goes). Only a failure of this side's own fails the run.
+        const cause = this.#rpError ?? e;
+        if (!this.#rpError && !this.#isIoFailure(e)) throw e;
         out = await this.#postcopyPause(ram, cause);
       }
     }

@@ -163,8 +163,11 @@ test('help lists our commands in QEMU order; info lists ours', async () => {
     'migrate',
     'migrate_cancel',
     'migrate_incoming',
+    'migrate_pause',
+    'migrate_recover',
     'migrate_set_capability',
     'migrate_set_parameter',
+    'migrate_start_postcopy',
     'object_add',
     'object_del',
     'quit|q',
@@ -378,8 +381,11 @@ test('completion: commands, info subcommands, capabilities, on/off, parameters, 
     'migrate',
     'migrate_cancel',
     'migrate_incoming',
+    'migrate_pause',
+    'migrate_recover',
     'migrate_set_capability',
     'migrate_set_parameter',
+    'migrate_start_postcopy',
   ]);
   assert.deepEqual(completeLine('info st'), { index: 2, items: ['status'] });
   assert.deepEqual(completeLine('migrate_set_capability postcopy-')?.items, [

@@ -101,8 +101,24 @@ const CAPABILITIES: Record<string, Decision> = {
     ],
   },
   'postcopy-ram': {
-    status: 'honoured',
+    status: 'honoured (socket, fd), refused (file, exec)',
+    refusals: [
+      {
+        side: 'source',
+        caps: ['postcopy-ram'],
+        addr: FILE,
+        error: "Capability 'postcopy-ram' needs a transport that carries replies; a file cannot",
+      },
+      {
+        side: 'source',
+        caps: ['postcopy-ram'],
+        addr: { transport: 'exec', args: ['/bin/true'] },
+        error:
+          "Capability 'postcopy-ram' over exec is not supported by qmigrate: the child's output is not read",
+      },
+    ],
     proof: [
+      'test/migration/options-effects.test.ts: postcopy-ram over a file',
       'test/migration/postcopy-source-qemu.test.ts: postcopy after a non-converging precopy completes with RAM equal',
       'test/migration/postcopy-source-qemu.test.ts: a link cut in postcopy pauses both sides',
       'test/migration/postcopy-source-requests.test.ts: requested pages come before their turn',

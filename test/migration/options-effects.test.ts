@@ -211,6 +211,41 @@ test('return-path over a file: QEMU 10.0 fails reading the file, qmigrate refuse
   });
 });
 
+test('postcopy-ram over a file: QEMU 10.0 fails reading the file, qmigrate refuses it and exec before starting', async (t) => {
+  const dir = tmpDir(t);
+  const pc = { capabilities: [{ capability: 'postcopy-ram', state: true }] };
+  const results: Partial<Record<Kind, unknown>> = {};
+  for (const kind of KINDS) {
+    const src = await startVm(t, kind, sharedGuest(dir), dir);
+    if (!src) return;
+    await src.ok('migrate-set-capabilities', pc);
+    const r = await src.x('migrate', { uri: `file:${join(dir, `${kind}-pc.mig`)}` });
+    results[kind] = 'error' in r ? r : await waitInfo(src, finished);
+    assert.deepEqual(await src.ok('query-status'), { status: 'running', running: true });
+    if (kind === 'qmigrate') {
+      // QEMU 10.0 reads the child's output as the return path: with `cat > /dev/null` its
+      // postcopy stays postcopy-active for good, the guest stopped. qmigrate does not read it.
+      assert.deepEqual(await src.x('migrate', { uri: 'exec:cat > /dev/null' }), {
+        error: {
+          class: 'GenericError',
+          desc: "Capability 'postcopy-ram' over exec is not supported by qmigrate: the child's output is not read",
+        },
+      });
+      assert.equal(((await src.ok('query-migrate')) as { status?: string }).status, undefined);
+    }
+  }
+  assert.deepEqual(results['10.0'], {
+    status: 'failed',
+    'error-desc': 'Unable to read from file: Bad file descriptor',
+  });
+  assert.deepEqual(results.qmigrate, {
+    error: {
+      class: 'GenericError',
+      desc: "Capability 'postcopy-ram' needs a transport that carries replies; a file cannot",
+    },
+  });
+});
+
 test('zero-page-detection=none without multifd: zero pages go as normal pages, as in QEMU 10.0', async (t) => {
   const dir = tmpDir(t);
   const counts: Partial<Record<Kind, unknown>> = {};
