@@ -615,10 +615,16 @@ class MigrationRun {
    * and waits for pages only the source has.
    */
   async #postcopyUnfinished(src: QmpClient, dst: QmpClient, info: MigrationInfo): Promise<MigrationReport> {
-    const paused = info.status !== 'postcopy-active';
+    // Only postcopy-paused is a broken link; a run that ended in postcopy-recover(-setup) was
+    // interrupted or gave up waiting while the recovery goes on, which may yet complete.
+    const paused = info.status === 'postcopy-paused';
+    const status = info.status ?? 'none';
+    const goesOn = 'the migration goes on without qmigrate following it';
     const reason = paused
       ? `the link broke during postcopy (${info['error-desc'] ?? 'no reason given'}); the guest runs on the destination and waits for the pages it lacks, which only the source has`
-      : 'interrupted during postcopy, which cannot be cancelled (the guest runs on the destination): the migration goes on without qmigrate following it';
+      : this.#endedBy === 'interrupt'
+        ? `interrupted during postcopy (the source '${status}'), which cannot be cancelled (the guest runs on the destination): ${goesOn}`
+        : `the resumed migration did not get back to postcopy-active in time (the source '${status}'): ${goesOn}`;
     const dstInfo = await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs }).catch(() => undefined);
     return this.#report(
       info,
