@@ -200,6 +200,8 @@ class MigrationRun {
   /** The sides where the plan's TLS object was created, so that it is removed at the end. */
   readonly #tlsCreated = new Set<'source' | 'destination'>();
   #before: PreflightFacts | undefined;
+  /** A resume plan's: the TLS set-up an earlier run left for the paused migration, to undo at the end. */
+  #resumedTls: MigratePlan | undefined;
 
   constructor(plan: MigratePlan, options: RunMigrationOptions) {
     this.#plan = plan;
@@ -255,8 +257,12 @@ class MigrationRun {
       // the set-up), what qmigrate created on the peers goes before it lets them go; but a
       // postcopy migration that goes on, or waits to be resumed, still uses its TLS objects.
       const live = report?.status === 'postcopy-paused' || report?.status === 'postcopy-active';
-      if (live && this.#tlsCreated.size)
-        this.#warnings.push('the TLS objects stay on both sides: the postcopy migration still uses them');
+      if (live && this.#tlsCreated.size) {
+        // The report is built already: the warning goes into it too, not only the list.
+        const kept = 'the TLS objects stay on both sides: the postcopy migration still uses them';
+        this.#warnings.push(kept);
+        if (report) report.warnings = [...(report.warnings ?? []), kept];
+      }
       const left = live ? [] : await this.#removeTls();
       if (report && left.length) report.warnings = [...(report.warnings ?? []), ...left];
       await Promise.all([this.#src?.close().catch(() => {}), this.#dst?.close().catch(() => {})]);
@@ -353,12 +359,30 @@ class MigrationRun {
     await this.#send(dst, recover as PlannedCommand);
     const listening = (await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs }))['socket-address'];
     const all = planResumeCommands(this.#plan, { ...forms, listening });
+    this.#adoptTls(facts);
     this.#commands.resolve(all);
     this.#listen(src, dst);
     this.#postcopyBy = 'resume';
     this.#sawPostcopy = true;
     this.#t0 = Date.now();
     await this.#send(src, all[1] as PlannedCommand);
+  }
+
+  /**
+   * The TLS objects a `--tls-creds` run made and left for its paused migration (tls-creds
+   * naming a `qmigrate-tls-` object): this run removes them once the migration ends (not when
+   * it is left paused or going on), tls-creds and the source's tls-hostname back to ''.
+   */
+  #adoptTls(facts: PreflightFacts): void {
+    const id = facts.source.parameters['tls-creds'];
+    if (typeof id !== 'string' || !id.startsWith('qmigrate-tls')) return;
+    const hostname = facts.source.parameters['tls-hostname'];
+    this.#resumedTls = {
+      ...this.#plan,
+      tls: { id, sourceDir: '', destinationDir: '', ...(hostname ? { hostname: String(hostname) } : {}) },
+    };
+    this.#tlsCreated.add('source');
+    if (facts.destination.parameters['tls-creds'] === id) this.#tlsCreated.add('destination');
   }
 
   /** Sends one set-up command; a refusal means nothing moved yet: a preflight failure. */
@@ -380,12 +404,12 @@ class MigrationRun {
    */
   async #removeTls(): Promise<string[]> {
     if (this.#tlsCreated.size === 0) return [];
-    const before = {
-      source: this.#before?.source.parameters,
-      destination: this.#before?.destination.parameters,
-    };
+    // A resumed run cannot know what the parameters were before the first run: ''.
+    const before = this.#resumedTls
+      ? {}
+      : { source: this.#before?.source.parameters, destination: this.#before?.destination.parameters };
     const left: string[] = [];
-    for (const c of cleanupCommands(this.#plan, before)) {
+    for (const c of cleanupCommands(this.#resumedTls ?? this.#plan, before)) {
       const qmp = c.side === 'source' ? this.#src : this.#dst;
       if (!qmp || qmp.isClosed || !this.#tlsCreated.has(c.side)) continue;
       try {
