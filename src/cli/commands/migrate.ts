@@ -450,17 +450,17 @@ function printPlan(commands: PlannedCommand[], mode: ProgressMode, io: MigrateIo
  * A failure before the migration started: preflight (exit 3, one line per mismatch, the
  * source untouched), an unreachable monitor (3). Anything else goes to the CLI's own catch.
  */
-function failedBeforeStart(e: unknown, view: ProgressView, signal?: AbortSignal): number {
+function failedBeforeStart(e: unknown, view: ProgressView, signal?: AbortSignal, resume = false): number {
   if (signal?.aborted && (e instanceof PreflightError || e instanceof ConnectError)) {
     // Not 'cannot reach ...: This operation was aborted' with exit 3: the user stopped it.
     const reason: unknown = signal.reason;
     const exitCode = reason instanceof Interrupted ? reason.exitCode : MIGRATE_EXIT.failed;
     const why = reason instanceof Interrupted ? ` (${reason.reason})` : '';
-    view.error(
-      [`interrupted${why} before the migration started: nothing was migrated, the source's guest runs on`],
-      'CLI_INTERRUPTED',
-      exitCode,
-    );
+    // A resume has no source guest to speak of: it runs on the destination already.
+    const what = resume
+      ? 'the resume started: nothing was sent, the postcopy migration stays paused (the guest on the destination)'
+      : "the migration started: nothing was migrated, the source's guest runs on";
+    view.error([`interrupted${why} before ${what}`], 'CLI_INTERRUPTED', exitCode);
     return exitCode;
   }
   if (e instanceof PreflightError) {
@@ -523,7 +523,7 @@ export async function runMigrate(
       printPlan(await lib.planFor(plan, { signal }), mode, io);
       return MIGRATE_EXIT.completed;
     } catch (e) {
-      return failedBeforeStart(e, view, signal);
+      return failedBeforeStart(e, view, signal, flags.resume);
     }
   }
   let report: MigrationReport;
@@ -544,7 +544,7 @@ export async function runMigrate(
     if ('e' in end) throw end.e;
     report = end.r;
   } catch (e) {
-    return started ? lostDuring(e, view) : failedBeforeStart(e, view, signal);
+    return started ? lostDuring(e, view) : failedBeforeStart(e, view, signal, flags.resume);
   }
   view.report(report);
   if (report.status === 'postcopy-paused') {
