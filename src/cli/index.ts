@@ -349,6 +349,7 @@ function migrateOptions(): Option[] {
       'capability',
       'parameter',
       'timeout',
+      'onTimeout',
       'tlsCreds',
       'fromTlsCreds',
       'toTlsCreds',

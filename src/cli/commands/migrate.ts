@@ -338,7 +338,8 @@ export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to
  * (default 1, virsh's --postcopy-after-precopy); with --on-timeout postcopy and no
  * --postcopy-after-passes, at the timeout only. Sets the capabilities in `capabilities`.
  * @throws {CliUsageError} for --postcopy-after-passes without --postcopy, --postcopy with
- *   postcopy-ram=off, and --on-timeout postcopy without postcopy or without --timeout.
+ *   postcopy-ram=off, --on-timeout postcopy without postcopy or without --timeout, and
+ *   --on-timeout pause without --timeout.
  */
 function planPostcopy(flags: MigrateFlags, capabilities: Record<string, boolean>): MigratePlan['postcopy'] {
   if (flags.postcopy && capabilities['postcopy-ram'] === false)
@@ -347,6 +348,9 @@ function planPostcopy(flags: MigrateFlags, capabilities: Record<string, boolean>
     );
   if (flags.postcopyAfterPasses !== undefined && !flags.postcopy)
     throw new CliUsageError('--postcopy-after-passes says when --postcopy switches: add --postcopy');
+  // Not taken and ignored: without a timeout the policy never applies.
+  if (flags.onTimeout === 'pause' && flags.timeout === undefined)
+    throw new CliUsageError('--on-timeout pause applies at the --timeout: add --timeout SECONDS');
   if (flags.onTimeout === 'postcopy') {
     if (!flags.postcopy && capabilities['postcopy-ram'] !== true)
       throw new CliUsageError(
