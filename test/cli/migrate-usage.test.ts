@@ -55,6 +55,10 @@ for (const [args, want] of [
     /^error: option '--resume' cannot be used with option '--max-bandwidth <size>'$/m,
   ],
   [
+    [...base, '--unix', '/x', '--postcopy', '--multifd', '2'],
+    /^qmigrate: --postcopy with --multifd: Postcopy is not yet compatible with multifd \(QEMU 10\.0 refuses the pair\)$/m,
+  ],
+  [
     [...base, '--unix', '/x', '--resume', '--on-timeout', 'pause'],
     /^error: option '--resume' cannot be used with option '--on-timeout <policy>'$/m,
   ],

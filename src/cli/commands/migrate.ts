@@ -299,8 +299,11 @@ export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to
     const list = Object.entries(capabilities).map(([capability, state]) => ({ capability, state }));
     checkOnVm('migrate-set-capabilities', checkCommand('migrate-set-capabilities', { capabilities: list }));
   } catch (e) {
-    if (e instanceof QapiError) throw new CliUsageError(`--capability: ${e.desc}`);
-    throw e;
+    if (!(e instanceof QapiError)) throw e;
+    // Name the flags the user gave, not --capability, when the shortcuts made the pair.
+    if (flags.postcopy && flags.multifd !== undefined && /multifd/.test(e.desc))
+      throw new CliUsageError(`--postcopy with --multifd: ${e.desc} (QEMU 10.0 refuses the pair)`);
+    throw new CliUsageError(`--capability: ${e.desc}`);
   }
   if (capabilities.events === false) {
     // Not silently turned back on: the orchestrator follows the migration by its events.
