@@ -124,7 +124,13 @@ export async function planMigration(
     if (s.status === 'rejected' || d.status === 'rejected') throw connectFailure(s, d);
     if (plan.resume) {
       const facts = await preflightResume(s.value, d.value, { timeoutMs: o.timeoutMs });
-      return { facts, commands: planResumeCommands(plan, { sourceChannels: facts.source.channels }) };
+      const commands = planResumeCommands(plan, { sourceChannels: facts.source.channels });
+      // The TLS set-up an earlier run left goes once the migration ends (all its parameters to '').
+      const tls = resumedTlsPlan(plan, facts);
+      const cleanup = tls ? cleanupCommands(tls, {}) : [];
+      const keep = (c: PlannedCommand) =>
+        c.side === 'source' || facts.destination.parameters['tls-creds'] === tls?.tls?.id;
+      return { facts, commands: [...commands, ...cleanup.filter(keep)] };
     }
     const facts = await preflight(s.value, d.value, plan, { timeoutMs: o.timeoutMs });
     const forms = { sourceChannels: facts.source.channels, destinationChannels: facts.destination.channels };
@@ -135,6 +141,21 @@ export async function planMigration(
       [s, d].map((r) => (r.status === 'fulfilled' ? r.value.close().catch(() => {}) : undefined)),
     );
   }
+}
+
+/**
+ * For a resume plan: the TLS set-up a `--tls-creds` run left for its paused migration (the
+ * source's tls-creds naming a `qmigrate-tls` object), as a plan whose cleanupCommands() undo
+ * it; undefined when the paused migration has none of qmigrate's.
+ */
+function resumedTlsPlan(plan: MigratePlan, facts: PreflightFacts): MigratePlan | undefined {
+  const id = facts.source.parameters['tls-creds'];
+  if (typeof id !== 'string' || !id.startsWith('qmigrate-tls')) return undefined;
+  const hostname = facts.source.parameters['tls-hostname'];
+  return {
+    ...plan,
+    tls: { id, sourceDir: '', destinationDir: '', ...(hostname ? { hostname: String(hostname) } : {}) },
+  };
 }
 
 /** One PreflightError for the monitors that could not be reached, source first. */
@@ -374,13 +395,9 @@ class MigrationRun {
    * it is left paused or going on), tls-creds and the source's tls-hostname back to ''.
    */
   #adoptTls(facts: PreflightFacts): void {
-    const id = facts.source.parameters['tls-creds'];
-    if (typeof id !== 'string' || !id.startsWith('qmigrate-tls')) return;
-    const hostname = facts.source.parameters['tls-hostname'];
-    this.#resumedTls = {
-      ...this.#plan,
-      tls: { id, sourceDir: '', destinationDir: '', ...(hostname ? { hostname: String(hostname) } : {}) },
-    };
+    this.#resumedTls = resumedTlsPlan(this.#plan, facts);
+    const id = this.#resumedTls?.tls?.id;
+    if (id === undefined) return;
     this.#tlsCreated.add('source');
     if (facts.destination.parameters['tls-creds'] === id) this.#tlsCreated.add('destination');
   }

@@ -60,6 +60,31 @@ test('--postcopy over TLS: cut in postcopy (exit 5, TLS kept and said), --resume
   assert.match(String(creds), /^qmigrate-tls-/, 'the paused migration keeps its TLS');
   await lab.src.qmp.migrateSetParameters({ 'max-postcopy-bandwidth': 0 });
   const back = ['migrate', '--from', path(lab.plan.from), '--to', path(lab.plan.to)];
+  // --dry-run shows that removal among the commands, after migrate-recover and migrate.
+  const dry = await runQmigrate([
+    ...back,
+    '--unix',
+    join(lab.dir, 'dry.sock'),
+    '--resume',
+    '--dry-run',
+    '--json',
+  ]);
+  assert.equal(dry.code, 0, dry.stdout + dry.stderr);
+  const sent = dry.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    sent.map((c) => `${c.side} ${c.execute}`),
+    [
+      'destination migrate-recover',
+      'source migrate',
+      'source migrate-set-parameters',
+      'source object-del',
+      'destination migrate-set-parameters',
+      'destination object-del',
+    ],
+  );
   const r = await runQmigrate([...back, '--unix', join(lab.dir, 'recover.sock'), '--resume', '--json']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const resumed = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}');
