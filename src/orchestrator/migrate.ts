@@ -664,7 +664,7 @@ class MigrationRun {
     const reason = paused
       ? `the link broke during postcopy (${info['error-desc'] ?? 'no reason given'}); the guest runs on the destination and waits for the pages it lacks, which only the source has`
       : this.#endedBy === 'interrupt'
-        ? `interrupted during postcopy (the source '${status}'), which cannot be cancelled (the guest runs on the destination): ${goesOn}`
+        ? `interrupted during postcopy${status === 'postcopy-active' ? '' : ` (the source '${status}')`}, which cannot be cancelled (the guest runs on the destination): ${goesOn}`
         : `the resumed migration did not get back to postcopy-active in time (the source '${status}'): ${goesOn}`;
     const dstInfo = await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs }).catch(() => undefined);
     return this.#report(
