@@ -238,7 +238,8 @@ Exit codes:
 TLS: --tls-creds DIR makes the stream TLS: qmigrate adds a tls-creds-x509 object on each side
 (the source a client, the destination a server with verify-peer=on) with dir=DIR as that
 host's QEMU reads it, sets tls-creds (and --tls-hostname) and removes both when the migration
-ends, however it ends. DIR holds QEMU's files: ca-cert.pem, server-cert.pem and server-key.pem
+ends, however it ends (a postcopy migration left paused keeps them: the --resume that ends it
+removes them). DIR holds QEMU's files: ca-cert.pem, server-cert.pem and server-key.pem
 for the destination, client-cert.pem and client-key.pem for the source (one dir with all five
 serves both). Hosts that keep them in different places: --from-tls-creds and --to-tls-creds.
 --from-qmp-tls DIR / --to-qmp-tls DIR reach a monitor with tls-creds over TCP, with this
@@ -348,6 +349,7 @@ function migrateOptions(): Option[] {
       'capability',
       'parameter',
       'timeout',
+      'onTimeout',
       'tlsCreds',
       'fromTlsCreds',
       'toTlsCreds',

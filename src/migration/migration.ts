@@ -501,8 +501,9 @@ export class Migration {
         const done = this.status === 'completed';
         info['total-time'] = done ? this.totalTime : Date.now() - this.startTime;
         info['setup-time'] = this.setupTime;
-        // QEMU 10.0 reports downtime in postcopy-active too (0 until the migration ends).
-        if (done || this.status === 'postcopy-active') info.downtime = this.downtime;
+        // QEMU 10.0 reports downtime in every postcopy state too (0 until the migration ends;
+        // populate_time_info: completed or migration_in_postcopy()).
+        if (done || POSTCOPY_STATES.includes(this.status)) info.downtime = this.downtime;
         else info['expected-downtime'] = this.expectedDowntime;
         info.ram = { ...this.stats, ...(done ? { remaining: 0, 'dirty-pages-rate': 0 } : {}) };
       }

@@ -131,6 +131,9 @@ export class OutgoingMigration implements OutgoingRun {
   #multifd: MultifdSender | undefined;
   /** When stop-and-copy was done (Date.now()). */
   #doneAt = 0;
+  /** The main channel's writer now (a recovery brings a new one), and what earlier ones wrote. */
+  #file: QemuFileWriter | undefined;
+  #writtenBefore = 0;
   /** The dirty-rate period: since when (performance.now(), from setup) and pages dirtied in it. */
   #dirtyPeriod = { since: 0, pages: 0 };
   /**
@@ -203,6 +206,7 @@ export class OutgoingMigration implements OutgoingRun {
       const stream = await this.#transport.stream;
       if (this.#cancelled) throw new Cancelled();
       const f = new QemuFileWriter(stream);
+      this.#file = f;
       const ram = new RamSaver(this.#ram, f, m.options.params['zero-page-detection']);
       this.#ramSaver = ram;
       if (m.options.caps.multifd) {
@@ -824,6 +828,9 @@ export class OutgoingMigration implements OutgoingRun {
     const stream = await t.stream;
     m.setStatus('postcopy-recover');
     const f = new QemuFileWriter(stream);
+    // transferred counts every connection, as QEMU's mig_stats do across a recovery.
+    this.#writtenBefore += this.#file?.written ?? 0;
+    this.#file = f;
     ram.setFile(f);
     this.#shut = this.#readReturnPath(stream as Duplex);
     this.#shut.catch(() => {});
@@ -913,9 +920,9 @@ export class OutgoingMigration implements OutgoingRun {
     return f.transferred + (ram.multifd?.bytes ?? 0);
   }
 
-  /** Bytes the transports have passed on to the kernel, on every channel. */
+  /** Bytes the transports have passed on to the kernel, on every channel and connection. */
   #written(f: QemuFileWriter, ram: RamSaver): number {
-    return f.written + (ram.multifd?.written ?? 0);
+    return this.#writtenBefore + (this.#file ?? f).written + (ram.multifd?.written ?? 0);
   }
 
   /** Bytes produced but still in the process: built, or in a write queue. */

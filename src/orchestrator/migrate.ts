@@ -124,7 +124,13 @@ export async function planMigration(
     if (s.status === 'rejected' || d.status === 'rejected') throw connectFailure(s, d);
     if (plan.resume) {
       const facts = await preflightResume(s.value, d.value, { timeoutMs: o.timeoutMs });
-      return { facts, commands: planResumeCommands(plan, { sourceChannels: facts.source.channels }) };
+      const commands = planResumeCommands(plan, { sourceChannels: facts.source.channels });
+      // The TLS set-up an earlier run left goes once the migration ends (all its parameters to '').
+      const tls = resumedTlsPlan(plan, facts);
+      const cleanup = tls ? cleanupCommands(tls, {}) : [];
+      const keep = (c: PlannedCommand) =>
+        c.side === 'source' || facts.destination.parameters['tls-creds'] === tls?.tls?.id;
+      return { facts, commands: [...commands, ...cleanup.filter(keep)] };
     }
     const facts = await preflight(s.value, d.value, plan, { timeoutMs: o.timeoutMs });
     const forms = { sourceChannels: facts.source.channels, destinationChannels: facts.destination.channels };
@@ -135,6 +141,21 @@ export async function planMigration(
       [s, d].map((r) => (r.status === 'fulfilled' ? r.value.close().catch(() => {}) : undefined)),
     );
   }
+}
+
+/**
+ * For a resume plan: the TLS set-up a `--tls-creds` run left for its paused migration (the
+ * source's tls-creds naming a `qmigrate-tls` object), as a plan whose cleanupCommands() undo
+ * it; undefined when the paused migration has none of qmigrate's.
+ */
+function resumedTlsPlan(plan: MigratePlan, facts: PreflightFacts): MigratePlan | undefined {
+  const id = facts.source.parameters['tls-creds'];
+  if (typeof id !== 'string' || !id.startsWith('qmigrate-tls')) return undefined;
+  const hostname = facts.source.parameters['tls-hostname'];
+  return {
+    ...plan,
+    tls: { id, sourceDir: '', destinationDir: '', ...(hostname ? { hostname: String(hostname) } : {}) },
+  };
 }
 
 /** One PreflightError for the monitors that could not be reached, source first. */
@@ -200,6 +221,8 @@ class MigrationRun {
   /** The sides where the plan's TLS object was created, so that it is removed at the end. */
   readonly #tlsCreated = new Set<'source' | 'destination'>();
   #before: PreflightFacts | undefined;
+  /** A resume plan's: the TLS set-up an earlier run left for the paused migration, to undo at the end. */
+  #resumedTls: MigratePlan | undefined;
 
   constructor(plan: MigratePlan, options: RunMigrationOptions) {
     this.#plan = plan;
@@ -255,8 +278,12 @@ class MigrationRun {
       // the set-up), what qmigrate created on the peers goes before it lets them go; but a
       // postcopy migration that goes on, or waits to be resumed, still uses its TLS objects.
       const live = report?.status === 'postcopy-paused' || report?.status === 'postcopy-active';
-      if (live && this.#tlsCreated.size)
-        this.#warnings.push('the TLS objects stay on both sides: the postcopy migration still uses them');
+      if (live && this.#tlsCreated.size) {
+        // The report is built already: the warning goes into it too, not only the list.
+        const kept = 'the TLS objects stay on both sides: the postcopy migration still uses them';
+        this.#warnings.push(kept);
+        if (report) report.warnings = [...(report.warnings ?? []), kept];
+      }
       const left = live ? [] : await this.#removeTls();
       if (report && left.length) report.warnings = [...(report.warnings ?? []), ...left];
       await Promise.all([this.#src?.close().catch(() => {}), this.#dst?.close().catch(() => {})]);
@@ -353,12 +380,26 @@ class MigrationRun {
     await this.#send(dst, recover as PlannedCommand);
     const listening = (await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs }))['socket-address'];
     const all = planResumeCommands(this.#plan, { ...forms, listening });
+    this.#adoptTls(facts);
     this.#commands.resolve(all);
     this.#listen(src, dst);
     this.#postcopyBy = 'resume';
     this.#sawPostcopy = true;
     this.#t0 = Date.now();
     await this.#send(src, all[1] as PlannedCommand);
+  }
+
+  /**
+   * The TLS objects a `--tls-creds` run made and left for its paused migration (tls-creds
+   * naming a `qmigrate-tls-` object): this run removes them once the migration ends (not when
+   * it is left paused or going on), tls-creds and the source's tls-hostname back to ''.
+   */
+  #adoptTls(facts: PreflightFacts): void {
+    this.#resumedTls = resumedTlsPlan(this.#plan, facts);
+    const id = this.#resumedTls?.tls?.id;
+    if (id === undefined) return;
+    this.#tlsCreated.add('source');
+    if (facts.destination.parameters['tls-creds'] === id) this.#tlsCreated.add('destination');
   }
 
   /** Sends one set-up command; a refusal means nothing moved yet: a preflight failure. */
@@ -380,12 +421,12 @@ class MigrationRun {
    */
   async #removeTls(): Promise<string[]> {
     if (this.#tlsCreated.size === 0) return [];
-    const before = {
-      source: this.#before?.source.parameters,
-      destination: this.#before?.destination.parameters,
-    };
+    // A resumed run cannot know what the parameters were before the first run: ''.
+    const before = this.#resumedTls
+      ? {}
+      : { source: this.#before?.source.parameters, destination: this.#before?.destination.parameters };
     const left: string[] = [];
-    for (const c of cleanupCommands(this.#plan, before)) {
+    for (const c of cleanupCommands(this.#resumedTls ?? this.#plan, before)) {
       const qmp = c.side === 'source' ? this.#src : this.#dst;
       if (!qmp || qmp.isClosed || !this.#tlsCreated.has(c.side)) continue;
       try {
@@ -615,10 +656,16 @@ class MigrationRun {
    * and waits for pages only the source has.
    */
   async #postcopyUnfinished(src: QmpClient, dst: QmpClient, info: MigrationInfo): Promise<MigrationReport> {
-    const paused = info.status !== 'postcopy-active';
+    // Only postcopy-paused is a broken link; a run that ended in postcopy-recover(-setup) was
+    // interrupted or gave up waiting while the recovery goes on, which may yet complete.
+    const paused = info.status === 'postcopy-paused';
+    const status = info.status ?? 'none';
+    const goesOn = 'the migration goes on without qmigrate following it';
     const reason = paused
       ? `the link broke during postcopy (${info['error-desc'] ?? 'no reason given'}); the guest runs on the destination and waits for the pages it lacks, which only the source has`
-      : 'interrupted during postcopy, which cannot be cancelled (the guest runs on the destination): the migration goes on without qmigrate following it';
+      : this.#endedBy === 'interrupt'
+        ? `interrupted during postcopy${status === 'postcopy-active' ? '' : ` (the source '${status}')`}, which cannot be cancelled (the guest runs on the destination): ${goesOn}`
+        : `the resumed migration did not get back to postcopy-active in time (the source '${status}'): ${goesOn}`;
     const dstInfo = await dst.queryMigrate({ timeout: this.#o.connectTimeoutMs }).catch(() => undefined);
     return this.#report(
       info,

@@ -220,12 +220,14 @@ export function formatReport(report: MigrationReport): string[] {
     head += ` ${report.status === 'completed' ? 'in' : 'after'} ${formatMs(report.totalTimeMs)}`;
   }
   if (times.length) head += ` (${times.join(', ')})`;
-  const why = endedByText(report) ?? report.reason;
+  const endedBy = endedByText(report);
+  const why = endedBy ?? report.reason;
   if (report.status !== 'completed' && why) head += `: ${why}`;
   const lines = [head];
-  if (report.status === 'completed' && report.endedBy === 'timeout-pause')
-    lines.push(`  ${endedByText(report)}`);
-  if (report.status !== 'completed' && report.reason && report.endedBy) lines.push(`  ${report.reason}`);
+  if (report.status === 'completed' && report.endedBy === 'timeout-pause') lines.push(`  ${endedBy}`);
+  // The reason below the headline only when the headline said what ended it instead (in
+  // postcopy, which nothing cancels, the headline has the reason itself).
+  if (report.status !== 'completed' && report.reason && endedBy) lines.push(`  ${report.reason}`);
   const counters = countersLine(report);
   if (counters) lines.push(`  ${counters}`);
   const postcopy = postcopyLine(report);

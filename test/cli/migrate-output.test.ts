@@ -453,6 +453,30 @@ test('Ctrl-C while connecting: exit 130 and "interrupted", not an unreachable mo
   }
 });
 
+test('Ctrl-C while connecting for --resume: the guest is on the destination, the paused migration stays as it was', async () => {
+  const stop = new AbortController();
+  const lib: MigrateLibrary = {
+    parseQmpEndpoint: (text) => ({ kind: 'unix', path: text }),
+    planFor: async () => [],
+    runMigration(): MigrationJob {
+      const result = Promise.reject(new PreflightError(['cancelled before the migration started']));
+      result.catch(() => {});
+      return {
+        result,
+        async *[Symbol.asyncIterator]() {
+          stop.abort(new Interrupted('SIGINT', 130));
+          yield* await result.then(() => []);
+        },
+      };
+    },
+  };
+  const c = capture();
+  assert.equal(await runMigrate(flags({ resume: true }), c.io, async () => lib, stop.signal), 130);
+  assert.deepEqual(c.err, [
+    'qmigrate: interrupted (SIGINT) before the resume started: nothing was sent, the postcopy migration stays paused (the guest on the destination)',
+  ]);
+});
+
 test('--from and --to naming the same monitor: a usage error at once, not a 10 s wait for a second session', async () => {
   for (const [from, to] of [
     ['/run/vm.qmp', '/run/vm.qmp'],

@@ -55,6 +55,18 @@ for (const [args, want] of [
     /^error: option '--resume' cannot be used with option '--max-bandwidth <size>'$/m,
   ],
   [
+    [...base, '--unix', '/x', '--postcopy', '--multifd', '2'],
+    /^qmigrate: --postcopy with --multifd: Postcopy is not yet compatible with multifd \(QEMU 10\.0 refuses the pair\)$/m,
+  ],
+  [
+    [...base, '--unix', '/x', '--resume', '--on-timeout', 'pause'],
+    /^error: option '--resume' cannot be used with option '--on-timeout <policy>'$/m,
+  ],
+  [
+    [...base, '--unix', '/x', '--on-timeout', 'pause'],
+    /^qmigrate: --on-timeout pause applies at the --timeout: add --timeout SECONDS$/m,
+  ],
+  [
     [...base, '--unix', '/x', '--postcopy', '--postcopy-after-passes', '-1'],
     /^error: option '--postcopy-after-passes <n>' argument '-1' is invalid\. Expected a whole number of passes, 0 or more\.$/m,
   ],

@@ -141,6 +141,10 @@ test('qmigrate -> QEMU 10.0: a link cut in postcopy pauses both sides; migrate r
     throw new Error(`${e.message}: ${JSON.stringify(await src.qmp.queryMigrate())}`);
   });
   await waitMigrationStatus(dst.qmp, 'postcopy-paused');
+  // Paused is still in postcopy (migration_in_postcopy): downtime, no expected-downtime.
+  const paused = await src.qmp.queryMigrate();
+  assert.equal(paused.downtime, 0);
+  assert.equal(paused['expected-downtime'], undefined);
   assert.equal((await src.qmp.queryStatus()).status, 'finish-migrate', 'the source guest stays stopped');
   await assert.rejects(src.qmp.migrateCancel(), /Postcopy migration in progress, cannot cancel/);
   // Recovery: a new address on the destination, resume on the source.

@@ -213,3 +213,26 @@ test('exit code 5 for a paused postcopy migration; the report and progress lines
     /^\[4\.0 s\] postcopy-active \S+, 120\.0 MiB sent, 90\.0 MiB to go, .*, postcopy 8\.0 MiB, 46 page requests, ETA/,
   );
 });
+
+test('an interrupt in postcopy: the report says why once (in its first line), not again below it', () => {
+  const reason =
+    'interrupted during postcopy (the source is postcopy-active), which cannot be cancelled (the guest runs on the destination): the migration goes on without qmigrate following it';
+  const lines = formatReport(
+    report({ status: 'postcopy-active', endedBy: 'interrupt', reason, sourceRunState: 'finish-migrate' }),
+  );
+  assert.equal(lines[0], `migration postcopy-active: ${reason}`);
+  assert.equal(lines.filter((l) => l.includes(reason)).length, 1, lines.join('\n'));
+  // A cancel in precopy still gives its reason below the headline's words.
+  const cancelled = formatReport(
+    report({
+      status: 'cancelled',
+      endedBy: 'interrupt',
+      reason: 'cancelled by the user',
+      sourceRunState: 'running',
+    }),
+  );
+  assert.deepEqual(cancelled.slice(0, 2), [
+    'migration cancelled: interrupted: the migration was cancelled',
+    '  cancelled by the user',
+  ]);
+});

@@ -299,8 +299,11 @@ export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to
     const list = Object.entries(capabilities).map(([capability, state]) => ({ capability, state }));
     checkOnVm('migrate-set-capabilities', checkCommand('migrate-set-capabilities', { capabilities: list }));
   } catch (e) {
-    if (e instanceof QapiError) throw new CliUsageError(`--capability: ${e.desc}`);
-    throw e;
+    if (!(e instanceof QapiError)) throw e;
+    // Name the flags the user gave, not --capability, when the shortcuts made the pair.
+    if (flags.postcopy && flags.multifd !== undefined && /multifd/.test(e.desc))
+      throw new CliUsageError(`--postcopy with --multifd: ${e.desc} (QEMU 10.0 refuses the pair)`);
+    throw new CliUsageError(`--capability: ${e.desc}`);
   }
   if (capabilities.events === false) {
     // Not silently turned back on: the orchestrator follows the migration by its events.
@@ -338,7 +341,8 @@ export function planOptions(flags: MigrateFlags): Omit<MigratePlan, 'from' | 'to
  * (default 1, virsh's --postcopy-after-precopy); with --on-timeout postcopy and no
  * --postcopy-after-passes, at the timeout only. Sets the capabilities in `capabilities`.
  * @throws {CliUsageError} for --postcopy-after-passes without --postcopy, --postcopy with
- *   postcopy-ram=off, and --on-timeout postcopy without postcopy or without --timeout.
+ *   postcopy-ram=off, --on-timeout postcopy without postcopy or without --timeout, and
+ *   --on-timeout pause without --timeout.
  */
 function planPostcopy(flags: MigrateFlags, capabilities: Record<string, boolean>): MigratePlan['postcopy'] {
   if (flags.postcopy && capabilities['postcopy-ram'] === false)
@@ -347,6 +351,9 @@ function planPostcopy(flags: MigrateFlags, capabilities: Record<string, boolean>
     );
   if (flags.postcopyAfterPasses !== undefined && !flags.postcopy)
     throw new CliUsageError('--postcopy-after-passes says when --postcopy switches: add --postcopy');
+  // Not taken and ignored: without a timeout the policy never applies.
+  if (flags.onTimeout === 'pause' && flags.timeout === undefined)
+    throw new CliUsageError('--on-timeout pause applies at the --timeout: add --timeout SECONDS');
   if (flags.onTimeout === 'postcopy') {
     if (!flags.postcopy && capabilities['postcopy-ram'] !== true)
       throw new CliUsageError(
@@ -450,17 +457,17 @@ function printPlan(commands: PlannedCommand[], mode: ProgressMode, io: MigrateIo
  * A failure before the migration started: preflight (exit 3, one line per mismatch, the
  * source untouched), an unreachable monitor (3). Anything else goes to the CLI's own catch.
  */
-function failedBeforeStart(e: unknown, view: ProgressView, signal?: AbortSignal): number {
+function failedBeforeStart(e: unknown, view: ProgressView, signal?: AbortSignal, resume = false): number {
   if (signal?.aborted && (e instanceof PreflightError || e instanceof ConnectError)) {
     // Not 'cannot reach ...: This operation was aborted' with exit 3: the user stopped it.
     const reason: unknown = signal.reason;
     const exitCode = reason instanceof Interrupted ? reason.exitCode : MIGRATE_EXIT.failed;
     const why = reason instanceof Interrupted ? ` (${reason.reason})` : '';
-    view.error(
-      [`interrupted${why} before the migration started: nothing was migrated, the source's guest runs on`],
-      'CLI_INTERRUPTED',
-      exitCode,
-    );
+    // A resume has no source guest to speak of: it runs on the destination already.
+    const what = resume
+      ? 'the resume started: nothing was sent, the postcopy migration stays paused (the guest on the destination)'
+      : "the migration started: nothing was migrated, the source's guest runs on";
+    view.error([`interrupted${why} before ${what}`], 'CLI_INTERRUPTED', exitCode);
     return exitCode;
   }
   if (e instanceof PreflightError) {
@@ -523,7 +530,7 @@ export async function runMigrate(
       printPlan(await lib.planFor(plan, { signal }), mode, io);
       return MIGRATE_EXIT.completed;
     } catch (e) {
-      return failedBeforeStart(e, view, signal);
+      return failedBeforeStart(e, view, signal, flags.resume);
     }
   }
   let report: MigrationReport;
@@ -544,7 +551,7 @@ export async function runMigrate(
     if ('e' in end) throw end.e;
     report = end.r;
   } catch (e) {
-    return started ? lostDuring(e, view) : failedBeforeStart(e, view, signal);
+    return started ? lostDuring(e, view) : failedBeforeStart(e, view, signal, flags.resume);
   }
   view.report(report);
   if (report.status === 'postcopy-paused') {
