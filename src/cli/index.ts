@@ -63,7 +63,7 @@ Exit codes:
        did not answer; migrate: a monitor did not answer, or the preflight found the two
        sides cannot migrate)
   4    migrate: the --timeout passed and the migration did not complete
-  5    migrate: the link broke during postcopy; resume with migrate --resume
+  5    migrate: postcopy did not finish (the link broke: resume with migrate --resume)
   129  hung up (SIGHUP)
   130  interrupted (SIGINT, Ctrl-C)
   141  the output was closed (e.g. piped into head)
@@ -229,8 +229,9 @@ Exit codes:
   2    usage or argument error
   3    a monitor cannot be reached, or the preflight found the sides cannot migrate
   4    the --timeout passed and the migration was cancelled (--on-timeout cancel)
-  5    the link broke during postcopy: both sides wait in postcopy-paused, the guest on
-       the destination; resume with --resume
+  5    postcopy did not finish while qmigrate followed it: the link broke (both sides wait
+       in postcopy-paused, the guest on the destination; resume with --resume), or a
+       --resume was still recovering after 30 s (it goes on without qmigrate)
   130  interrupted (SIGINT, Ctrl-C, or SIGTERM): the migration was cancelled and the
        report printed; in postcopy nothing is cancelled (it cannot be): the migration
        goes on without qmigrate following it

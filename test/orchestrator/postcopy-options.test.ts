@@ -166,6 +166,12 @@ const report = (over: Partial<MigrationReport>): MigrationReport => ({
 
 test('exit code 5 for a paused postcopy migration; the report and progress lines show postcopy', () => {
   assert.equal(exitCodeOf(report({ status: 'postcopy-paused' })), 5);
+  // A resume still recovering when qmigrate stopped waiting: the guest is on the destination,
+  // so not 1 ("the source's guest keeps running").
+  assert.equal(
+    exitCodeOf(report({ status: 'postcopy-active', sourceRunState: 'finish-migrate', endedBy: undefined })),
+    5,
+  );
   assert.equal(exitCodeOf(report({})), 0);
   const done = formatReport(
     report({

@@ -418,13 +418,16 @@ export const orchestrator: MigrateLibrary = {
 
 /**
  * The exit code of a report: 0 completed (also when --on-timeout pause made it converge),
- * 4 when the timeout ended it otherwise, 5 when postcopy paused on a broken link, 1 for any
- * other failure or cancel. An interrupt's code (130) is set by the CLI's signal handling,
+ * 4 when the timeout ended it otherwise, 5 when a postcopy did not finish (paused on a broken
+ * link, or a resume still recovering when qmigrate stopped waiting: the guest runs on the
+ * destination either way, so 1's "the source's guest keeps running" would be false), 1 for
+ * any other failure or cancel. An interrupt's code (130) is set by the CLI's signal handling,
  * which wins over this.
  */
 export function exitCodeOf(report: MigrationReport): number {
   if (report.status === 'completed') return MIGRATE_EXIT.completed;
-  if (report.status === 'postcopy-paused') return MIGRATE_EXIT.postcopyPaused;
+  if (report.status === 'postcopy-paused' || report.status === 'postcopy-active')
+    return MIGRATE_EXIT.postcopyPaused;
   if (report.endedBy === 'timeout-cancel' || report.endedBy === 'timeout-pause') return MIGRATE_EXIT.timeout;
   return MIGRATE_EXIT.failed;
 }
