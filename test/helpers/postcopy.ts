@@ -3,7 +3,8 @@
  * guest workload, both with postcopy-ram, and the checks of the destination's RAM afterwards.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { checkGuestRam, WORKLOAD_START } from '../../src/machine/workload.js';
@@ -57,4 +58,27 @@ export function assertPostcopyRam(dst: Buffer, srcImg: Buffer): void {
   }
   assert.equal(differ, 0, `${differ} pages differ from the source beyond their first byte`);
   assert.equal(checkGuestRam(dst), 0, 'check_guests_ram found bad pages on the destination');
+}
+
+/**
+ * Two qmigrate VMs of MiB MiB, each running the workload (3000 pages/s), the destination
+ * waiting with `-incoming defer`, in a temp dir removed after the test; capabilities and the
+ * addresses are the caller's.
+ */
+export async function writingPair(
+  t: TestContext,
+  prefix: string,
+): Promise<{ dir: string; src: Peer; dst: Peer }> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
+  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
+  const workload = ['-object', 'qmigrate-workload,id=w0,rate=3000'];
+  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
+  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
+    ...workload,
+    '-incoming',
+    'defer',
+  ]))!;
+  return { dir, src, dst };
 }

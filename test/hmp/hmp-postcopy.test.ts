@@ -2,29 +2,17 @@
 // `migrate_pause`, `migrate_recover URI` on the destination and `migrate -d -r URI` on the
 // source drive a postcopy through a pause and its recovery to completed, RAM equal.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeWorkloadImage } from '../helpers/guest.js';
-import { type Peer, startPeer, waitMigration, waitMigrationStatus } from '../helpers/peers.js';
-import { assertPostcopyRam, MiB } from '../helpers/postcopy.js';
+import { type Peer, waitMigration, waitMigrationStatus } from '../helpers/peers.js';
+import { assertPostcopyRam, MiB, writingPair } from '../helpers/postcopy.js';
 
 const hmp = (p: Peer, line: string) => p.qmp.execute('human-monitor-command', { 'command-line': line });
 
 test('HMP migrate_start_postcopy, migrate_pause, migrate_recover and migrate -r on qmigrate', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-hmp-pc-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
-  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
-  const workload = ['-object', 'qmigrate-workload,id=w0,rate=3000'];
-  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
-  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
-    ...workload,
-    '-incoming',
-    'defer',
-  ]))!;
+  const { dir, src, dst } = await writingPair(t, 'qmigrate-hmp-pc-');
   assert.equal(await hmp(src, 'migrate_set_capability postcopy-ram on'), '');
   assert.equal(await hmp(dst, 'migrate_set_capability postcopy-ram on'), '');
   assert.equal(await hmp(src, 'migrate_set_parameter max-bandwidth 4M'), '');

@@ -4,13 +4,12 @@
 // take that end as QEMU 10.0 does (migration/migration.c process_incoming_migration_co: an
 // ADVISE-only postcopy state exits normally): completed, guest running, RAM the source's.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { writeWorkloadImage } from '../helpers/guest.js';
-import { startPeer, waitMigration } from '../helpers/peers.js';
-import { assertPostcopyRam, MiB, postcopyPair, statuses } from '../helpers/postcopy.js';
+import { waitMigration } from '../helpers/peers.js';
+import { assertPostcopyRam, MiB, postcopyPair, statuses, writingPair } from '../helpers/postcopy.js';
 
 test('QEMU 10.0 -> qmigrate: postcopy-ram on, never started: an ordinary precopy end', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-pc-never-q-'));
@@ -33,17 +32,7 @@ test('QEMU 10.0 -> qmigrate: postcopy-ram on, never started: an ordinary precopy
 });
 
 test('qmigrate -> qmigrate: postcopy-ram on, never started, both guests writing', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-pc-never-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
-  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
-  const workload = ['-object', 'qmigrate-workload,id=w0,rate=3000'];
-  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
-  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
-    ...workload,
-    '-incoming',
-    'defer',
-  ]))!;
+  const { dir, src, dst } = await writingPair(t, 'qmigrate-pc-never-');
   const on = [{ capability: 'postcopy-ram' as const, state: true }];
   await src.qmp.migrateSetCapabilities({ capabilities: on });
   await dst.qmp.migrateSetCapabilities({ capabilities: on });

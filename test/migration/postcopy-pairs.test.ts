@@ -4,31 +4,17 @@
 // recovery), the destination's RAM is the source's but for the bytes its own workload wrote,
 // and QEMU's consistency check passes on it.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FaultProxy } from '../../faults/proxy.js';
-import { writeWorkloadImage } from '../helpers/guest.js';
-import { startPeer, waitMigration, waitMigrationStatus } from '../helpers/peers.js';
-import { assertPostcopyRam } from '../helpers/postcopy.js';
-
-const MiB = 32;
+import { waitMigration, waitMigrationStatus } from '../helpers/peers.js';
+import { assertPostcopyRam, MiB, writingPair } from '../helpers/postcopy.js';
 
 for (const cut of [false, true]) {
   test(`qmigrate -> qmigrate postcopy with a writing guest${cut ? ', the link cut and recovered' : ''}`, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'qmigrate-pc-pair-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
-    writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
-    const workload = ['-object', 'qmigrate-workload,id=w0,rate=3000'];
-    const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
-    const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
-      ...workload,
-      '-incoming',
-      'defer',
-    ]))!;
+    const { dir, src, dst } = await writingPair(t, 'qmigrate-pc-pair-');
     const on = (caps: string[]) => caps.map((c) => ({ capability: c as 'events', state: true }));
     await src.qmp.migrateSetCapabilities({ capabilities: on(['postcopy-ram']) });
     await dst.qmp.migrateSetCapabilities({ capabilities: on(['postcopy-ram', 'postcopy-blocktime']) });

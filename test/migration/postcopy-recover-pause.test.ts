@@ -4,30 +4,16 @@
 // (migration/migration.c qmp_migrate_pause, migration_postcopy_is_alive); a second
 // migrate-recover and the source's resume then finish the migration, RAM equal.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeWorkloadImage } from '../helpers/guest.js';
-import { startPeer, waitMigration, waitMigrationStatus } from '../helpers/peers.js';
-import { assertPostcopyRam } from '../helpers/postcopy.js';
-
-const MiB = 32;
+import { waitMigration, waitMigrationStatus } from '../helpers/peers.js';
+import { assertPostcopyRam, MiB, writingPair } from '../helpers/postcopy.js';
 
 test('migrate-pause on a destination stuck in postcopy-recover returns it to postcopy-paused', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-pc-recpause-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
-  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
-  const workload = ['-object', 'qmigrate-workload,id=w0,rate=3000'];
-  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
-  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
-    ...workload,
-    '-incoming',
-    'defer',
-  ]))!;
+  const { dir, src, dst } = await writingPair(t, 'qmigrate-pc-recpause-');
   const on = [{ capability: 'postcopy-ram' as const, state: true }];
   await src.qmp.migrateSetCapabilities({ capabilities: on });
   await dst.qmp.migrateSetCapabilities({ capabilities: on });

@@ -5,15 +5,14 @@
 // through the same injection, records the same error text and ends in postcopy-paused too
 // once the link goes (migration/migration.c source_return_path_thread, postcopy_pause).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeWorkloadImage } from '../helpers/guest.js';
-import { startPeer, waitMigration, waitMigrationStatus } from '../helpers/peers.js';
-import { assertPostcopyRam, MiB, postcopyPair } from '../helpers/postcopy.js';
+import { waitMigration, waitMigrationStatus } from '../helpers/peers.js';
+import { assertPostcopyRam, MiB, postcopyPair, writingPair } from '../helpers/postcopy.js';
 
 /** A return-path message: be16 type, be16 length, payload. */
 function rpMessage(type: number, payload: Buffer): Buffer {
@@ -86,17 +85,7 @@ for (const [name, junk, text] of [
   ['a message of an unknown type', UNKNOWN, 'Received invalid message 0x00c8 length 0x0004'],
 ] as const) {
   test(`qmigrate source in postcopy, ${name} on the return path: postcopy-paused, then recovered`, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'qmigrate-pc-rpjunk-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
-    writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
-    const workload = ['-object', 'qmigrate-workload,id=w0,rate=3000'];
-    const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
-    const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
-      ...workload,
-      '-incoming',
-      'defer',
-    ]))!;
+    const { dir, src, dst } = await writingPair(t, 'qmigrate-pc-rpjunk-');
     const on = [{ capability: 'postcopy-ram' as const, state: true }];
     await src.qmp.migrateSetCapabilities({ capabilities: on });
     await dst.qmp.migrateSetCapabilities({ capabilities: on });
