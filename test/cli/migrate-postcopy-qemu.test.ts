@@ -12,7 +12,7 @@ import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FaultProxy, QmpRelay, type Where } from '../../faults/proxy.js';
 import { waitMigration, waitMigrationStatus, waitRunstate } from '../helpers/peers.js';
-import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
+import { runQmigrate, startQmigrate } from '../helpers/qmigrate.js';
 import {
   checkGuestCounters,
   dumpGuestRam,
@@ -52,18 +52,6 @@ async function guests(t: TestContext, dir: string): Promise<[VcpuGuest, VcpuGues
 }
 
 /** Waits for `p` for at most `ms`: a qmigrate that never ends fails the test instead of hanging it. */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function lastJson(stdout: string): Report {
   return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Report;
 }
@@ -136,26 +124,16 @@ test('a link cut during postcopy: exit 5, both sides postcopy-paused, the guest 
   const args = ['migrate', '--from', relay.path, '--to', dst.cliQmp, '--tcp', '127.0.0.1:0', ...SLOW];
   // Postcopy at 4 MiB/s lasts long enough to cut it.
   const pc = ['--postcopy', '--postcopy-after-passes', '0', '--parameter', 'max-postcopy-bandwidth=4M'];
-  const child = spawnQmigrate([...args, ...pc, '--json']);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr?.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((r) => child.on('close', r));
-  t.after(() => child.kill('SIGKILL'));
+  const run = startQmigrate(t, [...args, ...pc, '--json']);
   await waitMigrationStatus(src.qmp, 'postcopy-active', 30_000);
   await sleep(500);
   await proxy?.stop();
-  const code = await within(exited, 60_000, 'qmigrate exiting');
-  assert.equal(code, 5, stdout + stderr);
-  const report = lastJson(stdout);
+  const code = await run.exit(60_000);
+  assert.equal(code, 5, run.stdout + run.stderr);
+  const report = lastJson(run.stdout);
   assert.equal(report.status, 'postcopy-paused');
   assert.match(report.reason ?? '', /the link broke during postcopy/);
-  assert.match(stderr, /qmigrate migrate --resume --from /, 'it says how to resume');
+  assert.match(run.stderr, /qmigrate migrate --resume --from /, 'it says how to resume');
   assert.equal((await src.qmp.queryMigrate()).status, 'postcopy-paused');
   assert.equal((await dst.qmp.queryMigrate()).status, 'postcopy-paused');
   assert.equal((await dst.qmp.queryStatus()).status, 'running', "the destination's guest was not stopped");
@@ -188,16 +166,11 @@ test('Ctrl-C during postcopy cancels nothing: exit 130, the report says the migr
   const [src, dst] = g;
   const args = ['migrate', '--from', src.cliQmp, '--to', dst.cliQmp, '--tcp', '127.0.0.1:0', ...SLOW];
   const pc = ['--postcopy', '--postcopy-after-passes', '0', '--parameter', 'max-postcopy-bandwidth=16M'];
-  const child = spawnQmigrate([...args, ...pc]);
-  let stdout = '';
-  child.stdout?.on('data', (d) => {
-    stdout += d;
-  });
-  const exited = new Promise<number | null>((r) => child.on('close', r));
-  t.after(() => child.kill('SIGKILL'));
+  const run = startQmigrate(t, [...args, ...pc]);
   await waitMigrationStatus(src.qmp, 'postcopy-active', 30_000);
-  child.kill('SIGINT');
-  assert.equal(await within(exited, 60_000, 'qmigrate exiting'), 130, stdout);
+  run.child.kill('SIGINT');
+  assert.equal(await run.exit(60_000), 130, run.stdout);
+  const stdout = run.stdout;
   assert.match(
     stdout,
     /^migration postcopy-active after .*: interrupted during postcopy, which cannot be cancelled/m,
@@ -214,18 +187,12 @@ test('SIGUSR1 switches to postcopy on request (postcopy-ram set, no switch of it
   if (!g) return;
   const [src, dst] = g;
   const args = ['migrate', '--from', src.cliQmp, '--to', dst.cliQmp, '--tcp', '127.0.0.1:0', ...SLOW];
-  const child = spawnQmigrate([...args, '--capability', 'postcopy-ram', '--json']);
-  let stdout = '';
-  child.stdout?.on('data', (d) => {
-    stdout += d;
-  });
-  const exited = new Promise<number | null>((r) => child.on('close', r));
-  t.after(() => child.kill('SIGKILL'));
+  const run = startQmigrate(t, [...args, '--capability', 'postcopy-ram', '--json']);
   await waitMigrationStatus(src.qmp, 'active', 30_000);
   await sleep(300);
-  child.kill('SIGUSR1');
-  assert.equal(await within(exited, 60_000, 'qmigrate exiting'), 0, stdout);
-  const report = lastJson(stdout);
+  run.child.kill('SIGUSR1');
+  assert.equal(await run.exit(60_000), 0, run.stdout);
+  const report = lastJson(run.stdout);
   assert.equal(report.status, 'completed');
   assert.equal(report.postcopy?.startedBy, 'request');
   await assertGuestMoved(src, dst, dir);

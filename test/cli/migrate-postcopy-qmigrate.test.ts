@@ -10,7 +10,7 @@ import { type TestContext, test } from 'node:test';
 import { FaultProxy, QmpRelay, type Where } from '../../faults/proxy.js';
 import { type PeerKind, waitMigrationStatus } from '../helpers/peers.js';
 import { assertPostcopyRam, MiB } from '../helpers/postcopy.js';
-import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
+import { runQmigrate, startQmigrate } from '../helpers/qmigrate.js';
 import { type Lab, ramEqual, startLab } from '../orchestrator/lab.js';
 
 const WORKLOAD = ['-object', 'qmigrate-workload,id=w0,rate=3000'];
@@ -43,24 +43,12 @@ test('qmigrate -> qmigrate: --postcopy, the link cut in postcopy (exit 5), --res
     join(lab.dir, 'm.sock'),
   ];
   const slow = ['--max-bandwidth', '4M', '--parameter', 'max-postcopy-bandwidth=2M'];
-  const child = spawnQmigrate([...args, ...slow, '--postcopy', '--json']);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr?.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((r) => child.on('close', r));
-  t.after(() => child.kill('SIGKILL'));
+  const run = startQmigrate(t, [...args, ...slow, '--postcopy', '--json']);
   await waitMigrationStatus(lab.src.qmp, 'postcopy-active', 30_000);
   await proxy?.stop();
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const code = await exited;
-  clearTimeout(timer);
-  assert.equal(code, 5, stdout + stderr);
-  const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}');
+  const code = await run.exit(60_000);
+  assert.equal(code, 5, run.stdout + run.stderr);
+  const report = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}');
   assert.equal(report.status, 'postcopy-paused');
   assert.equal(report.postcopy.startedBy, 'passes');
   assert.equal((await lab.src.qmp.queryMigrate()).status, 'postcopy-paused');

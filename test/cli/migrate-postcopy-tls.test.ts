@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { FaultProxy, QmpRelay, type Where } from '../../faults/proxy.js';
 import { waitMigrationStatus } from '../helpers/peers.js';
-import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
+import { runQmigrate, startQmigrate } from '../helpers/qmigrate.js';
 import { makePki, pkiRoot } from '../helpers/tls-certs.js';
 import { startLab } from '../orchestrator/lab.js';
 
@@ -32,29 +32,17 @@ test('--postcopy over TLS: cut in postcopy (exit 5, TLS kept and said), --resume
     await proxy?.stop();
   });
   const tls = ['--tls-creds', pki.both, '--tls-hostname', 'localhost'];
-  const child = spawnQmigrate([
+  const run = startQmigrate(t, [
     'migrate',
     ...['--from', relay.path, '--to', path(lab.plan.to), '--unix', join(lab.dir, 'm.sock')],
     ...['--max-bandwidth', '4M', '--parameter', 'max-postcopy-bandwidth=1M', '--postcopy', '--json'],
     ...tls,
   ]);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr?.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((r) => child.on('close', r));
-  t.after(() => child.kill('SIGKILL'));
   await waitMigrationStatus(lab.src.qmp, 'postcopy-active', 30_000);
   await proxy?.stop();
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const code = await exited;
-  clearTimeout(timer);
-  assert.equal(code, 5, stdout + stderr);
-  const report = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}');
+  const code = await run.exit(60_000);
+  assert.equal(code, 5, run.stdout + run.stderr);
+  const report = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}');
   assert.equal(report.status, 'postcopy-paused');
   assert.match((report.warnings ?? []).join('\n'), /TLS objects stay/);
   const creds = (await lab.src.qmp.queryMigrateParameters())['tls-creds'];
