@@ -91,7 +91,8 @@ export function buildProgram(signal?: AbortSignal, postcopySignal?: AbortSignal)
     .addCommand(demoCommand(signal))
     .addCommand(migrateCommand(signal, postcopySignal))
     .addCommand(uriCommand())
-    .addCommand(checkCommand());
+    .addCommand(checkCommand())
+    .addCommand(qmpCommand(signal));
 }
 
 /**
@@ -530,4 +531,85 @@ export async function main(argv: string[]): Promise<number> {
   process.removeListener('SIGUSR1', onUsr1);
   process.exitCode = code;
   return code;
+}
+
+const QMP_HELP = `
+ADDR is a unix socket path, unix:PATH, HOST:PORT or tcp:HOST:PORT (as migrate's --from).
+A line is \`command key=value ...\`: a dotted key builds nested objects (addr.transport=socket),
+keys 0, 1, 2, ... build a list (channels.0.channel-type=main); a value is JSON where it parses
+as JSON (numbers, true, false, null, "strings", {...}, [...]), else a string. A line starting
+with { is a whole JSON request, sent as it is ({"execute": ..., "arguments": ..., "id": ...}).
+With -H a line is an HMP command, sent through human-monitor-command.
+
+At a terminal: Tab completes command names, argument names (dotted) and enum values from the
+monitor's query-commands and query-qmp-schema (-H: from its help); Up recalls lines of this
+and earlier sessions (--history, default $XDG_STATE_HOME/qmigrate/qmp_history, else
+~/.local/state/qmigrate/qmp_history; hmp_history with -H; 1000 lines). A reply shows its
+return value, or "error: Class: desc"; events print as they come, above the line being typed.
+Ctrl-C clears the line, or stops waiting for a reply (the monitor may still run the command);
+Ctrl-C at an empty line, or Ctrl-D, quits.
+
+Standard input not a terminal: one request per line (blank lines and # comments skipped), one
+JSON line per reply on stdout, the whole reply ({"return": ...} or {"error": ...}, with the
+request's id if it had one); events as JSON lines on stderr (--events stdout: mixed with the
+replies). A line that does not parse is reported on stderr with its number, nothing is sent
+for it, and the shell goes on with the next line.
+
+Exit codes:
+  0    every command succeeded (at a terminal: the shell was quit)
+  1    a command answered with an error, or the monitor closed the connection
+  2    usage error, or a line that did not parse (the other lines still ran)
+  3    the monitor cannot be reached, or did not greet within --timeout
+  130  interrupted (SIGINT when standard input is not a terminal)
+
+Examples:
+  qmigrate qmp /run/vm.qmp
+  qmigrate qmp -H 10.0.0.1:4444
+  echo 'query-status' | qmigrate qmp /run/vm.qmp
+  qmigrate qmp /run/vm.qmp <<'EOF'
+  migrate-set-capabilities capabilities.0.capability=events capabilities.0.state=true
+  migrate channels.0.channel-type=main channels.0.addr.transport=socket channels.0.addr.type=unix channels.0.addr.path=/run/mig.sock
+  {"execute": "query-migrate", "id": 7}
+  EOF`;
+
+function qmpCommand(signal?: AbortSignal): Command {
+  return subcommand('qmp')
+    .description(
+      "an interactive shell for a QMP monitor (QEMU's or qmigrate vm's): key=value, history, completion",
+    )
+    .argument('<addr>', 'the monitor: a socket path or HOST:PORT')
+    .option('-H, --hmp', 'HMP commands, through human-monitor-command')
+    .option('-p, --pretty', 'indented JSON')
+    .option('-v, --verbose', 'print each request (JSON) on stderr before it is sent')
+    .option('--history <file>', '[path] the history file (default: $XDG_STATE_HOME/qmigrate/qmp_history)')
+    .addOption(
+      new Option('--timeout <seconds>', "[number] wait this long for the monitor's greeting")
+        .argParser(wholeNumber(1, 3600, 'Expected a whole number of seconds from 1 to 3600.'))
+        .default(10),
+    )
+    .addOption(
+      new Option(
+        '--events <where>',
+        'where events go (default: the terminal, or stderr if input is not one)',
+      ).choices(['stdout', 'stderr']),
+    )
+    .option(
+      '--tls <dir>',
+      "[path] reach a TCP monitor with tls-creds, with this machine's ca-cert.pem (+ client cert)",
+    )
+    .addHelpText('after', QMP_HELP)
+    .action(async (addr: string, opts: import('./commands/qmp.js').QmpShellFlags) => {
+      const { runQmpShell } = await import('./commands/qmp.js');
+      process.exitCode = await runQmpShell(
+        addr,
+        opts,
+        {
+          input: process.stdin,
+          stdout: process.stdout,
+          stderr: process.stderr,
+          interactive: process.stdin.isTTY === true,
+        },
+        signal,
+      );
+    });
 }

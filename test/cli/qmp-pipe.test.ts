@@ -1,0 +1,166 @@
+// `qmigrate qmp ADDR` with standard input not a terminal: one request per line, one JSON reply
+// per line, the exit codes its --help lists; what the server received is checked on a
+// scripted QMP server (test/helpers/qmp-fake-server.ts).
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { runQmigrate } from '../helpers/qmigrate.js';
+import { startFakeQmp } from '../helpers/qmp-fake-server.js';
+
+const requests = (received: Record<string, unknown>[]) =>
+  received.filter((m) => m.execute !== 'qmp_capabilities');
+
+test('dotted keys build nested arguments and lists; a raw JSON line goes out with its id kept', async (t) => {
+  const fake = await startFakeQmp(t, { answer: (m) => ({ return: { echo: m.arguments ?? null } }) });
+  const input = [
+    'migrate channels.0.channel-type=main channels.0.addr.transport=socket channels.0.addr.type=unix channels.0.addr.path=/run/m.sock detach=true',
+    'set x.n=12 x.s="two words" x.o={"a": [1, null]} x.u=tcp:0:4444 x.f=false',
+    '# a comment, and a blank line',
+    '',
+    '{"execute": "query-status", "arguments": {"k": 1}, "id": {"mine": 7}}',
+  ].join('\n');
+  const r = await runQmigrate(['qmp', fake.path], `${input}\n`);
+  assert.equal(r.code, 0, r.stderr);
+  const sent = requests(fake.received);
+  assert.deepEqual(
+    sent.map(({ id, ...m }) => m),
+    [
+      {
+        execute: 'migrate',
+        arguments: {
+          channels: [
+            { 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path: '/run/m.sock' } },
+          ],
+          detach: true,
+        },
+      },
+      {
+        execute: 'set',
+        arguments: { x: { n: 12, s: 'two words', o: { a: [1, null] }, u: 'tcp:0:4444', f: false } },
+      },
+      { execute: 'query-status', arguments: { k: 1 } },
+    ],
+  );
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.equal(lines.length, 3, r.stdout);
+  assert.deepEqual(JSON.parse(lines[0]!), {
+    return: { echo: (sent[0] as { arguments: unknown }).arguments },
+  });
+  assert.deepEqual(JSON.parse(lines[2]!), { return: { echo: { k: 1 } }, id: { mine: 7 } });
+});
+
+test('exit 1 when a command fails; each reply is the whole reply object on one line', async (t) => {
+  const fake = await startFakeQmp(t, {
+    answer: (m) =>
+      m.execute === 'nope'
+        ? { error: { class: 'CommandNotFound', desc: 'The command nope has not been found' } }
+        : { return: { status: 'running' } },
+  });
+  const r = await runQmigrate(['qmp', fake.path], 'query-status\nnope\nquery-status\n');
+  assert.equal(r.code, 1, r.stderr);
+  assert.deepEqual(
+    r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l)),
+    [
+      { return: { status: 'running' } },
+      { error: { class: 'CommandNotFound', desc: 'The command nope has not been found' } },
+      { return: { status: 'running' } },
+    ],
+  );
+});
+
+test('exit 2 for lines that do not parse: nothing sent for them, the other lines run', async (t) => {
+  const fake = await startFakeQmp(t);
+  const bad = ['x a=1 a=2', 'x a=1 a.b=2', 'x a={"b": ', 'x novalue', '{"execute": 1}', 'x l.1=z'];
+  const r = await runQmigrate(['qmp', fake.path], `${bad.join('\n')}\nok-1\n`);
+  assert.equal(r.code, 2);
+  assert.deepEqual(
+    requests(fake.received).map((m) => m.execute),
+    ['ok-1'],
+  );
+  assert.equal(r.stdout, '{"return": {}}\n');
+  const errs = r.stderr.trimEnd().split('\n');
+  assert.deepEqual(errs, [
+    "qmigrate: line 1: 'a' is given more than once (not sent)",
+    "qmigrate: line 2: 'a' is used both as a value and as an object (not sent)",
+    'qmigrate: line 3: unclosed bracket in \'a={"b":\' (not sent)',
+    "qmigrate: line 4: expected key=value, got 'novalue' (not sent)",
+    "qmigrate: line 5: a JSON request needs 'execute' (or 'exec-oob') with a command name (not sent)",
+    "qmigrate: line 6: list 'l' has no element 0 (indexes must run 0, 1, 2, ...) (not sent)",
+  ]);
+});
+
+test('exit 3 when the monitor is not there, or does not greet within --timeout', async (t) => {
+  const fake = await startFakeQmp(t);
+  const missing = await runQmigrate(['qmp', join(fake.path, '..', 'none.sock')], 'query-status\n');
+  assert.equal(missing.code, 3);
+  assert.match(
+    missing.stderr,
+    /^qmigrate: cannot reach the monitor at unix:.*none\.sock: .*No such file or directory\n$/,
+  );
+
+  const silent = await startFakeQmp(t, { greet: false });
+  const started = Date.now();
+  const r = await runQmigrate(['qmp', '--timeout', '1', silent.path], 'query-status\n');
+  assert.equal(r.code, 3);
+  assert.ok(Date.now() - started < 8000, 'bounded by --timeout');
+  assert.match(
+    r.stderr,
+    /^qmigrate: cannot reach the monitor at unix:.*: no QMP session within 1000 ms \(a QEMU monitor serves one client at a time/,
+  );
+  assert.equal(r.stdout, '');
+});
+
+test('the monitor closing mid-session ends the shell with a clear line and exit 1', async (t) => {
+  const fake = await startFakeQmp(t, {
+    answer: (m) => {
+      if (m.execute === 'drop') setImmediate(() => fake.dropClients());
+      return { return: {} };
+    },
+  });
+  const r = await runQmigrate(['qmp', fake.path], 'drop\nquery-status\nquery-status\n');
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, '{"return": {}}\n');
+  assert.equal(
+    r.stderr,
+    "qmigrate: line 2: the monitor closed the connection; 'query-status' was not answered\n",
+  );
+});
+
+test('events are JSON lines on stderr, or on stdout with --events stdout', async (t) => {
+  const fake = await startFakeQmp(t, {
+    answer: (m) => {
+      if (m.execute === 'stop') fake.event('STOP');
+      return { return: {} };
+    },
+  });
+  const r = await runQmigrate(['qmp', fake.path], 'stop\n');
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout, '{"return": {}}\n');
+  assert.deepEqual(JSON.parse(r.stderr), {
+    event: 'STOP',
+    timestamp: { seconds: 1700000000, microseconds: 0 },
+  });
+  const mixed = await runQmigrate(['qmp', '--events', 'stdout', fake.path], 'stop\n');
+  assert.deepEqual(
+    mixed.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l)),
+    [{ event: 'STOP', timestamp: { seconds: 1700000000, microseconds: 0 } }, { return: {} }],
+  );
+});
+
+test('usage errors exit 2 before connecting', async () => {
+  const r = await runQmigrate(['qmp', 'host:99999'], '');
+  assert.equal(r.code, 2);
+  assert.match(
+    r.stderr,
+    /^qmigrate: QMP address 'host:99999' has port '99999'; a port is 1-65535\n\(run qmigrate qmp --help for usage\)\n$/,
+  );
+  const tls = await runQmigrate(['qmp', '--tls', '/nonexistent', '/run/x.sock'], '');
+  assert.equal(tls.code, 2);
+  assert.match(tls.stderr, /--tls applies to a monitor over TCP/);
+});

@@ -1,0 +1,145 @@
+// `qmigrate qmp ADDR` at a real terminal (a pty we type into, test/helpers/pty-session.ts):
+// Tab completes command and argument names from a qmigrate vm's schema, Up recalls a previous
+// session's line from the history file, an event prints while the shell is idle, Ctrl-C
+// clears the line / stops a wait / quits, and a monitor that goes away ends the shell.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { startBareVm } from '../helpers/peers.js';
+import { startPty } from '../helpers/pty-session.js';
+import { startFakeQmp } from '../helpers/qmp-fake-server.js';
+
+const entry = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
+const qmigrate = (...args: string[]) => [process.execPath, '--import', 'tsx', entry, ...args];
+/** Readline takes a burst of bytes as pasted text (no completion): keys go one at a time. */
+const KEY_GAP_MS = 150;
+
+function tempDir(t: import('node:test').TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-qmp-pty-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('Tab completes a command name and nested argument names from the monitor schema', async (t) => {
+  const vm = await startBareVm(t);
+  const p = startPty(t, qmigrate('qmp', '-v', '--history', join(tempDir(t), 'h'), join(vm.dir, 'q.sock')));
+  await p.waitFor('(QEMU) ');
+  let mark = p.out.length;
+  p.type('query-sta');
+  await sleep(KEY_GAP_MS);
+  p.type('\t');
+  await p.waitFor('query-status', 5000, mark);
+  p.type('\r');
+  await p.waitFor('{"status": "running", "running": true}', 5000, mark);
+  // Readline echoes the keys and then writes what the completion adds.
+  for (const [keys, want] of [
+    ['migrate chan', 'channels.'],
+    ['0.ad', '0.addr.'],
+    ['tr', 'transport='],
+    ['s', 'socket'],
+  ] as const) {
+    mark = p.out.length;
+    p.type(keys);
+    await sleep(KEY_GAP_MS);
+    p.type('\t');
+    await p.waitFor(want, 5000, mark);
+  }
+  // -v shows the request the completed line became.
+  mark = p.out.length;
+  p.type('\r');
+  await p.waitFor(
+    '{"execute": "migrate", "arguments": {"channels": [{"addr": {"transport": "socket"}}]}}',
+    5000,
+    mark,
+  );
+  await p.waitFor('(QEMU) ', 5000, mark);
+  p.type('\x04');
+  assert.equal(await p.exit(10_000), 0);
+});
+
+test("Up recalls the previous session's lines from the history file, which keeps the new ones (0600)", async (t) => {
+  const vm = await startBareVm(t);
+  const hist = join(tempDir(t), 'state', 'qmp_history');
+  const first = startPty(t, qmigrate('qmp', '--history', hist, join(vm.dir, 'q.sock')));
+  await first.waitFor('(QEMU) ');
+  first.type('query-version\r');
+  await first.waitFor('"package"', 5000);
+  first.type('\x04');
+  assert.equal(await first.exit(10_000), 0);
+  assert.equal(readFileSync(hist, 'utf8'), 'query-version\n');
+  assert.equal(statSync(hist).mode & 0o777, 0o600);
+
+  writeFileSync(hist, 'query-status\nquery-version\n');
+  const p = startPty(t, qmigrate('qmp', '--history', hist, join(vm.dir, 'q.sock')));
+  await p.waitFor('(QEMU) ');
+  const mark = p.out.length;
+  p.type('\x1b[A');
+  await p.waitFor('query-version', 5000, mark);
+  await sleep(KEY_GAP_MS);
+  p.type('\x1b[A');
+  await p.waitFor('query-status', 5000, mark);
+  await sleep(KEY_GAP_MS);
+  p.type('\r');
+  await p.waitFor('"running": true', 5000, mark);
+  p.type('\x04');
+  assert.equal(await p.exit(10_000), 0);
+  assert.equal(readFileSync(hist, 'utf8'), 'query-version\nquery-status\n');
+});
+
+test('an event prints while idle, above a redrawn prompt and the line being typed', async (t) => {
+  const vm = await startBareVm(t);
+  const p = startPty(t, qmigrate('qmp', '--history', join(tempDir(t), 'h'), join(vm.dir, 'q.sock')));
+  await p.waitFor('(QEMU) ');
+  p.type('query-st');
+  await p.waitFor('query-st');
+  const mark = p.out.length;
+  await vm.qmp.execute('stop');
+  const out = await p.waitFor(
+    /event STOP at \d\d:\d\d:\d\d\.\d{3}\r\n[\s\S]*\(QEMU\) [\s\S]*query-st/,
+    5000,
+    mark,
+  );
+  // The partly typed line was cleared before the event and drawn again after it.
+  // (ECMA-48 EL 2, then CHA 1.)
+  assert.ok(out.slice(mark).startsWith('\x1b[2K\x1b[1Gevent STOP'), JSON.stringify(out.slice(mark)));
+  p.type('atus\r');
+  await p.waitFor('"status": "paused"', 5000, mark);
+  p.type('\x03');
+  assert.equal(await p.exit(10_000), 0);
+});
+
+test('Ctrl-C stops waiting for a reply (saying the monitor may still run it), clears a line, quits', async (t) => {
+  const fake = await startFakeQmp(t, { answer: (m) => (m.execute === 'hang' ? 'no reply' : { return: {} }) });
+  const p = startPty(t, qmigrate('qmp', '--history', join(tempDir(t), 'h'), fake.path));
+  await p.waitFor('(QEMU) ');
+  let mark = p.out.length;
+  p.type('hang\r');
+  await sleep(300);
+  p.type('\x03');
+  await p.waitFor("stopped waiting for 'hang'; the monitor may still run it", 5000, mark);
+  await p.waitFor('(QEMU) ', 5000, mark);
+  mark = p.out.length;
+  p.type('query-status x=1');
+  await sleep(KEY_GAP_MS);
+  p.type('\x03');
+  await p.waitFor('^C', 5000, mark);
+  p.type('\x03');
+  assert.equal(await p.exit(10_000), 0);
+  assert.deepEqual(
+    fake.received.map((m) => m.execute),
+    ['qmp_capabilities', 'query-commands', 'query-qmp-schema', 'hang'],
+  );
+});
+
+test('the monitor closing ends the shell with a clear line and exit 1', async (t) => {
+  const fake = await startFakeQmp(t);
+  const p = startPty(t, qmigrate('qmp', '--history', join(tempDir(t), 'h'), fake.path));
+  await p.waitFor('(QEMU) ');
+  fake.dropClients();
+  await p.waitFor('qmigrate: the monitor closed the connection', 5000);
+  assert.equal(await p.exit(10_000), 1);
+});
