@@ -1,0 +1,105 @@
+// `qmigrate qmp` against a real QEMU 10.0 monitor: Tab completion from QEMU's own
+// query-commands and query-qmp-schema (a nested argument down to an enum value) and from its
+// HMP `help`, a piped command and `-H info status` with QEMU's replies, and a monitor busy
+// with another client (QEMU serves one per socket) ending in exit 3 within --timeout.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { startPty } from '../helpers/pty-session.js';
+import { requireQemu, startQemu } from '../helpers/qemu.js';
+import { runQmigrate } from '../helpers/qmigrate.js';
+import { MiniQmp } from '../helpers/qmp-mini.js';
+
+const entry = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
+const qmigrate = (...args: string[]) => [process.execPath, '--import', 'tsx', entry, ...args];
+const KEY_GAP_MS = 150;
+
+/** A QEMU 10.0 with its monitor free (the helper's own client gone); undefined if skipped. */
+async function qemu(t: TestContext): Promise<string | undefined> {
+  const bin = requireQemu(t, '10.0');
+  if (!bin) return undefined;
+  const q = await startQemu(bin);
+  t.after(() => q.stop());
+  q.qmp.close();
+  return join(q.dir, 'qmp.sock');
+}
+
+function historyFile(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-qmp-qemu-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'history');
+}
+
+/** Types `keys`, then Tab, and waits for what the completion adds (after the echoed keys). */
+async function complete(p: ReturnType<typeof startPty>, keys: string, want: string): Promise<void> {
+  const mark = p.out.length;
+  p.type(keys);
+  await sleep(KEY_GAP_MS);
+  p.type('\t');
+  await p.waitFor(want, 5000, mark);
+  await sleep(KEY_GAP_MS);
+}
+
+test('QEMU 10.0: Tab completes from its schema; the completed line runs', async (t) => {
+  const sock = await qemu(t);
+  if (!sock) return;
+  const p = startPty(t, qmigrate('qmp', '-v', '--history', historyFile(t), sock));
+  await p.waitFor('Connected to QEMU 10.0.');
+  await p.waitFor('(QEMU) ');
+  await complete(p, 'query-migrate-capa', 'query-migrate-capabilities');
+  p.type('\x03');
+  await complete(p, 'migrate chan', 'channels.');
+  await complete(p, '0.ad', '0.addr.');
+  await complete(p, 'tr', 'transport=');
+  await complete(p, 'f', 'file');
+  const mark = p.out.length;
+  p.type('\r');
+  // QEMU checks the arguments the completed line became.
+  await p.waitFor(
+    '{"execute": "migrate", "arguments": {"channels": [{"addr": {"transport": "file"}}]}}',
+    5000,
+    mark,
+  );
+  await p.waitFor("error: GenericError: Parameter 'channels[0].channel-type' is missing", 5000, mark);
+  p.type('\x04');
+  assert.equal(await p.exit(10_000), 0);
+});
+
+test('QEMU 10.0: -H completes from HMP help and shows `info status` as QEMU prints it', async (t) => {
+  const sock = await qemu(t);
+  if (!sock) return;
+  const p = startPty(t, qmigrate('qmp', '-H', '--history', historyFile(t), sock));
+  await p.waitFor('(qemu) ');
+  // QEMU 10.0 has both `info stats` and `info status`.
+  await complete(p, 'info statu', 'info status');
+  const mark = p.out.length;
+  p.type('\r');
+  await p.waitFor(/\r\nVM status: running\r\n.*\(qemu\) /, 5000, mark);
+  p.type('\x04');
+  assert.equal(await p.exit(10_000), 0);
+});
+
+test('QEMU 10.0 through a pipe: one reply per line, -H, and a busy monitor is exit 3', async (t) => {
+  const sock = await qemu(t);
+  if (!sock) return;
+  const r = await runQmigrate(['qmp', sock], 'query-status\n{"execute": "query-name", "id": "k"}\nnope\n');
+  assert.equal(r.code, 1, r.stderr);
+  assert.deepEqual(r.stdout.trimEnd().split('\n'), [
+    '{"return": {"status": "running", "running": true}}',
+    '{"return": {}, "id": "k"}',
+    '{"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}}',
+  ]);
+  const h = await runQmigrate(['qmp', '-H', sock], 'info status\n');
+  assert.equal(h.code, 0, h.stderr);
+  assert.equal(h.stdout, '{"return": "VM status: running\\r\\n"}\n');
+  // QEMU greets one client per monitor socket; a second one waits unanswered.
+  const holder = await MiniQmp.connect(sock, 5000);
+  t.after(() => holder.close());
+  const busy = await runQmigrate(['qmp', '--timeout', '1', sock], 'query-status\n');
+  assert.equal(busy.code, 3);
+  assert.match(busy.stderr, /no QMP session within 1000 ms \(a QEMU monitor serves one client at a time/);
+});
