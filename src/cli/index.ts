@@ -61,7 +61,7 @@ Exit codes:
   2    usage or argument error, found before anything started
   3    a peer cannot be reached (demo: one of its VMs did not start or its QMP monitor
        did not answer; migrate: a monitor did not answer, or the preflight found the two
-       sides cannot migrate)
+       sides cannot migrate; qmp: the monitor did not answer)
   4    migrate: the --timeout passed and the migration did not complete
   5    migrate: postcopy did not finish (the link broke: resume with migrate --resume)
   129  hung up (SIGHUP)
@@ -538,7 +538,8 @@ ADDR is a unix socket path, unix:PATH, HOST:PORT or tcp:HOST:PORT (as migrate's 
 A line is \`command key=value ...\`: a dotted key builds nested objects (addr.transport=socket),
 keys 0, 1, 2, ... build a list (channels.0.channel-type=main); a value is JSON where it parses
 as JSON (numbers, true, false, null, "strings", {...}, [...]), else a string. A line starting
-with { is a whole JSON request, sent as it is ({"execute": ..., "arguments": ..., "id": ...}).
+with { is a whole JSON request ({"execute": ..., "arguments": ..., "id": ...}); its reply
+carries its id.
 With -H a line is an HMP command, sent through human-monitor-command.
 
 At a terminal: Tab completes command names, argument names (dotted) and enum values from the
@@ -561,6 +562,7 @@ Exit codes:
   2    usage error, or a line that did not parse (the other lines still ran)
   3    the monitor cannot be reached, or did not greet within --timeout
   130  interrupted (SIGINT when standard input is not a terminal)
+  141  the output was closed (e.g. piped into head)
 
 Examples:
   qmigrate qmp /run/vm.qmp

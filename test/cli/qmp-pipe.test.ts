@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { runQmigrate } from '../helpers/qmigrate.js';
+import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
 import { startFakeQmp } from '../helpers/qmp-fake-server.js';
 
 const requests = (received: Record<string, unknown>[]) =>
@@ -163,4 +163,41 @@ test('usage errors exit 2 before connecting', async () => {
   const tls = await runQmigrate(['qmp', '--tls', '/nonexistent', '/run/x.sock'], '');
   assert.equal(tls.code, 2);
   assert.match(tls.stderr, /--tls applies to a monitor over TCP/);
+});
+
+test('replies into a reader that reads one line: exit 141, no stack trace', async (t) => {
+  const fake = await startFakeQmp(t, {
+    answer: () => ({ return: { status: 'running', pad: 'x'.repeat(200) } }),
+  });
+  const child = spawnQmigrate(['qmp', fake.path]);
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr?.on('data', (d) => {
+    stderr += d;
+  });
+  child.stdin?.on('error', () => {});
+  child.stdin?.end('query-status\n'.repeat(20_000));
+  child.stdout?.once('data', () => child.stdout?.destroy());
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  assert.equal(code, 141, stderr);
+  assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+});
+
+test('--help explains the line syntax and the exit codes, with examples', async () => {
+  const r = await runQmigrate(['qmp', '--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^Usage: qmigrate qmp \[options\] <addr>/);
+  for (const flag of [
+    '-H, --hmp',
+    '-p, --pretty',
+    '--history <file>',
+    '--timeout <seconds>',
+    '--events <where>',
+  ])
+    assert.ok(r.stdout.includes(flag), flag);
+  assert.match(r.stdout, /a dotted key builds nested objects/);
+  assert.match(r.stdout, /Exit codes:\n {2}0 /);
+  assert.match(r.stdout, /Examples:\n {2}qmigrate qmp \/run\/vm\.qmp\n/);
+  const top = await runQmigrate(['--help']);
+  assert.match(top.stdout, /\n {2}qmp \[options\] <addr> +an interactive shell for a QMP monitor/);
 });
