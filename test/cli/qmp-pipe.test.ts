@@ -201,3 +201,21 @@ test('--help explains the line syntax and the exit codes, with examples', async 
   const top = await runQmigrate(['--help']);
   assert.match(top.stdout, /\n {2}qmp \[options\] <addr> +an interactive shell for a QMP monitor/);
 });
+
+test('quit: the monitor closing after it is exit 0; a line after it fails saying so', async (t) => {
+  const fake = await startFakeQmp(t, {
+    answer: (m) => {
+      if (m.execute === 'quit') setImmediate(() => fake.dropClients());
+      return { return: {} };
+    },
+  });
+  const ok = await runQmigrate(['qmp', fake.path], 'quit\n');
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout, '{"return": {}}\n');
+  const late = await runQmigrate(['qmp', fake.path], 'quit\nquery-status\n');
+  assert.equal(late.code, 1);
+  assert.equal(
+    late.stderr,
+    "qmigrate: line 2: the monitor closed the connection (after quit); 'query-status' was not answered\n",
+  );
+});

@@ -86,12 +86,17 @@ test('QEMU 10.0: -H completes from HMP help and shows `info status` as QEMU prin
 test('QEMU 10.0 through a pipe: one reply per line, -H, and a busy monitor is exit 3', async (t) => {
   const sock = await qemu(t);
   if (!sock) return;
-  const r = await runQmigrate(['qmp', sock], 'query-status\n{"execute": "query-name", "id": "k"}\nnope\n');
+  const r = await runQmigrate(
+    ['qmp', sock],
+    'query-status\n{"execute": "query-name", "id": "k"}\nnope\n{"exec-oob": "migrate-pause", "id": 1}\n',
+  );
   assert.equal(r.code, 1, r.stderr);
   assert.deepEqual(r.stdout.trimEnd().split('\n'), [
     '{"return": {"status": "running", "running": true}}',
     '{"return": {}, "id": "k"}',
     '{"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}}',
+    // Out of band (the shell negotiates oob): QEMU's own answer to a pause with no migration.
+    '{"id": 1, "error": {"class": "GenericError", "desc": "migrate-pause is currently only supported during postcopy-active or postcopy-recover state"}}',
   ]);
   const h = await runQmigrate(['qmp', '-H', sock], 'info status\n');
   assert.equal(h.code, 0, h.stderr);

@@ -102,6 +102,8 @@ async function connectShell(
       timeout: timeoutS * 1000,
       signal,
       onEvent,
+      // A raw {"exec-oob": ...} line needs the capability; QEMU offers it on every QMP monitor.
+      oob: true,
       ...(ep.kind === 'tcp' && ep.tls ? { tls: ep.tls } : {}),
     });
   } catch (e) {
@@ -318,11 +320,11 @@ function historyWriter(path: string, err: NodeJS.WritableStream): (history: stri
 
 /** The prompt, the banner, and what the monitor's greeting says it is. */
 function banner(session: Session): { prompt: string; text: string } {
-  const v = session.client.greeting.QMP.version.qemu;
+  const { qemu: v, package: pkg } = session.client.greeting.QMP.version;
   const keys = 'Tab completes, Ctrl-C clears the line, Ctrl-D quits';
   return {
     prompt: session.flags.hmp ? '(qemu) ' : '(QEMU) ',
-    text: `Connected to QEMU ${v.major}.${v.minor}.${v.micro}${session.flags.hmp ? ' (HMP)' : ''}. ${keys}.`,
+    text: `Connected to QEMU ${v.major}.${v.minor}.${v.micro}${pkg?.trim() ? ` (${pkg.trim()})` : ''}${session.flags.hmp ? ', HMP' : ''}. ${keys}.`,
   };
 }
 
