@@ -126,12 +126,22 @@ test('Ctrl-C stops waiting for a reply (saying the monitor may still run it), cl
   p.type('query-status x=1');
   await sleep(KEY_GAP_MS);
   p.type('\x03');
-  await p.waitFor('^C', 5000, mark);
+  // The line stays on screen with ^C after it; a new, empty one starts below.
+  await p.waitFor('query-status x=1^C\r\n', 5000, mark);
+  await sleep(KEY_GAP_MS);
+  p.type('query-version\r');
+  await p.waitFor('{}', 5000, mark);
   p.type('\x03');
   assert.equal(await p.exit(10_000), 0);
   assert.deepEqual(
-    fake.received.map((m) => m.execute),
-    ['qmp_capabilities', 'query-commands', 'query-qmp-schema', 'hang'],
+    fake.received.map(({ id, ...m }) => m),
+    [
+      { execute: 'qmp_capabilities' },
+      { execute: 'query-commands' },
+      { execute: 'query-qmp-schema' },
+      { execute: 'hang' },
+      { execute: 'query-version' },
+    ],
   );
 });
 
@@ -142,4 +152,19 @@ test('the monitor closing ends the shell with a clear line and exit 1', async (t
   fake.dropClients();
   await p.waitFor('qmigrate: the monitor closed the connection', 5000);
   assert.equal(await p.exit(10_000), 1);
+});
+
+test('quit at the prompt: the monitor closing then ends the shell with exit 0', async (t) => {
+  const fake = await startFakeQmp(t, {
+    answer: (m) => {
+      if (m.execute === 'quit') setImmediate(() => fake.dropClients());
+      return { return: {} };
+    },
+  });
+  const p = startPty(t, qmigrate('qmp', '--history', join(tempDir(t), 'h'), fake.path));
+  await p.waitFor('(QEMU) ');
+  p.type('quit\r');
+  await p.waitFor('The monitor quit.', 5000);
+  assert.equal(await p.exit(10_000), 0);
+  assert.doesNotMatch(p.out, /closed the connection/);
 });

@@ -400,10 +400,11 @@ function onCtrlC(
     end();
     return;
   }
+  // As a shell does: the line stays on screen with ^C after it, and a new prompt starts
+  // below (readline redraws from the row the cursor is on).
   rl.write(null, { ctrl: true, name: 'e' });
-  rl.write(null, { ctrl: true, name: 'u' });
   io.stdout.write('^C\n');
-  rl.prompt();
+  rl.write(null, { ctrl: true, name: 'u' });
 }
 
 /** Runs the lines typed, one at a time and in order, and prompts again when all are done. */
