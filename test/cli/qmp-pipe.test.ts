@@ -4,8 +4,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { startBareVm } from '../helpers/peers.js';
 import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
 import { startFakeQmp } from '../helpers/qmp-fake-server.js';
+import { makePki, pkiRoot } from '../helpers/tls-certs.js';
+import { freePort, tlsMonitorArgs } from '../helpers/tls-monitor.js';
 
 const requests = (received: Record<string, unknown>[]) =>
   received.filter((m) => m.execute !== 'qmp_capabilities');
@@ -218,4 +221,17 @@ test('quit: the monitor closing after it is exit 0; a line after it fails saying
     late.stderr,
     "qmigrate: line 2: the monitor closed the connection (after quit); 'query-status' was not answered\n",
   );
+});
+
+test("--tls reaches a monitor with tls-creds (verify-peer=on) with this machine's client files", async (t) => {
+  const pki = makePki(pkiRoot(t));
+  const port = await freePort();
+  await startBareVm(t, tlsMonitorArgs(pki.server, true, 'montls', port));
+  const r = await runQmigrate(['qmp', '--tls', pki.client, `127.0.0.1:${port}`], 'query-status\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '{"return": {"status": "running", "running": true}}\n');
+  // Without the client's certificate the monitor refuses the handshake: unreachable, saying why.
+  const server = await runQmigrate(['qmp', '--tls', pki.server, `127.0.0.1:${port}`], 'query-status\n');
+  assert.equal(server.code, 3);
+  assert.match(server.stderr, /^qmigrate: cannot reach the monitor at tcp:127\.0\.0\.1:\d+: .*certificate/);
 });

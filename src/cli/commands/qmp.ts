@@ -194,13 +194,20 @@ class Session {
     const to = this.flags.events;
     if (this.showEvent && to === undefined) {
       const t = e.timestamp;
-      const at = t ? new Date(t.seconds * 1000 + t.microseconds / 1000).toISOString().slice(11, 23) : '';
+      const at = t ? localTime(new Date(t.seconds * 1000 + t.microseconds / 1000)) : '';
       const data = e.data === undefined ? '' : ` ${this.format(e.data)}`;
       this.showEvent(`event ${e.event} at ${at}${data}`);
       return;
     }
     (to === 'stdout' ? this.io.stdout : this.io.stderr).write(`${this.format(e)}\n`);
   }
+}
+
+/** `HH:MM:SS.mmm` in local time: when an event happened, as a person at the terminal reads it. */
+function localTime(d: Date): string {
+  const two = (n: number) => String(n).padStart(2, '0');
+  const ms = String(d.getMilliseconds()).padStart(3, '0');
+  return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${ms}`;
 }
 
 /** Indented JSON (two spaces), members in the order they came; leaves as QEMU writes them. */
