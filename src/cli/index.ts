@@ -558,7 +558,8 @@ for it, and the shell goes on with the next line.
 
 Exit codes:
   0    every command succeeded (at a terminal: the shell was quit)
-  1    a command answered with an error, or the monitor closed the connection
+  1    a command answered with an error (-H: HMP's errors are text in a successful reply),
+       or the monitor closed the connection
   2    usage error, or a line that did not parse (the other lines still ran)
   3    the monitor cannot be reached, or did not greet within --timeout
   130  interrupted (SIGINT when standard input is not a terminal)

@@ -279,18 +279,18 @@ async function runOrLost(
 }
 
 /** The completer at a terminal: the monitor's own command names and schema. */
-async function completerFor(session: Session): Promise<(line: string) => Completion> {
+async function completerFor(session: Session, signal?: AbortSignal): Promise<(line: string) => Completion> {
   const c = session.client;
   if (session.flags.hmp) {
     const hmp = (line: string) =>
       c
-        .executeRaw('human-monitor-command', { 'command-line': line }, { timeout: 5000 })
+        .executeRaw('human-monitor-command', { 'command-line': line }, { timeout: 5000, signal })
         .then(String, () => '');
     const names = hmpCommandNames(await hmp('help'), await hmp('help info'));
     return (line) => completeHmp(names, line);
   }
   const list = (command: string) =>
-    c.executeRaw(command, undefined, { timeout: 10_000 }).then(
+    c.executeRaw(command, undefined, { timeout: 10_000, signal }).then(
       (r) => (Array.isArray(r) ? (r as unknown[]) : []),
       () => [],
     );
@@ -345,7 +345,9 @@ async function interactive(
   io: ShellIo,
   signal?: AbortSignal,
 ): Promise<number> {
-  const complete = await completerFor(session);
+  // Before the prompt the terminal is not in raw mode: Ctrl-C is a SIGINT, which aborts `signal`.
+  const complete = await completerFor(session, signal);
+  if (signal?.aborted) throw signal.reason;
   const { prompt, text } = banner(session);
   io.stdout.write(`${text}\n`);
   const rl = createInterface({
