@@ -108,7 +108,8 @@ test('exit 3 when the monitor is not there, or does not greet within --timeout',
   const started = Date.now();
   const r = await runQmigrate(['qmp', '--timeout', '1', silent.path], 'query-status\n');
   assert.equal(r.code, 3);
-  assert.ok(Date.now() - started < 8000, 'bounded by --timeout');
+  // The message names the bound; the time only shows it did not hang (a loaded machine starts tsx slowly).
+  assert.ok(Date.now() - started < 20_000, 'bounded by --timeout');
   assert.match(
     r.stderr,
     /^qmigrate: cannot reach the monitor at unix:.*: no QMP session within 1000 ms \(a QEMU monitor serves one client at a time/,

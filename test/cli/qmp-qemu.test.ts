@@ -17,6 +17,9 @@ import { MiniQmp } from '../helpers/qmp-mini.js';
 const entry = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 const qmigrate = (...args: string[]) => [process.execPath, '--import', 'tsx', entry, ...args];
 const KEY_GAP_MS = 150;
+/** Bounds generous enough for a loaded 2-core CI machine (a tsx start-up alone takes seconds there). */
+const START_MS = 30_000;
+const WAIT_MS = 15_000;
 
 /** A QEMU 10.0 with its monitor free (the helper's own client gone); undefined if skipped. */
 async function qemu(t: TestContext): Promise<string | undefined> {
@@ -40,7 +43,7 @@ async function complete(p: ReturnType<typeof startPty>, keys: string, want: stri
   p.type(keys);
   await sleep(KEY_GAP_MS);
   p.type('\t');
-  await p.waitFor(want, 5000, mark);
+  await p.waitFor(want, WAIT_MS, mark);
   await sleep(KEY_GAP_MS);
 }
 
@@ -48,8 +51,8 @@ test('QEMU 10.0: Tab completes from its schema; the completed line runs', async 
   const sock = await qemu(t);
   if (!sock) return;
   const p = startPty(t, qmigrate('qmp', '-v', '--history', historyFile(t), sock));
-  await p.waitFor('Connected to QEMU 10.0.');
-  await p.waitFor('(QEMU) ');
+  await p.waitFor('Connected to QEMU 10.0.', START_MS);
+  await p.waitFor('(QEMU) ', START_MS);
   await complete(p, 'query-migrate-capa', 'query-migrate-capabilities');
   p.type('\x03');
   await complete(p, 'migrate chan', 'channels.');
@@ -61,26 +64,26 @@ test('QEMU 10.0: Tab completes from its schema; the completed line runs', async 
   // QEMU checks the arguments the completed line became.
   await p.waitFor(
     '{"execute": "migrate", "arguments": {"channels": [{"addr": {"transport": "file"}}]}}',
-    5000,
+    WAIT_MS,
     mark,
   );
-  await p.waitFor("error: GenericError: Parameter 'channels[0].channel-type' is missing", 5000, mark);
+  await p.waitFor("error: GenericError: Parameter 'channels[0].channel-type' is missing", WAIT_MS, mark);
   p.type('\x04');
-  assert.equal(await p.exit(10_000), 0);
+  assert.equal(await p.exit(WAIT_MS), 0);
 });
 
 test('QEMU 10.0: -H completes from HMP help and shows `info status` as QEMU prints it', async (t) => {
   const sock = await qemu(t);
   if (!sock) return;
   const p = startPty(t, qmigrate('qmp', '-H', '--history', historyFile(t), sock));
-  await p.waitFor('(qemu) ');
+  await p.waitFor('(qemu) ', START_MS);
   // QEMU 10.0 has both `info stats` and `info status`.
   await complete(p, 'info statu', 'info status');
   const mark = p.out.length;
   p.type('\r');
-  await p.waitFor(/\r\nVM status: running\r\n.*\(qemu\) /, 5000, mark);
+  await p.waitFor(/\r\nVM status: running\r\n.*\(qemu\) /, WAIT_MS, mark);
   p.type('\x04');
-  assert.equal(await p.exit(10_000), 0);
+  assert.equal(await p.exit(WAIT_MS), 0);
 });
 
 test('QEMU 10.0 through a pipe: one reply per line, -H, and a busy monitor is exit 3', async (t) => {
@@ -102,7 +105,7 @@ test('QEMU 10.0 through a pipe: one reply per line, -H, and a busy monitor is ex
   assert.equal(h.code, 0, h.stderr);
   assert.equal(h.stdout, '{"return": "VM status: running\\r\\n"}\n');
   // QEMU greets one client per monitor socket; a second one waits unanswered.
-  const holder = await MiniQmp.connect(sock, 5000);
+  const holder = await MiniQmp.connect(sock, WAIT_MS);
   t.after(() => holder.close());
   const busy = await runQmigrate(['qmp', '--timeout', '1', sock], 'query-status\n');
   assert.equal(busy.code, 3);
