@@ -1,0 +1,253 @@
+/**
+ * Line charts over time as inline SVG, for the HTML report of a migration (report-html.ts):
+ * series of (seconds, value) points, shaded time spans (downtime, postcopy), vertical markers
+ * (pass boundaries), axes with round ticks and units. Pure string building, no script: the
+ * page renders in any browser without JavaScript. Mirrors no QEMU file.
+ */
+
+/** One line of a chart: its points in seconds since `migrate` and the chart's unit. */
+export interface ChartSeries {
+  /** A stable id (CSS class `series-<id>`, `data-series`), e.g. `throughput`. */
+  id: string;
+  /** The name the legend shows. */
+  name: string;
+  color: string;
+  points: readonly (readonly [number, number])[];
+  /**
+   * Drawn as steps: `after`, each value holds until the next point (the pass, a rate QEMU
+   * measures at each sync); `before`, each value covers the time since the point before (a
+   * throughput averaged over the sample window).
+   */
+  step?: 'after' | 'before';
+}
+
+/** A span of time shaded on the chart, e.g. the downtime window. */
+export interface ChartSpan {
+  id: string;
+  startS: number;
+  endS: number;
+  color: string;
+  opacity: number;
+  /** The tooltip: what the span is. */
+  label: string;
+  /** A short text written above the span, e.g. `downtime 101 ms`. */
+  tag?: string;
+  /** Which side of the span the tag goes (default: inward, away from the nearer edge). */
+  tagSide?: 'left' | 'right';
+}
+
+/** A vertical line at one time, e.g. the start of a pass. */
+export interface ChartMarker {
+  atS: number;
+  label: string;
+}
+
+export interface ChartSpec {
+  id: string;
+  /** The y axis's unit, shown beside its ticks: `MiB/s`, `MiB`, `pages/s`. */
+  unit: string;
+  series: ChartSeries[];
+  /** The x axis runs from 0 to this many seconds. */
+  endS: number;
+  spans?: ChartSpan[];
+  markers?: ChartMarker[];
+  /** Height in px (default 200). */
+  height?: number;
+  /** Whole numbers only on the y axis (a pass count). */
+  integer?: boolean;
+}
+
+const WIDTH = 960;
+const MARGIN = { left: 72, right: 20, top: 26, bottom: 38 };
+/** Pass markers beyond this many would make a grey wall: the step line says it then. */
+const MAX_MARKERS = 60;
+
+/** Escapes text for HTML and SVG content and attribute values (`&`, `<`, `>`, quotes). */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * At most `max` points of a series in time order, so a long migration draws a page of bounded
+ * size: the points split into max/2 buckets, each kept as its lowest and highest point, so
+ * spikes and dips stay visible. The first and last points are always kept.
+ */
+export function downsample<T extends readonly [number, number]>(points: readonly T[], max: number): T[] {
+  if (points.length <= max) return [...points];
+  const buckets = Math.max(1, Math.floor((max - 2) / 2));
+  const inner = points.slice(1, -1);
+  const out: T[] = [points[0] as T];
+  for (let b = 0; b < buckets; b++) {
+    const part = inner.slice(
+      Math.floor((b * inner.length) / buckets),
+      Math.floor(((b + 1) * inner.length) / buckets),
+    );
+    if (part.length === 0) continue;
+    let lo = part[0] as T;
+    let hi = part[0] as T;
+    for (const p of part) {
+      if (p[1] < lo[1]) lo = p;
+      if (p[1] > hi[1]) hi = p;
+    }
+    if (lo === hi) out.push(lo);
+    else out.push(...(lo[0] <= hi[0] ? [lo, hi] : [hi, lo]));
+  }
+  out.push(points[points.length - 1] as T);
+  return out;
+}
+
+/** A round step (1, 2 or 5 times a power of ten) that splits `range` into about `count` parts. */
+export function niceStep(range: number, count: number, integer = false): number {
+  if (!(range > 0)) return 1;
+  const raw = range / count;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw) ?? 10 * p;
+  return integer ? Math.max(1, Math.round(step)) : step;
+}
+
+/** A tick's text: as many decimals as the step needs; k and M for large values. */
+export function tickLabel(v: number, step: number): string {
+  if (Math.abs(v) >= 1e6 && step >= 1e5) return `${trim(v / 1e6, step / 1e6)}M`;
+  if (Math.abs(v) >= 1e4 && step >= 1e3) return `${trim(v / 1e3, step / 1e3)}k`;
+  return trim(v, step);
+}
+
+function trim(v: number, step: number): string {
+  const decimals = Math.min(6, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
+  return v.toFixed(decimals);
+}
+
+/** Maps seconds and values to pixels inside the plot area. */
+interface Frame {
+  x(s: number): number;
+  y(v: number): number;
+  left: number;
+  right: number;
+  top: number;
+  bottom: number;
+}
+
+function frameOf(endS: number, yMax: number, height: number): Frame {
+  const left = MARGIN.left;
+  const right = WIDTH - MARGIN.right;
+  const top = MARGIN.top;
+  const bottom = height - MARGIN.bottom;
+  return {
+    left,
+    right,
+    top,
+    bottom,
+    x: (s) => left + (Math.max(0, Math.min(endS, s)) / endS) * (right - left),
+    y: (v) => bottom - (Math.max(0, Math.min(yMax, v)) / yMax) * (bottom - top),
+  };
+}
+
+const px = (n: number) => (Math.round(n * 10) / 10).toString();
+
+/** The axes: grid lines with tick labels on both, the y unit, and "s" under the x axis. */
+function axes(f: Frame, endS: number, yMax: number, yStep: number, unit: string): string {
+  const parts: string[] = [];
+  for (let v = 0; v <= yMax + yStep / 1e6; v += yStep) {
+    const y = px(f.y(v));
+    parts.push(
+      `<line class="grid" x1="${f.left}" x2="${f.right}" y1="${y}" y2="${y}"/>`,
+      `<text class="tick" x="${f.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${escapeHtml(tickLabel(v, yStep))}</text>`,
+    );
+  }
+  const xStep = niceStep(endS, 10);
+  for (let s = 0; s <= endS + xStep / 1e6; s += xStep) {
+    const x = px(f.x(s));
+    parts.push(
+      `<line class="grid" x1="${x}" x2="${x}" y1="${f.top}" y2="${f.bottom}"/>`,
+      `<text class="tick" x="${x}" y="${f.bottom + 15}" text-anchor="middle">${escapeHtml(tickLabel(s, xStep))}</text>`,
+    );
+  }
+  parts.push(
+    `<line class="axis" x1="${f.left}" x2="${f.right}" y1="${f.bottom}" y2="${f.bottom}"/>`,
+    `<line class="axis" x1="${f.left}" x2="${f.left}" y1="${f.top}" y2="${f.bottom}"/>`,
+    `<text class="unit" x="${f.left - 6}" y="${f.top - 12}" text-anchor="end">${escapeHtml(unit)}</text>`,
+    `<text class="unit" x="${f.right}" y="${f.bottom + 32}" text-anchor="end">s since migrate</text>`,
+  );
+  return parts.join('');
+}
+
+/** Shaded spans, at least 3 px wide so a 1 ms downtime still shows. */
+function spans(f: Frame, list: readonly ChartSpan[]): string {
+  return list
+    .map((s) => {
+      const x0 = f.x(s.startS);
+      const w = Math.max(3, f.x(s.endS) - x0);
+      // The tag sits above the plot, right-aligned when the span is near the right edge.
+      const right = s.tagSide ? s.tagSide === 'left' : x0 + w / 2 > (f.left + f.right) / 2;
+      const tag = s.tag
+        ? `<text class="span-tag" x="${px(right ? x0 + w : x0)}" y="${f.top - 4}" text-anchor="${right ? 'end' : 'start'}" fill="${escapeHtml(s.color)}">${escapeHtml(s.tag)}</text>`
+        : '';
+      return `<rect class="span span-${escapeHtml(s.id)}" data-span="${escapeHtml(s.id)}" x="${px(x0)}" y="${f.top}" width="${px(w)}" height="${px(f.bottom - f.top)}" fill="${escapeHtml(s.color)}" fill-opacity="${s.opacity}"><title>${escapeHtml(s.label)}</title></rect>${tag}`;
+    })
+    .join('');
+}
+
+/** Vertical dashed markers with their labels (none when there are too many to read). */
+function markers(f: Frame, list: readonly ChartMarker[]): string {
+  if (list.length > MAX_MARKERS) return '';
+  const labelled = list.length <= 30;
+  return list
+    .map((m) => {
+      const x = px(f.x(m.atS));
+      const label = labelled
+        ? `<text class="marker-label" x="${x}" y="${f.top + 9}" dx="2">${escapeHtml(m.label)}</text>`
+        : '';
+      return `<line class="marker" x1="${x}" x2="${x}" y1="${f.top}" y2="${f.bottom}"/>${label}`;
+    })
+    .join('');
+}
+
+/** The path of one series; steps hold each value until the next point. */
+function seriesPath(f: Frame, s: ChartSeries): string {
+  const cmds: string[] = [];
+  let prevY: number | undefined;
+  for (const [i, [t, v]] of s.points.entries()) {
+    const x = px(f.x(t));
+    const y = f.y(v);
+    if (i === 0) cmds.push(`M${x} ${px(y)}`);
+    else if (s.step === 'after' && prevY !== undefined) cmds.push(`H${x}V${px(y)}`);
+    else if (s.step === 'before') cmds.push(`V${px(y)}H${x}`);
+    else cmds.push(`L${x} ${px(y)}`);
+    prevY = y;
+  }
+  // A single point still shows: a dot, and a path of a few pixels.
+  const dots =
+    s.points.length < 3
+      ? s.points
+          .map(
+            ([t, v]) => `<circle cx="${px(f.x(t))}" cy="${px(f.y(v))}" r="3" fill="${escapeHtml(s.color)}"/>`,
+          )
+          .join('')
+      : '';
+  if (s.points.length === 1) cmds.push('h3');
+  const id = escapeHtml(s.id);
+  return `<path class="series series-${id}" data-series="${id}" d="${cmds.join('')}" fill="none" stroke="${escapeHtml(s.color)}" stroke-width="2" stroke-linejoin="round"/>${dots}`;
+}
+
+/**
+ * One chart as an `<svg>` element: grid and ticks, the spans under the lines, the markers,
+ * the series. The y axis starts at 0 and ends at a round value above the highest point.
+ */
+export function renderChart(spec: ChartSpec): string {
+  const height = spec.height ?? 200;
+  const endS = spec.endS > 0 ? spec.endS : 1;
+  const highest = Math.max(0, ...spec.series.flatMap((s) => s.points.map((p) => p[1])));
+  // All zeros (nothing dirtied): one step of 1, not a scale of fractions of nothing.
+  const yStep = highest > 0 ? niceStep(highest, 4, spec.integer) : 1;
+  const yMax = Math.max(yStep, Math.ceil(highest / yStep - 1e-9) * yStep);
+  const f = frameOf(endS, yMax, height);
+  const names = spec.series.map((s) => s.name).join(', ');
+  return [
+    `<svg class="chart" id="chart-${escapeHtml(spec.id)}" viewBox="0 0 ${WIDTH} ${height}" width="${WIDTH}" height="${height}" role="img" aria-label="${escapeHtml(names)}" xmlns="http://www.w3.org/2000/svg">`,
+    axes(f, endS, yMax, yStep, spec.unit),
+    spans(f, spec.spans ?? []),
+    markers(f, spec.markers ?? []),
+    ...spec.series.filter((s) => s.points.length > 0).map((s) => seriesPath(f, s)),
+    '</svg>',
+  ].join('');
+}
