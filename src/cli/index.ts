@@ -159,10 +159,7 @@ function demoOptions(): Option[] {
         ),
       )
       .default(0),
-    new Option(
-      '--report <file.html>',
-      '[path] write a picture of the migration (charts, report) to this HTML file (unix, tcp)',
-    ),
+    new Option('--report <file.html>', '[path] write an HTML picture of the migration (unix, tcp)'),
   ];
 }
 
@@ -387,10 +384,7 @@ function migrateOptions(): Option[] {
     new Option('--json', 'print JSON lines on stdout: samples, events, the report').conflicts('quiet'),
     new Option('--quiet', 'print nothing unless the migration does not complete'),
     new Option('--dry-run', 'run the preflight, print the commands for each side, change nothing'),
-    new Option(
-      '--report <file.html>',
-      '[path] write a picture of the migration (charts, report) to this HTML file at the end',
-    ).conflicts('dryRun'),
+    new Option('--report <file.html>', '[path] write an HTML picture of the migration').conflicts('dryRun'),
     ...tlsOptions(),
   ];
 }

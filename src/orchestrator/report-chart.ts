@@ -55,6 +55,12 @@ export interface ChartSpec {
   height?: number;
   /** Whole numbers only on the y axis (a pass count). */
   integer?: boolean;
+  /**
+   * Cut the y axis above the bulk of the points when a few stand far above it (the burst of
+   * the switchover, sent without the bandwidth limit): they are drawn at the top edge, and
+   * the highest is written there.
+   */
+  clipPeaks?: boolean;
 }
 
 const WIDTH = 960;
@@ -187,16 +193,28 @@ function spans(f: Frame, list: readonly ChartSpan[]): string {
     .join('');
 }
 
-/** Vertical dashed markers with their labels (none when there are too many to read). */
+/** Roughly how wide a marker label is drawn (10 px sans-serif), to keep labels apart. */
+const labelWidth = (text: string) => text.length * 5.6 + 4;
+
+/**
+ * Vertical dashed markers with their labels (none when there are too many to read); a label
+ * that would overlap the one before is left out, its line stays.
+ */
 function markers(f: Frame, list: readonly ChartMarker[]): string {
   if (list.length > MAX_MARKERS) return '';
-  const labelled = list.length <= 30;
+  let freeFrom = Number.NEGATIVE_INFINITY;
   return list
     .map((m) => {
-      const x = px(f.x(m.atS));
-      const label = labelled
-        ? `<text class="marker-label" x="${x}" y="${f.top + 9}" dx="2">${escapeHtml(m.label)}</text>`
-        : '';
+      const at = f.x(m.atS);
+      const x = px(at);
+      // Near the right edge the label goes left of its line, so it is not cut.
+      const end = at + labelWidth(m.label) > f.right;
+      const [from, to] = end ? [at - labelWidth(m.label), at] : [at, at + labelWidth(m.label)];
+      let label = '';
+      if (from >= freeFrom) {
+        freeFrom = to + 4;
+        label = `<text class="marker-label" x="${x}" y="${f.top + 9}" dx="${end ? -2 : 2}" text-anchor="${end ? 'end' : 'start'}">${escapeHtml(m.label)}</text>`;
+      }
       return `<line class="marker" x1="${x}" x2="${x}" y1="${f.top}" y2="${f.bottom}"/>${label}`;
     })
     .join('');
@@ -230,13 +248,41 @@ function seriesPath(f: Frame, s: ChartSeries): string {
 }
 
 /**
+ * The value the y axis must reach: the highest point, or with `clip` 1.5 times the 90th
+ * percentile when the highest is more than 3 times that (a few peaks over a flat bulk).
+ */
+function scaleTop(values: number[], clip: boolean): number {
+  const highest = values.reduce((a, b) => Math.max(a, b), 0);
+  if (!clip || values.length < 8) return highest;
+  const sorted = [...values].sort((a, b) => a - b);
+  const p90 = sorted[Math.floor(0.9 * (sorted.length - 1))] ?? 0;
+  return p90 > 0 && highest > 3 * p90 ? 1.5 * p90 : highest;
+}
+
+/** The highest point of a series cut by the y axis, written at the top edge: `↑ 1000 MiB/s`. */
+function peakLabel(f: Frame, s: ChartSeries, yMax: number, unit: string): string {
+  const peak = s.points.reduce<readonly [number, number] | undefined>(
+    (a, p) => (a && a[1] >= p[1] ? a : p),
+    undefined,
+  );
+  if (!peak || peak[1] <= yMax * 1.0001) return '';
+  const x = f.x(peak[0]);
+  const right = x > (f.left + f.right) / 2;
+  const label = `\u2191 ${Math.round(peak[1])} ${unit}`;
+  return `<text class="peak" x="${px(x)}" y="${f.top + 24}" dx="${right ? -4 : 4}" text-anchor="${right ? 'end' : 'start'}" fill="${escapeHtml(s.color)}">${escapeHtml(label)}</text>`;
+}
+
+/**
  * One chart as an `<svg>` element: grid and ticks, the spans under the lines, the markers,
  * the series. The y axis starts at 0 and ends at a round value above the highest point.
  */
 export function renderChart(spec: ChartSpec): string {
   const height = spec.height ?? 200;
   const endS = spec.endS > 0 ? spec.endS : 1;
-  const highest = Math.max(0, ...spec.series.flatMap((s) => s.points.map((p) => p[1])));
+  const highest = scaleTop(
+    spec.series.flatMap((s) => s.points.map((p) => p[1])),
+    spec.clipPeaks === true,
+  );
   // All zeros (nothing dirtied): one step of 1, not a scale of fractions of nothing.
   const yStep = highest > 0 ? niceStep(highest, 4, spec.integer) : 1;
   const yMax = Math.max(yStep, Math.ceil(highest / yStep - 1e-9) * yStep);
@@ -248,6 +294,7 @@ export function renderChart(spec: ChartSpec): string {
     spans(f, spec.spans ?? []),
     markers(f, spec.markers ?? []),
     ...spec.series.filter((s) => s.points.length > 0).map((s) => seriesPath(f, s)),
+    ...spec.series.map((s) => peakLabel(f, s, yMax, spec.unit)),
     '</svg>',
   ].join('');
 }

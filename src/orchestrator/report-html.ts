@@ -237,6 +237,7 @@ function chartSvgs(input: ReportPageInput, tl: Timeline) {
     ...common,
     id: 'throughput',
     unit: 'MiB/s',
+    clipPeaks: true,
     series: [
       {
         id: 'throughput',

@@ -141,3 +141,27 @@ test('a page that cannot be written at the end: one error line, exit 1 although 
   assert.deepEqual(readdirSync(dir), ['r.html']);
   assert.deepEqual(readdirSync(file), []);
 });
+
+test('QEMU 10.0 -> QEMU 10.0: its events mark the downtime window (device on the source to completed on the destination)', async (t) => {
+  const lab = await startLab(t, '10.0', '10.0', { srcMiB: 64 });
+  if (!lab) return;
+  const dir = scratch(t);
+  const file = join(dir, 'qemu.html');
+  const run = startQmigrate(t, ['migrate', ...monitors(lab), '--max-bandwidth', '64M', '--report', file]);
+  assert.equal(await run.exit(60_000), 0, run.stdout + run.stderr);
+  const html = readFileSync(file, 'utf8');
+  // QEMU 10.0's own MIGRATION events, in its order: the source stops its guest in 'device'.
+  const events = [
+    ...html.matchAll(/<tr><td class="num">[\d.]+<\/td><td>(\w+)<\/td><td>MIGRATION<\/td><td>([\w-]+)<\/td>/g),
+  ]
+    .map((m) => `${m[1]} ${m[2]}`)
+    .filter((e) => e.startsWith('source'));
+  assert.deepEqual(events, ['source setup', 'source active', 'source device', 'source completed']);
+  assert.match(html, /destination<\/td><td>MIGRATION<\/td><td>completed/);
+  const span = /<rect class="span span-downtime"[^>]*><title>([^<]*)</.exec(html);
+  assert.match(
+    span?.[1] ?? '',
+    /^downtime: from the source stopping its guest to the destination completing \(QEMU reports \d+ ms\)$/,
+  );
+  assert.match(html, /<th>Status<\/th><td><span class="status status-completed">completed/);
+});
