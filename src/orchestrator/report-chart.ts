@@ -177,20 +177,41 @@ function axes(f: Frame, endS: number, yMax: number, yStep: number, unit: string)
   return parts.join('');
 }
 
-/** Shaded spans, at least 3 px wide so a 1 ms downtime still shows. */
+/** Shaded spans, at least 3 px wide so a 1 ms downtime still shows, then their tags. */
 function spans(f: Frame, list: readonly ChartSpan[]): string {
-  return list
-    .map((s) => {
-      const x0 = f.x(s.startS);
-      const w = Math.max(3, f.x(s.endS) - x0);
-      // The tag sits above the plot, right-aligned when the span is near the right edge.
-      const right = s.tagSide ? s.tagSide === 'left' : x0 + w / 2 > (f.left + f.right) / 2;
-      const tag = s.tag
-        ? `<text class="span-tag" x="${px(right ? x0 + w : x0)}" y="${f.top - 4}" text-anchor="${right ? 'end' : 'start'}" fill="${escapeHtml(s.color)}">${escapeHtml(s.tag)}</text>`
-        : '';
-      return `<rect class="span span-${escapeHtml(s.id)}" data-span="${escapeHtml(s.id)}" x="${px(x0)}" y="${f.top}" width="${px(w)}" height="${px(f.bottom - f.top)}" fill="${escapeHtml(s.color)}" fill-opacity="${s.opacity}"><title>${escapeHtml(s.label)}</title></rect>${tag}`;
-    })
-    .join('');
+  const rects = list.map((s) => {
+    const x0 = f.x(s.startS);
+    const w = Math.max(3, f.x(s.endS) - x0);
+    return `<rect class="span span-${escapeHtml(s.id)}" data-span="${escapeHtml(s.id)}" x="${px(x0)}" y="${f.top}" width="${px(w)}" height="${px(f.bottom - f.top)}" fill="${escapeHtml(s.color)}" fill-opacity="${s.opacity}"><title>${escapeHtml(s.label)}</title></rect>`;
+  });
+  return rects.join('') + spanTags(f, list);
+}
+
+/**
+ * The spans' tags above the plot, the last span's first (it is drawn on top: the most
+ * important). Each stays inside the chart; one that would overlap a tag already placed goes
+ * to its left, or is left out (the legend names the colors).
+ */
+function spanTags(f: Frame, list: readonly ChartSpan[]): string {
+  const taken: [number, number][] = [];
+  const out: string[] = [];
+  for (const s of [...list].reverse()) {
+    if (!s.tag) continue;
+    const x0 = f.x(s.startS);
+    const x1 = Math.max(x0 + 3, f.x(s.endS));
+    const width = s.tag.length * 6.2;
+    const leftward = s.tagSide ? s.tagSide === 'left' : (x0 + x1) / 2 > (f.left + f.right) / 2;
+    let from = Math.min(f.right - width, Math.max(f.left, leftward ? x1 - width : x0));
+    const clash = () => taken.find(([a, b]) => from < b + 6 && from + width > a - 6);
+    const hit = clash();
+    if (hit) from = hit[0] - 8 - width;
+    if (from < f.left || clash()) continue;
+    taken.push([from, from + width]);
+    out.push(
+      `<text class="span-tag" x="${px(from)}" y="${f.top - 4}" fill="${escapeHtml(s.color)}">${escapeHtml(s.tag)}</text>`,
+    );
+  }
+  return out.join('');
 }
 
 /** Roughly how wide a marker label is drawn (10 px sans-serif), to keep labels apart. */

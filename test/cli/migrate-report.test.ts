@@ -1,6 +1,6 @@
 // `--report FILE.html` of qmigrate migrate and demo: a path that cannot be written is a usage
 // error (exit 2) before any monitor is reached; the page is written at the end of a run that
-// timed out, was interrupted (Ctrl-C) or lost its destination, atomically (no temp file left
+// timed out, was interrupted (Ctrl-C), lost its destination or paused in postcopy, atomically (no temp file left
 // beside it), and stderr says where; a page that cannot be written at the end fails the run.
 // (The completed runs, opened in Chromium: report-chromium.test.ts.)
 import assert from 'node:assert/strict';
@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { FaultProxy, QmpRelay, type Where } from '../../faults/proxy.js';
+import { waitMigrationStatus } from '../helpers/peers.js';
 import { runQmigrate, startQmigrate } from '../helpers/qmigrate.js';
 import { type Lab, startLab } from '../orchestrator/lab.js';
 
@@ -164,4 +166,40 @@ test('QEMU 10.0 -> QEMU 10.0: its events mark the downtime window (device on the
     /^downtime: from the source stopping its guest to the destination completing \(QEMU reports \d+ ms\)$/,
   );
   assert.match(html, /<th>Status<\/th><td><span class="status status-completed">completed/);
+});
+
+test('postcopy paused on a cut link (exit 5): the page marks the postcopy phase and the switch', async (t) => {
+  const workload = ['-object', 'qmigrate-workload,id=w0,rate=3000'];
+  const lab = await startLab(t, 'qmigrate', 'qmigrate', {
+    srcMiB: 32,
+    workloadRate: 3000,
+    dstExtra: workload,
+  });
+  if (!lab) return;
+  const path = (e: { kind: string; path?: string }) => e.path ?? '';
+  // The source's `migrate` goes through a proxy the test stops once postcopy is under way.
+  let proxy: FaultProxy | undefined;
+  const relay = await QmpRelay.start(join(lab.dir, 'relay.qmp'), path(lab.plan.from), async (to: Where) => {
+    proxy = await FaultProxy.start(to, { path: join(lab.dir, 'proxy.sock') });
+    return proxy.where;
+  });
+  t.after(async () => {
+    await relay.stop();
+    await proxy?.stop();
+  });
+  const dir = scratch(t);
+  const file = join(dir, 'paused.html');
+  const args = ['--from', relay.path, '--to', path(lab.plan.to), '--unix', join(lab.dir, 'm.sock')];
+  const slow = ['--max-bandwidth', '4M', '--parameter', 'max-postcopy-bandwidth=2M', '--postcopy'];
+  const run = startQmigrate(t, ['migrate', ...args, ...slow, '--report', file]);
+  await waitMigrationStatus(lab.src.qmp, 'postcopy-active', 30_000);
+  await proxy?.stop();
+  assert.equal(await run.exit(60_000), 5, run.stdout + run.stderr);
+  assert.match(run.stderr, /^qmigrate: report written to /m);
+  const html = readFileSync(file, 'utf8');
+  assert.match(html, /<span class="status status-postcopy-paused">postcopy-paused<\/span>/);
+  assert.match(html, /<rect class="span span-postcopy"/);
+  assert.match(html, /downtime: the switch to postcopy \(QEMU reports \d+ ms\)/);
+  assert.match(html, /<th>Postcopy<\/th><td>switched after precopy passes that did not converge/);
+  assert.match(html, /<td>source<\/td><td>MIGRATION<\/td><td>postcopy-paused<\/td>/);
 });
