@@ -81,9 +81,10 @@ function statusAt(
 }
 
 /**
- * The downtime window: from the source stopping its guest (its MIGRATION status
- * `pre-switchover` or `device`, as QEMU's migration_completion stops the VM) to the
- * destination's `completed` (its guest may run). Without those events, the reported downtime
+ * The downtime window: from the source stopping its guest (QEMU's migration_completion in
+ * migration/migration.c stops the VM, then moves to `pre-switchover` or `device`: the first
+ * MIGRATION event of those) to the destination's `completed` (its guest may run). QEMU's own
+ * downtime ends earlier, where the source completes; the tag says the reported figure. Without those events, the reported downtime
  * ending where the source completed. In postcopy the guest starts on the destination at the
  * switch: the reported downtime from the source's `postcopy-active`.
  */
