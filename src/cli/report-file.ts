@@ -14,6 +14,9 @@ import { CliFailure, CliUsageError } from './errors.js';
 /** ms between two query-migrate of the source when a report is asked for (the default is 500). */
 export const REPORT_POLL_MS = 250;
 
+/** Samples a recorder holds at most (a day at 250 ms is 345,600). */
+const MAX_KEPT = 20_000;
+
 /**
  * The absolute path of `--report PATH`, once it is known the page can be written there: its
  * directory exists and is writable, and PATH is not a directory.
@@ -75,7 +78,7 @@ export function commandLine(args: readonly string[]): string {
 export class ReportRecorder {
   readonly path: string;
   readonly #page: Omit<ReportPageInput, 'samples' | 'events'>;
-  readonly #samples: ProgressSample[] = [];
+  #samples: ProgressSample[] = [];
   readonly #events: MigrationEventSample[] = [];
   #written = false;
 
@@ -88,10 +91,21 @@ export class ReportRecorder {
     this.#page = { ...page, startedAt: new Date() };
   }
 
-  /** Takes a progress sample or an event, as the orchestrator yields them. */
+  /**
+   * Takes a progress sample or an event, as the orchestrator yields them. Past MAX_KEPT
+   * samples every other one is dropped (the first and the newest kept), so a migration of
+   * days holds bounded memory; the page draws fewer points than that anyway.
+   */
   add(item: ProgressSample | MigrationEventSample): void {
-    if (item.type === 'progress') this.#samples.push(item);
-    else this.#events.push(item);
+    if (item.type === 'event') {
+      this.#events.push(item);
+      return;
+    }
+    this.#samples.push(item);
+    if (this.#samples.length > MAX_KEPT) {
+      const s = this.#samples;
+      this.#samples = s.filter((_, i) => i % 2 === 0 || i === s.length - 1);
+    }
   }
 
   /**

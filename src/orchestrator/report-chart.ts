@@ -160,19 +160,21 @@ function axes(f: Frame, endS: number, yMax: number, yStep: number, unit: string)
       `<text class="tick" x="${f.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${escapeHtml(tickLabel(v, yStep))}</text>`,
     );
   }
-  const xStep = niceStep(endS, 10);
+  // From 20 minutes on the x axis counts minutes: 7200 s reads worse than 120 min.
+  const div = endS >= 1200 ? 60 : 1;
+  const xStep = niceStep(endS / div, 10) * div;
   for (let s = 0; s <= endS + xStep / 1e6; s += xStep) {
     const x = px(f.x(s));
     parts.push(
       `<line class="grid" x1="${x}" x2="${x}" y1="${f.top}" y2="${f.bottom}"/>`,
-      `<text class="tick" x="${x}" y="${f.bottom + 15}" text-anchor="middle">${escapeHtml(tickLabel(s, xStep))}</text>`,
+      `<text class="tick" x="${x}" y="${f.bottom + 15}" text-anchor="middle">${escapeHtml(tickLabel(s / div, xStep / div))}</text>`,
     );
   }
   parts.push(
     `<line class="axis" x1="${f.left}" x2="${f.right}" y1="${f.bottom}" y2="${f.bottom}"/>`,
     `<line class="axis" x1="${f.left}" x2="${f.left}" y1="${f.top}" y2="${f.bottom}"/>`,
     `<text class="unit" x="${f.left - 6}" y="${f.top - 12}" text-anchor="end">${escapeHtml(unit)}</text>`,
-    `<text class="unit" x="${f.right}" y="${f.bottom + 32}" text-anchor="end">s since migrate</text>`,
+    `<text class="unit" x="${f.right}" y="${f.bottom + 32}" text-anchor="end">${div === 60 ? 'min' : 's'} since migrate</text>`,
   );
   return parts.join('');
 }

@@ -84,9 +84,10 @@ function statusAt(
  * The downtime window: from the source stopping its guest (QEMU's migration_completion in
  * migration/migration.c stops the VM, then moves to `pre-switchover` or `device`: the first
  * MIGRATION event of those) to the destination's `completed` (its guest may run). QEMU's own
- * downtime ends earlier, where the source completes; the tag says the reported figure. Without those events, the reported downtime
- * ending where the source completed. In postcopy the guest starts on the destination at the
- * switch: the reported downtime from the source's `postcopy-active`.
+ * downtime ends earlier, where the source completes; the tag says the reported figure.
+ * Without those events: the reported downtime, ending where the source completed. In
+ * postcopy the guest starts on the destination at the switch: the reported downtime from the
+ * source's `postcopy-active`.
  */
 function downtimeSpan(input: ReportPageInput, postcopyAt: number | undefined): ChartSpan | undefined {
   const ev = input.events;
@@ -130,6 +131,7 @@ function passMarkers(input: ReportPageInput, endS: number): ChartMarker[] {
   return merged;
 }
 
+/** Each pass after the first as it began, before markers close together are merged. */
 function passStarts(input: ReportPageInput): ChartMarker[] {
   const fromEvents = input.events
     .filter((e) => e.side === 'source' && e.event === 'MIGRATION_PASS' && typeof e.data.pass === 'number')
@@ -144,13 +146,12 @@ function passStarts(input: ReportPageInput): ChartMarker[] {
   return out;
 }
 
+/** The x axis's end, the spans and the pass markers. */
 function timelineOf(input: ReportPageInput): Timeline {
-  const times = [
-    ...input.samples.map((s) => s.elapsedMs),
-    ...input.events.map((e) => e.elapsedMs),
-    input.report?.totalTimeMs ?? 0,
-  ];
-  const endS = Math.max(0.1, ...times) / 1000;
+  // A reduce, not Math.max(...): a day of samples is more arguments than a call takes.
+  const last = (items: readonly { elapsedMs: number }[]) =>
+    items.reduce((m, i) => Math.max(m, i.elapsedMs), 0);
+  const endS = Math.max(100, last(input.samples), last(input.events), input.report?.totalTimeMs ?? 0) / 1000;
   const pcSample = input.samples.find((s) => s.status.startsWith('postcopy'));
   const pcStartS =
     statusAt(input.events, 'source', ['postcopy-active']) ??
