@@ -57,7 +57,8 @@ function subcommand(name: string): Command {
 const EXIT_CODES_HELP = `
 Exit codes:
   0    success
-  1    the operation failed (demo: the migration failed, or its result did not check out)
+  1    the operation failed (demo: the migration failed, or its result did not check out;
+       demo and migrate: the --report file could not be written)
   2    usage or argument error, found before anything started
   3    a peer cannot be reached (demo: one of its VMs did not start or its QMP monitor
        did not answer; migrate: a monitor did not answer, or the preflight found the two
