@@ -3,12 +3,13 @@
 # machine's own apt sources, so no host name is written here:
 #   nasm - assembles the boot-sector guest of test/fixtures/guest/bootblock.asm;
 #   openssl - makes the TLS tests' CA and certificates at test time (test/helpers/tls-certs.ts);
-#   iproute2 - `ip netns`/veth for the two-host tests (test/helpers/netns.ts).
+#   iproute2 - `ip netns`/veth for the two-host tests (test/helpers/netns.ts);
+#   chromium - opens the --report pages headless to check their charts render (test/helpers/chromium.ts).
 # Idempotent: packages already installed are left alone, and apt's lists are only refreshed
 # when a missing package is unknown to them.
 set -euo pipefail
 
-packages=(nasm openssl iproute2)
+packages=(nasm openssl iproute2 chromium)
 
 sudo=''
 if [ "$(id -u)" -ne 0 ]; then

@@ -57,7 +57,8 @@ function subcommand(name: string): Command {
 const EXIT_CODES_HELP = `
 Exit codes:
   0    success
-  1    the operation failed (demo: the migration failed, or its result did not check out)
+  1    the operation failed (demo: the migration failed, or its result did not check out;
+       demo and migrate: the --report file could not be written)
   2    usage or argument error, found before anything started
   3    a peer cannot be reached (demo: one of its VMs did not start or its QMP monitor
        did not answer; migrate: a monitor did not answer, or the preflight found the two
@@ -117,6 +118,7 @@ function demoCommand(signal?: AbortSignal): Command {
   for (const option of demoOptions()) demo.addOption(option);
   return demo
     .option('--json', 'print only the summary, as one JSON line on stdout (progress goes to stderr)')
+    .addHelpText('after', DEMO_HELP)
     .action((opts: DemoFlags) => demoAction(opts, signal));
 }
 
@@ -159,8 +161,19 @@ function demoOptions(): Option[] {
         ),
       )
       .default(0),
+    new Option('--report <file.html>', '[path] write an HTML picture of the migration (unix, tcp)'),
   ];
 }
+
+const DEMO_HELP = `
+--report FILE.html writes the migration's page as \`qmigrate migrate --report\` does (see
+qmigrate migrate --help), however the demo ends; the unix and tcp transports only, whose
+migration the orchestrator follows.
+
+Examples:
+  qmigrate demo
+  qmigrate demo --size 256 --transport tcp --rate 50000
+  qmigrate demo --size 1024 --max-bandwidth 209715200 --report demo.html`;
 
 interface DemoFlags {
   size: number;
@@ -169,6 +182,7 @@ interface DemoFlags {
   downtimeLimit: number;
   maxBandwidth: number;
   json?: boolean;
+  report?: string;
 }
 
 /** Runs the demo (imported only now); once `signal` aborts, its output stops. */
@@ -185,10 +199,13 @@ async function demoAction(opts: DemoFlags, signal?: AbortSignal): Promise<void> 
       downtimeLimit: opts.downtimeLimit,
       maxBandwidth: opts.maxBandwidth,
       json: opts.json === true,
+      ...(opts.report !== undefined ? { report: opts.report } : {}),
     },
     {
       out: writer(process.stdout),
       err: writer(process.stderr),
+      // Where the report went is said after an interrupt too (stderr, unless it is gone).
+      notice: (line: string) => void (process.stderr.destroyed || process.stderr.write(`${line}\n`)),
       // The live line only for a person at a terminal, not in a CI log (which keeps every frame).
       tty:
         process.stdout.isTTY && !process.env.CI
@@ -214,6 +231,13 @@ JSON object per line (samples, events, the report; an error as {"type":"error",.
 nothing else on stdout; --quiet prints nothing unless the migration does not complete. The
 final report says how long it took, the downtime, the bytes and where the guest runs.
 
+Report: --report FILE.html writes one self-contained page (no script, nothing fetched) when
+the migration ends, however it ends (completed, failed, cancelled, timed out, interrupted,
+postcopy paused): charts over time of throughput against dirty bytes, remaining bytes, the
+dirty-page rate and the pass, the downtime window and any postcopy phase marked, the final
+report and the events. It is written atomically (a temp file beside it, renamed) and its
+path said on stderr; a directory that does not exist is a usage error before anything moves.
+
 Postcopy: --postcopy sets postcopy-ram on both sides (and postcopy-blocktime on the
 destination) and switches to postcopy (migrate-start-postcopy) once precopy has not converged
 after --postcopy-after-passes N passes (default 1, as virsh --postcopy-after-precopy; 0: at
@@ -227,6 +251,7 @@ anew (migrate-recover) and the source resume there (migrate with resume: true).
 Exit codes:
   0    the migration completed (also when --on-timeout pause paused the guest to get there)
   1    the migration failed or was cancelled by a peer; the source's guest keeps running
+       (also: the --report file could not be written)
   2    usage or argument error
   3    a monitor cannot be reached, or the preflight found the sides cannot migrate
   4    the --timeout passed and the migration was cancelled (--on-timeout cancel)
@@ -249,6 +274,7 @@ machine's DIR (ca-cert.pem, and client-cert.pem with client-key.pem when it has 
 
 Examples:
   qmigrate migrate --from /run/src.qmp --to /run/dst.qmp --unix /run/mig.sock
+  qmigrate migrate --from /run/src.qmp --to /run/dst.qmp --unix /run/mig.sock --report migration.html
   qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --multifd 4 --timeout 300 --on-timeout pause
   qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --postcopy --max-bandwidth 1G
   qmigrate migrate --from 10.0.0.1:4444 --to 10.0.0.2:4444 --tcp 10.0.0.2:0 --resume
@@ -360,6 +386,7 @@ function migrateOptions(): Option[] {
     new Option('--json', 'print JSON lines on stdout: samples, events, the report').conflicts('quiet'),
     new Option('--quiet', 'print nothing unless the migration does not complete'),
     new Option('--dry-run', 'run the preflight, print the commands for each side, change nothing'),
+    new Option('--report <file.html>', '[path] write an HTML picture of the migration').conflicts('dryRun'),
     ...tlsOptions(),
   ];
 }

@@ -20,8 +20,9 @@ import type { MigratePlan, MigrationReport } from '../../orchestrator/types.js';
 import type { MigrationAddress, MigrationInfo } from '../../qapi/types.js';
 import { QmpClient } from '../../qmp/client.js';
 import { QmpError } from '../../qmp/errors.js';
-import { CliFailure, PeerUnreachableError } from '../errors.js';
+import { CliFailure, CliUsageError, PeerUnreachableError } from '../errors.js';
 import { ProgressView } from '../progress-view.js';
+import { checkReportPath, commandLine, REPORT_POLL_MS, ReportRecorder } from '../report-file.js';
 
 export interface DemoOptions {
   sizeMiB: number;
@@ -31,6 +32,8 @@ export interface DemoOptions {
   downtimeLimit: number;
   maxBandwidth: number;
   json: boolean;
+  /** Write the migration's page to this HTML file (unix and tcp only). */
+  report?: string;
 }
 
 /** Where the demo writes: the report on stdout, progress (in JSON mode) on stderr. */
@@ -39,6 +42,8 @@ export interface DemoIo {
   err(line: string): void;
   /** The terminal for the live progress line, when stdout is one (and not a CI log). */
   tty?: { write(text: string): void; columns(): number | undefined };
+  /** A line on stderr even after an interrupt silenced `err`: where the report went. */
+  notice?(line: string): void;
 }
 
 const PAGE = 4096;
@@ -299,6 +304,7 @@ async function migrateStreamed(
   view: ProgressView,
   progress: (line: string) => void,
   signal?: AbortSignal,
+  recorder?: DemoRecorder,
 ): Promise<{ report: MigrationReport; elapsed: number }> {
   const addr = addresses(lab.dir)[o.transport].in;
   const plan: MigratePlan = {
@@ -311,12 +317,15 @@ async function migrateStreamed(
   };
   progress(`migrating live over ${o.transport} with migrate {channels: [...]}`);
   const started = Date.now();
-  const job = runMigration(plan, { signal });
+  const job = runMigration(plan, { signal, ...(recorder ? { pollMs: REPORT_POLL_MS } : {}) });
+  if (recorder) recorder.started = true;
   for await (const item of job) {
+    recorder?.page.add(item);
     if (item.type === 'progress') view.sample(item);
     else view.event(item);
   }
   const report = await job.result;
+  if (recorder) recorder.report = report;
   view.end();
   if (report.status !== 'completed') {
     throw new CliFailure(`migration ${report.status}${report.reason ? `: ${report.reason}` : ''}`);
@@ -492,6 +501,62 @@ function progressView(o: DemoOptions, io: DemoIo): ProgressView {
   return new ProgressView({ out: (text) => lines(text.replace(/\n$/, '')), err: io.err }, 'plain');
 }
 
+/** The demo's report page in the making, and what it learned of the migration. */
+interface DemoRecorder {
+  page: ReportRecorder;
+  /** runMigration was called: there is something to show. */
+  started: boolean;
+  report?: MigrationReport;
+}
+
+/**
+ * The recorder of --report, its path checked before anything starts.
+ * @throws {CliUsageError} for a path that cannot be written, or a transport the
+ *   orchestrator does not follow (file, exec).
+ */
+function demoRecorder(o: DemoOptions): DemoRecorder | undefined {
+  if (o.report === undefined) return undefined;
+  const path = checkReportPath(o.report);
+  if (o.transport !== 'unix' && o.transport !== 'tcp')
+    throw new CliUsageError(
+      `--report draws what the orchestrator samples, which follows socket migrations: use --transport unix or tcp, not ${o.transport}`,
+    );
+  const facts = [
+    {
+      name: 'guest',
+      value: `${o.sizeMiB} MiB, writing ${o.rate === 0 ? 'as fast as it can' : `${o.rate} pages/s`}`,
+    },
+    { name: 'stream', value: o.transport },
+    { name: 'parameters', value: `downtime-limit=${o.downtimeLimit} max-bandwidth=${o.maxBandwidth}` },
+  ];
+  return {
+    page: new ReportRecorder(path, { command: commandLine(['qmigrate', ...process.argv.slice(2)]), facts }),
+    started: false,
+  };
+}
+
+/**
+ * Writes the report page once the migration was started, with its report or the error that
+ * ended the demo, and says where on stderr.
+ * @returns false when the page could not be written (said on stderr).
+ */
+function saveDemoReport(recorder: DemoRecorder | undefined, io: DemoIo, error?: unknown): boolean {
+  if (!recorder?.started) return true;
+  const say = io.notice ?? io.err;
+  const end = recorder.report
+    ? { report: recorder.report }
+    : { error: error instanceof Error ? error.message : 'the demo ended before the migration did' };
+  try {
+    const path = recorder.page.write(end);
+    if (path !== undefined) say(`qmigrate: report written to ${path}`);
+    return true;
+  } catch (e) {
+    if (!(e instanceof CliFailure)) throw e;
+    say(`qmigrate: ${e.message}`);
+    return false;
+  }
+}
+
 /**
  * Runs the demo. Resolves with 0 (the migration completed and the result checks out) or 1
  * (it completed but did not check out; the summary says why).
@@ -502,6 +567,7 @@ function progressView(o: DemoOptions, io: DemoIo): ProgressView {
  */
 export async function runDemo(o: DemoOptions, io: DemoIo, signal?: AbortSignal): Promise<number> {
   signal?.throwIfAborted();
+  const recorder = demoRecorder(o);
   const progress = o.json ? io.err : io.out;
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   sweepStale(base);
@@ -516,17 +582,20 @@ export async function runDemo(o: DemoOptions, io: DemoIo, signal?: AbortSignal):
     const { src, dst } = await startVms(lab, o, progress, signal);
     let end: { info: MigrationInfo; elapsed: number; report?: MigrationReport };
     if (o.transport === 'unix' || o.transport === 'tcp') {
-      const { report, elapsed } = await migrateStreamed(lab, o, progressView(o, io), progress, signal);
+      const view = progressView(o, io);
+      const { report, elapsed } = await migrateStreamed(lab, o, view, progress, signal, recorder);
       end = { info: report.source ?? (await src.queryMigrate()), elapsed, report };
     } else {
       end = await migrate(lab, src, dst, o, progress, signal);
     }
     const summary = summarize(o, end.info, await checkResult(lab, src, dst, o, signal), end.elapsed);
     report(summary, o, io, end.report);
-    return summary.ok ? 0 : 1;
+    const saved = saveDemoReport(recorder, io);
+    return summary.ok && saved ? 0 : 1;
   } catch (e) {
-    if (signal?.aborted) throw signal.reason;
-    throw await failure(e, lab, o, io);
+    const error = signal?.aborted ? signal.reason : await failure(e, lab, o, io);
+    saveDemoReport(recorder, io, error);
+    throw error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
     for (const c of lab.clients) await c.close().catch(() => {});

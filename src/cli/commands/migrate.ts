@@ -31,8 +31,9 @@ import type { MigrationChannel } from '../../qapi/types.js';
 import { uriToChannel } from '../../qapi/uri.js';
 import { ConnectError } from '../../qmp/errors.js';
 import { readX509CredsDir } from '../../qmp/tls.js';
-import { CliUsageError, Interrupted, PeerUnreachableError } from '../errors.js';
+import { CliFailure, CliUsageError, Interrupted, PeerUnreachableError } from '../errors.js';
 import { jsonLine, type ProgressMode, ProgressView, type ViewIo } from '../progress-view.js';
+import { checkReportPath, commandLine, REPORT_POLL_MS, ReportRecorder } from '../report-file.js';
 import { checkOnVm } from './check.js';
 
 /** The flags of `qmigrate migrate`, as commander hands them over. */
@@ -58,6 +59,8 @@ export interface MigrateFlags {
   json?: boolean;
   quiet?: boolean;
   dryRun?: boolean;
+  /** Write a picture of the run to this HTML file at the end (report-file.ts). */
+  report?: string;
   /** The stream over TLS: the credentials dir on both hosts, or per host. */
   tlsCreds?: string;
   fromTlsCreds?: string;
@@ -82,7 +85,7 @@ export interface MigrateLibrary {
   planFor(plan: MigratePlan, options: { signal?: AbortSignal }): Promise<PlannedCommand[]>;
   runMigration(
     plan: MigratePlan,
-    options: { signal?: AbortSignal; postcopySignal?: AbortSignal },
+    options: { signal?: AbortSignal; postcopySignal?: AbortSignal; pollMs?: number },
   ): MigrationJob;
 }
 
@@ -514,7 +517,9 @@ export async function runMigrate(
 ): Promise<number> {
   let plan: MigratePlan;
   let lib: MigrateLibrary;
+  let reportPath: string | undefined;
   try {
+    reportPath = flags.report === undefined ? undefined : checkReportPath(flags.report);
     const options = planOptions(flags);
     lib = await load();
     plan = buildPlan(options, flags, lib.parseQmpEndpoint);
@@ -536,10 +541,24 @@ export async function runMigrate(
       return failedBeforeStart(e, view, signal, flags.resume);
     }
   }
+  const recorder =
+    reportPath === undefined
+      ? undefined
+      : new ReportRecorder(reportPath, {
+          command: commandLine(['qmigrate', ...process.argv.slice(2)]),
+          facts: reportFacts(flags, plan),
+        });
+  const save = (end: { report?: MigrationReport; error?: string }, code: number) =>
+    saveReport(recorder, end, code, view, io, mode === 'quiet' && code === MIGRATE_EXIT.completed);
   let report: MigrationReport;
   let started = false;
   try {
-    const job = lib.runMigration(plan, { signal, postcopySignal });
+    // More samples with a report: a short migration still draws lines, not dots.
+    const job = lib.runMigration(plan, {
+      signal,
+      postcopySignal,
+      ...(recorder ? { pollMs: REPORT_POLL_MS } : {}),
+    });
     // Read the result even if the iteration throws first, so it is never left unhandled.
     const result = job.result.then(
       (r) => ({ r }),
@@ -547,6 +566,7 @@ export async function runMigrate(
     );
     for await (const item of job) {
       started = true;
+      recorder?.add(item);
       if (item.type === 'progress') view.sample(item);
       else view.event(item);
     }
@@ -554,7 +574,8 @@ export async function runMigrate(
     if ('e' in end) throw end.e;
     report = end.r;
   } catch (e) {
-    return started ? lostDuring(e, view) : failedBeforeStart(e, view, signal, flags.resume);
+    const code = started ? lostDuring(e, view) : failedBeforeStart(e, view, signal, flags.resume);
+    return save({ error: endText(e, started, signal) }, code);
   }
   view.report(report);
   if (report.status === 'postcopy-paused') {
@@ -562,7 +583,64 @@ export async function runMigrate(
     if (mode === 'quiet') io.err(resumeHint(flags));
     else view.note(resumeHint(flags));
   }
-  return exitCodeOf(report);
+  return save({ report }, exitCodeOf(report));
+}
+
+/** What the report page says of a run that ended without a report. */
+function endText(e: unknown, started: boolean, signal?: AbortSignal): string {
+  if (!started && signal?.aborted) return 'interrupted before the migration started: nothing was migrated';
+  if (e instanceof PreflightError)
+    return `the preflight refused the migration (nothing moved): ${e.problems.join('; ')}`;
+  const message = (e as Error).message;
+  return started ? `${message}; how the migration ended is unknown: check both sides` : message;
+}
+
+/** The facts a report page shows under its title: the monitors, the stream, the settings. */
+function reportFacts(flags: MigrateFlags, plan: MigratePlan): { name: string; value: string }[] {
+  const stream =
+    flags.tcp !== undefined
+      ? `tcp ${flags.tcp}`
+      : flags.unix !== undefined
+        ? `unix ${flags.unix}`
+        : (flags.uri ?? jsonLine(plan.channels).trim());
+  const facts = [
+    { name: 'source', value: flags.from },
+    { name: 'destination', value: flags.to },
+    { name: 'stream', value: plan.tls ? `${stream}, over TLS` : stream },
+  ];
+  const caps = Object.entries(plan.capabilities).map(([n, on]) => `${n}=${on ? 'on' : 'off'}`);
+  if (caps.length) facts.push({ name: 'capabilities', value: caps.join(' ') });
+  const params = jsonLine(plan.parameters).trim();
+  if (params !== '{}') facts.push({ name: 'parameters', value: params });
+  if (plan.timeoutS !== undefined)
+    facts.push({ name: 'timeout', value: `${plan.timeoutS} s, then ${plan.onTimeout}` });
+  if (plan.resume) facts.push({ name: 'resume', value: 'a postcopy migration paused on a broken link' });
+  return facts;
+}
+
+/**
+ * Writes the report page when one was asked for and says where on stderr (not with --quiet
+ * once the migration completed). A page that cannot be written is an error line, and turns a
+ * success into exit 1: the user asked for it.
+ */
+function saveReport(
+  recorder: ReportRecorder | undefined,
+  end: { report?: MigrationReport; error?: string },
+  code: number,
+  view: ProgressView,
+  io: MigrateIo,
+  quiet: boolean,
+): number {
+  if (!recorder) return code;
+  try {
+    const path = recorder.write(end);
+    if (path !== undefined && !quiet) io.err(`qmigrate: report written to ${path}`);
+    return code;
+  } catch (e) {
+    if (!(e instanceof CliFailure)) throw e;
+    view.error([e.message], e.code, MIGRATE_EXIT.failed);
+    return code === MIGRATE_EXIT.completed ? MIGRATE_EXIT.failed : code;
+  }
 }
 
 /** How to resume a paused postcopy migration: the same monitors, a new stream address. */

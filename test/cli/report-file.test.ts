@@ -1,0 +1,88 @@
+// report-file.ts: the --report path checks, the atomic write (no temp file on any path), the
+// recorder that writes once, and the command line as a shell would take it back.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type TestContext, test } from 'node:test';
+import { CliFailure, CliUsageError } from '../../src/cli/errors.js';
+import { checkReportPath, commandLine, ReportRecorder, writeFileAtomic } from '../../src/cli/report-file.js';
+
+function scratch(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-report-file-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('checkReportPath: absolute path back; missing directory, a directory, a file as directory, empty: usage errors', (t) => {
+  const dir = scratch(t);
+  assert.equal(checkReportPath(join(dir, 'r.html')), join(dir, 'r.html'));
+  writeFileSync(join(dir, 'file'), '');
+  assert.equal(checkReportPath(join(dir, 'file')), join(dir, 'file'), 'an existing file is replaced');
+  for (const [path, re] of [
+    [join(dir, 'none', 'r.html'), /the directory .*none does not exist/],
+    [dir, /is a directory: give a file name/],
+    [join(dir, 'file', 'r.html'), /file is not a directory$/],
+    ['', /^--report needs a file name/],
+  ] as const) {
+    assert.throws(
+      () => checkReportPath(path),
+      (e: unknown) => e instanceof CliUsageError && re.test(e.message),
+    );
+  }
+});
+
+test('writeFileAtomic: the file replaced whole; a failure is a CliFailure and leaves no temp file', (t) => {
+  const dir = scratch(t);
+  const file = join(dir, 'r.html');
+  writeFileSync(file, 'old');
+  writeFileAtomic(file, 'new');
+  assert.equal(readFileSync(file, 'utf8'), 'new');
+  assert.deepEqual(readdirSync(dir), ['r.html']);
+  rmSync(file);
+  // The rename fails onto a directory that is not empty.
+  writeFileSync(join(dir, 'keep'), '');
+  const target = join(dir, 'sub');
+  mkdirSync(target);
+  writeFileSync(join(target, 'inside'), '');
+  assert.throws(
+    () => writeFileAtomic(target, 'page'),
+    (e: unknown) => e instanceof CliFailure && /^cannot write the report to .*sub: /.test(e.message),
+  );
+  assert.deepEqual(readdirSync(dir).sort(), ['keep', 'sub']);
+});
+
+test('ReportRecorder: writes once, with the samples and events it was given, bounded in memory', (t) => {
+  const dir = scratch(t);
+  const file = join(dir, 'r.html');
+  const rec = new ReportRecorder(file, { command: 'qmigrate migrate', facts: [] });
+  for (let ms = 0; ms < 50_000 * 250; ms += 250) {
+    rec.add({
+      type: 'progress',
+      elapsedMs: ms,
+      status: 'active',
+      pass: 1,
+      transferred: ms,
+      total: 1,
+      remaining: 1,
+      throughput: 1,
+      dirtyPagesRate: 0,
+    });
+  }
+  rec.add({ type: 'event', side: 'source', elapsedMs: 5, event: 'MIGRATION', data: { status: 'active' } });
+  assert.equal(rec.write({ error: 'lost <the> monitor' }), file);
+  assert.equal(rec.write({ error: 'again' }), undefined);
+  const html = readFileSync(file, 'utf8');
+  assert.match(html, /migration did not end with a report: lost &#60;the&#62; monitor/);
+  assert.match(html, /<td>source<\/td><td>MIGRATION<\/td><td>active<\/td>/);
+  // The x axis reaches the last sample (208 min), kept although older ones were thinned.
+  assert.match(html, />200<\/text>/);
+  assert.match(html, />min since migrate<\/text>/);
+});
+
+test('commandLine quotes what a shell would split or expand', () => {
+  assert.equal(
+    commandLine(['qmigrate', 'migrate', '--from', '/a b', "it's", 'x=1,y']),
+    "qmigrate migrate --from '/a b' 'it'\\''s' x=1,y",
+  );
+});
