@@ -12,8 +12,8 @@ import { QEMU_VM_SUBSECTION } from './savevm.js';
 /**
  * A decoded field: integers of up to 4 bytes as numbers, of 8 bytes as decimal strings (exact,
  * signed as the type says), `bool` as a boolean, a `capability` as its name, `nullptr` as
- * null, structs and subsections as objects, arrays (and a name the description repeats) as
- * arrays, anything else (buffers, bitmaps, timers, floats, unused bytes) as lowercase hex.
+ * null, structs and subsections as objects, a name the description gives more than one value
+ * (an array's elements) as an array of them, anything else (buffers, bitmaps, timers, floats, unused bytes) as lowercase hex.
  */
 export type FieldValue = number | string | boolean | null | FieldValue[] | { [name: string]: FieldValue };
 
@@ -124,12 +124,10 @@ export async function readStruct(
     const n = f.array_len ?? 1;
     if (!Number.isInteger(n) || n < 0 || n > MAX_ARRAY)
       throw new StreamError(`field ${f.name}: array_len ${n} in the VM description`, r.offset, section);
-    if (f.array_len === undefined) add(f.name, await readField(r, f, section, depth));
-    else {
-      const items: FieldValue[] = [];
-      for (let i = 0; i < n; i++) items.push(await readField(r, f, section, depth));
-      add(f.name, items);
-    }
+    // Each element as its own value, as analyze-migration.py unfolds arrays: a name seen
+    // more than once (an array, or the pieces QEMU splits an array with null pointers into)
+    // becomes one list.
+    for (let i = 0; i < n; i++) add(f.name, await readField(r, f, section, depth));
   }
   for (const sub of desc.subsections ?? []) {
     await r.need(1, `subsection ${sub.vmsd_name}`);
