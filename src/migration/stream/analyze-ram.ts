@@ -65,6 +65,8 @@ export interface RamAnalysis {
 
 interface BlockState {
   info: RamBlockInfo;
+  /** Its place in the MEM_SIZE list (the sink's index). */
+  index: number;
   /** Per page: 0 never sent, 1 zero, 2 data; in pieces of PIECE pages. */
   pages: Map<number, Uint8Array>;
 }
@@ -88,7 +90,8 @@ export async function analyzeRam(
   const st = state.get(ram)!;
   const scratch = sink ? Buffer.allocUnsafe(PAGE) : undefined;
   for (;;) {
-    await r.need(8, 'a RAM record');
+    // Waits only when the buffer runs dry: an await per record would cost more than the record.
+    if (r.available < 8 + 256 + PAGE) await r.need(8, 'a RAM record');
     const at = r.offset;
     const word = r.be64();
     const flags = word % PAGE;
@@ -118,17 +121,17 @@ export async function analyzeRam(
       throw new StreamError(`Illegal RAM offset 0x${addr.toString(16)} in block ${b.info.name}`, at);
     const before = mark(b, addr / PAGE, kind === RAM_SAVE_FLAG_ZERO ? 1 : 2);
     b.info.records++;
+    const size = kind === RAM_SAVE_FLAG_ZERO ? 1 : PAGE;
+    if (r.available < size) await r.need(size, kind === RAM_SAVE_FLAG_ZERO ? 'a zero page' : 'a page');
     if (kind === RAM_SAVE_FLAG_ZERO) {
-      await r.need(1, 'a zero page');
       r.skip(1);
       b.info.zero++;
-      await sink?.page(st.blocks.indexOf(b), addr, undefined, before === 2);
+      if (sink) await sink.page(b.index, addr, undefined, before === 2);
     } else {
-      await r.need(PAGE, 'a page');
       b.info.normal++;
       if (scratch && sink) {
         r.copyTo(scratch, 0, PAGE);
-        await sink.page(st.blocks.indexOf(b), addr, scratch, before === 2);
+        await sink.page(b.index, addr, scratch, before === 2);
       } else r.skip(PAGE);
     }
   }
@@ -145,7 +148,7 @@ async function blockOf(
     if (!st.last) throw new StreamError('a CONTINUE page record with no block before it', at);
     return st.last;
   }
-  const name = await r.cstr('a RAM block name');
+  const name = r.available > 256 ? r.bytes(r.u8()).toString('latin1') : await r.cstr('a RAM block name');
   const b = st.blocks.find((x) => x.info.name === name);
   if (!b) throw new StreamError(`Unknown ramblock "${name}"`, at);
   st.last = b;
@@ -189,7 +192,7 @@ async function readBlockList(
     if (blocks.some((b) => b.info.name === name)) throw new StreamError(`RAM block ${name} listed twice`, at);
     left -= length;
     const info: RamBlockInfo = { name, length, normal: 0, zero: 0, 'distinct-pages': 0, records: 0 };
-    const b: BlockState = { info, pages: new Map() };
+    const b: BlockState = { info, index: blocks.length, pages: new Map() };
     blocks.push(b);
     ram.blocks.push(info);
     await sink?.block(blocks.length - 1, name, length);

@@ -172,7 +172,7 @@ export async function analyzeStream(
     else if (KINDS[type]) await readSection(w, at, type);
     else throw new StreamError(`Unknown savevm section type ${type}`, at);
   }
-  await readTrailer(w);
+  await inSection('vmdescription', () => readTrailer(w));
   out.size = r.offset;
   return out;
 }
@@ -191,7 +191,18 @@ async function readHeader(w: Walk): Promise<void> {
     throw new StreamError(`unsupported migration stream version ${version} (want 3)`, 4);
   out.header = { magic: 'QEVM', version };
   await r.need(1, 'the first record');
-  if (r.peekU8() === QEMU_VM_CONFIGURATION) out.configuration = await readConfiguration(w);
+  if (r.peekU8() === QEMU_VM_CONFIGURATION)
+    out.configuration = await inSection('configuration', () => readConfiguration(w));
+}
+
+/** Runs `read`, naming `section` in a StreamError that names none (an early end, mostly). */
+async function inSection<T>(section: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (e) {
+    if (e instanceof StreamError && e.section === undefined) e.section = section;
+    throw e;
+  }
 }
 
 /** The configuration record: machine type, then subsections while the next byte is 0x05. */
@@ -272,13 +283,10 @@ async function readSection(w: Walk, at: number, type: number): Promise<void> {
     length: 0,
   };
   out.sections.push(rec);
-  try {
+  await inSection(info.idstr, async () => {
     await readPayload(w, rec);
     await readFooter(r, id);
-  } catch (e) {
-    if (e instanceof StreamError && e.section === undefined) e.section = info.idstr;
-    throw e;
-  }
+  });
   rec.length = r.offset - at;
 }
 
@@ -432,6 +440,19 @@ export function findDescriptionInTail(tail: Buffer, tailOffset: number): VmDescr
     p--;
   }
   return undefined;
+}
+
+/**
+ * Analyses a stream held in memory (as analyzeFile does a file).
+ * @throws {StreamError} where the stream is wrong.
+ */
+export async function analyzeBuffer(data: Buffer, sink?: RamSink): Promise<StreamAnalysis> {
+  const tail = data.subarray(Math.max(0, data.length - TAIL));
+  const vmdesc = findDescriptionInTail(tail, data.length - tail.length);
+  const r = new QemuFileReader({ resume() {} });
+  r.push(data);
+  r.end();
+  return analyzeStream(r, { sink, vmdesc });
 }
 
 /** How much of a file's end is searched for the VM description. */
