@@ -100,3 +100,34 @@ test('QEMU 10.0 -machine pc (TCG) file: every device field as analyze-migration.
   assert.ok(ram.subarray(0, 0xa0000).equals(phys.subarray(0, 0xa0000)), 'pc.ram below 640 KiB');
   assert.ok(ram.subarray(0x100000).equals(phys.subarray(0x100000)), 'pc.ram above 1 MiB');
 });
+
+test('QEMU 10.0 mapped-ram file: qmigrate analyze reads it, analyze-migration.py 10.0 fails on it', async (t) => {
+  if (!requireScript(t)) return;
+  const bin = requireQemu(t, '10.0');
+  if (!bin) return;
+  const dir = tempDir(t);
+  const q = await startQemu(bin, [], ['-machine', 'pc', '-accel', 'tcg', '-m', '32M']);
+  t.after(() => q.stop());
+  const caps = [{ capability: 'mapped-ram', state: true }];
+  assert.deepEqual(await q.qmp.execute('migrate-set-capabilities', { capabilities: caps }), { return: {} });
+  const file = join(dir, 'mapped.mig');
+  assert.deepEqual(await q.qmp.execute('migrate', { uri: `file:${file}` }), { return: {} });
+  for (let i = 0; ; i++) {
+    const r = (await q.qmp.execute('query-migrate')) as { return: { status: string } };
+    if (r.return.status === 'completed') break;
+    assert.ok(r.return.status !== 'failed' && i < 300, `migration ${r.return.status}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  const mem = join(dir, 'pmem');
+  assert.deepEqual(await q.qmp.execute('pmemsave', { val: 0, size: 32 << 20, filename: mem }), { return: {} });
+  const a = await analyzeAndDump(file, dir);
+  assert.deepEqual(a.configuration?.capabilities, ['mapped-ram']);
+  const ram = readFileSync(join(dir, 'ours', 'pc.ram'));
+  const phys = readFileSync(mem);
+  assert.ok(ram.subarray(0, 0xa0000).equals(phys.subarray(0, 0xa0000)), 'pc.ram below 640 KiB');
+  assert.ok(ram.subarray(0x100000).equals(phys.subarray(0x100000)), 'pc.ram above 1 MiB');
+  assert.ok(a.ram!.blocks.every((b) => b['mapped-ram'] !== undefined));
+  assert.ok(a.devices.length >= 25);
+  // The script's mapped-ram path reads a block name with a string length (10.0.2).
+  await assert.rejects(runScript(['-f', file], dir), /Traceback/);
+});
