@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { analyzeBuffer } from '../../src/migration/stream/analyze.js';
-import { analyzeBases, checkAnalyze } from '../fuzz/targets/migration-analyze.js';
+import { analyzeBases, type Base, checkAnalyze } from '../fuzz/targets/migration-analyze.js';
 
-const [dev, qemu10, qemu72zero] = analyzeBases() as [{ bytes: Buffer }, { bytes: Buffer }, { bytes: Buffer }];
+const [dev, qemu10, qemu72zero] = analyzeBases().map((b) => b) as [Base, Base, Base];
 
 test('every truncation of the small stream with every field kind: a clean error at an offset', async () => {
   const data = dev.bytes;

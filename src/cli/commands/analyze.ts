@@ -4,8 +4,9 @@
  * scripts/analyze-migration.py (`-f FILE`, and `-x` for --dump-ram). A wrong stream is one
  * line with the byte offset and section, exit 1.
  */
-import { closeSync, ftruncateSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import {
   analyzeFile,
   analyzeStream,
@@ -25,7 +26,7 @@ export interface AnalyzeIo {
   /** Writes the document; resolves once it is handed to the output. */
   out(text: string): Promise<void>;
   err(line: string): void;
-  stdin: NodeJS.ReadableStream;
+  stdin: Readable;
 }
 
 /**
@@ -129,10 +130,11 @@ export async function runAnalyze(
   let result: StreamAnalysis | undefined;
   try {
     dumper = flags.dumpRam === undefined ? undefined : new RamDumper(flags.dumpRam);
+    // Standard input redirected from a file is read as that file (its VM description first).
     result =
-      file === '-'
-        ? await analyzeStream(io.stdin as unknown as import('node:stream').Readable, { sink: dumper })
-        : await analyzeFile(file, dumper, signal);
+      file === '-' && !fstatSync(0).isFile()
+        ? await analyzeStream(io.stdin as Readable, { sink: dumper })
+        : await analyzeFile(file === '-' ? '/dev/stdin' : file, dumper, signal);
   } catch (e) {
     dumper?.close(true);
     if (signal?.aborted) throw signal.reason;

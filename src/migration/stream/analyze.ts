@@ -336,7 +336,9 @@ async function readDevice(w: Walk, rec: SectionRecord): Promise<DeviceState> {
   else if (rec.idstr === 'globalstate') dev.fields = await readGlobalStateFields(r);
   else
     throw new StreamError(
-      `no VM description to read section ${rec.idstr} by (${opts.vmdesc ? 'it does not list it' : 'the stream has none after its EOF'})`,
+      opts.vmdesc
+        ? `the VM description does not list section ${rec.idstr} (instance ${rec['instance-id']})`
+        : `no VM description to read section ${rec.idstr} by: none at the stream's end (a truncated file has none, a pipe's cannot be read ahead: analyze a file)`,
       r.offset,
     );
   dev.meaning = meaningOf(dev);

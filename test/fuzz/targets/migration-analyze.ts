@@ -93,7 +93,7 @@ function devStream(): { bytes: Buffer; fields: Field[] } {
   return { bytes: Buffer.concat(parts), fields };
 }
 
-interface Base {
+export interface Base {
   bytes: Buffer;
   fields: Field[];
 }
