@@ -107,7 +107,7 @@ test('a truncated stream: one line with offset and section, exit 1, no stack, no
   assert.equal(notStream.status, 1);
   assert.match(
     notStream.stderr,
-    /^qmigrate analyze: .*: at byte 0: not a migration stream: magic 0x2f2a2a0a/,
+    /^qmigrate analyze: .*: at byte 0: not a migration stream: magic 0x[0-9a-f]{8} \(want 0x5145564d, "QEVM"\)\n$/,
   );
 });
 
