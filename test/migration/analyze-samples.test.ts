@@ -108,6 +108,18 @@ test('the RAM the samples carry, rebuilt page by page, is the pattern their sour
   assert.ok(seven.blocks.get('ram')!.equals(want72));
 });
 
+test('a QEMU 10.0 multifd main channel with a return path: its commands, flushes and no pages', async () => {
+  const a = await analyzeBuffer(sample('qemu10-none-16M-multifd2-rp/conn0.c2s'));
+  assert.deepEqual(a.commands, [
+    { offset: 17, cmd: 1, name: 'OPEN_RETURN_PATH', length: 0 },
+    { offset: 22, cmd: 2, name: 'PING', length: 4, value: 1 },
+    { offset: 114, cmd: 11, name: 'SWITCHOVER_START', length: 0 },
+  ]);
+  assert.equal(a.ram?.['multifd-flush'], 3);
+  assert.equal(a.ram?.eos, 3);
+  assert.equal(a.ram?.blocks[0]?.records, 0, 'the pages went over the multifd channels');
+});
+
 /** The error analysing `data` gives: its offset, section and message. */
 async function failure(data: Buffer): Promise<{ offset: number; section?: string; message: string }> {
   try {

@@ -70,6 +70,19 @@ test('QEMU 10.0 -machine none file: qmigrate analyze agrees with analyze-migrati
   );
 });
 
+test('a stream with OPEN_RETURN_PATH and PING: analyze-migration.py 10.0 raises, qmigrate analyze reads it', async (t) => {
+  if (!requireScript(t)) return;
+  const file = fileURLToPath(
+    new URL('../fixtures/samples/qemu10-none-16M-multifd2-rp/conn0.c2s', import.meta.url),
+  );
+  await assert.rejects(runScript(['-f', file], tempDir(t)), /Unknown QEMU_VM_COMMAND: 1/);
+  const a = await analyzeFile(file);
+  assert.deepEqual(
+    a.commands.map((c) => c.name),
+    ['OPEN_RETURN_PATH', 'PING', 'SWITCHOVER_START'],
+  );
+});
+
 test('QEMU 10.0 -machine pc (TCG) file: every device field as analyze-migration.py reads it, RAM as pmemsave', async (t) => {
   if (!requireScript(t)) return;
   const bin = requireQemu(t, '10.0');
@@ -119,7 +132,9 @@ test('QEMU 10.0 mapped-ram file: qmigrate analyze reads it, analyze-migration.py
     await new Promise((res) => setTimeout(res, 50));
   }
   const mem = join(dir, 'pmem');
-  assert.deepEqual(await q.qmp.execute('pmemsave', { val: 0, size: 32 << 20, filename: mem }), { return: {} });
+  assert.deepEqual(await q.qmp.execute('pmemsave', { val: 0, size: 32 << 20, filename: mem }), {
+    return: {},
+  });
   const a = await analyzeAndDump(file, dir);
   assert.deepEqual(a.configuration?.capabilities, ['mapped-ram']);
   const ram = readFileSync(join(dir, 'ours', 'pc.ram'));
