@@ -125,6 +125,22 @@ test('an output closed before the document is written: exit 141, no stack trace'
   assert.doesNotMatch(stderr, /^\s+at /m);
 });
 
+test('Ctrl-C while a pipe is read: exit 130, the dump files it had started removed', async (t) => {
+  const dir = join(tempDir(t), 'ram');
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'analyze', '-', '--dump-ram', dir], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  t.after(() => child.kill('SIGKILL'));
+  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  // The block list and a few pages, then nothing: the analysis waits for more.
+  child.stdin.write(readFileSync(SAMPLE).subarray(0, 20_000));
+  for (let i = 0; i < 300 && !existsSync(join(dir, 'm0')); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(existsSync(join(dir, 'm0')), 'the block file was made');
+  child.kill('SIGINT');
+  assert.equal(await exited, 130);
+  assert.deepEqual(readdirSync(dir), []);
+});
+
 test('analyze --help: what it prints, and examples', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', entry, 'analyze', '--help'], {
     encoding: 'utf8',

@@ -13,7 +13,7 @@ import {
   type RamSink,
   type StreamAnalysis,
 } from '../../migration/stream/analyze.js';
-import { StreamError } from '../../migration/stream/qemu-file.js';
+import { QemuFileReader, StreamError } from '../../migration/stream/qemu-file.js';
 import { errnoText } from '../../util/errno.js';
 import { Interrupted } from '../errors.js';
 
@@ -103,6 +103,22 @@ export class RamDumper implements RamSink {
   }
 }
 
+/** A pipe's stream, stopped by `signal` at its next wait for bytes. */
+async function analyzePipe(
+  input: Readable,
+  sink: RamSink | undefined,
+  signal?: AbortSignal,
+): Promise<StreamAnalysis> {
+  const reader = new QemuFileReader(input);
+  const stop = () => reader.fail(signal!.reason);
+  signal?.addEventListener('abort', stop, { once: true });
+  try {
+    return await analyzeStream(reader, { sink });
+  } finally {
+    signal?.removeEventListener('abort', stop);
+  }
+}
+
 /** The one line a failure prints (without the `qmigrate analyze: FILE: ` prefix). */
 function describe(e: unknown): string | undefined {
   if (e instanceof StreamError)
@@ -133,7 +149,7 @@ export async function runAnalyze(
     // Standard input redirected from a file is read as that file (its VM description first).
     result =
       file === '-' && !fstatSync(0).isFile()
-        ? await analyzeStream(io.stdin as Readable, { sink: dumper })
+        ? await analyzePipe(io.stdin, dumper, signal)
         : await analyzeFile(file === '-' ? '/dev/stdin' : file, dumper, signal);
   } catch (e) {
     dumper?.close(true);
