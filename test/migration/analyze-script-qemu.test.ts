@@ -1,6 +1,6 @@
-// qmigrate analyze against QEMU 10.0's own scripts/analyze-migration.py on the same QEMU 10.0
-// files: a -machine none stream (the sample) and a fresh -machine pc one (TCG, 30 device
-// sections). The script's `-f` state (section names and ids, RAM block sizes, every device
+// qmigrate analyze against QEMU 10.0's own scripts/analyze-migration.py on the same files: a
+// QEMU 10.0 -machine none stream (the sample) and fresh -machine pc ones (TCG, 30 device
+// sections) from QEMU 10.0 (file:) and 7.2 (exec:). The script's `-f` state (section names and ids, RAM block sizes, every device
 // field it prints) equals qmigrate's analysis in the script's format, and the RAM files its
 // `-x` writes equal --dump-ram's byte for byte (and pc.ram equals the guest's, by pmemsave).
 import assert from 'node:assert/strict';
@@ -83,36 +83,41 @@ test('a stream with OPEN_RETURN_PATH and PING: analyze-migration.py 10.0 raises,
   );
 });
 
-test('QEMU 10.0 -machine pc (TCG) file: every device field as analyze-migration.py reads it, RAM as pmemsave', async (t) => {
-  if (!requireScript(t)) return;
-  const bin = requireQemu(t, '10.0');
-  if (!bin) return;
-  const dir = tempDir(t);
-  const q = await startQemu(bin, [], ['-machine', 'pc', '-accel', 'tcg', '-m', '32M']);
-  t.after(() => q.stop());
-  const file = join(dir, 'pc.mig');
-  assert.deepEqual(await q.qmp.execute('migrate', { uri: `file:${file}` }), { return: {} });
-  for (let i = 0; ; i++) {
-    const r = (await q.qmp.execute('query-migrate')) as { return: { status: string } };
-    if (r.return.status === 'completed') break;
-    assert.ok(r.return.status !== 'failed' && i < 300, `migration ${r.return.status}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-  // The source's guest stays stopped (postmigrate): its RAM is what the stream carried.
-  const mem = join(dir, 'pmem');
-  assert.deepEqual(await q.qmp.execute('pmemsave', { val: 0, size: 32 << 20, filename: mem }), {
-    return: {},
+for (const [version, uri] of [
+  ['10.0', (f: string) => `file:${f}`],
+  ['7.2', (f: string) => `exec:cat > ${f}`],
+] as const) {
+  test(`QEMU ${version} -machine pc (TCG) stream: every device field as analyze-migration.py reads it, RAM as pmemsave`, async (t) => {
+    if (!requireScript(t)) return;
+    const bin = requireQemu(t, version);
+    if (!bin) return;
+    const dir = tempDir(t);
+    const q = await startQemu(bin, [], ['-machine', 'pc', '-accel', 'tcg', '-m', '32M']);
+    t.after(() => q.stop());
+    const file = join(dir, 'pc.mig');
+    assert.deepEqual(await q.qmp.execute('migrate', { uri: uri(file) }), { return: {} });
+    for (let i = 0; ; i++) {
+      const r = (await q.qmp.execute('query-migrate')) as { return: { status: string } };
+      if (r.return.status === 'completed') break;
+      assert.ok(r.return.status !== 'failed' && i < 300, `migration ${r.return.status}`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    // The source's guest stays stopped (postmigrate): its RAM is what the stream carried.
+    const mem = join(dir, 'pmem');
+    assert.deepEqual(await q.qmp.execute('pmemsave', { val: 0, size: 32 << 20, filename: mem }), {
+      return: {},
+    });
+    const a = await compareWithScript(file, dir);
+    assert.ok(a.devices.length >= 25, `${a.devices.length} device sections`);
+    assert.equal(a.configuration?.['machine-type'], `pc-i440fx-${version}`);
+    assert.equal(a.devices.find((d) => d.idstr === 'globalstate')?.meaning?.runstate, 'running');
+    const ram = readFileSync(join(dir, 'ours', 'pc.ram'));
+    const phys = readFileSync(mem);
+    // 0xa0000-0xfffff is the VGA window and the BIOS shadow in the physical view, not pc.ram.
+    assert.ok(ram.subarray(0, 0xa0000).equals(phys.subarray(0, 0xa0000)), 'pc.ram below 640 KiB');
+    assert.ok(ram.subarray(0x100000).equals(phys.subarray(0x100000)), 'pc.ram above 1 MiB');
   });
-  const a = await compareWithScript(file, dir);
-  assert.ok(a.devices.length >= 25, `${a.devices.length} device sections`);
-  assert.equal(a.configuration?.['machine-type'], 'pc-i440fx-10.0');
-  assert.equal(a.devices.find((d) => d.idstr === 'globalstate')?.meaning?.runstate, 'running');
-  const ram = readFileSync(join(dir, 'ours', 'pc.ram'));
-  const phys = readFileSync(mem);
-  // 0xa0000-0xfffff is the VGA window and the BIOS shadow in the physical view, not pc.ram.
-  assert.ok(ram.subarray(0, 0xa0000).equals(phys.subarray(0, 0xa0000)), 'pc.ram below 640 KiB');
-  assert.ok(ram.subarray(0x100000).equals(phys.subarray(0x100000)), 'pc.ram above 1 MiB');
-});
+}
 
 test('QEMU 10.0 mapped-ram file: qmigrate analyze reads it, analyze-migration.py 10.0 fails on it', async (t) => {
   if (!requireScript(t)) return;
