@@ -14,6 +14,8 @@ import { analyzeRam, type RamAnalysis, type RamSink } from './analyze-ram.js';
 import { QemuFileReader, StreamError } from './qemu-file.js';
 import {
   MACHINE_NAME_MAX,
+  MIG_CMD_PACKAGED,
+  MIG_CMD_PING,
   QEMU_VM_COMMAND,
   QEMU_VM_CONFIGURATION,
   QEMU_VM_EOF,
@@ -253,10 +255,10 @@ async function readCommand(w: Walk, at: number): Promise<void> {
   await r.need(length, `command ${MIG_CMD_NAMES[cmd] ?? cmd}`);
   const data = r.bytes(length);
   const rec: CommandRecord = { offset: at, cmd, name: MIG_CMD_NAMES[cmd] ?? 'unknown', length };
-  if (cmd === 2 && length === 4) rec.value = data.readUInt32BE(0);
+  if (cmd === MIG_CMD_PING && length === 4) rec.value = data.readUInt32BE(0);
   out.commands.push(rec);
   // PACKAGED wraps a postcopy switchover's device state: only a live stream has one.
-  if (cmd === 7)
+  if (cmd === MIG_CMD_PACKAGED)
     throw new StreamError('a PACKAGED command (postcopy): not a saved precopy stream', at, 'command');
   if (cmd === 0 || cmd >= MIG_CMD_NAMES.length)
     throw new StreamError(`MIG_CMD 0x${cmd.toString(16)} unknown`, at, 'command');
