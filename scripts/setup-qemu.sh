@@ -3,7 +3,9 @@
 #   QEMU 7.2  - Debian bookworm's qemu-system-x86, installed system-wide through apt;
 #   QEMU 10.0 - bookworm-backports' qemu-system-{x86,common,data}, fetched with
 #               `apt-get download` and unpacked with `dpkg -x` into .qemu/10.0 so that
-#               both versions live side by side.
+#               both versions live side by side;
+#   and QEMU 10.0's scripts/analyze-migration.py, from that version's Debian source
+#               tarball, into .qemu/10.0-src/scripts (the tests compare qmigrate analyze with it).
 # The Debian mirror is read from this machine's own apt sources, so no host name is
 # written here. Idempotent: a second run only checks and prints the paths.
 set -euo pipefail
@@ -85,6 +87,43 @@ if [ ! -x "$bin10" ]; then
   rm -rf "$dest/10.0" && mv "$dest/10.0.tmp" "$dest/10.0"
 fi
 
+# --- QEMU 10.0's scripts/analyze-migration.py, from the same version's Debian source -----
+# No binary package ships it; `qmigrate analyze` is compared with it (test/migration/
+# analyze-script-qemu.test.ts). Only that one file is kept, in .qemu/10.0-src/scripts/.
+script10="$dest/10.0-src/scripts/analyze-migration.py"
+if [ ! -f "$script10" ]; then
+  apt="$dest/apt"
+  keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$dest/src"
+  line="deb-src [signed-by=$keyring] $mirror $codename-backports main"
+  grep -qxF "$line" "$apt/sources.list" 2>/dev/null || echo "$line" >> "$apt/sources.list"
+  aptopts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o "Dir::Etc::SourceParts=$apt/none"
+           -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+  echo "setup-qemu: fetching QEMU 10.0's source for scripts/analyze-migration.py"
+  apt-get "${aptopts[@]}" update -qq
+  srcver=$(apt-cache "${aptopts[@]}" showsrc qemu | awk '/^Version:/{print $2}' | grep -F "$want10" | head -n 1)
+  [ -n "$srcver" ] || { echo "setup-qemu: $codename-backports has no qemu source $want10*" >&2; exit 1; }
+  # The stanza of that version (showsrc lists every version apt knows, blank-line separated).
+  stanza=$(apt-cache "${aptopts[@]}" showsrc qemu | awk -v v="$srcver" 'BEGIN{RS=""} index($0, "\nVersion: " v "\n") {print; exit}')
+  # The orig tarball and its sha256, from the Sources index apt has verified.
+  read -r sum orig < <(echo "$stanza" \
+    | awk '/^Checksums-Sha256:/{f=1; next} f && /^ / && $3 ~ /\.orig\.tar\./ {print $1, $3; exit} f && !/^ /{f=0}') || true
+  [ -n "${orig:-}" ] || { echo "setup-qemu: no orig tarball listed for qemu $srcver" >&2; exit 1; }
+  # apt-get source fetches it and checks its sha256; on this mirror the .dsc and the
+  # .debian.tar.xz may be missing (404), which fails the command but not the tarball.
+  (cd "$dest/src" && apt-get "${aptopts[@]}" source --download-only -qq "qemu=$srcver" >/dev/null 2>&1 || true)
+  if [ ! -f "$dest/src/$orig" ]; then
+    dir=$(echo "$stanza" | awk '/^Directory:/{print $2; exit}')
+    curl -fsSL -o "$dest/src/$orig" "$mirror/$dir/$orig"
+  fi
+  echo "$sum  $dest/src/$orig" | sha256sum -c --quiet - \
+    || { rm -f "$dest/src/$orig"; echo "setup-qemu: $orig does not match its sha256" >&2; exit 1; }
+  rm -rf "$dest/10.0-src.tmp" && mkdir -p "$dest/10.0-src.tmp"
+  tar --no-same-owner -xJf "$dest/src/$orig" -C "$dest/10.0-src.tmp" --strip-components=1 --wildcards '*/scripts/analyze-migration.py'
+  rm -rf "$dest/10.0-src" && mv "$dest/10.0-src.tmp" "$dest/10.0-src"
+  rm -rf "$dest/src"
+fi
+
 # --- check and report ----------------------------------------------------------------
 bin72=/usr/bin/qemu-system-x86_64
 moddir10="$dest/10.0/usr/lib/x86_64-linux-gnu/qemu"
@@ -95,3 +134,4 @@ v7=$("$bin72" --version | head -n 1)
 v10=$(QEMU_MODULE_DIR="$moddir10" "$bin10" -L "$dest/10.0/usr/share/qemu" --version | head -n 1)
 echo "QEMU_7=$bin72    # $v7"
 echo "QEMU_10=$bin10    # $v10"
+echo "ANALYZE_MIGRATION_10=$script10"

@@ -93,7 +93,8 @@ export function buildProgram(signal?: AbortSignal, postcopySignal?: AbortSignal)
     .addCommand(migrateCommand(signal, postcopySignal))
     .addCommand(uriCommand())
     .addCommand(checkCommand())
-    .addCommand(qmpCommand(signal));
+    .addCommand(qmpCommand(signal))
+    .addCommand(analyzeCommand(signal));
 }
 
 /**
@@ -641,5 +642,41 @@ function qmpCommand(signal?: AbortSignal): Command {
         },
         signal,
       );
+    });
+}
+
+const ANALYZE_HELP = `
+FILE is a stream saved by the file: or exec: transport (\`migrate file:F\`, \`migrate "exec:cat > F"\`),
+by QEMU 7.2, QEMU 10.0 (also with mapped-ram) or qmigrate; - reads standard input. The JSON has
+the header, the configuration (machine type, capabilities), every section chunk in stream
+order (offset, kind, section id, idstr, instance and version id), the commands, the RAM blocks
+with their page counts, each device section decoded field by field from the VM description at
+the stream's end (timer and globalstate also without one), and the VM description itself.
+64-bit fields are exact decimal strings; buffers are hex.
+--dump-ram DIR writes each RAM block to DIR/NAME as the destination would have it (zeros where
+the stream sent zero pages or none; / and other unsafe characters of NAME as %XX).
+A truncated or corrupt stream: one line with the byte offset and the section, exit 1.
+
+Examples:
+  qmigrate analyze vm.mig --pretty
+  qmigrate analyze vm.mig --dump-ram ram/ && cmp ram/pc.ram guest-ram.img
+  qmigrate analyze vm.mig | jq '.ram.blocks[] | {name, normal, zero}'
+  qmigrate analyze - < vm.mig`;
+
+function analyzeCommand(signal?: AbortSignal): Command {
+  return subcommand('analyze')
+    .description('show the structure of a saved migration stream as JSON (analyze-migration.py, better)')
+    .argument('<file>', 'the stream file, or - for standard input')
+    .option('--dump-ram <dir>', '[path] write each RAM block to a file in dir')
+    .option('-p, --pretty', 'indent the JSON')
+    .addHelpText('after', ANALYZE_HELP)
+    .action(async (file: string, opts: { dumpRam?: string; pretty?: boolean }) => {
+      const { runAnalyze } = await import('./commands/analyze.js');
+      const io = {
+        out: (text: string) => new Promise<void>((r) => process.stdout.write(text, () => r())),
+        err: (line: string) => void process.stderr.write(`${line}\n`),
+        stdin: process.stdin,
+      };
+      process.exitCode = await runAnalyze(file, opts, io, signal);
     });
 }

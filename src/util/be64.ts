@@ -29,3 +29,14 @@ export function writeBe64(b: Buffer, off: number, v: number): void {
   b.writeUInt32BE(Math.floor(v / TWO32), off);
   b.writeUInt32BE(v >>> 0, off + 4);
 }
+
+/**
+ * The big-endian integer of `size` bytes (1 to 8) at `off`, exact at any width: a bigint,
+ * two's complement when `signed`. For values whose 64 bits all matter (device fields a
+ * stream carries: clock offsets, registers), where {@link readBe64} would round.
+ */
+export function readBeExact(b: Buffer, off: number, size: number, signed: boolean): bigint {
+  let v = 0n;
+  for (let i = 0; i < size; i++) v = (v << 8n) | BigInt(b[off + i]!);
+  return signed ? BigInt.asIntN(size * 8, v) : v;
+}
