@@ -2,6 +2,7 @@
 // per line, the exit codes its --help lists; what the server received is checked on a
 // scripted QMP server (test/helpers/qmp-fake-server.ts).
 import assert from 'node:assert/strict';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startBareVm } from '../helpers/peers.js';
@@ -235,4 +236,35 @@ test("--tls reaches a monitor with tls-creds (verify-peer=on) with this machine'
   const server = await runQmigrate(['qmp', '--tls', pki.server, `127.0.0.1:${port}`], 'query-status\n');
   assert.equal(server.code, 3);
   assert.match(server.stderr, /^qmigrate: cannot reach the monitor at tcp:127\.0\.0\.1:\d+: .*certificate/);
+});
+
+test('-H: blank lines and # comments are skipped, as without -H', async (t) => {
+  const fake = await startFakeQmp(t, { answer: () => ({ return: 'VM status: running\r\n' }) });
+  const r = await runQmigrate(['qmp', '-H', fake.path], '# a note\n   # indented\n\ninfo status\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(
+    requests(fake.received).map(({ id, ...m }) => m),
+    [{ execute: 'human-monitor-command', arguments: { 'command-line': 'info status' } }],
+  );
+  assert.equal(r.stdout, '{"return": "VM status: running\\r\\n"}\n');
+});
+
+test('exit 3 messages: an IPv6 address named once; a silent TCP monitor hints at --tls', async (t) => {
+  const refused = await runQmigrate(['qmp', '[::1]:1'], 'query-status\n');
+  assert.equal(refused.code, 3);
+  assert.match(
+    refused.stderr,
+    /^qmigrate: cannot reach the monitor at tcp:\[::1\]:1: Failed to connect to '::1:1': /,
+  );
+  // A monitor with tls-creds says nothing until the client's TLS hello.
+  const silent = createServer(() => {});
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.after(() => silent.close());
+  const port = (silent.address() as AddressInfo).port;
+  const r = await runQmigrate(['qmp', '--timeout', '1', `127.0.0.1:${port}`], 'query-status\n');
+  assert.equal(r.code, 3);
+  assert.match(
+    r.stderr,
+    /no QMP session within 1000 ms \(.* A monitor with tls-creds needs --tls DIR\.\)\n$/,
+  );
 });

@@ -109,10 +109,12 @@ async function connectShell(
   } catch (e) {
     if (signal?.aborted) throw signal.reason;
     if (!(e instanceof ConnectError)) throw e;
-    let why = e.message.replace(/^cannot open a QMP session with [^:]*(:\d+)?: /, '');
+    // The client's own prefix names the address again (HOST:PORT, where HOST may be `::1`).
+    let why = e.message.replace(/^cannot open a QMP session with (?:.*?:\d+|[^:]*): /, '');
     // A QEMU monitor's socket serves one client; the next waits in its backlog, ungreeted.
+    // A TLS monitor reached without TLS waits, silent, for a ClientHello.
     if (why.startsWith('no QMP session within'))
-      why += ' (a QEMU monitor serves one client at a time: is another one connected to it?)';
+      why += ` (a QEMU monitor serves one client at a time: is another one connected to it?${ep.kind === 'tcp' && !ep.tls ? ' A monitor with tls-creds needs --tls DIR.' : ''})`;
     throw new PeerUnreachableError(`cannot reach the monitor at ${formatQmpEndpoint(ep)}: ${why}`, {
       cause: e,
     });
@@ -150,7 +152,8 @@ class Session {
 
   /** The request a line stands for: with -H, the whole line is an HMP command. */
   parse(line: string): ShellLine {
-    if (!this.flags.hmp || line.trim() === '') return parseShellLine(line);
+    // Blank lines and # comments are nothing with -H too (HMP has no command named #).
+    if (!this.flags.hmp || line.trim() === '' || line.trim().startsWith('#')) return parseShellLine(line);
     return {
       kind: 'request',
       oob: false,
