@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { startBareVm } from '../helpers/peers.js';
 import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
-import { startFakeQmp } from '../helpers/qmp-fake-server.js';
+import { type FakeQmp, startFakeQmp } from '../helpers/qmp-fake-server.js';
 import { makePki, pkiRoot } from '../helpers/tls-certs.js';
 import { freePort, tlsMonitorArgs } from '../helpers/tls-monitor.js';
 
@@ -266,5 +266,24 @@ test('exit 3 messages: an IPv6 address named once; a silent TCP monitor hints at
   assert.match(
     r.stderr,
     /no QMP session within 1000 ms \(.* A monitor with tls-creds needs --tls DIR\.\)\n$/,
+  );
+});
+
+test('a reply the shell cannot match (no id) ends the session saying so, not "the monitor closed"', async (t) => {
+  const fake: FakeQmp = await startFakeQmp(t, {
+    answer: () => {
+      setImmediate(() =>
+        fake.sendRaw(
+          '{"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword \'inf\'"}}',
+        ),
+      );
+      return 'no reply';
+    },
+  });
+  const r = await runQmigrate(['qmp', fake.path], 'query-status\nquery-status\n');
+  assert.equal(r.code, 1);
+  assert.equal(
+    r.stderr,
+    "qmigrate: line 1: the monitor sent an invalid QMP message (reply without our id); the connection is closed; 'query-status' was not answered\n",
   );
 });

@@ -12,7 +12,7 @@ import { formatQmpEndpoint, parseQmpEndpoint } from '../../orchestrator/endpoint
 import type { QmpEndpoint } from '../../orchestrator/types.js';
 import { stringifyJson } from '../../qapi/json.js';
 import { QmpClient, readX509CredsDir } from '../../qmp/client.js';
-import { ConnectError, ExecAbortedError, QmpError } from '../../qmp/errors.js';
+import { ConnectError, ExecAbortedError, ProtocolError, QmpError } from '../../qmp/errors.js';
 import type { QmpEvent } from '../../qmp/events.js';
 import { type Completion, completeHmp, hmpCommandNames, QmpCompleter } from '../../qmp/shell-complete.js';
 import { parseShellLine, type ShellLine } from '../../qmp/shell-syntax.js';
@@ -141,6 +141,8 @@ class Session {
   readonly io: ShellIo;
   /** Set once `quit` succeeded: the monitor closing then is what was asked for. */
   quitting = false;
+  /** Why the session ended when the monitor sent something that is not QMP. */
+  lost: ProtocolError | undefined;
   /** At a terminal: prints an event above the prompt and the line being typed. */
   showEvent: ((text: string) => void) | undefined;
 
@@ -183,9 +185,21 @@ class Session {
       if (req.command === 'quit' || hmpQuit) this.quitting = true;
       return { reply: { return: ret, ...id }, ok: true };
     } catch (e) {
-      if (!(e instanceof QmpError)) throw e;
+      if (!(e instanceof QmpError)) {
+        // The client drops a session whose peer breaks QMP (e.g. a reply without an id).
+        const cause = (e as Error).cause;
+        if (cause instanceof ProtocolError) this.lost = cause;
+        throw e;
+      }
       return { reply: { error: { class: e.errorClass, desc: e.desc }, ...id }, ok: false };
     }
+  }
+
+  /** How the session ended, when it ended without a `quit`. */
+  lostText(): string {
+    return this.lost
+      ? `the monitor ${this.lost.message.replace(/^peer /, '')}; the connection is closed`
+      : 'the monitor closed the connection';
   }
 
   /** JSON as QEMU writes it on one line, or indented with -p. */
@@ -274,7 +288,7 @@ async function runOrLost(
     if (signal?.aborted) throw signal.reason;
     if (session.client.isClosed)
       throw new CliFailure(
-        `line ${n}: the monitor closed the connection${session.quitting ? ' (after quit)' : ''}; '${req.command}' was not answered`,
+        `line ${n}: ${session.lostText()}${session.quitting ? ' (after quit)' : ''}; '${req.command}' was not answered`,
         { cause: e },
       );
     throw e;
@@ -383,12 +397,15 @@ async function interactive(
       resolve(code);
     };
     signal?.addEventListener('abort', () => finish(1), { once: true });
-    void session.client.closed.then(() => {
-      if (done) return;
-      if (session.quitting) io.stdout.write('The monitor quit.\n');
-      else io.stderr.write('\nqmigrate: the monitor closed the connection\n');
-      finish(session.quitting ? 0 : 1);
-    });
+    // A tick later: the waiting command's rejection (which says why) has been seen.
+    void session.client.closed.then(() =>
+      setImmediate(() => {
+        if (done) return;
+        if (session.quitting) io.stdout.write('The monitor quit.\n');
+        else io.stderr.write(`\nqmigrate: ${session.lostText()}\n`);
+        finish(session.quitting ? 0 : 1);
+      }),
+    );
     rl.on('close', () => finish(0));
     rl.on('SIGINT', () => onCtrlC(rl, state, io, () => finish(0)));
     wireLines(rl, session, state);
