@@ -190,11 +190,23 @@ export const QEMU_JSON_MAX_SIZE = 64 * 1024 * 1024;
 function countTokens(v: unknown, at: string): number {
   if (typeof v === 'number' && !Number.isFinite(v))
     throw new ArgumentError(`the value of '${at}' is not a finite number`);
+  if (typeof v === 'string' && LONE_SURROGATE.test(v)) throw loneSurrogate(`the value of '${at}'`);
   if (typeof v !== 'object' || v === null) return 1;
   const members = Array.isArray(v) ? v.map((x, i) => [String(i), x] as const) : Object.entries(v);
   let n = 2 + Math.max(members.length - 1, 0) + (Array.isArray(v) ? 0 : 2 * members.length);
-  for (const [k, x] of members) n += countTokens(x, at ? `${at}.${k}` : k);
+  for (const [k, x] of members) {
+    const path = at ? `${at}.${k}` : k;
+    if (LONE_SURROGATE.test(k)) throw loneSurrogate(`the key '${path}'`);
+    n += countTokens(x, path);
+  }
   return n;
+}
+
+/** A UTF-16 half without its other half: no UTF-8 encodes it, and QEMU's parser refuses it. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function loneSurrogate(what: string): ArgumentError {
+  return new ArgumentError(`${what} holds a lone UTF-16 surrogate, which QMP's JSON cannot carry`);
 }
 
 /**
@@ -228,6 +240,8 @@ export function parseShellLine(line: string): ShellLine {
   if (text.startsWith('{')) {
     const raw = parseRawLine(text);
     if (raw.kind === 'request' && raw.arguments) checkSendable(raw.arguments);
+    // The id is not sent (the client uses its own) but comes back in the reply's JSON line.
+    if (raw.kind === 'request' && raw.id) countTokens(raw.id.value, 'id');
     return raw;
   }
   const [command, ...rest] = splitWords(text);

@@ -77,7 +77,16 @@ test('exit 1 when a command fails; each reply is the whole reply object on one l
 
 test('exit 2 for lines that do not parse: nothing sent for them, the other lines run', async (t) => {
   const fake = await startFakeQmp(t);
-  const bad = ['x a=1 a=2', 'x a=1 a.b=2', 'x a={"b": ', 'x novalue', '{"execute": 1}', 'x l.1=z'];
+  const bad = [
+    'x a=1 a=2',
+    'x a=1 a.b=2',
+    'x a={"b": ',
+    'x novalue',
+    '{"execute": 1}',
+    'x l.1=z',
+    'x s="\\ud800"',
+    'x n=1e999',
+  ];
   const r = await runQmigrate(['qmp', fake.path], `${bad.join('\n')}\nok-1\n`);
   assert.equal(r.code, 2);
   assert.deepEqual(
@@ -93,6 +102,8 @@ test('exit 2 for lines that do not parse: nothing sent for them, the other lines
     "qmigrate: line 4: expected key=value, got 'novalue' (not sent)",
     "qmigrate: line 5: a JSON request needs 'execute' (or 'exec-oob') with a command name (not sent)",
     "qmigrate: line 6: list 'l' has no element 0 (indexes must run 0, 1, 2, ...) (not sent)",
+    "qmigrate: line 7: the value of 's' holds a lone UTF-16 surrogate, which QMP's JSON cannot carry (not sent)",
+    "qmigrate: line 8: the value of 'n' is not a finite number (not sent)",
   ]);
 });
 

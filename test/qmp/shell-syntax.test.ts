@@ -131,3 +131,13 @@ test('numbers JSON cannot carry and messages over QEMU json-streamer limits are 
   const fits = `[${'1,'.repeat(1_000_000)}1]`;
   assert.equal(parseShellLine(`x l=${fits}`).kind, 'request');
 });
+
+test('a lone UTF-16 surrogate in a value or key, or a non-finite raw id, is a line that does not parse', () => {
+  assert.throws(() => parseShellLine('x s="a\\ud800"'), /the value of 's' holds a lone UTF-16 surrogate/);
+  assert.throws(
+    () => parseShellLine('{"execute": "x", "arguments": {"\\udc00k": 1}}'),
+    /the key '\udc00k' holds a lone UTF-16 surrogate/,
+  );
+  assert.throws(() => parseShellLine('{"execute": "x", "id": [1e999]}'), /'id\.0' is not a finite number/);
+  assert.equal(parseShellLine('x s="\\ud83d\\ude00 é"').kind, 'request');
+});
