@@ -141,3 +141,20 @@ test('a lone UTF-16 surrogate in a value or key, or a non-finite raw id, is a li
   assert.throws(() => parseShellLine('{"execute": "x", "id": [1e999]}'), /'id\.0' is not a finite number/);
   assert.equal(parseShellLine('x s="\\ud83d\\ude00 é"').kind, 'request');
 });
+
+test("Tab after a union's tag offers that variant's members only, and not the keys already given", () => {
+  const schema = introspect(qmigrateSchema);
+  const commands = schema.filter((e) => e['meta-type'] === 'command').map((e) => e.name);
+  const c = new QmpCompleter(commands, schema);
+  const line = 'migrate channels.0.addr.transport=socket channels.0.addr.type=unix channels.0.addr.';
+  const [got] = c.complete(line);
+  assert.ok(got.includes('channels.0.addr.path='), got.join(' '));
+  for (const not of ['host=', 'port=', 'args.', 'filename=', 'transport=', 'type='])
+    assert.ok(!got.includes(`channels.0.addr.${not}`), `${not} offered: ${got.join(' ')}`);
+  // Without the tags every variant's members are offered, as before.
+  const [all] = c.complete('migrate channels.0.addr.');
+  assert.ok(all.includes('channels.0.addr.host=') && all.includes('channels.0.addr.path='), all.join(' '));
+  assert.deepEqual(c.complete('migrate channels.0.addr.transport=file channels.0.addr.transport=s')[0], [
+    'channels.0.addr.transport=socket',
+  ]);
+});
