@@ -378,7 +378,7 @@ async function interactive(
     removeHistoryDuplicates: true,
   });
   rl.on('history', historyWriter(history, io.stderr));
-  const state = { busy: undefined as AbortController | undefined };
+  const state: ShellState = { busy: undefined, ended: false };
   session.showEvent = (line) => {
     if (state.busy) return void io.stdout.write(`${line}\n`);
     clearLine(io.stdout, 0);
@@ -391,6 +391,8 @@ async function interactive(
     const finish = (code: number) => {
       if (done) return;
       done = true;
+      // A wait stopped here is the session's end (a signal, Ctrl-D, the monitor gone), no Ctrl-C.
+      state.ended = true;
       state.busy?.abort();
       rl.removeAllListeners('close');
       rl.close();
@@ -401,8 +403,11 @@ async function interactive(
     void session.client.closed.then(() =>
       setImmediate(() => {
         if (done) return;
+        // Over the prompt the shell wrote after the last reply.
+        clearLine(io.stdout, 0);
+        cursorTo(io.stdout, 0);
         if (session.quitting) io.stdout.write('The monitor quit.\n');
-        else io.stderr.write(`\nqmigrate: ${session.lostText()}\n`);
+        else io.stderr.write(`qmigrate: ${session.lostText()}\n`);
         finish(session.quitting ? 0 : 1);
       }),
     );
@@ -413,13 +418,14 @@ async function interactive(
   });
 }
 
+/** What the prompt's handlers share: the wait for a reply under way, and whether the shell ended. */
+interface ShellState {
+  busy: AbortController | undefined;
+  ended: boolean;
+}
+
 /** Ctrl-C: stop waiting for a reply; else clear the line; else (an empty line) end. */
-function onCtrlC(
-  rl: Interface,
-  state: { busy: AbortController | undefined },
-  io: ShellIo,
-  end: () => void,
-): void {
+function onCtrlC(rl: Interface, state: ShellState, io: ShellIo, end: () => void): void {
   if (state.busy) {
     state.busy.abort();
     return;
@@ -437,7 +443,7 @@ function onCtrlC(
 }
 
 /** Runs the lines typed, one at a time and in order, and prompts again when all are done. */
-function wireLines(rl: Interface, session: Session, state: { busy: AbortController | undefined }) {
+function wireLines(rl: Interface, session: Session, state: ShellState) {
   const queue: string[] = [];
   const io = session.io;
   const pump = async () => {
@@ -458,7 +464,7 @@ function wireLines(rl: Interface, session: Session, state: { busy: AbortControll
         const out = await session.run(req, stop.signal);
         io.stdout.write(show(session, out));
       } catch (e) {
-        if (session.client.isClosed) return;
+        if (session.client.isClosed || state.ended) return;
         queue.length = 0;
         io.stdout.write(
           e instanceof ExecAbortedError
@@ -469,7 +475,7 @@ function wireLines(rl: Interface, session: Session, state: { busy: AbortControll
         state.busy = undefined;
       }
     }
-    rl.prompt();
+    if (!state.ended) rl.prompt();
   };
   rl.on('line', (line) => {
     queue.push(line);
