@@ -327,16 +327,40 @@ function readHistory(path: string): string[] {
   }
 }
 
-/** Writes the history (newest first, as readline holds it) oldest first, owner-only. */
+/**
+ * Adds `line` at the end of the history file (oldest first, owner-only when created), as a
+ * line typed last: an earlier copy of it goes, and the file keeps its last HISTORY_SIZE lines.
+ * The file is read again each time, so shells sharing it keep each other's lines.
+ * @throws {Error} from the file system (the caller warns once).
+ */
+export function appendHistory(path: string, line: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  let lines: string[] = [];
+  try {
+    lines = readFileSync(path, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '' && l !== line);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  lines.push(line);
+  writeFileSync(path, `${lines.slice(-HISTORY_SIZE).join('\n')}\n`, { mode: 0o600 });
+}
+
+/** Readline's `history` listener: saves the line just entered; a failure is said once. */
 function historyWriter(path: string, err: NodeJS.WritableStream): (history: string[]) => void {
   let warned = false;
   return (history) => {
+    const line = history[0];
+    if (line === undefined || line.trim() === '') return;
     try {
-      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      const lines = history.slice(0, HISTORY_SIZE).reverse();
-      writeFileSync(path, lines.length ? `${lines.join('\n')}\n` : '', { mode: 0o600 });
+      appendHistory(path, line);
     } catch (e) {
-      if (!warned) err.write(`qmigrate: cannot save the history in ${path}: ${(e as Error).message}\n`);
+      // After readline has ended the line being typed (it does right after this event).
+      if (!warned) {
+        const text = `qmigrate: cannot save the history in ${path}: ${(e as Error).message}\n`;
+        queueMicrotask(() => err.write(text));
+      }
       warned = true;
     }
   };
