@@ -12,6 +12,8 @@ interface Entity {
   'arg-type'?: string;
   'element-type'?: string;
   members?: { name: string; type?: string }[];
+  /** A union's discriminator member. */
+  tag?: string;
   variants?: { case: string; type: string }[];
   values?: string[];
 }
@@ -49,51 +51,70 @@ export class QmpCompleter {
     const word = /\S*$/.exec(line)![0];
     const argType = this.#argType.get(command);
     if (!argType) return [[], word];
+    // The other key=value words: a union's tag given there picks its variant, and a key
+    // given there is not offered again.
+    const given = new Map<string, string>();
+    for (const w of line.slice(start).split(/\s+/).slice(1, -1)) {
+      const at = w.indexOf('=');
+      if (at > 0) given.set(w.slice(0, at), w.slice(at + 1));
+    }
     const eq = word.indexOf('=');
-    if (eq >= 0) return [this.#values(argType, word.slice(0, eq), word), word];
-    return [this.#keys(argType, word), word];
+    if (eq >= 0) return [this.#values(argType, word.slice(0, eq), word, given), word];
+    return [this.#keys(argType, word, given), word];
   }
 
   /** Key names for `word` (`addr.tr` -> `addr.transport=`), walking dotted parts. */
-  #keys(argType: string, word: string): string[] {
+  #keys(argType: string, word: string, given: ReadonlyMap<string, string>): string[] {
     const parts = word.split('.');
     const last = parts.pop()!;
-    const type = this.#walk(argType, parts);
+    const type = this.#walk(argType, parts, given);
     if (type === undefined) return [];
     const prefix = parts.length ? `${parts.join('.')}.` : '';
     const t = this.#types.get(type);
     if (t?.['meta-type'] === 'array') return last === '' || '0'.startsWith(last) ? [`${prefix}0.`] : [];
-    return this.#members(type)
-      .filter((m) => m.name.startsWith(last))
+    return this.#members(type, prefix, given)
+      .filter((m) => m.name.startsWith(last) && !given.has(`${prefix}${m.name}`))
       .map((m) => `${prefix}${m.name}${this.#isNested(m.type) ? '.' : '='}`);
   }
 
   /** Values after `key=`: an enum's values, or true/false. */
-  #values(argType: string, key: string, word: string): string[] {
-    const type = this.#walk(argType, key.split('.'));
+  #values(argType: string, key: string, word: string, given: ReadonlyMap<string, string>): string[] {
+    const type = this.#walk(argType, key.split('.'), given);
     const t = type === undefined ? undefined : this.#types.get(type);
     const values = t?.['meta-type'] === 'enum' ? (t.values ?? []) : type === 'bool' ? ['true', 'false'] : [];
     return values.map((v) => `${key}=${v}`).filter((v) => v.startsWith(word));
   }
 
   /** The type a dotted path leads to from `type`, or undefined when it leads nowhere. */
-  #walk(type: string, path: readonly string[]): string | undefined {
+  #walk(type: string, path: readonly string[], given: ReadonlyMap<string, string>): string | undefined {
     let at: string | undefined = type;
+    let prefix = '';
     for (const part of path) {
       const t: Entity | undefined = this.#types.get(at);
       if (t?.['meta-type'] === 'array') at = /^\d+$/.test(part) ? t['element-type'] : undefined;
-      else at = this.#members(at).find((m) => m.name === part)?.type;
+      else at = this.#members(at, prefix, given).find((m) => m.name === part)?.type;
       if (at === undefined) return undefined;
+      prefix += `${part}.`;
     }
     return at;
   }
 
-  /** An object's members with those of every variant of its union (first one of a name wins). */
-  #members(type: string): { name: string; type?: string }[] {
+  /**
+   * An object's members (at dotted `prefix` of the line) with those of its union's variant
+   * when the line gives its tag, else of every variant (first one of a name wins).
+   */
+  #members(
+    type: string,
+    prefix: string,
+    given: ReadonlyMap<string, string>,
+  ): { name: string; type?: string }[] {
     const t = this.#types.get(type);
     if (t?.['meta-type'] !== 'object') return [];
     const all = [...(t.members ?? [])];
-    for (const v of t.variants ?? []) all.push(...this.#members(v.type));
+    const tag = t.tag === undefined ? undefined : given.get(`${prefix}${t.tag}`);
+    const chosen = t.variants?.filter((v) => v.case === tag) ?? [];
+    for (const v of chosen.length ? chosen : (t.variants ?? []))
+      all.push(...this.#members(v.type, prefix, given));
     const seen = new Set<string>();
     return all.filter((m) => !seen.has(m.name) && seen.add(m.name));
   }

@@ -5,7 +5,7 @@
  * refusals) and QEMU's keyval (util/keyval.c: keys that are all 0, 1, 2, ... make a list).
  */
 import { ArgumentError } from '../errors.js';
-import { parseJson } from '../qapi/json.js';
+import { parseJson, stringifyJson } from '../qapi/json.js';
 
 /** One parsed line: nothing to send (blank or `#` comment), or a request. */
 export type ShellLine =
@@ -90,11 +90,11 @@ export function buildArguments(words: readonly string[]): Record<string, unknown
     let node = root;
     for (let i = 0; i < path.length - 1; i++) {
       const part = path[i]!;
-      const next = node[part];
+      const next = Object.hasOwn(node, part) ? node[part] : undefined;
       if (next === undefined) {
         const obj: Record<string, unknown> = {};
         built.add(obj);
-        node[part] = obj;
+        setMember(node, part, obj);
         node = obj;
       } else if (typeof next === 'object' && next !== null && built.has(next)) {
         node = next as Record<string, unknown>;
@@ -105,7 +105,7 @@ export function buildArguments(words: readonly string[]): Record<string, unknown
       }
     }
     const leaf = path[path.length - 1]!;
-    if (leaf in node) {
+    if (Object.hasOwn(node, leaf)) {
       const was = node[leaf];
       throw new ArgumentError(
         typeof was === 'object' && was !== null && built.has(was)
@@ -113,16 +113,24 @@ export function buildArguments(words: readonly string[]): Record<string, unknown
           : `'${key}' is given more than once`,
       );
     }
-    node[leaf] = parseValue(key, w.slice(eq + 1));
+    setMember(node, leaf, parseValue(key, w.slice(eq + 1)));
   }
   return listify(root, '', built) as Record<string, unknown>;
+}
+
+/**
+ * `obj[key] = value` as an own member even for `__proto__`, whose assignment would set the
+ * prototype instead: a key is any text the monitor may take.
+ */
+function setMember(obj: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 /** Turns each object built from dotted keys whose keys are all 0..n-1 into a list. */
 function listify(node: Record<string, unknown>, at: string, built: Set<object>): unknown {
   for (const [k, v] of Object.entries(node)) {
     if (typeof v === 'object' && v !== null && built.has(v))
-      node[k] = listify(v as Record<string, unknown>, at ? `${at}.${k}` : k, built);
+      setMember(node, k, listify(v as Record<string, unknown>, at ? `${at}.${k}` : k, built));
   }
   const keys = Object.keys(node);
   if (at === '' || keys.length === 0 || !keys.every((k) => INDEX.test(k))) return node;
@@ -169,6 +177,58 @@ function parseRawLine(line: string): ShellLine {
   };
 }
 
+/** qobject/json-streamer.c: QEMU drops a message of more tokens, or of more bytes of tokens. */
+export const QEMU_JSON_MAX_TOKENS = 2 * 1024 * 1024;
+export const QEMU_JSON_MAX_SIZE = 64 * 1024 * 1024;
+
+/**
+ * How many JSON tokens `v` is as QEMU's lexer counts them (brackets, commas, colons, keys,
+ * scalars).
+ * @throws {ArgumentError} naming the member holding a number JSON cannot carry (1e999 is
+ *   Infinity, which would go out as `inf`).
+ */
+function countTokens(v: unknown, at: string): number {
+  if (typeof v === 'number' && !Number.isFinite(v))
+    throw new ArgumentError(`the value of '${at}' is not a finite number`);
+  if (typeof v === 'string' && LONE_SURROGATE.test(v)) throw loneSurrogate(`the value of '${at}'`);
+  if (typeof v !== 'object' || v === null) return 1;
+  const members = Array.isArray(v) ? v.map((x, i) => [String(i), x] as const) : Object.entries(v);
+  let n = 2 + Math.max(members.length - 1, 0) + (Array.isArray(v) ? 0 : 2 * members.length);
+  for (const [k, x] of members) {
+    const path = at ? `${at}.${k}` : k;
+    if (LONE_SURROGATE.test(k)) throw loneSurrogate(`the key '${path}'`);
+    n += countTokens(x, path);
+  }
+  return n;
+}
+
+/** A UTF-16 half without its other half: no UTF-8 encodes it, and QEMU's parser refuses it. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function loneSurrogate(what: string): ArgumentError {
+  return new ArgumentError(`${what} holds a lone UTF-16 surrogate, which QMP's JSON cannot carry`);
+}
+
+/**
+ * Refuses arguments QEMU could not read. Past its limits QEMU answers a parse error with no
+ * id (a client cannot tell which request failed), and past the token count it parses the
+ * rest of the line as further messages: QEMU 10.0 then aborts on its request queue assertion.
+ * @throws {ArgumentError} saying which limit, or which number, is the problem.
+ */
+function checkSendable(args: Record<string, unknown>): void {
+  // {"execute": "c", "arguments": ARGS, "id": "..."}: 12 tokens around the arguments.
+  const tokens = countTokens(args, '') + 12;
+  if (tokens > QEMU_JSON_MAX_TOKENS)
+    throw new ArgumentError(
+      `the request is ${tokens} JSON tokens, more than the ${QEMU_JSON_MAX_TOKENS} tokens QEMU reads in one message`,
+    );
+  const size = Buffer.byteLength(stringifyJson(args));
+  if (size > QEMU_JSON_MAX_SIZE - 1024)
+    throw new ArgumentError(
+      `the request is ${size} bytes of JSON, more than the ${QEMU_JSON_MAX_SIZE} QEMU reads in one message`,
+    );
+}
+
 /**
  * Parses one line of the shell. A line starting with `{` is a raw JSON request; a blank line
  * or one starting with `#` is nothing; anything else is `command key=value ...`.
@@ -177,10 +237,17 @@ function parseRawLine(line: string): ShellLine {
 export function parseShellLine(line: string): ShellLine {
   const text = line.trim();
   if (text === '' || text.startsWith('#')) return { kind: 'empty' };
-  if (text.startsWith('{')) return parseRawLine(text);
+  if (text.startsWith('{')) {
+    const raw = parseRawLine(text);
+    if (raw.kind === 'request' && raw.arguments) checkSendable(raw.arguments);
+    // The id is not sent (the client uses its own) but comes back in the reply's JSON line.
+    if (raw.kind === 'request' && raw.id) countTokens(raw.id.value, 'id');
+    return raw;
+  }
   const [command, ...rest] = splitWords(text);
   if (command === undefined) return { kind: 'empty' };
   if (command.includes('=')) throw new ArgumentError(`a line starts with a command name, not '${command}'`);
   const args = buildArguments(rest);
+  checkSendable(args);
   return { kind: 'request', oob: false, command, ...(rest.length ? { arguments: args } : {}) };
 }

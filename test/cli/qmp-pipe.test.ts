@@ -2,11 +2,12 @@
 // per line, the exit codes its --help lists; what the server received is checked on a
 // scripted QMP server (test/helpers/qmp-fake-server.ts).
 import assert from 'node:assert/strict';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startBareVm } from '../helpers/peers.js';
 import { runQmigrate, spawnQmigrate } from '../helpers/qmigrate.js';
-import { startFakeQmp } from '../helpers/qmp-fake-server.js';
+import { type FakeQmp, startFakeQmp } from '../helpers/qmp-fake-server.js';
 import { makePki, pkiRoot } from '../helpers/tls-certs.js';
 import { freePort, tlsMonitorArgs } from '../helpers/tls-monitor.js';
 
@@ -76,7 +77,16 @@ test('exit 1 when a command fails; each reply is the whole reply object on one l
 
 test('exit 2 for lines that do not parse: nothing sent for them, the other lines run', async (t) => {
   const fake = await startFakeQmp(t);
-  const bad = ['x a=1 a=2', 'x a=1 a.b=2', 'x a={"b": ', 'x novalue', '{"execute": 1}', 'x l.1=z'];
+  const bad = [
+    'x a=1 a=2',
+    'x a=1 a.b=2',
+    'x a={"b": ',
+    'x novalue',
+    '{"execute": 1}',
+    'x l.1=z',
+    'x s="\\ud800"',
+    'x n=1e999',
+  ];
   const r = await runQmigrate(['qmp', fake.path], `${bad.join('\n')}\nok-1\n`);
   assert.equal(r.code, 2);
   assert.deepEqual(
@@ -92,6 +102,8 @@ test('exit 2 for lines that do not parse: nothing sent for them, the other lines
     "qmigrate: line 4: expected key=value, got 'novalue' (not sent)",
     "qmigrate: line 5: a JSON request needs 'execute' (or 'exec-oob') with a command name (not sent)",
     "qmigrate: line 6: list 'l' has no element 0 (indexes must run 0, 1, 2, ...) (not sent)",
+    "qmigrate: line 7: the value of 's' holds a lone UTF-16 surrogate, which QMP's JSON cannot carry (not sent)",
+    "qmigrate: line 8: the value of 'n' is not a finite number (not sent)",
   ]);
 });
 
@@ -235,4 +247,54 @@ test("--tls reaches a monitor with tls-creds (verify-peer=on) with this machine'
   const server = await runQmigrate(['qmp', '--tls', pki.server, `127.0.0.1:${port}`], 'query-status\n');
   assert.equal(server.code, 3);
   assert.match(server.stderr, /^qmigrate: cannot reach the monitor at tcp:127\.0\.0\.1:\d+: .*certificate/);
+});
+
+test('-H: blank lines and # comments are skipped, as without -H', async (t) => {
+  const fake = await startFakeQmp(t, { answer: () => ({ return: 'VM status: running\r\n' }) });
+  const r = await runQmigrate(['qmp', '-H', fake.path], '# a note\n   # indented\n\ninfo status\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(
+    requests(fake.received).map(({ id, ...m }) => m),
+    [{ execute: 'human-monitor-command', arguments: { 'command-line': 'info status' } }],
+  );
+  assert.equal(r.stdout, '{"return": "VM status: running\\r\\n"}\n');
+});
+
+test('exit 3 messages: an IPv6 address named once; a silent TCP monitor hints at --tls', async (t) => {
+  const refused = await runQmigrate(['qmp', '[::1]:1'], 'query-status\n');
+  assert.equal(refused.code, 3);
+  assert.match(
+    refused.stderr,
+    /^qmigrate: cannot reach the monitor at tcp:\[::1\]:1: Failed to connect to '::1:1': /,
+  );
+  // A monitor with tls-creds says nothing until the client's TLS hello.
+  const silent = createServer(() => {});
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.after(() => silent.close());
+  const port = (silent.address() as AddressInfo).port;
+  const r = await runQmigrate(['qmp', '--timeout', '1', `127.0.0.1:${port}`], 'query-status\n');
+  assert.equal(r.code, 3);
+  assert.match(
+    r.stderr,
+    /no QMP session within 1000 ms \(.* A monitor with tls-creds needs --tls DIR\.\)\n$/,
+  );
+});
+
+test('a reply the shell cannot match (no id) ends the session saying so, not "the monitor closed"', async (t) => {
+  const fake: FakeQmp = await startFakeQmp(t, {
+    answer: () => {
+      setImmediate(() =>
+        fake.sendRaw(
+          '{"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword \'inf\'"}}',
+        ),
+      );
+      return 'no reply';
+    },
+  });
+  const r = await runQmigrate(['qmp', fake.path], 'query-status\nquery-status\n');
+  assert.equal(r.code, 1);
+  assert.equal(
+    r.stderr,
+    "qmigrate: line 1: the monitor sent an invalid QMP message (reply without our id); the connection is closed; 'query-status' was not answered\n",
+  );
 });

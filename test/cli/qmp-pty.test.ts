@@ -3,6 +3,7 @@
 // session's line from the history file, an event prints while the shell is idle, Ctrl-C
 // clears the line / stops a wait / quits, and a monitor that goes away ends the shell.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,4 +171,20 @@ test('quit at the prompt: the monitor closing then ends the shell with exit 0', 
   await p.waitFor('The monitor quit.', WAIT_MS);
   assert.equal(await p.exit(WAIT_MS), 0);
   assert.doesNotMatch(p.out, /closed the connection/);
+});
+
+test('SIGTERM while a reply is awaited ends the shell (143) without a Ctrl-C notice or a new prompt', async (t) => {
+  const fake = await startFakeQmp(t, { answer: (m) => (m.execute === 'hang' ? 'no reply' : { return: {} }) });
+  const p = startPty(t, qmigrate('qmp', '--history', join(tempDir(t), 'h'), fake.path));
+  await p.waitFor('(QEMU) ', START_MS);
+  const mark = p.out.length;
+  p.type('hang\r');
+  while (!fake.received.some((m) => m.execute === 'hang')) await sleep(50);
+  // The relay's child is the shell (python's pty.fork execs it); signal it, not the relay.
+  const shell = execFileSync('pgrep', ['-P', String(p.child.pid)], { encoding: 'utf8' }).trim();
+  process.kill(Number(shell), 'SIGTERM');
+  assert.equal(await p.exit(WAIT_MS), 143);
+  const after = p.out.slice(mark);
+  assert.doesNotMatch(after, /stopped waiting/);
+  assert.doesNotMatch(after.replace(/^hang\r\n/, ''), /\(QEMU\)/);
 });

@@ -20,6 +20,8 @@ export interface FakeQmp {
   event(name: string, data?: Record<string, unknown>): void;
   /** Closes every client's connection. */
   dropClients(): void;
+  /** Writes one raw line (a message the test makes, valid QMP or not) to every client. */
+  sendRaw(line: string): void;
 }
 
 const GREETING = {
@@ -74,6 +76,9 @@ export async function startFakeQmp(
     },
     dropClients() {
       for (const c of clients) c.destroy();
+    },
+    sendRaw(line) {
+      for (const c of clients) c.write(`${line}\r\n`);
     },
   };
 }

@@ -99,3 +99,62 @@ test('HMP names come from help and help info', () => {
   assert.deepEqual(names, ['help', 'info', 'info migrate', 'info status', 'migrate']);
   assert.deepEqual(completeHmp(names, 'info m'), [['info migrate'], 'info m']);
 });
+
+test('keys named like members of every JS object (constructor, toString, __proto__) are plain keys', () => {
+  const line = parseShellLine('x constructor=1 toString.a=2 __proto__.b=3 o.hasOwnProperty=4');
+  assert.equal(line.kind, 'request');
+  const args = (line as { arguments: Record<string, unknown> }).arguments;
+  assert.deepEqual(Object.keys(args), ['constructor', 'toString', '__proto__', 'o']);
+  assert.equal(args.constructor, 1);
+  assert.deepEqual({ ...(args.toString as object) }, { a: 2 });
+  assert.deepEqual(Object.getOwnPropertyDescriptor(args, '__proto__')?.value, { b: 3 });
+  assert.equal(Object.getPrototypeOf(args), Object.prototype, 'no prototype set through __proto__');
+  assert.equal((args.o as Record<string, unknown>).hasOwnProperty, 4);
+  assert.throws(
+    () => parseShellLine('x constructor=1 constructor=2'),
+    /'constructor' is given more than once/,
+  );
+});
+
+test('numbers JSON cannot carry and messages over QEMU json-streamer limits are refused before sending', () => {
+  // 1e999 is Infinity: written as `inf`, which QEMU answers with an id-less parse error.
+  assert.throws(() => parseShellLine('x n=1e999'), /'n'.*not a finite number/);
+  assert.throws(() => parseShellLine('x n=[1, -1e999]'), /'n\.1' is not a finite number/);
+  assert.throws(
+    () => parseShellLine('{"execute": "x", "arguments": {"a": {"b": 1e400}}}'),
+    /'a\.b'.*not a finite number/,
+  );
+  // qobject/json-streamer.c: at most 2 Mi tokens per message. Past that QEMU 10.0 answers an
+  // error for each of the remaining values, and its request queue assertion aborts it.
+  const many = `[${'1,'.repeat(1_100_000)}1]`;
+  assert.throws(() => parseShellLine(`x l=${many}`), /more than the 2097152 tokens QEMU reads/);
+  const fits = `[${'1,'.repeat(1_000_000)}1]`;
+  assert.equal(parseShellLine(`x l=${fits}`).kind, 'request');
+});
+
+test('a lone UTF-16 surrogate in a value or key, or a non-finite raw id, is a line that does not parse', () => {
+  assert.throws(() => parseShellLine('x s="a\\ud800"'), /the value of 's' holds a lone UTF-16 surrogate/);
+  assert.throws(
+    () => parseShellLine('{"execute": "x", "arguments": {"\\udc00k": 1}}'),
+    /the key '\udc00k' holds a lone UTF-16 surrogate/,
+  );
+  assert.throws(() => parseShellLine('{"execute": "x", "id": [1e999]}'), /'id\.0' is not a finite number/);
+  assert.equal(parseShellLine('x s="\\ud83d\\ude00 é"').kind, 'request');
+});
+
+test("Tab after a union's tag offers that variant's members only, and not the keys already given", () => {
+  const schema = introspect(qmigrateSchema);
+  const commands = schema.filter((e) => e['meta-type'] === 'command').map((e) => e.name);
+  const c = new QmpCompleter(commands, schema);
+  const line = 'migrate channels.0.addr.transport=socket channels.0.addr.type=unix channels.0.addr.';
+  const [got] = c.complete(line);
+  assert.ok(got.includes('channels.0.addr.path='), got.join(' '));
+  for (const not of ['host=', 'port=', 'args.', 'filename=', 'transport=', 'type='])
+    assert.ok(!got.includes(`channels.0.addr.${not}`), `${not} offered: ${got.join(' ')}`);
+  // Without the tags every variant's members are offered, as before.
+  const [all] = c.complete('migrate channels.0.addr.');
+  assert.ok(all.includes('channels.0.addr.host=') && all.includes('channels.0.addr.path='), all.join(' '));
+  assert.deepEqual(c.complete('migrate channels.0.addr.transport=file channels.0.addr.transport=s')[0], [
+    'channels.0.addr.transport=socket',
+  ]);
+});

@@ -12,7 +12,7 @@ import { formatQmpEndpoint, parseQmpEndpoint } from '../../orchestrator/endpoint
 import type { QmpEndpoint } from '../../orchestrator/types.js';
 import { stringifyJson } from '../../qapi/json.js';
 import { QmpClient, readX509CredsDir } from '../../qmp/client.js';
-import { ConnectError, ExecAbortedError, QmpError } from '../../qmp/errors.js';
+import { ConnectError, ExecAbortedError, ProtocolError, QmpError } from '../../qmp/errors.js';
 import type { QmpEvent } from '../../qmp/events.js';
 import { type Completion, completeHmp, hmpCommandNames, QmpCompleter } from '../../qmp/shell-complete.js';
 import { parseShellLine, type ShellLine } from '../../qmp/shell-syntax.js';
@@ -109,10 +109,12 @@ async function connectShell(
   } catch (e) {
     if (signal?.aborted) throw signal.reason;
     if (!(e instanceof ConnectError)) throw e;
-    let why = e.message.replace(/^cannot open a QMP session with [^:]*(:\d+)?: /, '');
+    // The client's own prefix names the address again (HOST:PORT, where HOST may be `::1`).
+    let why = e.message.replace(/^cannot open a QMP session with (?:.*?:\d+|[^:]*): /, '');
     // A QEMU monitor's socket serves one client; the next waits in its backlog, ungreeted.
+    // A TLS monitor reached without TLS waits, silent, for a ClientHello.
     if (why.startsWith('no QMP session within'))
-      why += ' (a QEMU monitor serves one client at a time: is another one connected to it?)';
+      why += ` (a QEMU monitor serves one client at a time: is another one connected to it?${ep.kind === 'tcp' && !ep.tls ? ' A monitor with tls-creds needs --tls DIR.' : ''})`;
     throw new PeerUnreachableError(`cannot reach the monitor at ${formatQmpEndpoint(ep)}: ${why}`, {
       cause: e,
     });
@@ -139,6 +141,8 @@ class Session {
   readonly io: ShellIo;
   /** Set once `quit` succeeded: the monitor closing then is what was asked for. */
   quitting = false;
+  /** Why the session ended when the monitor sent something that is not QMP. */
+  lost: ProtocolError | undefined;
   /** At a terminal: prints an event above the prompt and the line being typed. */
   showEvent: ((text: string) => void) | undefined;
 
@@ -150,7 +154,8 @@ class Session {
 
   /** The request a line stands for: with -H, the whole line is an HMP command. */
   parse(line: string): ShellLine {
-    if (!this.flags.hmp || line.trim() === '') return parseShellLine(line);
+    // Blank lines and # comments are nothing with -H too (HMP has no command named #).
+    if (!this.flags.hmp || line.trim() === '' || line.trim().startsWith('#')) return parseShellLine(line);
     return {
       kind: 'request',
       oob: false,
@@ -180,9 +185,21 @@ class Session {
       if (req.command === 'quit' || hmpQuit) this.quitting = true;
       return { reply: { return: ret, ...id }, ok: true };
     } catch (e) {
-      if (!(e instanceof QmpError)) throw e;
+      if (!(e instanceof QmpError)) {
+        // The client drops a session whose peer breaks QMP (e.g. a reply without an id).
+        const cause = (e as Error).cause;
+        if (cause instanceof ProtocolError) this.lost = cause;
+        throw e;
+      }
       return { reply: { error: { class: e.errorClass, desc: e.desc }, ...id }, ok: false };
     }
+  }
+
+  /** How the session ended, when it ended without a `quit`. */
+  lostText(): string {
+    return this.lost
+      ? `the monitor ${this.lost.message.replace(/^peer /, '')}; the connection is closed`
+      : 'the monitor closed the connection';
   }
 
   /** JSON as QEMU writes it on one line, or indented with -p. */
@@ -271,7 +288,7 @@ async function runOrLost(
     if (signal?.aborted) throw signal.reason;
     if (session.client.isClosed)
       throw new CliFailure(
-        `line ${n}: the monitor closed the connection${session.quitting ? ' (after quit)' : ''}; '${req.command}' was not answered`,
+        `line ${n}: ${session.lostText()}${session.quitting ? ' (after quit)' : ''}; '${req.command}' was not answered`,
         { cause: e },
       );
     throw e;
@@ -310,16 +327,40 @@ function readHistory(path: string): string[] {
   }
 }
 
-/** Writes the history (newest first, as readline holds it) oldest first, owner-only. */
+/**
+ * Adds `line` at the end of the history file (oldest first, owner-only when created), as a
+ * line typed last: an earlier copy of it goes, and the file keeps its last HISTORY_SIZE lines.
+ * The file is read again each time, so shells sharing it keep each other's lines.
+ * @throws {Error} from the file system (the caller warns once).
+ */
+export function appendHistory(path: string, line: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  let lines: string[] = [];
+  try {
+    lines = readFileSync(path, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '' && l !== line);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  lines.push(line);
+  writeFileSync(path, `${lines.slice(-HISTORY_SIZE).join('\n')}\n`, { mode: 0o600 });
+}
+
+/** Readline's `history` listener: saves the line just entered; a failure is said once. */
 function historyWriter(path: string, err: NodeJS.WritableStream): (history: string[]) => void {
   let warned = false;
   return (history) => {
+    const line = history[0];
+    if (line === undefined || line.trim() === '') return;
     try {
-      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      const lines = history.slice(0, HISTORY_SIZE).reverse();
-      writeFileSync(path, lines.length ? `${lines.join('\n')}\n` : '', { mode: 0o600 });
+      appendHistory(path, line);
     } catch (e) {
-      if (!warned) err.write(`qmigrate: cannot save the history in ${path}: ${(e as Error).message}\n`);
+      // After readline has ended the line being typed (it does right after this event).
+      if (!warned) {
+        const text = `qmigrate: cannot save the history in ${path}: ${(e as Error).message}\n`;
+        queueMicrotask(() => err.write(text));
+      }
       warned = true;
     }
   };
@@ -361,7 +402,7 @@ async function interactive(
     removeHistoryDuplicates: true,
   });
   rl.on('history', historyWriter(history, io.stderr));
-  const state = { busy: undefined as AbortController | undefined };
+  const state: ShellState = { busy: undefined, ended: false };
   session.showEvent = (line) => {
     if (state.busy) return void io.stdout.write(`${line}\n`);
     clearLine(io.stdout, 0);
@@ -374,18 +415,26 @@ async function interactive(
     const finish = (code: number) => {
       if (done) return;
       done = true;
+      // A wait stopped here is the session's end (a signal, Ctrl-D, the monitor gone), no Ctrl-C.
+      state.ended = true;
       state.busy?.abort();
       rl.removeAllListeners('close');
       rl.close();
       resolve(code);
     };
     signal?.addEventListener('abort', () => finish(1), { once: true });
-    void session.client.closed.then(() => {
-      if (done) return;
-      if (session.quitting) io.stdout.write('The monitor quit.\n');
-      else io.stderr.write('\nqmigrate: the monitor closed the connection\n');
-      finish(session.quitting ? 0 : 1);
-    });
+    // A tick later: the waiting command's rejection (which says why) has been seen.
+    void session.client.closed.then(() =>
+      setImmediate(() => {
+        if (done) return;
+        // Over the prompt the shell wrote after the last reply.
+        clearLine(io.stdout, 0);
+        cursorTo(io.stdout, 0);
+        if (session.quitting) io.stdout.write('The monitor quit.\n');
+        else io.stderr.write(`qmigrate: ${session.lostText()}\n`);
+        finish(session.quitting ? 0 : 1);
+      }),
+    );
     rl.on('close', () => finish(0));
     rl.on('SIGINT', () => onCtrlC(rl, state, io, () => finish(0)));
     wireLines(rl, session, state);
@@ -393,13 +442,14 @@ async function interactive(
   });
 }
 
+/** What the prompt's handlers share: the wait for a reply under way, and whether the shell ended. */
+interface ShellState {
+  busy: AbortController | undefined;
+  ended: boolean;
+}
+
 /** Ctrl-C: stop waiting for a reply; else clear the line; else (an empty line) end. */
-function onCtrlC(
-  rl: Interface,
-  state: { busy: AbortController | undefined },
-  io: ShellIo,
-  end: () => void,
-): void {
+function onCtrlC(rl: Interface, state: ShellState, io: ShellIo, end: () => void): void {
   if (state.busy) {
     state.busy.abort();
     return;
@@ -417,7 +467,7 @@ function onCtrlC(
 }
 
 /** Runs the lines typed, one at a time and in order, and prompts again when all are done. */
-function wireLines(rl: Interface, session: Session, state: { busy: AbortController | undefined }) {
+function wireLines(rl: Interface, session: Session, state: ShellState) {
   const queue: string[] = [];
   const io = session.io;
   const pump = async () => {
@@ -438,7 +488,7 @@ function wireLines(rl: Interface, session: Session, state: { busy: AbortControll
         const out = await session.run(req, stop.signal);
         io.stdout.write(show(session, out));
       } catch (e) {
-        if (session.client.isClosed) return;
+        if (session.client.isClosed || state.ended) return;
         queue.length = 0;
         io.stdout.write(
           e instanceof ExecAbortedError
@@ -449,7 +499,7 @@ function wireLines(rl: Interface, session: Session, state: { busy: AbortControll
         state.busy = undefined;
       }
     }
-    rl.prompt();
+    if (!state.ended) rl.prompt();
   };
   rl.on('line', (line) => {
     queue.push(line);
