@@ -5,7 +5,17 @@
  * directory renamed over FILE, the temp file removed on every path.
  */
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  lstatSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { type ReportPageInput, renderReportHtml } from '../orchestrator/report-html.js';
 import type { MigrationEventSample, MigrationReport, ProgressSample } from '../orchestrator/types.js';
@@ -19,23 +29,32 @@ const MAX_KEPT = 20_000;
 
 /**
  * The absolute path of `--report PATH`, once it is known the page can be written there: its
- * directory exists and is writable, and PATH is not a directory.
+ * directory exists and is writable, and PATH is not a directory, socket, fifo or device. A
+ * symbolic link gives its target's path (the page replaces the target, the link stays).
  * @throws {CliUsageError} naming the fix, before the migration starts.
  */
 export function checkReportPath(path: string): string {
   if (path === '') throw new CliUsageError('--report needs a file name, e.g. --report migration.html');
-  const full = resolve(path);
+  const full = followLink(path, resolve(path));
   const dir = dirname(full);
   const kind = (p: string) => {
     try {
-      return statSync(p).isDirectory() ? 'directory' : 'file';
+      const st = statSync(p);
+      return st.isDirectory() ? 'directory' : st.isFile() ? 'file' : 'other';
     } catch {
       return undefined;
     }
   };
-  if (kind(full) === 'directory')
+  const own = kind(full);
+  if (own === 'directory')
     throw new CliUsageError(
       `--report ${path} is a directory: give a file name, e.g. --report ${join(path, 'migration.html')}`,
+    );
+  // The page is renamed over the path at the end: a socket (a QMP monitor), a fifo or a
+  // device (/dev/null) would be replaced by it.
+  if (own === 'other')
+    throw new CliUsageError(
+      `--report ${path} is not a regular file (a socket, fifo or device): give a file name`,
     );
   const dirKind = kind(dir);
   if (dirKind === undefined)
@@ -47,6 +66,25 @@ export function checkReportPath(path: string): string {
     throw new CliUsageError(`--report ${path}: the directory ${dir} is not writable`);
   }
   return full;
+}
+
+/**
+ * The file a symbolic link at `full` leads to, so that the rename replaces the target and the
+ * link stays; `full` itself when it is not a link.
+ * @throws {CliUsageError} for a link that leads nowhere.
+ */
+function followLink(path: string, full: string): string {
+  try {
+    if (!lstatSync(full).isSymbolicLink()) return full;
+  } catch {
+    return full;
+  }
+  try {
+    return realpathSync(full);
+  } catch {
+    const target = resolve(dirname(full), readlinkSync(full));
+    throw new CliUsageError(`--report ${path} is a symbolic link to ${target}, which does not exist`);
+  }
 }
 
 /**

@@ -1,7 +1,17 @@
 // report-file.ts: the --report path checks, the atomic write (no temp file on any path), the
 // recorder that writes once, and the command line as a shell would take it back.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -84,5 +94,32 @@ test('commandLine quotes what a shell would split or expand', () => {
   assert.equal(
     commandLine(['qmigrate', 'migrate', '--from', '/a b', "it's", 'x=1,y']),
     "qmigrate migrate --from '/a b' 'it'\\''s' x=1,y",
+  );
+});
+
+test('checkReportPath: a socket, a fifo or a device is not replaced by the page; a symlink is written through, kept', async (t) => {
+  const dir = scratch(t);
+  const sock = join(dir, 'qmp.sock');
+  const server = createServer();
+  await new Promise<void>((ok) => server.listen(sock, ok));
+  t.after(() => server.close());
+  execFileSync('mkfifo', [join(dir, 'fifo')]);
+  for (const path of [sock, join(dir, 'fifo'), '/dev/null'])
+    assert.throws(
+      () => checkReportPath(path),
+      (e: unknown) => e instanceof CliUsageError && /is not a regular file/.test(e.message),
+      path,
+    );
+  writeFileSync(join(dir, 'target.html'), 'old');
+  symlinkSync('target.html', join(dir, 'link.html'));
+  assert.equal(checkReportPath(join(dir, 'link.html')), join(dir, 'target.html'));
+  symlinkSync(join(dir, 'fifo'), join(dir, 'fifo-link'));
+  assert.throws(() => checkReportPath(join(dir, 'fifo-link')), /is not a regular file/);
+  symlinkSync('nowhere.html', join(dir, 'dangling.html'));
+  assert.throws(
+    () => checkReportPath(join(dir, 'dangling.html')),
+    (e: unknown) =>
+      e instanceof CliUsageError &&
+      /is a symbolic link to .*nowhere\.html, which does not exist/.test(e.message),
   );
 });
