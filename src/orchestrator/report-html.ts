@@ -173,6 +173,16 @@ function timelineOf(input: ReportPageInput): Timeline {
   return { endS, downtime: downtimeSpan(input, pcStartS), postcopy, passes: passMarkers(input, endS) };
 }
 
+/**
+ * The samples with RAM counters. query-migrate has none in setup, cancelled or failed (QEMU
+ * fills them only once the migration is active), and the orchestrator's sample then says 0
+ * for each: drawn, they would show the remaining bytes dropping to nothing as a run is
+ * cancelled.
+ */
+function withRam(samples: readonly ProgressSample[]): ProgressSample[] {
+  return samples.filter((s) => s.total > 0);
+}
+
 /** The points of one counter of the samples, in seconds and the chart's unit. */
 function pointsOf(
   samples: readonly ProgressSample[],
@@ -190,7 +200,7 @@ function pointsOf(
  */
 function passPoints(input: ReportPageInput): [number, number][] {
   const all = [
-    ...input.samples.map((s): [number, number] => [s.elapsedMs / 1000, s.pass]),
+    ...withRam(input.samples).map((s): [number, number] => [s.elapsedMs / 1000, s.pass]),
     ...input.events
       .filter((e) => e.side === 'source' && e.event === 'MIGRATION_PASS' && typeof e.data.pass === 'number')
       .map((e): [number, number] => [e.elapsedMs / 1000, e.data.pass as number]),
@@ -234,7 +244,7 @@ function chartSvgs(input: ReportPageInput, tl: Timeline) {
     spans: [tl.postcopy, tl.downtime].filter((s) => s !== undefined),
     markers: tl.passes,
   };
-  const s = input.samples;
+  const s = withRam(input.samples);
   const rate = renderChart({
     ...common,
     id: 'throughput',
@@ -405,9 +415,11 @@ function headline(input: ReportPageInput): string {
 
 /** What happened when there is nothing to draw (a run that ended before its first sample). */
 function noSamples(input: ReportPageInput): string {
-  return input.samples.length > 0
+  if (input.samples.length === 0)
+    return '<p class="note">No progress sample was taken: the migration ended (or never started) before the first query-migrate, so the charts are empty.</p>';
+  return withRam(input.samples).length > 0
     ? ''
-    : '<p class="note">No progress sample was taken: the migration ended (or never started) before the first query-migrate, so the charts are empty.</p>';
+    : '<p class="note">No progress sample had RAM counters: the migration ended before it was active (query-migrate has none in setup), so the charts are empty.</p>';
 }
 
 const CSS = `
