@@ -17,7 +17,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { type ReportPageInput, renderReportHtml } from '../orchestrator/report-html.js';
+import { MAX_EVENTS, type ReportPageInput, renderReportHtml } from '../orchestrator/report-html.js';
 import type { MigrationEventSample, MigrationReport, ProgressSample } from '../orchestrator/types.js';
 import { CliFailure, CliUsageError } from './errors.js';
 
@@ -117,7 +117,13 @@ export class ReportRecorder {
   readonly path: string;
   readonly #page: Omit<ReportPageInput, 'samples' | 'events'>;
   #samples: ProgressSample[] = [];
-  readonly #events: MigrationEventSample[] = [];
+  /** The events: the first and the last MAX_EVENTS / 2 whole (the page lists those), between
+   * them every MIGRATION and the MIGRATION_PASS events thinned past MAX_KEPT. */
+  readonly #head: MigrationEventSample[] = [];
+  #middle: MigrationEventSample[] = [];
+  readonly #tail: MigrationEventSample[] = [];
+  #middlePasses = 0;
+  #eventsDropped = 0;
   #written = false;
 
   /**
@@ -136,7 +142,7 @@ export class ReportRecorder {
    */
   add(item: ProgressSample | MigrationEventSample): void {
     if (item.type === 'event') {
-      this.#events.push(item);
+      this.#addEvent(item);
       return;
     }
     this.#samples.push(item);
@@ -144,6 +150,38 @@ export class ReportRecorder {
       const s = this.#samples;
       this.#samples = s.filter((_, i) => i % 2 === 0 || i === s.length - 1);
     }
+  }
+
+  /** How many samples and events it holds: bounded, however long the run. */
+  get held(): { samples: number; events: number } {
+    return {
+      samples: this.#samples.length,
+      events: this.#head.length + this.#middle.length + this.#tail.length,
+    };
+  }
+
+  /**
+   * Keeps an event. A migration that never converges sends a MIGRATION_PASS every pass, which
+   * can be several a second for days: past MAX_KEPT of those between the first and the last
+   * events the page lists, every other one is dropped (the pass chart and its markers are
+   * drawn from fewer anyway), and counted.
+   */
+  #addEvent(event: MigrationEventSample): void {
+    const half = MAX_EVENTS / 2;
+    if (this.#head.length < half) {
+      this.#head.push(event);
+      return;
+    }
+    this.#tail.push(event);
+    if (this.#tail.length <= half) return;
+    const old = this.#tail.shift()!;
+    this.#middle.push(old);
+    if (old.event !== 'MIGRATION_PASS' || ++this.#middlePasses <= MAX_KEPT) return;
+    let seen = 0;
+    this.#middle = this.#middle.filter((e) => e.event !== 'MIGRATION_PASS' || seen++ % 2 === 0);
+    const kept = Math.ceil(seen / 2);
+    this.#eventsDropped += seen - kept;
+    this.#middlePasses = kept;
   }
 
   /**
@@ -158,7 +196,8 @@ export class ReportRecorder {
     const html = renderReportHtml({
       ...this.#page,
       samples: this.#samples,
-      events: this.#events,
+      events: [...this.#head, ...this.#middle, ...this.#tail],
+      eventsDropped: this.#eventsDropped,
       ...(end.report ? { report: end.report } : {}),
       ...(end.error !== undefined ? { error: end.error } : {}),
     });

@@ -27,6 +27,8 @@ export interface ReportPageInput {
   startedAt: Date;
   samples: readonly ProgressSample[];
   events: readonly MigrationEventSample[];
+  /** Events left out of `events` before it came here (a recorder bounding a long run's). */
+  eventsDropped?: number;
   /** The final report; undefined when the run ended without one (see `error`). */
   report?: MigrationReport;
   /** How the run ended when it has no report: a monitor lost, a preflight refusal, an interrupt. */
@@ -379,13 +381,14 @@ function reportTable(r: MigrationReport): string {
 }
 
 /** The events as they came, both sides; the first and last ones when there are too many. */
-function eventsTable(events: readonly MigrationEventSample[]): string {
+function eventsTable(events: readonly MigrationEventSample[], dropped = 0): string {
   if (events.length === 0) return '<p class="about">No MIGRATION event was seen.</p>';
   const half = MAX_EVENTS / 2;
   const shown =
     events.length > MAX_EVENTS ? [...events.slice(0, half), undefined, ...events.slice(-half)] : events;
   const rows = shown.map((e) => {
-    if (e === undefined) return `<tr><td colspan="4">... ${events.length - MAX_EVENTS} more ...</td></tr>`;
+    if (e === undefined)
+      return `<tr><td colspan="4">... ${events.length - MAX_EVENTS + dropped} more ...</td></tr>`;
     const what =
       typeof e.data.status === 'string'
         ? e.data.status
@@ -478,7 +481,7 @@ export function renderReportHtml(input: ReportPageInput): string {
     input.report ? reportTable(input.report) : `<pre>${text(input.error ?? 'no report')}</pre>`,
     '<h2>Events</h2>',
     '<p class="about">MIGRATION and MIGRATION_PASS events of both sides, in seconds since <code>migrate</code> was sent.</p>',
-    eventsTable(input.events),
+    eventsTable(input.events, input.eventsDropped),
     '</main></body></html>',
     '',
   ].join('\n');

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { CliFailure, CliUsageError } from '../../src/cli/errors.js';
 import { checkReportPath, commandLine, ReportRecorder, writeFileAtomic } from '../../src/cli/report-file.js';
+import type { MigrationEventSample } from '../../src/orchestrator/types.js';
 
 function scratch(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-report-file-'));
@@ -88,6 +89,43 @@ test('ReportRecorder: writes once, with the samples and events it was given, bou
   // The x axis reaches the last sample (208 min), kept although older ones were thinned.
   assert.match(html, />200<\/text>/);
   assert.match(html, />min since migrate<\/text>/);
+});
+
+test('ReportRecorder: a day of passes several a second keeps bounded events, the first and last listed whole', (t) => {
+  const dir = scratch(t);
+  const file = join(dir, 'r.html');
+  const rec = new ReportRecorder(file, { command: 'qmigrate migrate', facts: [] });
+  const pass = (n: number): MigrationEventSample => ({
+    type: 'event',
+    side: 'source',
+    elapsedMs: n * 100,
+    event: 'MIGRATION_PASS',
+    data: { pass: n },
+  });
+  rec.add({ type: 'event', side: 'source', elapsedMs: 0, event: 'MIGRATION', data: { status: 'setup' } });
+  const passes = 864_000; // a day at 10 passes a second
+  for (let n = 1; n <= passes; n++) {
+    rec.add(pass(n));
+    if (n === 500_000)
+      rec.add({
+        type: 'event',
+        side: 'source',
+        elapsedMs: n * 100,
+        event: 'MIGRATION',
+        data: { status: 'device' },
+      });
+  }
+  assert.ok(rec.held.events <= 20_000 + 400 + 2, `${rec.held.events} events held`);
+  assert.equal(rec.write({ error: 'lost' }), file);
+  const html = readFileSync(file, 'utf8');
+  // The first and the last 200 listed as they came; the count between them is every event.
+  assert.match(html, /<td>pass 1<\/td>/);
+  assert.match(html, new RegExp(`<td>pass ${passes}</td>`));
+  assert.match(html, new RegExp(`<td>pass ${passes - 199}</td>`));
+  assert.match(html, new RegExp(`\\.\\.\\. ${passes + 2 - 400} more \\.\\.\\.`));
+  assert.ok(html.length < 200_000, `${html.length} bytes`);
+  // The device state in the middle survived the thinning: the downtime is marked.
+  assert.match(html, /span-downtime/);
 });
 
 test('commandLine quotes what a shell would split or expand', () => {
