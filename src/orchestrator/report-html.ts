@@ -53,6 +53,7 @@ const COLOR = {
   pass: '#334155',
   downtime: '#dc2626',
   postcopy: '#0891b2',
+  paused: '#64748b',
 };
 
 /** Escapes, and shortens what would swell the page (a QEMU error-desc is any length). */
@@ -65,6 +66,8 @@ function text(s: string): string {
 /** The times that shape the charts, in seconds since `migrate`. */
 interface Timeline {
   endS: number;
+  /** The source's guest stopped by --on-timeout pause, to the switchover. */
+  paused?: ChartSpan;
   downtime?: ChartSpan;
   postcopy?: ChartSpan;
   passes: ChartMarker[];
@@ -172,7 +175,36 @@ function timelineOf(input: ReportPageInput): Timeline {
           tag: 'postcopy',
           tagSide: 'right',
         };
-  return { endS, downtime: downtimeSpan(input, pcStartS), postcopy, passes: passMarkers(input, endS) };
+  return {
+    endS,
+    paused: pausedSpan(input, endS),
+    downtime: downtimeSpan(input, pcStartS),
+    postcopy,
+    passes: passMarkers(input, endS),
+  };
+}
+
+/**
+ * Where --on-timeout pause kept the source's guest stopped: from the policy's `stop` to the
+ * switchover (the source's `device`), or to the end when it never got there. QEMU's downtime
+ * counts from the switchover only: the guest did not run for this whole span.
+ */
+function pausedSpan(input: ReportPageInput, endS: number): ChartSpan | undefined {
+  const at = input.report?.pausedAtMs;
+  if (at === undefined) return undefined;
+  const startS = at / 1000;
+  const stop = statusAt(input.events, 'source', ['pre-switchover', 'device']);
+  const untilS = Math.max(startS, stop ?? endS);
+  return {
+    id: 'paused',
+    startS,
+    endS: untilS,
+    color: COLOR.paused,
+    opacity: 0.14,
+    label: `the source's guest paused by --on-timeout pause, ${stop === undefined ? 'to the end' : 'to the switchover'}: it did not run, though QEMU's downtime counts from the switchover only`,
+    tag: `guest paused ${formatMs((untilS - startS) * 1000)}`,
+    tagSide: 'left',
+  };
 }
 
 /**
@@ -229,6 +261,7 @@ function chartBlock(title: string, about: string, svg: string, legend: [string, 
 /** The marks every chart's legend ends with: downtime, postcopy, passes, as far as they exist. */
 function markLegend(tl: Timeline): [string, string, string][] {
   const out: [string, string, string][] = [];
+  if (tl.paused) out.push(['band', COLOR.paused, 'guest paused (--on-timeout pause)']);
   if (tl.downtime) out.push(['band', COLOR.downtime, 'downtime']);
   if (tl.postcopy) out.push(['band', COLOR.postcopy, 'postcopy']);
   if (tl.passes.length) out.push(['marker', '#94a3b8', 'a pass begins']);
@@ -243,7 +276,7 @@ function chartSvgs(input: ReportPageInput, tl: Timeline) {
   const page = input.pageSize ?? PAGE_SIZE;
   const common = {
     endS: tl.endS,
-    spans: [tl.postcopy, tl.downtime].filter((s) => s !== undefined),
+    spans: [tl.paused, tl.postcopy, tl.downtime].filter((s) => s !== undefined),
     markers: tl.passes,
   };
   const s = withRam(input.samples);
@@ -352,7 +385,7 @@ const ENDED_BY: Record<NonNullable<MigrationReport['endedBy']>, string> = {
 };
 
 /** The final report as a table: status, times, bytes, passes, pages, run states, warnings. */
-function reportTable(r: MigrationReport): string {
+function reportTable(r: MigrationReport, paused: ChartSpan | undefined): string {
   const rows = [
     row('Status', `<span class="status status-${escapeHtml(r.status)}">${escapeHtml(r.status)}</span>`),
   ];
@@ -365,6 +398,18 @@ function reportTable(r: MigrationReport): string {
     row('Setup time', ms(r.setupTimeMs)),
     row('Downtime', ms(r.downtimeMs)),
   );
+  if (paused) {
+    const until = paused.label.includes('to the switchover') ? 'to the switchover' : 'to the end';
+    const long = formatMs((paused.endS - paused.startS) * 1000);
+    rows.push(
+      row(
+        'Guest paused',
+        escapeHtml(
+          `${long}, from ${paused.startS.toFixed(1)} s (--on-timeout pause) ${until}, before QEMU's downtime`,
+        ),
+      ),
+    );
+  }
   if (r.transferred !== undefined)
     rows.push(row('Transferred', `${escapeHtml(formatBytes(r.transferred))} (${r.transferred} bytes)`));
   if (r.throughput !== undefined)
@@ -478,7 +523,7 @@ export function renderReportHtml(input: ReportPageInput): string {
     noSamples(input),
     charts(input, tl),
     '<h2>Final report</h2>',
-    input.report ? reportTable(input.report) : `<pre>${text(input.error ?? 'no report')}</pre>`,
+    input.report ? reportTable(input.report, tl.paused) : `<pre>${text(input.error ?? 'no report')}</pre>`,
     '<h2>Events</h2>',
     '<p class="about">MIGRATION and MIGRATION_PASS events of both sides, in seconds since <code>migrate</code> was sent.</p>',
     eventsTable(input.events, input.eventsDropped),

@@ -323,3 +323,22 @@ test('a run cancelled in setup: its samples have no RAM counters, the charts are
   assert.equal(seriesPaths(html).size, 0);
   assert.match(html, /No progress sample had RAM counters/);
 });
+
+test("--on-timeout pause: the guest paused from the timeout to the switchover is marked, not only QEMU's downtime", () => {
+  const { samples, events } = precopyRun();
+  const html = page({
+    samples,
+    events,
+    report: { ...completed, endedBy: 'timeout-pause', pausedAtMs: 600 },
+  });
+  // From 0.6 s to the source stopping for the switchover at 1.578 s: 978 ms, on each chart.
+  const spans = [...html.matchAll(/<rect class="span span-paused"[^>]*><title>([^<]*)</g)];
+  assert.equal(spans.length, 4);
+  assert.match(spans[0]![1]!, /^the source&#39;s guest paused by --on-timeout pause/);
+  assert.match(html, />guest paused 978 ms</);
+  assert.match(
+    html,
+    /<th>Guest paused<\/th><td>978 ms, from 0\.6 s \(--on-timeout pause\) to the switchover/,
+  );
+  assert.doesNotMatch(page({ samples, events, report: completed }), /span-paused/);
+});
