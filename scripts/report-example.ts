@@ -20,24 +20,33 @@ if (!('path' in chromium)) {
   console.error(`report-example: Chromium not found (${chromium.missing}); run npm run setup:packages`);
   process.exit(1);
 }
-mkdirSync(join(root, 'tmp'), { recursive: true });
+// tmp/ made here is removed again: a clean checkout stays clean but for the PNG.
+const madeTmp = mkdirSync(join(root, 'tmp'), { recursive: true }) !== undefined;
+function cleanUp(): void {
+  rmSync(join(root, page), { force: true });
+  if (madeTmp) rmSync(join(root, 'tmp'), { recursive: true, force: true });
+}
 const args = ['demo', '--size', '512', '--rate', '20000', '--max-bandwidth', '104857600', '--report', page];
 const demo = spawnSync(process.execPath, ['--import', 'tsx', join('src', 'cli', 'bin.ts'), ...args], {
   cwd: root,
   stdio: ['ignore', 'inherit', 'inherit'],
 });
 if (demo.status !== 0) {
+  cleanUp();
   console.error(`report-example: qmigrate demo exited with ${demo.status ?? demo.signal}`);
   process.exit(1);
 }
-const browser = await launchChromium(undefined, chromium.path, { width: 1040, height: 900 });
 try {
-  await browser.page.goto(pathToFileURL(join(root, page)).href);
-  // The page's top: title, outcome, the throughput and the remaining charts.
-  const png = await browser.page.screenshot({ clip: { x: 0, y: 0, width: 1040, height: 900 } });
-  writeFileSync(out, png);
-  console.log(`report-example: wrote ${out} (${png.length} bytes)`);
+  const browser = await launchChromium(undefined, chromium.path, { width: 1040, height: 900 });
+  try {
+    await browser.page.goto(pathToFileURL(join(root, page)).href);
+    // The page's top: title, outcome, the throughput and the remaining charts.
+    const png = await browser.page.screenshot({ clip: { x: 0, y: 0, width: 1040, height: 900 } });
+    writeFileSync(out, png);
+    console.log(`report-example: wrote ${out} (${png.length} bytes)`);
+  } finally {
+    await browser.close();
+  }
 } finally {
-  await browser.close();
-  rmSync(join(root, page), { force: true });
+  cleanUp();
 }

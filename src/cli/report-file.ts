@@ -5,9 +5,19 @@
  * directory renamed over FILE, the temp file removed on every path.
  */
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  lstatSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { type ReportPageInput, renderReportHtml } from '../orchestrator/report-html.js';
+import { MAX_EVENTS, type ReportPageInput, renderReportHtml } from '../orchestrator/report-html.js';
 import type { MigrationEventSample, MigrationReport, ProgressSample } from '../orchestrator/types.js';
 import { CliFailure, CliUsageError } from './errors.js';
 
@@ -19,23 +29,32 @@ const MAX_KEPT = 20_000;
 
 /**
  * The absolute path of `--report PATH`, once it is known the page can be written there: its
- * directory exists and is writable, and PATH is not a directory.
+ * directory exists and is writable, and PATH is not a directory, socket, fifo or device. A
+ * symbolic link gives its target's path (the page replaces the target, the link stays).
  * @throws {CliUsageError} naming the fix, before the migration starts.
  */
 export function checkReportPath(path: string): string {
   if (path === '') throw new CliUsageError('--report needs a file name, e.g. --report migration.html');
-  const full = resolve(path);
+  const full = followLink(path, resolve(path));
   const dir = dirname(full);
   const kind = (p: string) => {
     try {
-      return statSync(p).isDirectory() ? 'directory' : 'file';
+      const st = statSync(p);
+      return st.isDirectory() ? 'directory' : st.isFile() ? 'file' : 'other';
     } catch {
       return undefined;
     }
   };
-  if (kind(full) === 'directory')
+  const own = kind(full);
+  if (own === 'directory')
     throw new CliUsageError(
       `--report ${path} is a directory: give a file name, e.g. --report ${join(path, 'migration.html')}`,
+    );
+  // The page is renamed over the path at the end: a socket (a QMP monitor), a fifo or a
+  // device (/dev/null) would be replaced by it.
+  if (own === 'other')
+    throw new CliUsageError(
+      `--report ${path} is not a regular file (a socket, fifo or device): give a file name`,
     );
   const dirKind = kind(dir);
   if (dirKind === undefined)
@@ -47,6 +66,25 @@ export function checkReportPath(path: string): string {
     throw new CliUsageError(`--report ${path}: the directory ${dir} is not writable`);
   }
   return full;
+}
+
+/**
+ * The file a symbolic link at `full` leads to, so that the rename replaces the target and the
+ * link stays; `full` itself when it is not a link.
+ * @throws {CliUsageError} for a link that leads nowhere.
+ */
+function followLink(path: string, full: string): string {
+  try {
+    if (!lstatSync(full).isSymbolicLink()) return full;
+  } catch {
+    return full;
+  }
+  try {
+    return realpathSync(full);
+  } catch {
+    const target = resolve(dirname(full), readlinkSync(full));
+    throw new CliUsageError(`--report ${path} is a symbolic link to ${target}, which does not exist`);
+  }
 }
 
 /**
@@ -79,7 +117,13 @@ export class ReportRecorder {
   readonly path: string;
   readonly #page: Omit<ReportPageInput, 'samples' | 'events'>;
   #samples: ProgressSample[] = [];
-  readonly #events: MigrationEventSample[] = [];
+  /** The events: the first and the last MAX_EVENTS / 2 whole (the page lists those), between
+   * them every MIGRATION and the MIGRATION_PASS events thinned past MAX_KEPT. */
+  readonly #head: MigrationEventSample[] = [];
+  #middle: MigrationEventSample[] = [];
+  readonly #tail: MigrationEventSample[] = [];
+  #middlePasses = 0;
+  #eventsDropped = 0;
   #written = false;
 
   /**
@@ -98,7 +142,7 @@ export class ReportRecorder {
    */
   add(item: ProgressSample | MigrationEventSample): void {
     if (item.type === 'event') {
-      this.#events.push(item);
+      this.#addEvent(item);
       return;
     }
     this.#samples.push(item);
@@ -106,6 +150,38 @@ export class ReportRecorder {
       const s = this.#samples;
       this.#samples = s.filter((_, i) => i % 2 === 0 || i === s.length - 1);
     }
+  }
+
+  /** How many samples and events it holds: bounded, however long the run. */
+  get held(): { samples: number; events: number } {
+    return {
+      samples: this.#samples.length,
+      events: this.#head.length + this.#middle.length + this.#tail.length,
+    };
+  }
+
+  /**
+   * Keeps an event. A migration that never converges sends a MIGRATION_PASS every pass, which
+   * can be several a second for days: past MAX_KEPT of those between the first and the last
+   * events the page lists, every other one is dropped (the pass chart and its markers are
+   * drawn from fewer anyway), and counted.
+   */
+  #addEvent(event: MigrationEventSample): void {
+    const half = MAX_EVENTS / 2;
+    if (this.#head.length < half) {
+      this.#head.push(event);
+      return;
+    }
+    this.#tail.push(event);
+    if (this.#tail.length <= half) return;
+    const old = this.#tail.shift()!;
+    this.#middle.push(old);
+    if (old.event !== 'MIGRATION_PASS' || ++this.#middlePasses <= MAX_KEPT) return;
+    let seen = 0;
+    this.#middle = this.#middle.filter((e) => e.event !== 'MIGRATION_PASS' || seen++ % 2 === 0);
+    const kept = Math.ceil(seen / 2);
+    this.#eventsDropped += seen - kept;
+    this.#middlePasses = kept;
   }
 
   /**
@@ -120,7 +196,8 @@ export class ReportRecorder {
     const html = renderReportHtml({
       ...this.#page,
       samples: this.#samples,
-      events: this.#events,
+      events: [...this.#head, ...this.#middle, ...this.#tail],
+      eventsDropped: this.#eventsDropped,
       ...(end.report ? { report: end.report } : {}),
       ...(end.error !== undefined ? { error: end.error } : {}),
     });

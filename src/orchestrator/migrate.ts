@@ -209,6 +209,8 @@ class MigrationRun {
   #endedBy: MigrationReport['endedBy'];
   #cancelSentAt: number | undefined;
   #paused = false;
+  /** ms since migrate when the timeout policy stopped the source's guest. */
+  #pausedAtMs: number | undefined;
   /** The source's last migration status. */
   #status = 'none';
   /** What switched (or was to switch) to postcopy, when, and whether the source got there. */
@@ -543,6 +545,7 @@ class MigrationRun {
     if (this.#plan.onTimeout === 'cancel') return this.#sendCancel(src, 'timeout-cancel');
     this.#endedBy = 'timeout-pause';
     this.#paused = true;
+    this.#pausedAtMs = Date.now() - this.#t0;
     // As virsh --timeout-suspend: with the guest stopped nothing is dirtied, so it converges.
     await src.stop({ timeout: this.#o.connectTimeoutMs });
   }
@@ -765,6 +768,7 @@ class MigrationRun {
       type: 'report',
       ...end,
       endedBy: this.#endedBy,
+      ...(this.#pausedAtMs === undefined ? {} : { pausedAtMs: this.#pausedAtMs }),
       totalTimeMs,
       setupTimeMs: info['setup-time'] === undefined ? undefined : Number(info['setup-time']),
       downtimeMs: info.downtime === undefined ? undefined : Number(info.downtime),

@@ -27,6 +27,8 @@ export interface ReportPageInput {
   startedAt: Date;
   samples: readonly ProgressSample[];
   events: readonly MigrationEventSample[];
+  /** Events left out of `events` before it came here (a recorder bounding a long run's). */
+  eventsDropped?: number;
   /** The final report; undefined when the run ended without one (see `error`). */
   report?: MigrationReport;
   /** How the run ended when it has no report: a monitor lost, a preflight refusal, an interrupt. */
@@ -51,6 +53,7 @@ const COLOR = {
   pass: '#334155',
   downtime: '#dc2626',
   postcopy: '#0891b2',
+  paused: '#64748b',
 };
 
 /** Escapes, and shortens what would swell the page (a QEMU error-desc is any length). */
@@ -63,6 +66,8 @@ function text(s: string): string {
 /** The times that shape the charts, in seconds since `migrate`. */
 interface Timeline {
   endS: number;
+  /** The source's guest stopped by --on-timeout pause, to the switchover. */
+  paused?: ChartSpan;
   downtime?: ChartSpan;
   postcopy?: ChartSpan;
   passes: ChartMarker[];
@@ -170,7 +175,46 @@ function timelineOf(input: ReportPageInput): Timeline {
           tag: 'postcopy',
           tagSide: 'right',
         };
-  return { endS, downtime: downtimeSpan(input, pcStartS), postcopy, passes: passMarkers(input, endS) };
+  return {
+    endS,
+    paused: pausedSpan(input, endS),
+    downtime: downtimeSpan(input, pcStartS),
+    postcopy,
+    passes: passMarkers(input, endS),
+  };
+}
+
+/**
+ * Where --on-timeout pause kept the source's guest stopped: from the policy's `stop` to the
+ * switchover (the source's `device`), or to the end when it never got there. QEMU's downtime
+ * counts from the switchover only: the guest did not run for this whole span.
+ */
+function pausedSpan(input: ReportPageInput, endS: number): ChartSpan | undefined {
+  const at = input.report?.pausedAtMs;
+  if (at === undefined) return undefined;
+  const startS = at / 1000;
+  const stop = statusAt(input.events, 'source', ['pre-switchover', 'device']);
+  const untilS = Math.max(startS, stop ?? endS);
+  return {
+    id: 'paused',
+    startS,
+    endS: untilS,
+    color: COLOR.paused,
+    opacity: 0.14,
+    label: `the source's guest paused by --on-timeout pause, ${stop === undefined ? 'to the end' : 'to the switchover'}: it did not run, though QEMU's downtime counts from the switchover only`,
+    tag: `guest paused ${formatMs((untilS - startS) * 1000)}`,
+    tagSide: 'left',
+  };
+}
+
+/**
+ * The samples with RAM counters. query-migrate has none in setup, cancelled or failed (QEMU
+ * fills them only once the migration is active), and the orchestrator's sample then says 0
+ * for each: drawn, they would show the remaining bytes dropping to nothing as a run is
+ * cancelled.
+ */
+function withRam(samples: readonly ProgressSample[]): ProgressSample[] {
+  return samples.filter((s) => s.total > 0);
 }
 
 /** The points of one counter of the samples, in seconds and the chart's unit. */
@@ -190,7 +234,7 @@ function pointsOf(
  */
 function passPoints(input: ReportPageInput): [number, number][] {
   const all = [
-    ...input.samples.map((s): [number, number] => [s.elapsedMs / 1000, s.pass]),
+    ...withRam(input.samples).map((s): [number, number] => [s.elapsedMs / 1000, s.pass]),
     ...input.events
       .filter((e) => e.side === 'source' && e.event === 'MIGRATION_PASS' && typeof e.data.pass === 'number')
       .map((e): [number, number] => [e.elapsedMs / 1000, e.data.pass as number]),
@@ -217,6 +261,7 @@ function chartBlock(title: string, about: string, svg: string, legend: [string, 
 /** The marks every chart's legend ends with: downtime, postcopy, passes, as far as they exist. */
 function markLegend(tl: Timeline): [string, string, string][] {
   const out: [string, string, string][] = [];
+  if (tl.paused) out.push(['band', COLOR.paused, 'guest paused (--on-timeout pause)']);
   if (tl.downtime) out.push(['band', COLOR.downtime, 'downtime']);
   if (tl.postcopy) out.push(['band', COLOR.postcopy, 'postcopy']);
   if (tl.passes.length) out.push(['marker', '#94a3b8', 'a pass begins']);
@@ -231,10 +276,10 @@ function chartSvgs(input: ReportPageInput, tl: Timeline) {
   const page = input.pageSize ?? PAGE_SIZE;
   const common = {
     endS: tl.endS,
-    spans: [tl.postcopy, tl.downtime].filter((s) => s !== undefined),
+    spans: [tl.paused, tl.postcopy, tl.downtime].filter((s) => s !== undefined),
     markers: tl.passes,
   };
-  const s = input.samples;
+  const s = withRam(input.samples);
   const rate = renderChart({
     ...common,
     id: 'throughput',
@@ -340,7 +385,7 @@ const ENDED_BY: Record<NonNullable<MigrationReport['endedBy']>, string> = {
 };
 
 /** The final report as a table: status, times, bytes, passes, pages, run states, warnings. */
-function reportTable(r: MigrationReport): string {
+function reportTable(r: MigrationReport, paused: ChartSpan | undefined): string {
   const rows = [
     row('Status', `<span class="status status-${escapeHtml(r.status)}">${escapeHtml(r.status)}</span>`),
   ];
@@ -353,6 +398,18 @@ function reportTable(r: MigrationReport): string {
     row('Setup time', ms(r.setupTimeMs)),
     row('Downtime', ms(r.downtimeMs)),
   );
+  if (paused) {
+    const until = paused.label.includes('to the switchover') ? 'to the switchover' : 'to the end';
+    const long = formatMs((paused.endS - paused.startS) * 1000);
+    rows.push(
+      row(
+        'Guest paused',
+        escapeHtml(
+          `${long}, from ${paused.startS.toFixed(1)} s (--on-timeout pause) ${until}, before QEMU's downtime`,
+        ),
+      ),
+    );
+  }
   if (r.transferred !== undefined)
     rows.push(row('Transferred', `${escapeHtml(formatBytes(r.transferred))} (${r.transferred} bytes)`));
   if (r.throughput !== undefined)
@@ -369,13 +426,14 @@ function reportTable(r: MigrationReport): string {
 }
 
 /** The events as they came, both sides; the first and last ones when there are too many. */
-function eventsTable(events: readonly MigrationEventSample[]): string {
+function eventsTable(events: readonly MigrationEventSample[], dropped = 0): string {
   if (events.length === 0) return '<p class="about">No MIGRATION event was seen.</p>';
   const half = MAX_EVENTS / 2;
   const shown =
     events.length > MAX_EVENTS ? [...events.slice(0, half), undefined, ...events.slice(-half)] : events;
   const rows = shown.map((e) => {
-    if (e === undefined) return `<tr><td colspan="4">... ${events.length - MAX_EVENTS} more ...</td></tr>`;
+    if (e === undefined)
+      return `<tr><td colspan="4">... ${events.length - MAX_EVENTS + dropped} more ...</td></tr>`;
     const what =
       typeof e.data.status === 'string'
         ? e.data.status
@@ -405,9 +463,11 @@ function headline(input: ReportPageInput): string {
 
 /** What happened when there is nothing to draw (a run that ended before its first sample). */
 function noSamples(input: ReportPageInput): string {
-  return input.samples.length > 0
+  if (input.samples.length === 0)
+    return '<p class="note">No progress sample was taken: the migration ended (or never started) before the first query-migrate, so the charts are empty.</p>';
+  return withRam(input.samples).length > 0
     ? ''
-    : '<p class="note">No progress sample was taken: the migration ended (or never started) before the first query-migrate, so the charts are empty.</p>';
+    : '<p class="note">No progress sample had RAM counters: the migration ended before it was active (query-migrate has none in setup), so the charts are empty.</p>';
 }
 
 const CSS = `
@@ -463,10 +523,10 @@ export function renderReportHtml(input: ReportPageInput): string {
     noSamples(input),
     charts(input, tl),
     '<h2>Final report</h2>',
-    input.report ? reportTable(input.report) : `<pre>${text(input.error ?? 'no report')}</pre>`,
+    input.report ? reportTable(input.report, tl.paused) : `<pre>${text(input.error ?? 'no report')}</pre>`,
     '<h2>Events</h2>',
     '<p class="about">MIGRATION and MIGRATION_PASS events of both sides, in seconds since <code>migrate</code> was sent.</p>',
-    eventsTable(input.events),
+    eventsTable(input.events, input.eventsDropped),
     '</main></body></html>',
     '',
   ].join('\n');

@@ -158,6 +158,12 @@ export interface MigrationReport {
   reason?: string;
   /** What ended it when qmigrate did: the timeout policy, or a signal. */
   endedBy?: 'timeout-cancel' | 'timeout-pause' | 'interrupt';
+  /**
+   * ms since `migrate` when --on-timeout pause stopped the source's guest (endedBy
+   * 'timeout-pause'): it did not run from then on, though QEMU's downtime counts from the
+   * switchover only.
+   */
+  pausedAtMs?: number;
   /** Set when the migration switched to postcopy (or was resumed in postcopy). */
   postcopy?: PostcopyReport;
   /** ms, as QEMU reports them (total-time, setup-time, downtime). */

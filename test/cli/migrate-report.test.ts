@@ -63,6 +63,25 @@ test('usage errors before anything moves: a missing directory, a directory, --dr
       /^qmigrate: --report draws what the orchestrator samples, which follows socket migrations: use --transport unix or tcp, not file$/m,
     ],
     [
+      [
+        'migrate',
+        ...nowhere.slice(0, 4),
+        '--uri',
+        `file:${join(dir, 'r.html')}`,
+        '--report',
+        join(dir, 'r.html'),
+      ],
+      /^qmigrate: --report .*r\.html is where the migration stream goes: give the page a name of its own$/m,
+    ],
+    [
+      ['migrate', ...nowhere, '--report', join(dir, 'm.sock')],
+      /^qmigrate: --report .*m\.sock is where the migration stream goes: give the page a name of its own$/m,
+    ],
+    [
+      ['migrate', ...nowhere, '--report', join(dir, 'a.qmp')],
+      /^qmigrate: --report .*a\.qmp is --from's monitor: give the page a name of its own$/m,
+    ],
+    [
       ['demo', '--report', join(dir, 'no/r.html')],
       /^qmigrate: --report .*: the directory .* does not exist/m,
     ],

@@ -4,7 +4,7 @@
 // screenshot is not blank (decoded by the browser: the throughput line's blue and the
 // downtime band's red are there).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -95,6 +95,13 @@ test('qmigrate demo --report: the page renders in Chromium, every series drawn',
   assert.equal(await run.exit(60_000), 0, run.stdout + run.stderr);
   assert.match(run.stderr, new RegExp(`^qmigrate: report written to ${file}$`, 'm'));
   assert.deepEqual(readdirSync(dir), ['demo.html']);
+  // The demo starts the destination's guest after its check (-S until then): the summary and
+  // the page tell where the guest is when the demo ends, not the paused moment before.
+  assert.match(run.stdout, /^ {2}the guest runs on the destination$/m, run.stdout);
+  assert.doesNotMatch(run.stdout, /'paused'/);
+  const html = readFileSync(file, 'utf8');
+  assert.match(html, /the guest runs on the destination/);
+  assert.match(html, /<th>Destination&#39;s run state<\/th><td>running<\/td>/);
   await openReport(t, file);
 });
 

@@ -1,12 +1,23 @@
 // report-file.ts: the --report path checks, the atomic write (no temp file on any path), the
 // recorder that writes once, and the command line as a shell would take it back.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { CliFailure, CliUsageError } from '../../src/cli/errors.js';
 import { checkReportPath, commandLine, ReportRecorder, writeFileAtomic } from '../../src/cli/report-file.js';
+import type { MigrationEventSample } from '../../src/orchestrator/types.js';
 
 function scratch(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'qmigrate-report-file-'));
@@ -80,9 +91,73 @@ test('ReportRecorder: writes once, with the samples and events it was given, bou
   assert.match(html, />min since migrate<\/text>/);
 });
 
+test('ReportRecorder: a day of passes several a second keeps bounded events, the first and last listed whole', (t) => {
+  const dir = scratch(t);
+  const file = join(dir, 'r.html');
+  const rec = new ReportRecorder(file, { command: 'qmigrate migrate', facts: [] });
+  const pass = (n: number): MigrationEventSample => ({
+    type: 'event',
+    side: 'source',
+    elapsedMs: n * 100,
+    event: 'MIGRATION_PASS',
+    data: { pass: n },
+  });
+  rec.add({ type: 'event', side: 'source', elapsedMs: 0, event: 'MIGRATION', data: { status: 'setup' } });
+  const passes = 864_000; // a day at 10 passes a second
+  for (let n = 1; n <= passes; n++) {
+    rec.add(pass(n));
+    if (n === 500_000)
+      rec.add({
+        type: 'event',
+        side: 'source',
+        elapsedMs: n * 100,
+        event: 'MIGRATION',
+        data: { status: 'device' },
+      });
+  }
+  assert.ok(rec.held.events <= 20_000 + 400 + 2, `${rec.held.events} events held`);
+  assert.equal(rec.write({ error: 'lost' }), file);
+  const html = readFileSync(file, 'utf8');
+  // The first and the last 200 listed as they came; the count between them is every event.
+  assert.match(html, /<td>pass 1<\/td>/);
+  assert.match(html, new RegExp(`<td>pass ${passes}</td>`));
+  assert.match(html, new RegExp(`<td>pass ${passes - 199}</td>`));
+  assert.match(html, new RegExp(`\\.\\.\\. ${passes + 2 - 400} more \\.\\.\\.`));
+  assert.ok(html.length < 200_000, `${html.length} bytes`);
+  // The device state in the middle survived the thinning: the downtime is marked.
+  assert.match(html, /span-downtime/);
+});
+
 test('commandLine quotes what a shell would split or expand', () => {
   assert.equal(
     commandLine(['qmigrate', 'migrate', '--from', '/a b', "it's", 'x=1,y']),
     "qmigrate migrate --from '/a b' 'it'\\''s' x=1,y",
+  );
+});
+
+test('checkReportPath: a socket, a fifo or a device is not replaced by the page; a symlink is written through, kept', async (t) => {
+  const dir = scratch(t);
+  const sock = join(dir, 'qmp.sock');
+  const server = createServer();
+  await new Promise<void>((ok) => server.listen(sock, ok));
+  t.after(() => server.close());
+  execFileSync('mkfifo', [join(dir, 'fifo')]);
+  for (const path of [sock, join(dir, 'fifo'), '/dev/null'])
+    assert.throws(
+      () => checkReportPath(path),
+      (e: unknown) => e instanceof CliUsageError && /is not a regular file/.test(e.message),
+      path,
+    );
+  writeFileSync(join(dir, 'target.html'), 'old');
+  symlinkSync('target.html', join(dir, 'link.html'));
+  assert.equal(checkReportPath(join(dir, 'link.html')), join(dir, 'target.html'));
+  symlinkSync(join(dir, 'fifo'), join(dir, 'fifo-link'));
+  assert.throws(() => checkReportPath(join(dir, 'fifo-link')), /is not a regular file/);
+  symlinkSync('nowhere.html', join(dir, 'dangling.html'));
+  assert.throws(
+    () => checkReportPath(join(dir, 'dangling.html')),
+    (e: unknown) =>
+      e instanceof CliUsageError &&
+      /is a symbolic link to .*nowhere\.html, which does not exist/.test(e.message),
   );
 });

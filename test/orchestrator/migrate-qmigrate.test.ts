@@ -92,6 +92,12 @@ test('timeout with policy pause: the source is stopped, the migration converges,
   assert.equal(report.endedBy, 'timeout-pause');
   assert.equal(report.sourceRunState, 'postmigrate');
   assert.equal(report.destinationRunState, 'running');
+  // When the policy stopped the guest (ms since migrate): the --report page marks the guest
+  // paused from there, which QEMU's downtime (from the switchover) does not count.
+  assert.ok(
+    report.pausedAtMs !== undefined && report.pausedAtMs >= 1000 && report.pausedAtMs < 1000 + 2000,
+    JSON.stringify(report),
+  );
 });
 
 test('a source paused before the migration ends paused on the destination, as QEMU 10.0 (no cont then)', async (t) => {

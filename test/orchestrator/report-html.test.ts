@@ -281,3 +281,64 @@ test('axis ticks: round steps, readable labels', () => {
   assert.equal(tickLabel(2_500_000, 500_000), '2.5M');
   assert.equal(tickLabel(600, 200), '600');
 });
+
+test('a sample without RAM counters (setup, cancelled, failed: query-migrate has no ram) is not drawn as zeros', () => {
+  // A cancelled run as the orchestrator samples it: setup with no ram, two active samples,
+  // then cancelled with no ram. Nothing was sent after 1 s: remaining did not drop to 0.
+  const none = { transferred: 0, total: 0, remaining: 0, throughput: 0, dirtyPagesRate: 0, pass: 0 };
+  const samples = [
+    sample(3, { status: 'setup', ...none }),
+    sample(250, { remaining: 60 * MiB, throughput: 2 * MiB }),
+    sample(1000, { remaining: 58 * MiB, throughput: 2 * MiB }),
+    sample(1010, { status: 'cancelled', ...none }),
+  ];
+  const html = page({
+    samples,
+    events: [event(1005, 'source', { status: 'cancelled' })],
+    report: {
+      type: 'report',
+      status: 'cancelled',
+      reason: 'cancelled by the user',
+      sourceRunState: 'running',
+    },
+  });
+  const paths = seriesPaths(html);
+  // The remaining line: the two samples with RAM counters, nothing else.
+  const remaining = paths.get('remaining')!;
+  assert.match(remaining, /^M[\d.]+ [\d.]+L[\d.]+ [\d.]+$/, remaining);
+  const [x0, , x1] = remaining.slice(1).split(/[ L]/).map(Number);
+  // Every series spans the same samples: from the first with RAM to the last with RAM.
+  for (const [id, d] of paths) {
+    const xs = [...d.matchAll(/[MLH]([\d.]+)/g)].map((m) => Number(m[1]));
+    assert.equal(Math.min(...xs), x0, `${id}: ${d}`);
+    assert.equal(Math.max(...xs), x1, `${id}: ${d}`);
+  }
+});
+
+test('a run cancelled in setup: its samples have no RAM counters, the charts are empty and say why', () => {
+  const none = { transferred: 0, total: 0, remaining: 0, throughput: 0, dirtyPagesRate: 0, pass: 0 };
+  const html = page({
+    samples: [sample(3, { status: 'setup', ...none }), sample(9, { status: 'cancelled', ...none })],
+  });
+  assert.equal(seriesPaths(html).size, 0);
+  assert.match(html, /No progress sample had RAM counters/);
+});
+
+test("--on-timeout pause: the guest paused from the timeout to the switchover is marked, not only QEMU's downtime", () => {
+  const { samples, events } = precopyRun();
+  const html = page({
+    samples,
+    events,
+    report: { ...completed, endedBy: 'timeout-pause', pausedAtMs: 600 },
+  });
+  // From 0.6 s to the source stopping for the switchover at 1.578 s: 978 ms, on each chart.
+  const spans = [...html.matchAll(/<rect class="span span-paused"[^>]*><title>([^<]*)</g)];
+  assert.equal(spans.length, 4);
+  assert.match(spans[0]![1]!, /^the source&#39;s guest paused by --on-timeout pause/);
+  assert.match(html, />guest paused 978 ms</);
+  assert.match(
+    html,
+    /<th>Guest paused<\/th><td>978 ms, from 0\.6 s \(--on-timeout pause\) to the switchover/,
+  );
+  assert.doesNotMatch(page({ samples, events, report: completed }), /span-paused/);
+});

@@ -407,8 +407,8 @@ async function checkResult(
   rmSync(join(lab.dir, 'dst.ram'), { force: true });
   await dst.cont();
   await sleep(200, undefined, { signal });
-  const running = (await dst.queryStatus()).status === 'running';
-  return { ...check, running };
+  const runState = (await dst.queryStatus()).status;
+  return { ...check, running: runState === 'running', runState };
 }
 
 type Check = Awaited<ReturnType<typeof checkResult>>;
@@ -588,7 +588,14 @@ export async function runDemo(o: DemoOptions, io: DemoIo, signal?: AbortSignal):
     } else {
       end = await migrate(lab, src, dst, o, progress, signal);
     }
-    const summary = summarize(o, end.info, await checkResult(lab, src, dst, o, signal), end.elapsed);
+    const check = await checkResult(lab, src, dst, o, signal);
+    const summary = summarize(o, end.info, check, end.elapsed);
+    if (end.report) {
+      // The migration's report saw the destination paused (-S, for the check); the guest was
+      // started since, and the summary and the page say where it is as the demo ends.
+      end.report = { ...end.report, destinationRunState: check.runState };
+      if (recorder) recorder.report = end.report;
+    }
     report(summary, o, io, end.report);
     const saved = saveDemoReport(recorder, io);
     return summary.ok && saved ? 0 : 1;

@@ -523,6 +523,7 @@ export async function runMigrate(
     const options = planOptions(flags);
     lib = await load();
     plan = buildPlan(options, flags, lib.parseQmpEndpoint);
+    if (reportPath !== undefined) checkReportClash(reportPath, plan);
   } catch (e) {
     // --json: a usage error is an error line on stdout too, as a preflight failure is (the
     // CLI still writes it to stderr and exits 2).
@@ -584,6 +585,33 @@ export async function runMigrate(
     else view.note(resumeHint(flags));
   }
   return save({ report }, exitCodeOf(report));
+}
+
+/**
+ * The page is renamed over its path at the end: not over the file or socket the stream goes
+ * to (a file: migration's image would be lost), nor over a monitor's socket.
+ * @throws {CliUsageError} when --report names one of them.
+ */
+function checkReportClash(reportPath: string, plan: MigratePlan): void {
+  const main =
+    plan.channels?.find((c) => c['channel-type'] === 'main') ??
+    (plan.uri ? uriToChannel(plan.uri) : undefined);
+  const addr = main?.addr;
+  const stream =
+    addr?.transport === 'file'
+      ? addr.filename
+      : addr?.transport === 'socket' && addr.type === 'unix'
+        ? addr.path
+        : undefined;
+  const clash =
+    stream !== undefined && resolve(stream) === reportPath
+      ? 'is where the migration stream goes'
+      : plan.from.kind === 'unix' && resolve(plan.from.path) === reportPath
+        ? "is --from's monitor"
+        : plan.to.kind === 'unix' && resolve(plan.to.path) === reportPath
+          ? "is --to's monitor"
+          : undefined;
+  if (clash) throw new CliUsageError(`--report ${reportPath} ${clash}: give the page a name of its own`);
 }
 
 /** What the report page says of a run that ended without a report. */
