@@ -370,7 +370,7 @@ export class OutgoingMigration implements OutgoingRun {
       }
       const allSent = await this.#iterateSection(f, ram, slice, window.bytes, budget);
       const t = performance.now();
-      this.#updateCounters(f, ram, counters, t, allSent);
+      this.#updateCounters(f, ram, counters, t);
       if (this.#pendingFits(f, ram, params, counters.bandwidth, allSent)) return false;
     }
   }
@@ -443,9 +443,13 @@ export class OutgoingMigration implements OutgoingRun {
     return allSent;
   }
 
-  /** Bandwidth and pages per second, every BUFFER_DELAY and at the end of each pass (migration_update_counters). */
-  #updateCounters(f: QemuFileWriter, ram: RamSaver, counters: Counters, t: number, allSent: boolean): void {
-    if (t - counters.at < BUFFER_DELAY_MS && !allSent) return;
+  /**
+   * Bandwidth and pages per second over at least BUFFER_DELAY (migration_update_counters):
+   * over the few ms between a burst and a pass's end the rate would come out several times
+   * max-bandwidth, and the switchover would take far more than downtime-limit allows.
+   */
+  #updateCounters(f: QemuFileWriter, ram: RamSaver, counters: Counters, t: number): void {
+    if (t - counters.at < BUFFER_DELAY_MS) return;
     const dt = t - counters.at;
     const written = this.#written(f, ram);
     if (dt > 0) counters.bandwidth = (written - counters.bytes) / dt;
