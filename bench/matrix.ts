@@ -3,6 +3,8 @@
  * one run, interleaved (A B A B ...), and docs/benchmarks.md written from what was measured.
  *   npm run bench -- [--size MiB] [--reps N] [--only REGEX] [--out FILE] [--no-profile] [--no-warmup]
  *   npm run bench:smoke   (64 MiB, one run per row: keeps the harness alive in CI)
+ * Sections besides the migration rows: `postcopy` (bench/postcopy.ts) and `analyze`
+ * (bench/analyze.ts: reading a saved stream), chosen by --only as the rows' ids are.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { quantile } from '../test/helpers/monitors.js';
 import { findQemu } from '../test/helpers/qemu.js';
 import { makePki } from '../test/helpers/tls-certs.js';
+import { type AnalyzeResult, analyzeSection, killAnalyzeRuns } from './analyze.js';
 import {
   type Engine,
   loadFromFile,
@@ -225,6 +228,14 @@ interface PostcopyResult {
 }
 
 const POSTCOPY_ID = 'postcopy';
+/** The socket bandwidths measured before the migrations: transport, connections. */
+const SOCKETS = [
+  ['unix', 1],
+  ['unix', 4],
+  ['tcp', 1],
+  ['tcp', 4],
+] as const;
+const ANALYZE_ID = 'analyze';
 
 interface Result {
   row: Row;
@@ -340,33 +351,44 @@ async function main(): Promise<void> {
       bandwidth: { name: string; bw: Bandwidth }[];
       results: Result[];
       postcopy?: PostcopyResult[];
+      analyze?: AnalyzeResult;
     };
-    const doc = report(saved.results, saved.bandwidth, saved.meta, saved.postcopy ?? []);
+    const doc = report(saved.results, saved.bandwidth, saved.meta, saved.postcopy ?? [], saved.analyze);
     writeFileSync(opt.report.replace(/\.json$/, '.md'), doc);
     console.log(doc);
     return;
   }
   const selected = rows().filter((r) => !opt.only || new RegExp(opt.only).test(r.id));
   const withPostcopy = !opt.only || new RegExp(opt.only).test(POSTCOPY_ID);
-  if (selected.length === 0 && !withPostcopy) throw new Error(`no row matches --only ${opt.only}`);
+  const withAnalyze = !opt.only || new RegExp(opt.only).test(ANALYZE_ID);
+  const migrations = selected.length > 0 || withPostcopy;
+  if (!migrations && !withAnalyze) throw new Error(`no row matches --only ${opt.only}`);
   const q = findQemu('10.0');
-  if (!('path' in q)) throw new Error(`QEMU 10.0 not found: ${q.missing}; run npm run setup:qemu`);
-  const qemuVersion = execFileSync(q.path, [...q.args, '--version'], { env: q.env, encoding: 'utf8' }).split(
-    '\n',
-  )[0];
+  // The analyze section alone can do without QEMU (qmigrate vm writes its file then, and says so).
+  if (!('path' in q) && migrations)
+    throw new Error(`QEMU 10.0 not found: ${q.missing}; run npm run setup:qemu`);
+  const qemuVersion =
+    'path' in q
+      ? execFileSync(q.path, [...q.args, '--version'], { env: q.env, encoding: 'utf8' }).split('\n')[0]
+      : `no QEMU 10.0 (${q.missing})`;
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const dir = mkdtempSync(join(base, 'qmigrate-bench-'));
   const started = new Date();
   const results: Result[] = [];
   const postcopy: PostcopyResult[] = [];
+  let analyze: AnalyzeResult | undefined;
   const bandwidth: { name: string; bw: Bandwidth }[] = [];
+  // Ctrl-C or SIGTERM: the temporary directory goes too (its files can be GiBs in /dev/shm).
+  const onSignal = (sig: NodeJS.Signals) => {
+    killAnalyzeRuns();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
-    for (const [transport, streams] of [
-      ['unix', 1],
-      ['unix', 4],
-      ['tcp', 1],
-      ['tcp', 4],
-    ] as const) {
+    // The sockets' ceiling matters to the migrations only.
+    for (const [transport, streams] of migrations ? SOCKETS : []) {
       // The median of REPS runs: a socket's speed varies from run to run as much as a migration's.
       const runs: Bandwidth[] = [];
       for (let i = 0; i < Math.max(REPS, 1); i++)
@@ -397,7 +419,13 @@ async function main(): Promise<void> {
     }
     if (PROFILE) await profileSlowRows(results, bandwidth, dir, images);
     if (withPostcopy) postcopy.push(...(await postcopyRows(dir)));
+    if (withAnalyze)
+      analyze = await analyzeSection(dir, MIB, REPS, 'path' in q ? undefined : q.missing, (l) =>
+        console.error(l),
+      );
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     rmSync(dir, { recursive: true, force: true });
   }
   const meta: Meta = {
@@ -417,9 +445,9 @@ async function main(): Promise<void> {
   // The raw samples next to the report: the report can be written again from them (--report).
   writeFileSync(
     `${out.replace(/\.md$/, '')}.json`,
-    `${JSON.stringify({ meta, bandwidth, results, postcopy }, null, 1)}\n`,
+    `${JSON.stringify({ meta, bandwidth, results, postcopy, analyze }, null, 1)}\n`,
   );
-  const doc = report(results, bandwidth, meta, postcopy);
+  const doc = report(results, bandwidth, meta, postcopy, analyze);
   writeFileSync(out, doc);
   console.log(doc);
   console.error(`written to ${out}`);
@@ -440,6 +468,11 @@ async function main(): Promise<void> {
             : s.converged;
         if (bad) throw new Error(`postcopy ${r.engine} ${r.mode}: implausible sample ${JSON.stringify(s)}`);
       }
+    }
+    for (const t of analyze?.tools ?? []) {
+      // Each tool that could run ran every rep (a failed run throws in analyzeSection).
+      if (!t.unavailable && (t.runs.length !== REPS || !t.runs.every((r) => r.ms > 0)))
+        throw new Error(`analyze ${t.label}: implausible runs ${JSON.stringify(t.runs)}`);
     }
   }
 }
@@ -505,6 +538,35 @@ function postcopyReport(results: PostcopyResult[]): string[] {
     L.push(
       `| ${name} | ${r.mode} | ${result} | ${conv ? fmt(med((s) => (s.converged ? s.total : undefined))) : '–'} | ${fmt(med((s) => s.downtime))} | ${fmt(med((s) => s.blocktime))} | ${fmt(med((s) => s.requests))} | ${mib(med((s) => s.postcopyBytes))} |`,
     );
+  }
+  return L;
+}
+
+/** The analyze section of the report. */
+function analyzeReport(a: AnalyzeResult, reps: number): string[] {
+  const mb = (a.fileBytes / 1e6).toFixed(0);
+  const fallback = a.fallback
+    ? ` **QEMU 10.0 was not available (${a.fallback}), so qmigrate vm wrote the file: \`npm run setup:qemu\` for QEMU's own.**`
+    : '';
+  const L: string[] = [];
+  L.push('');
+  L.push('## Reading a saved stream: qmigrate analyze and analyze-migration.py');
+  L.push('');
+  L.push(
+    `The file: a ${a.guestMib} MiB \`-machine none\` guest whose RAM is a third zero pages, a third pages filled with one byte, a third random (test/helpers/guest.ts \`writeMixedImage\`), saved by ${a.writer} with \`migrate\` to \`file:\`: ${a.fileBytes} bytes (${mb} MB).${fallback} Each command read it ${reps} time${reps > 1 ? 's' : ''}, interleaved (A B C D A B C D ...), its standard output to a file; the stream file sits in tmpfs, so no run reads the disk. Time = wall time from spawn to exit (Node's or Python's start included); MB/s = file size / time; peak RSS = ${a.rssBy}. Medians; peak RSS the maximum. The script is QEMU 10.0's own \`scripts/analyze-migration.py\` (\`npm run setup:qemu\` fetches it) under python3; \`-x\` writes each RAM block into its working directory, as \`--dump-ram DIR\` does into DIR.`,
+  );
+  L.push('');
+  L.push('| command | time (ms) | MB/s | peak RSS (MiB) |');
+  L.push('| --- | --- | --- | --- |');
+  for (const t of a.tools) {
+    if (t.unavailable || !t.runs.length) {
+      L.push(`| \`${t.command}\` | not run: ${t.unavailable ?? 'no runs'} | | |`);
+      continue;
+    }
+    const ms = median(t.runs.map((r) => r.ms));
+    const rss = t.runs.every((r) => r.rss !== undefined) ? max(t.runs.map((r) => r.rss!)) : undefined;
+    const mbps = (a.fileBytes / 1e6 / (ms / 1000)).toFixed(0);
+    L.push(`| \`${t.command}\` | ${ms.toFixed(0)} | ${mbps} | ${mib(rss)} |`);
   }
   return L;
 }
@@ -597,7 +659,22 @@ function report(
   bandwidth: { name: string; bw: Bandwidth }[],
   meta: Meta,
   postcopy: PostcopyResult[],
+  analyze?: AnalyzeResult,
 ): string {
+  // --only '^analyze$': the section alone, without the migrations' set-up and notes.
+  if (!results.length && !bandwidth.length && !postcopy.length && analyze) {
+    return [
+      "# Benchmarks: reading a saved stream, qmigrate analyze and QEMU 10.0's analyze-migration.py",
+      '',
+      `Written by \`${meta.command}\` on ${meta.started.slice(0, 10)}; do not edit by hand.`,
+      '',
+      `Machine: ${meta.machine}, ${meta.qemuVersion}.`,
+      ...analyzeReport(analyze, meta.reps),
+      '',
+    ]
+      .join('\n')
+      .replaceAll(root, '');
+  }
   const MIB = meta.mib;
   const REPS = meta.reps;
   const WARMUP = meta.warmup;
@@ -703,6 +780,7 @@ function report(
       }
     }
   }
+  if (analyze) L.push(...analyzeReport(analyze, REPS));
   const notes = join(root, 'bench/notes.md');
   if (existsSync(notes)) {
     L.push('');
