@@ -11,6 +11,7 @@ import {
   mkdtempSync,
   openSync,
   readFileSync,
+  readSync,
   rmSync,
   statSync,
 } from 'node:fs';
@@ -163,12 +164,35 @@ interface ToolSpec {
   check: (out: string, work: string) => void;
 }
 
-function toolSpecs(mib: number): ToolSpec[] {
+/**
+ * Checks that a RAM dump holds the guest's RAM, read 16 MiB at a time.
+ * @throws {Error} when it is missing, of another size, or differs.
+ */
+function sameContent(path: string, image: string): void {
+  if (!existsSync(path)) throw new Error(`${path} was not written`);
+  const [n, want] = [statSync(path).size, statSync(image).size];
+  if (n !== want) throw new Error(`${path}: ${n} bytes, the guest has ${want}`);
+  const [a, b] = [openSync(path, 'r'), openSync(image, 'r')];
+  const [x, y] = [Buffer.alloc(16 << 20), Buffer.alloc(16 << 20)];
+  try {
+    for (let pos = 0; ; pos += x.length) {
+      const got = readSync(a, x, 0, x.length, pos);
+      readSync(b, y, 0, y.length, pos);
+      if (got === 0) return;
+      if (!x.subarray(0, got).equals(y.subarray(0, got)))
+        throw new Error(`${path} differs from the guest's RAM in the 16 MiB at ${pos}`);
+    }
+  } finally {
+    closeSync(a);
+    closeSync(b);
+  }
+}
+
+/** The tools; `image` is the guest's RAM, what a RAM dump must equal. */
+function toolSpecs(mib: number, image: string): ToolSpec[] {
   const bytes = mib << 20;
-  const sized = (path: string) => {
-    const n = existsSync(path) ? statSync(path).size : -1;
-    if (n !== bytes) throw new Error(`${path}: ${n} bytes, the guest has ${bytes}`);
-  };
+  // A size alone proves little: the script sizes its file before it reads a page.
+  const dumped = (path: string) => sameContent(path, image);
   const missing = scriptMissing();
   return [
     {
@@ -189,7 +213,7 @@ function toolSpecs(mib: number): ToolSpec[] {
         runs: [],
       },
       argv: (f, out) => [process.execPath, bin, 'analyze', f, '--dump-ram', join(out, 'dump')],
-      check: (out) => sized(join(out, 'dump', 'm0')),
+      check: (out) => dumped(join(out, 'dump', 'm0')),
     },
     {
       tool: {
@@ -213,7 +237,7 @@ function toolSpecs(mib: number): ToolSpec[] {
         unavailable: missing,
       },
       argv: (f) => ['python3', SCRIPT, '-x', '-f', f],
-      check: (out) => sized(join(out, 'm0')),
+      check: (out) => dumped(join(out, 'm0')),
     },
   ];
 }
@@ -239,10 +263,9 @@ export async function analyzeSection(
     const file = join(sub, 'saved.mig');
     const engine = qemuMissing ? 'qmigrate' : 'qemu';
     await saveToFile(engine, sub, mib, image, file);
-    rmSync(image);
     const fileBytes = statSync(file).size;
     log(`analyze: ${fileBytes} bytes written by ${engine}`);
-    const specs = toolSpecs(mib);
+    const specs = toolSpecs(mib, image);
     const work = join(sub, 'work');
     mkdirSync(work);
     for (let i = 0; i < reps; i++) {
