@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -139,6 +140,34 @@ test('Ctrl-C while a pipe is read: exit 130, the dump files it had started remov
   child.kill('SIGINT');
   assert.equal(await exited, 130);
   assert.deepEqual(readdirSync(dir), []);
+});
+
+test('a FIFO as FILE: read once, through one open (a second open waited for a writer gone with EPIPE)', async (t) => {
+  const fifo = join(tempDir(t), 'vm.fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'analyze', fifo], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  t.after(() => {
+    clearTimeout(timer);
+    child.kill('SIGKILL');
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  // As `cat vm.mig > vm.fifo`: the writer opens and writes at once.
+  const writer = await open(fifo, 'w');
+  await writer.writeFile(readFileSync(SAMPLE)).catch(() => undefined);
+  await writer.close();
+  assert.equal(await exited, 0, stderr);
+  assert.equal(JSON.parse(stdout).size, 1086305);
 });
 
 test('analyze --help: what it prints, and examples', () => {

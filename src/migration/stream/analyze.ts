@@ -5,7 +5,6 @@
  * is migration/savevm.c's (framing), migration/ram.c's (RAM, incl. mapped-ram) and the VM
  * description's (device fields, vmdesc.ts). Errors are StreamErrors with offset and section.
  */
-import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { readBe64 } from '../../util/be64.js';
@@ -476,16 +475,22 @@ export async function analyzeFile(
 ): Promise<StreamAnalysis> {
   const fh = await open(path, 'r');
   let vmdesc: VmDescription | undefined;
+  let input: Readable;
   try {
-    const { size } = await fh.stat();
-    const n = Math.min(size, TAIL);
-    const tail = Buffer.alloc(n);
-    await fh.read(tail, 0, n, size - n);
-    vmdesc = findDescriptionInTail(tail, size - n);
-  } finally {
+    const st = await fh.stat();
+    // A FIFO or a device is read once, through this same open: opening a FIFO again would
+    // wait for a writer that has already gone (and the writer dies when the first reader closes).
+    if (st.isFile()) {
+      const n = Math.min(st.size, TAIL);
+      const tail = Buffer.alloc(n);
+      await fh.read(tail, 0, n, st.size - n);
+      vmdesc = findDescriptionInTail(tail, st.size - n);
+    }
+    input = fh.createReadStream({ highWaterMark: 1 << 20, ...(st.isFile() ? { start: 0 } : {}) });
+  } catch (e) {
     await fh.close();
+    throw e;
   }
-  const input = createReadStream(path, { highWaterMark: 1 << 20 });
   const reader = new QemuFileReader(input);
   // Ctrl-C on a multi-GiB file: the walk's next wait throws the reason.
   const stop = () => reader.fail(signal!.reason);
