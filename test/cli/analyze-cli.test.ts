@@ -170,6 +170,25 @@ test('a FIFO as FILE: read once, through one open (a second open waited for a wr
   assert.equal(JSON.parse(stdout).size, 1086305);
 });
 
+test('a corrupt ram version and a section name with control characters: the true offset, one plain line', (t) => {
+  const dir = tempDir(t);
+  const version = readFileSync(SAMPLE);
+  version[30] = 0xff; // the first byte of the ram START's version_id (bytes 30-33)
+  writeFileSync(join(dir, 'v.mig'), version);
+  const r = run([join(dir, 'v.mig')]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /: at byte 30 \(section ram\): ram: version 4278190084 \(want 4\)\n$/);
+  // The timer section's name (5 bytes from 1085299) becomes "t\n\x1b[1".
+  const name = readFileSync(SAMPLE);
+  Buffer.from('t\n\x1b[1', 'latin1').copy(name, 1085300);
+  writeFileSync(join(dir, 'n.mig'), name);
+  const n = run([join(dir, 'n.mig')]);
+  assert.equal(n.status, 1);
+  assert.equal(n.stderr.split('\n').length, 2, n.stderr);
+  assert.ok(!n.stderr.includes('\x1b'), 'no raw escape');
+  assert.match(n.stderr, /\(section t\\x0a\\x1b\[1\)/);
+});
+
 test('analyze --help: what it prints, and examples', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', entry, 'analyze', '--help'], {
     encoding: 'utf8',

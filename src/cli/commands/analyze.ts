@@ -119,10 +119,21 @@ async function analyzePipe(
   }
 }
 
+/**
+ * Control characters (a newline, a terminal escape) of names a corrupt stream carries, as
+ * `\xHH`, so the error stays one line and cannot drive the terminal.
+ */
+function printable(s: string): string {
+  return Array.from(s, (c) => {
+    const k = c.charCodeAt(0);
+    return k < 0x20 || (k >= 0x7f && k < 0xa0) ? `\\x${k.toString(16).padStart(2, '0')}` : c;
+  }).join('');
+}
+
 /** The one line a failure prints (without the `qmigrate analyze: FILE: ` prefix). */
 function describe(e: unknown): string | undefined {
   if (e instanceof StreamError)
-    return `at byte ${e.offset}${e.section ? ` (section ${e.section})` : ''}: ${e.message}`;
+    return printable(`at byte ${e.offset}${e.section ? ` (section ${e.section})` : ''}: ${e.message}`);
   const sys = e as NodeJS.ErrnoException;
   if (typeof sys?.code === 'string' && typeof sys.syscall === 'string') {
     const what = sys.path ? ` ${sys.path}` : '';

@@ -295,7 +295,11 @@ async function readPayload(w: Walk, rec: SectionRecord): Promise<void> {
   const { r, out, opts } = w;
   if (rec.idstr === 'ram' && rec['instance-id'] === 0) {
     if (rec['version-id'] !== 4)
-      throw new StreamError(`ram: version ${rec['version-id']} (want 4)`, r.offset);
+      throw new StreamError(
+        `ram: version ${rec['version-id']} (want 4)`,
+        // A START or FULL header ends with the version; a PART/END has none of its own.
+        rec.kind === 'start' || rec.kind === 'full' ? r.offset - 4 : rec.offset,
+      );
     if (rec.kind === 'start' || rec.kind === 'full') {
       if (out.ram) throw new StreamError('a second START of section ram', rec.offset);
       await r.need(8, 'the RAM block list');
