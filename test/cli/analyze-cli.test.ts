@@ -4,7 +4,17 @@
 // output as exit 141, and --help with examples.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -187,6 +197,22 @@ test('a corrupt ram version and a section name with control characters: the true
   assert.equal(n.stderr.split('\n').length, 2, n.stderr);
   assert.ok(!n.stderr.includes('\x1b'), 'no raw escape');
   assert.match(n.stderr, /\(section t\\x0a\\x1b\[1\)/);
+});
+
+test('--dump-ram: files 0600; a symlink in DIR is refused, its target untouched', (t) => {
+  const dir = tempDir(t);
+  const fresh = join(dir, 'fresh');
+  assert.equal(run([SAMPLE, '--dump-ram', fresh]).status, 0);
+  assert.equal(statSync(join(fresh, 'm0')).mode & 0o777, 0o600);
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious');
+  const ram = join(dir, 'ram');
+  mkdirSync(ram);
+  symlinkSync(victim, join(ram, 'm0'));
+  const r = run([SAMPLE, '--dump-ram', ram]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot open .*m0: Too many levels of symbolic links\n$/);
+  assert.equal(readFileSync(victim, 'utf8'), 'precious');
 });
 
 test('analyze --help: what it prints, and examples', () => {

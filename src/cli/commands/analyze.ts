@@ -4,7 +4,16 @@
  * scripts/analyze-migration.py (`-f FILE`, and `-x` for --dump-ram). A wrong stream is one
  * line with the byte offset and section, exit 1.
  */
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
@@ -67,7 +76,13 @@ export class RamDumper implements RamSink {
 
   block(index: number, name: string, length: number): void {
     const path = join(this.#dir, ramFileName(name));
-    const fd = openSync(path, 'w');
+    // Guest memory: 0600, as qmigrate's other guest-memory files; a symlink left in DIR is
+    // refused (ELOOP), never followed to a file outside it.
+    const fd = openSync(
+      path,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+      0o600,
+    );
     this.#fds[index] = fd;
     this.files.push(path);
     ftruncateSync(fd, length);
