@@ -109,3 +109,30 @@ test('zero-page records spread one per 256 MiB of a huge block: refused early, n
   const small = await analyzeBuffer(scattered(100));
   assert.equal(small.ram?.blocks[0]?.zero, 100);
 });
+
+test('a VM description with nested arrays of zero-size fields: refused at a bound, not looped until the heap runs out', async () => {
+  const data = qemu10.bytes;
+  const whole = await analyzeBuffer(data);
+  const at = whole.vmdescription!.offset;
+  const zeroSized = { name: 'b', type: 'uint8', size: 0, array_len: 1 << 20 };
+  const desc = {
+    devices: [
+      {
+        name: 'timer',
+        instance_id: 0,
+        fields: [{ name: 'a', type: 'struct', size: 0, array_len: 1 << 20, struct: { fields: [zeroSized] } }],
+      },
+    ],
+  };
+  const json = Buffer.from(JSON.stringify(desc));
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(json.length);
+  const crafted = Buffer.concat([data.subarray(0, at + 1), len, json]);
+  const timer = whole.sections.find((s) => s.idstr === 'timer')!;
+  await assert.rejects(analyzeBuffer(crafted), (e: Error & { offset?: number; section?: string }) => {
+    assert.equal(e.message, 'more than 1048576 values in one section by the VM description');
+    assert.equal(e.section, 'timer');
+    assert.ok(e.offset! > timer.offset && e.offset! < timer.offset + timer.length, `at ${e.offset}`);
+    return true;
+  });
+});
