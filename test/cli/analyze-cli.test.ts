@@ -215,6 +215,24 @@ test('--dump-ram: files 0600; a symlink in DIR is refused, its target untouched'
   assert.equal(readFileSync(victim, 'utf8'), 'precious');
 });
 
+test('a FIFO nobody writes to: Ctrl-C ends the wait for a writer (exit 130)', async (t) => {
+  const fifo = join(tempDir(t), 'vm.fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'analyze', fifo], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  t.after(() => {
+    clearTimeout(timer);
+    child.kill('SIGKILL');
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  // Started and waiting in open(): tsx's start takes about a second here.
+  await new Promise((r) => setTimeout(r, 3000));
+  child.kill('SIGINT');
+  assert.equal(await exited, 130);
+});
+
 test('analyze --help: what it prints, and examples', () => {
   const r = spawnSync(process.execPath, ['--import', 'tsx', entry, 'analyze', '--help'], {
     encoding: 'utf8',

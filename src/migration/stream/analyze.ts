@@ -5,7 +5,8 @@
  * is migration/savevm.c's (framing), migration/ram.c's (RAM, incl. mapped-ram) and the VM
  * description's (device fields, vmdesc.ts). Errors are StreamErrors with offset and section.
  */
-import { open } from 'node:fs/promises';
+import { closeSync, constants, openSync } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { readBe64 } from '../../util/be64.js';
 import { RAM_SAVE_FLAG_MEM_SIZE } from '../ram.js';
@@ -466,6 +467,34 @@ export async function analyzeBuffer(data: Buffer, sink?: RamSink): Promise<Strea
 const TAIL = 16 << 20;
 
 /**
+ * Opens `path` for reading. A FIFO's open waits for a writer in a worker thread that nothing
+ * interrupts, so on `signal` a writer end is opened and closed at once (non-blocking), which
+ * ends the wait; the open then fails with the signal's reason.
+ */
+async function openCancellable(path: string, signal?: AbortSignal): Promise<FileHandle> {
+  const fifo = signal !== undefined && (await stat(path).catch(() => undefined))?.isFIFO();
+  const wake = () => {
+    try {
+      closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // No reader waits any more (the open has just returned).
+    }
+  };
+  if (fifo) signal.addEventListener('abort', wake, { once: true });
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } finally {
+    if (fifo) signal.removeEventListener('abort', wake);
+  }
+  if (signal?.aborted) {
+    await fh.close();
+    throw signal.reason;
+  }
+  return fh;
+}
+
+/**
  * Analyses a saved stream file: first its VM description from the file's end, then the walk
  * in 1 MiB reads.
  * @param sink receives the pages (--dump-ram).
@@ -477,7 +506,7 @@ export async function analyzeFile(
   sink?: RamSink,
   signal?: AbortSignal,
 ): Promise<StreamAnalysis> {
-  const fh = await open(path, 'r');
+  const fh = await openCancellable(path, signal);
   let vmdesc: VmDescription | undefined;
   let input: Readable;
   try {
