@@ -4,7 +4,18 @@
 // output as exit 141, and --help with examples.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
@@ -139,6 +150,87 @@ test('Ctrl-C while a pipe is read: exit 130, the dump files it had started remov
   child.kill('SIGINT');
   assert.equal(await exited, 130);
   assert.deepEqual(readdirSync(dir), []);
+});
+
+test('a FIFO as FILE: read once, through one open (a second open waited for a writer gone with EPIPE)', async (t) => {
+  const fifo = join(tempDir(t), 'vm.fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'analyze', fifo], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  t.after(() => {
+    clearTimeout(timer);
+    child.kill('SIGKILL');
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  // As `cat vm.mig > vm.fifo`: the writer opens and writes at once.
+  const writer = await open(fifo, 'w');
+  await writer.writeFile(readFileSync(SAMPLE)).catch(() => undefined);
+  await writer.close();
+  assert.equal(await exited, 0, stderr);
+  assert.equal(JSON.parse(stdout).size, 1086305);
+});
+
+test('a corrupt ram version and a section name with control characters: the true offset, one plain line', (t) => {
+  const dir = tempDir(t);
+  const version = readFileSync(SAMPLE);
+  version[30] = 0xff; // the first byte of the ram START's version_id (bytes 30-33)
+  writeFileSync(join(dir, 'v.mig'), version);
+  const r = run([join(dir, 'v.mig')]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /: at byte 30 \(section ram\): ram: version 4278190084 \(want 4\)\n$/);
+  // The timer section's name (5 bytes from 1085299) becomes "t\n\x1b[1".
+  const name = readFileSync(SAMPLE);
+  Buffer.from('t\n\x1b[1', 'latin1').copy(name, 1085300);
+  writeFileSync(join(dir, 'n.mig'), name);
+  const n = run([join(dir, 'n.mig')]);
+  assert.equal(n.status, 1);
+  assert.equal(n.stderr.split('\n').length, 2, n.stderr);
+  assert.ok(!n.stderr.includes('\x1b'), 'no raw escape');
+  assert.match(n.stderr, /\(section t\\x0a\\x1b\[1\)/);
+});
+
+test('--dump-ram: files 0600; a symlink in DIR is refused, its target untouched', (t) => {
+  const dir = tempDir(t);
+  const fresh = join(dir, 'fresh');
+  assert.equal(run([SAMPLE, '--dump-ram', fresh]).status, 0);
+  assert.equal(statSync(join(fresh, 'm0')).mode & 0o777, 0o600);
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious');
+  const ram = join(dir, 'ram');
+  mkdirSync(ram);
+  symlinkSync(victim, join(ram, 'm0'));
+  const r = run([SAMPLE, '--dump-ram', ram]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /cannot open .*m0: Too many levels of symbolic links\n$/);
+  assert.equal(readFileSync(victim, 'utf8'), 'precious');
+});
+
+test('a FIFO nobody writes to: Ctrl-C ends the wait for a writer (exit 130)', async (t) => {
+  const fifo = join(tempDir(t), 'vm.fifo');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'analyze', fifo], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  t.after(() => {
+    clearTimeout(timer);
+    child.kill('SIGKILL');
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  // Started and waiting in open(): tsx's start takes about a second here.
+  await new Promise((r) => setTimeout(r, 3000));
+  child.kill('SIGINT');
+  assert.equal(await exited, 130);
 });
 
 test('analyze --help: what it prints, and examples', () => {

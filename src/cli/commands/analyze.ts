@@ -4,7 +4,16 @@
  * scripts/analyze-migration.py (`-f FILE`, and `-x` for --dump-ram). A wrong stream is one
  * line with the byte offset and section, exit 1.
  */
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
@@ -67,7 +76,13 @@ export class RamDumper implements RamSink {
 
   block(index: number, name: string, length: number): void {
     const path = join(this.#dir, ramFileName(name));
-    const fd = openSync(path, 'w');
+    // Guest memory: 0600, as qmigrate's other guest-memory files; a symlink left in DIR is
+    // refused (ELOOP), never followed to a file outside it.
+    const fd = openSync(
+      path,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+      0o600,
+    );
     this.#fds[index] = fd;
     this.files.push(path);
     ftruncateSync(fd, length);
@@ -119,10 +134,21 @@ async function analyzePipe(
   }
 }
 
+/**
+ * Control characters (a newline, a terminal escape) of names a corrupt stream carries, as
+ * `\xHH`, so the error stays one line and cannot drive the terminal.
+ */
+function printable(s: string): string {
+  return Array.from(s, (c) => {
+    const k = c.charCodeAt(0);
+    return k < 0x20 || (k >= 0x7f && k < 0xa0) ? `\\x${k.toString(16).padStart(2, '0')}` : c;
+  }).join('');
+}
+
 /** The one line a failure prints (without the `qmigrate analyze: FILE: ` prefix). */
 function describe(e: unknown): string | undefined {
   if (e instanceof StreamError)
-    return `at byte ${e.offset}${e.section ? ` (section ${e.section})` : ''}: ${e.message}`;
+    return printable(`at byte ${e.offset}${e.section ? ` (section ${e.section})` : ''}: ${e.message}`);
   const sys = e as NodeJS.ErrnoException;
   if (typeof sys?.code === 'string' && typeof sys.syscall === 'string') {
     const what = sys.path ? ` ${sys.path}` : '';

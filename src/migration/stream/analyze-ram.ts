@@ -22,6 +22,12 @@ const PAGE = TARGET_PAGE_SIZE;
 /** Pages per lazily made piece of a block's page map (a corrupt length allocates nothing). */
 const PIECE = 1 << 16;
 const MAX_BLOCKS = 4096;
+/**
+ * Page-map bytes allowed beyond 8 per stream byte read: a saved stream sends a block's pages
+ * in order (about 9 stream bytes per zero page, 0.14 map bytes), so only a crafted one, with
+ * one record per piece of a huge block, could make 9 bytes cost 64 KiB.
+ */
+const MAP_SLACK = 64 << 20;
 
 /** Receives the pages of a stream (qmigrate analyze --dump-ram). */
 export interface RamSink {
@@ -69,6 +75,8 @@ interface BlockState {
   index: number;
   /** Per page: 0 never sent, 1 zero, 2 data; in pieces of PIECE pages. */
   pages: Map<number, Uint8Array>;
+  /** Pieces made for all blocks of the stream (one object, shared). */
+  pieces: { n: number };
 }
 
 /** Per stream, kept across chunks (the block of the last record, for CONTINUE). */
@@ -119,7 +127,7 @@ export async function analyzeRam(
     const b = await blockOf(r, st, flags, at);
     if (addr + PAGE > b.info.length)
       throw new StreamError(`Illegal RAM offset 0x${addr.toString(16)} in block ${b.info.name}`, at);
-    const before = mark(b, addr / PAGE, kind === RAM_SAVE_FLAG_ZERO ? 1 : 2);
+    const before = mark(b, addr / PAGE, kind === RAM_SAVE_FLAG_ZERO ? 1 : 2, at);
     b.info.records++;
     const size = kind === RAM_SAVE_FLAG_ZERO ? 1 : PAGE;
     if (r.available < size) await r.need(size, kind === RAM_SAVE_FLAG_ZERO ? 'a zero page' : 'a page');
@@ -155,11 +163,22 @@ async function blockOf(
   return b;
 }
 
-/** Marks page `p` of `b` as `v`; returns what it was, and counts a first touch. */
-function mark(b: BlockState, p: number, v: number): number {
+/**
+ * Marks page `p` of `b` as `v`; returns what it was, and counts a first touch.
+ * @param at the record's stream offset (what the map may cost grows with it).
+ * @throws {StreamError} when the records are spread so thinly that the map would cost far
+ * more than the stream (a crafted file; a saved one never comes near).
+ */
+function mark(b: BlockState, p: number, v: number, at: number): number {
   const key = Math.floor(p / PIECE);
   let piece = b.pages.get(key);
   if (!piece) {
+    if ((b.pieces.n + 1) * PIECE > MAP_SLACK + 8 * at)
+      throw new StreamError(
+        `page records spread over ${b.pieces.n + 1} separate ${(PIECE * PAGE) >> 20} MiB regions of RAM in ${at} bytes of stream: not a saved stream`,
+        at,
+      );
+    b.pieces.n++;
     piece = new Uint8Array(PIECE);
     b.pages.set(key, piece);
   }
@@ -192,7 +211,12 @@ async function readBlockList(
     if (blocks.some((b) => b.info.name === name)) throw new StreamError(`RAM block ${name} listed twice`, at);
     left -= length;
     const info: RamBlockInfo = { name, length, normal: 0, zero: 0, 'distinct-pages': 0, records: 0 };
-    const b: BlockState = { info, index: blocks.length, pages: new Map() };
+    const b: BlockState = {
+      info,
+      index: blocks.length,
+      pages: new Map(),
+      pieces: blocks[0]?.pieces ?? { n: 0 },
+    };
     blocks.push(b);
     ram.blocks.push(info);
     await sink?.block(blocks.length - 1, name, length);
@@ -249,7 +273,7 @@ async function readMappedRam(r: QemuFileReader, b: BlockState, index: number, si
     }
     await skipTo(r, pagesOffset + addr, `the mapped-ram pages of ${name}`);
     await r.need(PAGE, `a mapped-ram page of ${name}`);
-    mark(b, p, 2);
+    mark(b, p, 2, r.offset);
     b.info.normal++;
     b.info.records++;
     if (scratch && sink) {

@@ -5,8 +5,8 @@
  * is migration/savevm.c's (framing), migration/ram.c's (RAM, incl. mapped-ram) and the VM
  * description's (device fields, vmdesc.ts). Errors are StreamErrors with offset and section.
  */
-import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, constants, openSync } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { readBe64 } from '../../util/be64.js';
 import { RAM_SAVE_FLAG_MEM_SIZE } from '../ram.js';
@@ -296,7 +296,11 @@ async function readPayload(w: Walk, rec: SectionRecord): Promise<void> {
   const { r, out, opts } = w;
   if (rec.idstr === 'ram' && rec['instance-id'] === 0) {
     if (rec['version-id'] !== 4)
-      throw new StreamError(`ram: version ${rec['version-id']} (want 4)`, r.offset);
+      throw new StreamError(
+        `ram: version ${rec['version-id']} (want 4)`,
+        // A START or FULL header ends with the version; a PART/END has none of its own.
+        rec.kind === 'start' || rec.kind === 'full' ? r.offset - 4 : rec.offset,
+      );
     if (rec.kind === 'start' || rec.kind === 'full') {
       if (out.ram) throw new StreamError('a second START of section ram', rec.offset);
       await r.need(8, 'the RAM block list');
@@ -463,6 +467,34 @@ export async function analyzeBuffer(data: Buffer, sink?: RamSink): Promise<Strea
 const TAIL = 16 << 20;
 
 /**
+ * Opens `path` for reading. A FIFO's open waits for a writer in a worker thread that nothing
+ * interrupts, so on `signal` a writer end is opened and closed at once (non-blocking), which
+ * ends the wait; the open then fails with the signal's reason.
+ */
+async function openCancellable(path: string, signal?: AbortSignal): Promise<FileHandle> {
+  const fifo = signal !== undefined && (await stat(path).catch(() => undefined))?.isFIFO();
+  const wake = () => {
+    try {
+      closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // No reader waits any more (the open has just returned).
+    }
+  };
+  if (fifo) signal.addEventListener('abort', wake, { once: true });
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } finally {
+    if (fifo) signal.removeEventListener('abort', wake);
+  }
+  if (signal?.aborted) {
+    await fh.close();
+    throw signal.reason;
+  }
+  return fh;
+}
+
+/**
  * Analyses a saved stream file: first its VM description from the file's end, then the walk
  * in 1 MiB reads.
  * @param sink receives the pages (--dump-ram).
@@ -474,18 +506,24 @@ export async function analyzeFile(
   sink?: RamSink,
   signal?: AbortSignal,
 ): Promise<StreamAnalysis> {
-  const fh = await open(path, 'r');
+  const fh = await openCancellable(path, signal);
   let vmdesc: VmDescription | undefined;
+  let input: Readable;
   try {
-    const { size } = await fh.stat();
-    const n = Math.min(size, TAIL);
-    const tail = Buffer.alloc(n);
-    await fh.read(tail, 0, n, size - n);
-    vmdesc = findDescriptionInTail(tail, size - n);
-  } finally {
+    const st = await fh.stat();
+    // A FIFO or a device is read once, through this same open: opening a FIFO again would
+    // wait for a writer that has already gone (and the writer dies when the first reader closes).
+    if (st.isFile()) {
+      const n = Math.min(st.size, TAIL);
+      const tail = Buffer.alloc(n);
+      await fh.read(tail, 0, n, st.size - n);
+      vmdesc = findDescriptionInTail(tail, st.size - n);
+    }
+    input = fh.createReadStream({ highWaterMark: 1 << 20, ...(st.isFile() ? { start: 0 } : {}) });
+  } catch (e) {
     await fh.close();
+    throw e;
   }
-  const input = createReadStream(path, { highWaterMark: 1 << 20 });
   const reader = new QemuFileReader(input);
   // Ctrl-C on a multi-GiB file: the walk's next wait throws the reason.
   const stop = () => reader.fail(signal!.reason);

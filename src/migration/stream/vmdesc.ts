@@ -69,6 +69,11 @@ const INT_TYPES: Record<string, boolean> = {
 const MAX_FIELD_BYTES = 64 << 20;
 const MAX_DEPTH = 32;
 const MAX_ARRAY = 1 << 20;
+/**
+ * Values decoded per device section: zero-size fields consume no stream bytes, so nested
+ * arrays of them (1M x 1M) would otherwise loop and grow the output until the heap runs out.
+ */
+const MAX_VALUES = 1 << 20;
 
 /**
  * Checks the description's outer shape (a corrupt stream may carry any JSON there).
@@ -112,10 +117,17 @@ export async function readStruct(
   desc: StructDesc,
   section: string,
   depth = 0,
+  budget = { values: 0 },
 ): Promise<{ [name: string]: FieldValue }> {
   if (depth > MAX_DEPTH) throw new StreamError('the VM description nests too deep', r.offset, section);
   const out: { [name: string]: FieldValue } = {};
   const add = (name: string, v: FieldValue) => {
+    if (++budget.values > MAX_VALUES)
+      throw new StreamError(
+        `more than ${MAX_VALUES} values in one section by the VM description`,
+        r.offset,
+        section,
+      );
     if (!(name in out)) out[name] = v;
     else if (Array.isArray(out[name])) (out[name] as FieldValue[]).push(v);
     else out[name] = [out[name]!, v];
@@ -127,7 +139,7 @@ export async function readStruct(
     // Each element as its own value, as analyze-migration.py unfolds arrays: a name seen
     // more than once (an array, or the pieces QEMU splits an array with null pointers into)
     // becomes one list.
-    for (let i = 0; i < n; i++) add(f.name, await readField(r, f, section, depth));
+    for (let i = 0; i < n; i++) add(f.name, await readField(r, f, section, depth, budget));
   }
   for (const sub of desc.subsections ?? []) {
     await r.need(1, `subsection ${sub.vmsd_name}`);
@@ -137,7 +149,7 @@ export async function readStruct(
     const name = await r.cstr('a subsection name');
     await r.need(4, `subsection ${name}`);
     r.skip(4); // its version_id: the description is of what was sent
-    add(name, await readStruct(r, sub, section, depth + 1));
+    add(name, await readStruct(r, sub, section, depth + 1, budget));
   }
   return out;
 }
@@ -147,11 +159,12 @@ async function readField(
   f: FieldDesc,
   section: string,
   depth: number,
+  budget: { values: number },
 ): Promise<FieldValue> {
   if (f.type === 'struct') {
     if (typeof f.struct !== 'object' || f.struct === null)
       throw new StreamError(`field ${f.name}: a struct with no description`, r.offset, section);
-    return readStruct(r, f.struct, section, depth + 1);
+    return readStruct(r, f.struct, section, depth + 1, budget);
   }
   if (f.type === 'capability') return r.cstr(`field ${f.name}`);
   const size = f.size;
