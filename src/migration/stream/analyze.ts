@@ -137,7 +137,16 @@ interface Walk {
   opts: AnalyzeOptions;
   /** idstr of each section id a START or FULL introduced. */
   ids: Map<number, { idstr: string; instance: number; version: number }>;
+  /** The rest of a stream was searched for its VM description (a pipe's, at its first device). */
+  lookedAhead?: boolean;
 }
+
+/**
+ * Most bytes a pipe's stream may have left at its first device section for the VM description
+ * at its end to be read ahead: the device sections come after RAM's last part, and even a full
+ * PC's are a few MiB.
+ */
+const MAX_LOOKAHEAD = 256 << 20;
 
 /**
  * Walks a whole stream.
@@ -327,7 +336,15 @@ async function readFooter(r: QemuFileReader, id: number): Promise<void> {
 
 /** A device section by the VM description, else by what qmigrate knows of timer/globalstate. */
 async function readDevice(w: Walk, rec: SectionRecord): Promise<DeviceState> {
-  const { r, opts } = w;
+  const { r } = w;
+  if (!w.opts.vmdesc && !w.lookedAhead) {
+    // A pipe: its VM description is still to come. Read ahead to it, so the devices decode
+    // as a file's do; everything left is buffered, within MAX_LOOKAHEAD.
+    w.lookedAhead = true;
+    const rest = await r.peekToEnd(MAX_LOOKAHEAD);
+    if (rest) w.opts = { ...w.opts, vmdesc: findDescriptionInTail(rest, r.offset) };
+  }
+  const opts = w.opts;
   const desc = findDevice(opts.vmdesc, rec.idstr, rec['instance-id']);
   const dev: DeviceState = {
     offset: rec.offset,
@@ -344,7 +361,7 @@ async function readDevice(w: Walk, rec: SectionRecord): Promise<DeviceState> {
     throw new StreamError(
       opts.vmdesc
         ? `the VM description does not list section ${rec.idstr} (instance ${rec['instance-id']})`
-        : `no VM description to read section ${rec.idstr} by: none at the stream's end (a truncated file has none, a pipe's cannot be read ahead: analyze a file)`,
+        : `no VM description to read section ${rec.idstr} by: none at the stream's end (a truncated file has none), or more than ${MAX_LOOKAHEAD >> 20} MiB of a pipe left to read ahead to it (analyze a file)`,
       r.offset,
     );
   dev.meaning = meaningOf(dev);

@@ -353,6 +353,21 @@ export class QemuFileReader {
     this.#wake = undefined;
   }
 
+  /**
+   * Buffers the rest of the stream without consuming it, as long as it is at most `max`
+   * bytes (the analyser's look-ahead for a pipe's VM description, which comes last).
+   * @returns the bytes up to the end, or undefined when more than `max` remain.
+   */
+  async peekToEnd(max: number): Promise<Buffer | undefined> {
+    while (!this.#ended) {
+      if (this.#error) throw this.#error;
+      if (this.#avail > max) return undefined;
+      await this.#more();
+    }
+    if (this.#error) throw this.#error;
+    return this.#avail > max ? undefined : this.peekBytes(this.#avail);
+  }
+
   /** True once the source has ended and everything was consumed. */
   async atEnd(): Promise<boolean> {
     while (this.#avail === 0 && !this.#ended && !this.#error) await this.#more();
