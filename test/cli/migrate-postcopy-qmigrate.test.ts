@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { FaultProxy, QmpRelay, type Where } from '../../faults/proxy.js';
+import { cuttableSource } from '../helpers/cut-link.js';
 import { type PeerKind, waitMigrationStatus } from '../helpers/peers.js';
 import { assertPostcopyRam, MiB } from '../helpers/postcopy.js';
 import { runQmigrate, startQmigrate } from '../helpers/qmigrate.js';
@@ -23,29 +23,13 @@ test('qmigrate -> qmigrate: --postcopy, the link cut in postcopy (exit 5), --res
   });
   if (!lab) return;
   const path = (e: { kind: string; path?: string }) => e.path ?? '';
-  let proxy: FaultProxy | undefined;
-  const relay = await QmpRelay.start(join(lab.dir, 'relay.qmp'), path(lab.plan.from), async (to: Where) => {
-    proxy = await FaultProxy.start(to, { path: join(lab.dir, 'proxy.sock') });
-    return proxy.where;
-  });
-  t.after(async () => {
-    await relay.stop();
-    await proxy?.stop();
-  });
+  const link = await cuttableSource(t, lab.dir, path(lab.plan.from));
   // 12 MB/s of writes against 4 MiB/s: precopy never converges; postcopy at 2 MiB/s lasts.
-  const args = [
-    'migrate',
-    '--from',
-    relay.path,
-    '--to',
-    path(lab.plan.to),
-    '--unix',
-    join(lab.dir, 'm.sock'),
-  ];
+  const args = ['migrate', '--from', link.from, '--to', path(lab.plan.to), '--unix', join(lab.dir, 'm.sock')];
   const slow = ['--max-bandwidth', '4M', '--parameter', 'max-postcopy-bandwidth=2M'];
   const run = startQmigrate(t, [...args, ...slow, '--postcopy', '--json']);
   await waitMigrationStatus(lab.src.qmp, 'postcopy-active', 30_000);
-  await proxy?.stop();
+  await link.cut();
   const code = await run.exit(60_000);
   assert.equal(code, 5, run.stdout + run.stderr);
   const report = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}');

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { FaultProxy, QmpRelay, type Where } from '../../faults/proxy.js';
+import { cuttableSource } from '../helpers/cut-link.js';
 import { waitMigrationStatus } from '../helpers/peers.js';
 import { runQmigrate, startQmigrate } from '../helpers/qmigrate.js';
 import { makePki, pkiRoot } from '../helpers/tls-certs.js';
@@ -22,24 +22,16 @@ test('--postcopy over TLS: cut in postcopy (exit 5, TLS kept and said), --resume
   });
   if (!lab) return;
   const path = (e: { kind: string; path?: string }) => e.path ?? '';
-  let proxy: FaultProxy | undefined;
-  const relay = await QmpRelay.start(join(lab.dir, 'relay.qmp'), path(lab.plan.from), async (to: Where) => {
-    proxy = await FaultProxy.start(to, { path: join(lab.dir, 'proxy.sock') });
-    return proxy.where;
-  });
-  t.after(async () => {
-    await relay.stop();
-    await proxy?.stop();
-  });
+  const link = await cuttableSource(t, lab.dir, path(lab.plan.from));
   const tls = ['--tls-creds', pki.both, '--tls-hostname', 'localhost'];
   const run = startQmigrate(t, [
     'migrate',
-    ...['--from', relay.path, '--to', path(lab.plan.to), '--unix', join(lab.dir, 'm.sock')],
+    ...['--from', link.from, '--to', path(lab.plan.to), '--unix', join(lab.dir, 'm.sock')],
     ...['--max-bandwidth', '4M', '--parameter', 'max-postcopy-bandwidth=1M', '--postcopy', '--json'],
     ...tls,
   ]);
   await waitMigrationStatus(lab.src.qmp, 'postcopy-active', 30_000);
-  await proxy?.stop();
+  await link.cut();
   const code = await run.exit(60_000);
   assert.equal(code, 5, run.stdout + run.stderr);
   const report = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FaultProxy, QmpRelay, type Where } from '../../faults/proxy.js';
+import { cuttableSource } from '../helpers/cut-link.js';
 import { waitMigrationStatus } from '../helpers/peers.js';
 import { runQmigrate, startQmigrate } from '../helpers/qmigrate.js';
 import { type Lab, startLab } from '../orchestrator/lab.js';
@@ -197,22 +197,14 @@ test('postcopy paused on a cut link (exit 5): the page marks the postcopy phase 
   if (!lab) return;
   const path = (e: { kind: string; path?: string }) => e.path ?? '';
   // The source's `migrate` goes through a proxy the test stops once postcopy is under way.
-  let proxy: FaultProxy | undefined;
-  const relay = await QmpRelay.start(join(lab.dir, 'relay.qmp'), path(lab.plan.from), async (to: Where) => {
-    proxy = await FaultProxy.start(to, { path: join(lab.dir, 'proxy.sock') });
-    return proxy.where;
-  });
-  t.after(async () => {
-    await relay.stop();
-    await proxy?.stop();
-  });
+  const link = await cuttableSource(t, lab.dir, path(lab.plan.from));
   const dir = scratch(t);
   const file = join(dir, 'paused.html');
-  const args = ['--from', relay.path, '--to', path(lab.plan.to), '--unix', join(lab.dir, 'm.sock')];
+  const args = ['--from', link.from, '--to', path(lab.plan.to), '--unix', join(lab.dir, 'm.sock')];
   const slow = ['--max-bandwidth', '4M', '--parameter', 'max-postcopy-bandwidth=2M', '--postcopy'];
   const run = startQmigrate(t, ['migrate', ...args, ...slow, '--report', file]);
   await waitMigrationStatus(lab.src.qmp, 'postcopy-active', 30_000);
-  await proxy?.stop();
+  await link.cut();
   assert.equal(await run.exit(60_000), 5, run.stdout + run.stderr);
   assert.match(run.stderr, /^qmigrate: report written to /m);
   const html = readFileSync(file, 'utf8');
