@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationInfo, MigrationStatus } from '../../src/qapi/types.js';
 import { QmpClient } from '../../src/qmp/client.js';
 import { atExit } from './at-exit.js';
-import { guestArgs } from './guest.js';
+import { guestArgs, writeWorkloadImage } from './guest.js';
 import { type QemuVersion, type RunningQemu, requireQemu, startQemu } from './qemu.js';
 import { spawnQmigrate } from './qmigrate.js';
 
@@ -86,6 +86,31 @@ export async function startPeer(
   const bin = requireQemu(t, kind);
   if (!bin) return undefined;
   return qemuPeer(t, kind, await startQemu(bin, extra, guestArgs(image, sizeMiB), opts.netns));
+}
+
+/**
+ * Two qmigrate VMs of `mib` MiB in a temp dir removed after the test: the source running the
+ * guest workload at `rate` pages/s on the workload image, the destination on an empty file
+ * with `-incoming defer` (and the workload too when `dstWorkload`, ready for postcopy);
+ * capabilities, parameters and addresses are the caller's.
+ */
+export async function qmigratePair(
+  t: TestContext,
+  prefix: string,
+  { mib, rate, dstWorkload = false }: { mib: number; rate: number; dstWorkload?: boolean },
+): Promise<{ dir: string; src: Peer; dst: Peer }> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeWorkloadImage(join(dir, 'src.img'), mib << 20);
+  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
+  const workload = ['-object', `qmigrate-workload,id=w0,rate=${rate}`];
+  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), mib, workload))!;
+  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), mib, [
+    ...(dstWorkload ? workload : []),
+    '-incoming',
+    'defer',
+  ]))!;
+  return { dir, src, dst };
 }
 
 /** A started QEMU as a Peer: its own QMP connection (a fresh one), stopped when the test ends. */

@@ -3,15 +3,14 @@
  * guest workload, both with postcopy-ram, and the checks of the destination's RAM afterwards.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { checkGuestRam, WORKLOAD_START } from '../../src/machine/workload.js';
 import type { MigrationStatus } from '../../src/qapi/types.js';
 import type { EventListener } from '../../src/qmp/events.js';
 import { PAGE, writeWorkloadImage } from './guest.js';
-import { type Peer, startPeer } from './peers.js';
+import { type Peer, qmigratePair, startPeer } from './peers.js';
 
 export const MiB = 32;
 
@@ -62,23 +61,8 @@ export function assertPostcopyRam(dst: Buffer, srcImg: Buffer): void {
 
 /**
  * Two qmigrate VMs of MiB MiB, each running the workload (3000 pages/s), the destination
- * waiting with `-incoming defer`, in a temp dir removed after the test; capabilities and the
- * addresses are the caller's.
+ * waiting with `-incoming defer` (peers.ts qmigratePair).
  */
-export async function writingPair(
-  t: TestContext,
-  prefix: string,
-): Promise<{ dir: string; src: Peer; dst: Peer }> {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
-  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
-  const workload = ['-object', 'qmigrate-workload,id=w0,rate=3000'];
-  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
-  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
-    ...workload,
-    '-incoming',
-    'defer',
-  ]))!;
-  return { dir, src, dst };
+export function writingPair(t: TestContext, prefix: string): Promise<{ dir: string; src: Peer; dst: Peer }> {
+  return qmigratePair(t, prefix, { mib: MiB, rate: 3000, dstWorkload: true });
 }

@@ -4,13 +4,10 @@
 // it came out several times max-bandwidth, and a guest dirtying faster than max-bandwidth
 // "converged" with its whole RAM still dirty, sent in downtime.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeWorkloadImage } from '../helpers/guest.js';
-import { startPeer, waitMigration } from '../helpers/peers.js';
+import { qmigratePair, waitMigration } from '../helpers/peers.js';
 
 const MiB = 128;
 /** 30000 pages/s is 117 MiB/s of writing, against 40 MiB/s of max-bandwidth. */
@@ -18,16 +15,7 @@ const RATE = 30_000;
 const MAX_BW = 40 << 20;
 
 test('a guest dirtying faster than max-bandwidth does not converge', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-bw-window-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
-  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
-  const workload = ['-object', `qmigrate-workload,id=w0,rate=${RATE}`];
-  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
-  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
-    '-incoming',
-    'defer',
-  ]))!;
+  const { dir, src, dst } = await qmigratePair(t, 'qmigrate-bw-window-', { mib: MiB, rate: RATE });
   const addr = { transport: 'socket' as const, type: 'unix' as const, path: join(dir, 'm.sock') };
   await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr }] });
   await src.qmp.migrateSetParameters({ 'max-bandwidth': MAX_BW });

@@ -4,29 +4,17 @@
 // whole pass over the ~1 ms of the sync, millions of pages a second for a guest writing
 // thousands.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { writeWorkloadImage } from '../helpers/guest.js';
-import { startPeer, waitMigration } from '../helpers/peers.js';
+import { qmigratePair, waitMigration } from '../helpers/peers.js';
 
 const MiB = 64;
 /** Pages the guest writes per second: no rate of distinct dirty pages can be higher. */
 const RATE = 5000;
 
 test('dirty-pages-rate stays within what the guest writes', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-dirty-rate-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
-  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
-  const workload = ['-object', `qmigrate-workload,id=w0,rate=${RATE}`];
-  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
-  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
-    '-incoming',
-    'defer',
-  ]))!;
+  const { dir, src, dst } = await qmigratePair(t, 'qmigrate-dirty-rate-', { mib: MiB, rate: RATE });
   const addr = { transport: 'socket' as const, type: 'unix' as const, path: join(dir, 'm.sock') };
   await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr }] });
   // 16 MiB/s against 20 MiB/s of writing: passes of seconds that never converge.

@@ -2,14 +2,12 @@
 // dirty-bitmap syncs happen, downtime stays within downtime-limit plus a stated margin, and
 // the destination's RAM passes QEMU's own consistency check and keeps being written.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkGuestRam, findNextPage } from '../../src/machine/workload.js';
-import { writeWorkloadImage } from '../helpers/guest.js';
-import { startPeer, waitMigration, waitRunstate } from '../helpers/peers.js';
+import { qmigratePair, waitMigration, waitRunstate } from '../helpers/peers.js';
 
 const MiB = 256;
 const DOWNTIME_LIMIT = 300;
@@ -17,17 +15,11 @@ const DOWNTIME_LIMIT = 300;
 const MARGIN = 200;
 
 test('a writing guest migrates live and consistently', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'qmigrate-live-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeWorkloadImage(join(dir, 'src.img'), MiB << 20);
-  writeFileSync(join(dir, 'dst.img'), Buffer.alloc(0));
-  const workload = ['-object', 'qmigrate-workload,id=w0,rate=4000'];
-  const src = (await startPeer(t, 'qmigrate', dir, 'src', join(dir, 'src.img'), MiB, workload))!;
-  const dst = (await startPeer(t, 'qmigrate', dir, 'dst', join(dir, 'dst.img'), MiB, [
-    ...workload,
-    '-incoming',
-    'defer',
-  ]))!;
+  const { dir, src, dst } = await qmigratePair(t, 'qmigrate-live-', {
+    mib: MiB,
+    rate: 4000,
+    dstWorkload: true,
+  });
   await sleep(300); // the guest is writing
   const addr = { transport: 'socket' as const, type: 'unix' as const, path: join(dir, 'm.sock') };
   await dst.qmp.migrateIncoming({ channels: [{ 'channel-type': 'main', addr }] });
