@@ -22,6 +22,7 @@ import { type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ramFileName } from '../../src/cli/commands/analyze.js';
 import { analyzeBases } from '../fuzz/targets/migration-analyze.js';
+import { startQmigrate } from '../helpers/qmigrate.js';
 
 const entry = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 const SAMPLE = fileURLToPath(new URL('../fixtures/samples/qemu10-none-16M-pattern.mig', import.meta.url));
@@ -138,46 +139,26 @@ test('an output closed before the document is written: exit 141, no stack trace'
 
 test('Ctrl-C while a pipe is read: exit 130, the dump files it had started removed', async (t) => {
   const dir = join(tempDir(t), 'ram');
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'analyze', '-', '--dump-ram', dir], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  t.after(() => child.kill('SIGKILL'));
-  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  const run = startQmigrate(t, ['analyze', '-', '--dump-ram', dir]);
   // The block list and a few pages, then nothing: the analysis waits for more.
-  child.stdin.write(readFileSync(SAMPLE).subarray(0, 20_000));
+  run.child.stdin?.write(readFileSync(SAMPLE).subarray(0, 20_000));
   for (let i = 0; i < 300 && !existsSync(join(dir, 'm0')); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(existsSync(join(dir, 'm0')), 'the block file was made');
-  child.kill('SIGINT');
-  assert.equal(await exited, 130);
+  run.child.kill('SIGINT');
+  assert.equal(await run.exit(15_000), 130);
   assert.deepEqual(readdirSync(dir), []);
 });
 
 test('a FIFO as FILE: read once, through one open (a second open waited for a writer gone with EPIPE)', async (t) => {
   const fifo = join(tempDir(t), 'vm.fifo');
   assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'analyze', fifo], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  t.after(() => {
-    clearTimeout(timer);
-    child.kill('SIGKILL');
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => {
-    stdout += d;
-  });
-  child.stderr.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  const run = startQmigrate(t, ['analyze', fifo]);
   // As `cat vm.mig > vm.fifo`: the writer opens and writes at once.
   const writer = await open(fifo, 'w');
   await writer.writeFile(readFileSync(SAMPLE)).catch(() => undefined);
   await writer.close();
-  assert.equal(await exited, 0, stderr);
-  assert.equal(JSON.parse(stdout).size, 1086305);
+  assert.equal(await run.exit(15_000), 0, run.stderr);
+  assert.equal(JSON.parse(run.stdout).size, 1086305);
 });
 
 test('a corrupt ram version and a section name with control characters: the true offset, one plain line', (t) => {
@@ -218,19 +199,11 @@ test('--dump-ram: files 0600; a symlink in DIR is refused, its target untouched'
 test('a FIFO nobody writes to: Ctrl-C ends the wait for a writer (exit 130)', async (t) => {
   const fifo = join(tempDir(t), 'vm.fifo');
   assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, 'analyze', fifo], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  t.after(() => {
-    clearTimeout(timer);
-    child.kill('SIGKILL');
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  const run = startQmigrate(t, ['analyze', fifo]);
   // Started and waiting in open(): tsx's start takes about a second here.
   await new Promise((r) => setTimeout(r, 3000));
-  child.kill('SIGINT');
-  assert.equal(await exited, 130);
+  run.child.kill('SIGINT');
+  assert.equal(await run.exit(15_000), 130);
 });
 
 test('analyze --help: what it prints, and examples', () => {

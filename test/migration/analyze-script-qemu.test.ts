@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { RamDumper, ramFileName } from '../../src/cli/commands/analyze.js';
 import { analyzeFile, analyzeStream, type StreamAnalysis } from '../../src/migration/stream/analyze.js';
 import { pyView, requireScript, runScript } from '../helpers/analyze-py.js';
-import { requireQemu, startQemu } from '../helpers/qemu.js';
+import { type RunningQemu, requireQemu, startQemu } from '../helpers/qemu.js';
 
 const PAGE = 4096;
 const ZERO = Buffer.alloc(PAGE);
@@ -22,6 +22,16 @@ const SAMPLE = fileURLToPath(new URL('../fixtures/samples/qemu10-none-16M-patter
 /** A file's bytes in the 64 KiB pieces a pipe gives. */
 function* chunks(data: Buffer): Generator<Buffer> {
   for (let at = 0; at < data.length; at += 65536) yield data.subarray(at, at + 65536);
+}
+
+/** Waits for `q`'s migration to complete (15 s at most); a failed one fails the test. */
+async function migrated(q: RunningQemu): Promise<void> {
+  for (let i = 0; ; i++) {
+    const r = (await q.qmp.execute('query-migrate')) as { return: { status: string } };
+    if (r.return.status === 'completed') return;
+    assert.ok(r.return.status !== 'failed' && i < 300, `migration ${r.return.status}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
 }
 
 function tempDir(t: { after(fn: () => void): void }): string {
@@ -102,12 +112,7 @@ for (const [version, uri] of [
     t.after(() => q.stop());
     const file = join(dir, 'pc.mig');
     assert.deepEqual(await q.qmp.execute('migrate', { uri: uri(file) }), { return: {} });
-    for (let i = 0; ; i++) {
-      const r = (await q.qmp.execute('query-migrate')) as { return: { status: string } };
-      if (r.return.status === 'completed') break;
-      assert.ok(r.return.status !== 'failed' && i < 300, `migration ${r.return.status}`);
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    await migrated(q);
     // The source's guest stays stopped (postmigrate): its RAM is what the stream carried.
     const mem = join(dir, 'pmem');
     assert.deepEqual(await q.qmp.execute('pmemsave', { val: 0, size: 32 << 20, filename: mem }), {
@@ -139,12 +144,7 @@ test('QEMU 10.0 mapped-ram file: qmigrate analyze reads it, analyze-migration.py
   assert.deepEqual(await q.qmp.execute('migrate-set-capabilities', { capabilities: caps }), { return: {} });
   const file = join(dir, 'mapped.mig');
   assert.deepEqual(await q.qmp.execute('migrate', { uri: `file:${file}` }), { return: {} });
-  for (let i = 0; ; i++) {
-    const r = (await q.qmp.execute('query-migrate')) as { return: { status: string } };
-    if (r.return.status === 'completed') break;
-    assert.ok(r.return.status !== 'failed' && i < 300, `migration ${r.return.status}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
+  await migrated(q);
   const mem = join(dir, 'pmem');
   assert.deepEqual(await q.qmp.execute('pmemsave', { val: 0, size: 32 << 20, filename: mem }), {
     return: {},
