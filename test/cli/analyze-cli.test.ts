@@ -196,6 +196,17 @@ test('--dump-ram: files 0600; a symlink in DIR is refused, its target untouched'
   assert.equal(readFileSync(victim, 'utf8'), 'precious');
 });
 
+test('--dump-ram naming a file: the error names --dump-ram and says it is not a directory, not the stream', (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'notadir');
+  writeFileSync(file, 'precious');
+  const r = run([SAMPLE, '--dump-ram', file]);
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr, `qmigrate analyze: --dump-ram ${file}: not a directory\n`);
+  assert.equal(readFileSync(file, 'utf8'), 'precious');
+});
+
 test('a FIFO nobody writes to: Ctrl-C ends the wait for a writer (exit 130)', async (t) => {
   const fifo = join(tempDir(t), 'vm.fifo');
   assert.equal(spawnSync('mkfifo', [fifo]).status, 0);

@@ -170,8 +170,19 @@ export async function runAnalyze(
 ): Promise<number> {
   let dumper: RamDumper | undefined;
   let result: StreamAnalysis | undefined;
+  if (flags.dumpRam !== undefined) {
+    // DIR's own failure names --dump-ram, not the stream (mkdir on a file said `FILE: cannot
+    // mkdir DIR: File exists`).
+    try {
+      dumper = new RamDumper(flags.dumpRam);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException)?.code;
+      const why = code === 'EEXIST' || code === 'ENOTDIR' ? 'not a directory' : (describe(e) ?? String(e));
+      io.err(`qmigrate analyze: --dump-ram ${printable(flags.dumpRam)}: ${why}`);
+      return 1;
+    }
+  }
   try {
-    dumper = flags.dumpRam === undefined ? undefined : new RamDumper(flags.dumpRam);
     // Standard input redirected from a file is read as that file (its VM description first).
     result =
       file === '-' && !fstatSync(0).isFile()
