@@ -108,7 +108,11 @@ test('a truncated stream: one line with offset and section, exit 1, no stack, no
     r.stderr,
     `qmigrate analyze: ${file}: at byte 82 (section ram): stream ended early: a page needs 4096 bytes, only 918 left\n`,
   );
-  assert.deepEqual(readdirSync(join(dir, 'ram')), [], 'the partial block file is removed');
+  assert.equal(
+    existsSync(join(dir, 'ram')),
+    false,
+    'the partial block file and the directory made for it are removed',
+  );
   const missing = run([join(dir, 'nope.mig')]);
   assert.equal(missing.status, 1);
   assert.equal(
@@ -146,7 +150,7 @@ test('Ctrl-C while a pipe is read: exit 130, the dump files it had started remov
   assert.ok(existsSync(join(dir, 'm0')), 'the block file was made');
   run.child.kill('SIGINT');
   assert.equal(await run.exit(15_000), 130);
-  assert.deepEqual(readdirSync(dir), []);
+  assert.equal(existsSync(dir), false, 'the block files and the directory made for them are removed');
 });
 
 test('a FIFO as FILE: read once, through one open (a second open waited for a writer gone with EPIPE)', async (t) => {
@@ -205,6 +209,18 @@ test('--dump-ram naming a file: the error names --dump-ram and says it is not a 
   assert.equal(r.stdout, '');
   assert.equal(r.stderr, `qmigrate analyze: --dump-ram ${file}: not a directory\n`);
   assert.equal(readFileSync(file, 'utf8'), 'precious');
+});
+
+test('--dump-ram with a stream that cannot be read: the directories it made are removed', (t) => {
+  const dir = tempDir(t);
+  const r = run([join(dir, 'missing.mig'), '--dump-ram', join(dir, 'a', 'b')]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /missing\.mig: cannot open .*No such file or directory\n$/);
+  assert.equal(existsSync(join(dir, 'a')), false);
+  const kept = join(dir, 'kept');
+  mkdirSync(kept);
+  assert.equal(run([join(dir, 'missing.mig'), '--dump-ram', kept]).status, 1);
+  assert.equal(existsSync(kept), true);
 });
 
 test('a FIFO nobody writes to: Ctrl-C ends the wait for a writer (exit 130)', async (t) => {

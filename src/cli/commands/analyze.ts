@@ -11,10 +11,11 @@ import {
   ftruncateSync,
   mkdirSync,
   openSync,
+  rmdirSync,
   rmSync,
   writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   analyzeFile,
@@ -69,9 +70,12 @@ export class RamDumper implements RamSink {
   #runStart = 0;
   #runLength = 0;
 
+  /** The first directory of DIR's path this run created, removed again on failure. */
+  readonly #created: string | undefined;
+
   constructor(dir: string) {
     this.#dir = dir;
-    mkdirSync(dir, { recursive: true });
+    this.#created = mkdirSync(dir, { recursive: true });
   }
 
   block(index: number, name: string, length: number): void {
@@ -108,12 +112,29 @@ export class RamDumper implements RamSink {
   }
 
   /** Flushes and closes; `remove` deletes the files (the analysis failed). */
+  /** The directories this run made, leaf first, each only if empty (a failed run leaves none). */
+  #removeCreated(): void {
+    if (this.#created === undefined) return;
+    const top = resolve(this.#created);
+    for (let d = resolve(this.#dir); ; d = dirname(d)) {
+      try {
+        rmdirSync(d);
+      } catch {
+        return;
+      }
+      if (d === top || dirname(d) === d) return;
+    }
+  }
+
   close(remove: boolean): void {
     try {
       if (!remove) this.flush();
     } finally {
       for (const fd of this.#fds) if (fd !== undefined) closeSync(fd);
-      if (remove) for (const f of this.files) rmSync(f, { force: true });
+      if (remove) {
+        for (const f of this.files) rmSync(f, { force: true });
+        this.#removeCreated();
+      }
     }
   }
 }
