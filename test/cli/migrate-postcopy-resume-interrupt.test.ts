@@ -24,7 +24,10 @@ async function run(args: string[], during: (kill: (s: NodeJS.Signals) => void) =
   const exited = new Promise<number | null>((r) => child.on('close', r));
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   try {
-    await during((s) => child.kill(s));
+    await during((s) => child.kill(s)).catch((e: Error) => {
+      // What qmigrate said is what tells a refused resume from a slow one.
+      throw new Error(`${e.message}; qmigrate exited ${child.exitCode}: ${stdout}${stderr}`);
+    });
     return { code: await exited, stdout, stderr };
   } finally {
     clearTimeout(timer);
@@ -72,6 +75,9 @@ test('--resume interrupted in postcopy-recover: exit 130, no cancel, the report 
     },
   );
   assert.equal(first.code, 5, first.stdout + first.stderr);
+  // The resume's preflight wants both sides paused; the destination may see the cut later
+  // than the source, whose pause ended the first run.
+  await waitMigrationStatus(lab.dst.qmp, 'postcopy-paused', 20_000);
   const resumed = await run(
     ['migrate', ...both, '--unix', join(lab.dir, 'r.sock'), '--resume', '--json'],
     async (kill) => {
